@@ -1,0 +1,319 @@
+import CRdKafka
+
+/// What the owner of a consumer does when the group moves partitions. Called on the poll thread,
+/// inside `poll` or `close`, before librdkafka applies the change: in `partitionsRevoked` the owner
+/// finishes in-flight work and commits, so the next owner starts where this one stopped.
+public struct RebalanceHandlers {
+    public var partitionsAssigned: ([TopicPartition]) -> Void
+    /// `lost` is true when the partitions were already taken away (session timeout): do not commit.
+    public var partitionsRevoked: (_ partitions: [TopicPartition], _ lost: Bool) -> Void
+
+    public init(partitionsAssigned: @escaping ([TopicPartition]) -> Void = { _ in },
+                partitionsRevoked: @escaping ([TopicPartition], Bool) -> Void = { _, _ in }) {
+        self.partitionsAssigned = partitionsAssigned
+        self.partitionsRevoked = partitionsRevoked
+    }
+}
+
+/// A group consumer over librdkafka. All methods except `wakeUp()` must be called from one thread,
+/// the poll thread: librdkafka 2.0.2 must not run batch consume concurrently with seek, pause,
+/// resume or a rebalance, and this type keeps them all on that thread.
+public final class KafkaConsumer: @unchecked Sendable {
+    let handle: OpaquePointer
+    private let queue: OpaquePointer
+    /// Raised by librdkafka when the consumer queue gains events; share it with a producer in
+    /// `.callerThread` mode so one thread wakes for both messages and delivery reports.
+    public let signal: EventSignal
+    private let context: ConsumerContext
+    private var buffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
+    private var bufferCapacity: Int
+    private var closed = false
+
+    /// Creates the consumer; nothing is consumed until `subscribe` or `assign`.
+    /// - Parameters:
+    ///   - signal: the wake-up to raise when events arrive (pass a shared one to combine sources).
+    ///   - rebalance: called on the poll thread around every assignment change.
+    ///   - onError: client-level errors (broker down, fatal errors) and per-message errors.
+    public init(configuration: ConsumerConfiguration, signal: EventSignal = EventSignal(),
+                rebalance: RebalanceHandlers = RebalanceHandlers(),
+                onError: @escaping (KafkaError) -> Void = { _ in }) throws {
+        let conf = try makeNativeConfiguration(configuration.orderedProperties())
+        let context = ConsumerContext(rebalance: rebalance, onError: onError)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+        rd_kafka_conf_set_rebalance_cb(conf, consumerRebalanceCallback)
+        rd_kafka_conf_set_error_cb(conf, consumerErrorCallback)
+        let handle = try makeClient(type: RD_KAFKA_CONSUMER, conf: conf)
+        self.handle = handle
+        self.context = context
+        self.signal = signal
+        context.handle = handle
+        rd_kafka_poll_set_consumer(handle)
+        queue = rd_kafka_queue_get_consumer(handle)
+        bufferCapacity = 1024
+        buffer = .allocate(capacity: bufferCapacity)
+        signal.attach(to: queue)
+    }
+
+    deinit {
+        if !closed { try? close() }
+        signal.detach(from: queue)
+        rd_kafka_queue_destroy(queue)
+        rd_kafka_destroy(handle)
+        buffer.deallocate()
+    }
+
+    /// Joins the group for `topics`.
+    public func subscribe(_ topics: [String]) throws(KafkaError) {
+        let list = NativePartitionList(topics.map { TopicPartition($0, -1) })
+        try KafkaError.check(rd_kafka_subscribe(handle, list.pointer), "subscribe to \(topics)")
+    }
+
+    /// Reads specific partitions without a group rebalance (for control-topic style readers).
+    public func assign(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
+        let list = NativePartitionList(offsets)
+        try KafkaError.check(rd_kafka_assign(handle, list.pointer), "assign \(offsets)")
+        context.assigned = Set(offsets.map(\.topicPartition))
+    }
+
+    /// Consumes up to `maxMessages`. When none are ready it waits on `signal` (librdkafka's queue
+    /// event, or `wakeUp()`) for at most `timeoutMs`, never sleeping blindly. `body` sees only real
+    /// messages (errors go to `onError`) and only of partitions still assigned; they are freed after
+    /// `body` returns. Rebalance handlers run inside this call. Returns the number handed to `body`.
+    @discardableResult
+    public func poll<E: Error>(maxMessages: Int = 500, timeoutMs: Int = 100,
+                               _ body: (KafkaMessageBatch) throws(E) -> Void) throws(E) -> Int {
+        if maxMessages > bufferCapacity {
+            buffer.deallocate()
+            bufferCapacity = maxMessages
+            buffer = .allocate(capacity: bufferCapacity)
+        }
+        context.revokedDuringPoll = false
+        var count = consumeReady(maxMessages)
+        if count == 0 && timeoutMs > 0 && signal.wait(timeoutMs: timeoutMs) {
+            count = consumeReady(maxMessages)
+        }
+        if count == 0 { return 0 }
+        let kept = compact(count)
+        defer { for index in 0..<kept { rd_kafka_message_destroy(buffer[index]) } }
+        if kept > 0 { try body(KafkaMessageBatch(base: buffer, count: kept)) }
+        return kept
+    }
+
+    private func consumeReady(_ maxMessages: Int) -> Int {
+        let count = rd_kafka_consume_batch_queue(queue, 0, buffer, maxMessages)
+        return count < 0 ? 0 : count
+    }
+
+    /// Moves good messages to the front, routing errors to the handler and dropping messages of
+    /// partitions revoked during this call (their next owner reads them from the committed offset).
+    private func compact(_ count: Int) -> Int {
+        var kept = 0
+        for index in 0..<count {
+            let message = buffer[index]!
+            if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if message.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "-"
+                    context.onError(KafkaError(
+                        operation: "consume \(topic)[\(message.pointee.partition)]",
+                        code: KafkaErrorCode(message.pointee.err),
+                        message: String(cString: rd_kafka_message_errstr(message))))
+                }
+                rd_kafka_message_destroy(message)
+                continue
+            }
+            if context.revokedDuringPoll {
+                let partition = TopicPartition(String(cString: rd_kafka_topic_name(message.pointee.rkt)),
+                                               message.pointee.partition)
+                if !context.assigned.contains(partition) {
+                    rd_kafka_message_destroy(message)
+                    continue
+                }
+            }
+            buffer[kept] = message
+            kept += 1
+        }
+        return kept
+    }
+
+    /// Interrupts a waiting `poll` from any thread.
+    public func wakeUp() { signal.raise() }
+
+    /// Marks offsets (next offset to read) as processed; a later `commit()` or auto-commit sends them.
+    public func storeOffsets(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
+        let list = NativePartitionList(offsets)
+        try KafkaError.check(rd_kafka_offsets_store(handle, list.pointer), "store offsets")
+        if let error = list.firstError("store offset for") { throw error }
+    }
+
+    /// Commits `offsets` (next offset to read per partition), or every stored offset when nil.
+    /// Synchronous unless `async`. Nothing to commit is not an error.
+    public func commit(_ offsets: [TopicPartitionOffset]? = nil, async: Bool = false) throws(KafkaError) {
+        let code: rd_kafka_resp_err_t
+        if let offsets {
+            if offsets.isEmpty { return }
+            let list = NativePartitionList(offsets)
+            code = rd_kafka_commit(handle, list.pointer, async ? 1 : 0)
+        } else {
+            code = rd_kafka_commit(handle, nil, async ? 1 : 0)
+        }
+        if code == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
+        try KafkaError.check(code, "commit")
+    }
+
+    /// The group's committed offsets for `partitions`, asking the coordinator.
+    public func committed(_ partitions: [TopicPartition], timeoutMs: Int = 10_000) throws(KafkaError)
+        -> [TopicPartitionOffset]
+    {
+        let list = NativePartitionList(partitions)
+        try KafkaError.check(rd_kafka_committed(handle, list.pointer, Int32(timeoutMs)), "read committed offsets")
+        return list.offsets
+    }
+
+    /// The partitions this consumer currently owns.
+    public func assignment() throws(KafkaError) -> [TopicPartition] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        try KafkaError.check(rd_kafka_assignment(handle, &list), "read assignment")
+        guard let list else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return NativePartitionList.partitions(of: list)
+    }
+
+    /// Stops fetching `partitions` (memory stays bounded while downstream catches up).
+    public func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
+        let list = NativePartitionList(partitions)
+        try KafkaError.check(rd_kafka_pause_partitions(handle, list.pointer), "pause")
+        if let error = list.firstError("pause") { throw error }
+    }
+
+    /// Resumes fetching `partitions` where they stopped.
+    public func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+        let list = NativePartitionList(partitions)
+        try KafkaError.check(rd_kafka_resume_partitions(handle, list.pointer), "resume")
+        if let error = list.firstError("resume") { throw error }
+    }
+
+    /// Low and high watermarks of a partition, from the broker (for lag).
+    public func watermarks(_ topic: String, _ partition: Int32, timeoutMs: Int = 5_000) throws(KafkaError)
+        -> (low: Int64, high: Int64)
+    {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        try KafkaError.check(
+            rd_kafka_query_watermark_offsets(handle, topic, partition, &low, &high, Int32(timeoutMs)),
+            "query watermarks of \(topic)[\(partition)]")
+        return (low, high)
+    }
+
+    /// The group id, generation and member id, for `KafkaProducer.sendOffsetsToTransaction`.
+    public func groupMetadata() -> ConsumerGroupMetadata {
+        ConsumerGroupMetadata(rd_kafka_consumer_group_metadata(handle))
+    }
+
+    /// The member id the coordinator gave this consumer (empty before the first join).
+    public var memberID: String {
+        guard let id = rd_kafka_memberid(handle) else { return "" }
+        defer { rd_kafka_mem_free(handle, id) }
+        return String(cString: id)
+    }
+
+    /// Leaves the group at once (revoke handlers run first, so the owner can commit) and stops
+    /// fetching. Call from the poll thread; further polls return nothing.
+    public func close() throws(KafkaError) {
+        guard !closed else { return }
+        closed = true
+        try KafkaError.check(rd_kafka_consumer_close(handle), "close consumer")
+    }
+}
+
+/// A batch of consumed messages, valid inside the `poll` body only.
+public struct KafkaMessageBatch: RandomAccessCollection {
+    let base: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
+    public let count: Int
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+    public subscript(position: Int) -> KafkaMessage { KafkaMessage(base[position]!) }
+}
+
+/// Group metadata handed from a consumer to a transactional producer.
+public final class ConsumerGroupMetadata: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { rd_kafka_consumer_group_metadata_destroy(pointer) }
+}
+
+/// State the C callbacks reach through librdkafka's opaque pointer.
+final class ConsumerContext {
+    let rebalance: RebalanceHandlers
+    let onError: (KafkaError) -> Void
+    var handle: OpaquePointer?
+    var assigned = Set<TopicPartition>()
+    var revokedDuringPoll = false
+
+    init(rebalance: RebalanceHandlers, onError: @escaping (KafkaError) -> Void) {
+        self.rebalance = rebalance
+        self.onError = onError
+    }
+
+    func handleRebalance(_ handle: OpaquePointer, _ code: rd_kafka_resp_err_t,
+                         _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let partitions = NativePartitionList.partitions(of: list)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        switch code {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            rebalance.partitionsAssigned(partitions)
+            assigned.formUnion(partitions)
+            if cooperative {
+                if let error = rd_kafka_incremental_assign(handle, list) {
+                    onError(KafkaError(operation: "incremental assign", consuming: error))
+                }
+            } else {
+                report(rd_kafka_assign(handle, list), "assign")
+            }
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let lost = rd_kafka_assignment_lost(handle) != 0
+            rebalance.partitionsRevoked(partitions, lost)
+            assigned.subtract(partitions)
+            revokedDuringPoll = true
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(handle, list) {
+                    onError(KafkaError(operation: "incremental unassign", consuming: error))
+                }
+            } else {
+                report(rd_kafka_assign(handle, nil), "unassign")
+            }
+        default:
+            onError(KafkaError(operation: "rebalance", code: KafkaErrorCode(code)))
+            assigned.removeAll()
+            revokedDuringPoll = true
+            report(rd_kafka_assign(handle, nil), "unassign after rebalance error")
+        }
+    }
+
+    private func report(_ code: rd_kafka_resp_err_t, _ operation: String) {
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { onError(KafkaError(operation: operation, code: KafkaErrorCode(code))) }
+    }
+}
+
+private let consumerRebalanceCallback:
+    @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+                    UnsafeMutableRawPointer?) -> Void = { handle, code, list, opaque in
+    guard let handle, let list, let opaque else { return }
+    Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().handleRebalance(handle, code, list)
+}
+
+private let consumerErrorCallback:
+    @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
+        handle, code, reason, opaque in
+    guard let opaque else { return }
+    let context = Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue()
+    let errorCode = KafkaErrorCode(rawValue: code)
+    var isFatal = false
+    var message = reason.map { String(cString: $0) } ?? errorCode.description
+    if errorCode == .fatal, let handle {
+        var buffer = [CChar](repeating: 0, count: 512)
+        let original = rd_kafka_fatal_error(handle, &buffer, buffer.count)
+        message = "\(KafkaErrorCode(original).name): " + String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        isFatal = true
+    }
+    context.onError(KafkaError(operation: "consumer", code: errorCode, message: message, isFatal: isFatal))
+}

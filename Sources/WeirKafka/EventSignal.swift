@@ -1,0 +1,78 @@
+import CRdKafka
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A level-triggered wake-up: librdkafka's queue callbacks (or any thread) raise it, one thread waits on it.
+/// It lets a poll thread sleep until there is work, instead of sleeping for a guessed interval.
+public final class EventSignal: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private var pending = false
+
+    public init() {
+        pthread_mutex_init(&mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(&condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(&condition)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// Marks work pending and wakes the waiter. Safe from any thread, including librdkafka's.
+    public func raise() {
+        pthread_mutex_lock(&mutex)
+        pending = true
+        pthread_cond_signal(&condition)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// Waits until raised or `timeoutMs` passes; returns whether it was raised. Clears the flag.
+    @discardableResult
+    public func wait(timeoutMs: Int) -> Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if !pending && timeoutMs > 0 {
+            var deadline = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &deadline)
+            let nanos = Int(deadline.tv_nsec) + (timeoutMs % 1000) * 1_000_000
+            deadline.tv_sec += timeoutMs / 1000 + nanos / 1_000_000_000
+            deadline.tv_nsec = nanos % 1_000_000_000
+            while !pending {
+                if pthread_cond_timedwait(&condition, &mutex, &deadline) == ETIMEDOUT { break }
+            }
+        }
+        let wasRaised = pending
+        pending = false
+        return wasRaised
+    }
+
+    /// The C callback librdkafka calls when a queue goes from empty to non-empty.
+    static let queueCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void = { _, opaque in
+        guard let opaque else { return }
+        Unmanaged<EventSignal>.fromOpaque(opaque).takeUnretainedValue().raise()
+    }
+
+    /// Makes `queue` raise this signal whenever it gains an event. The caller keeps `self` alive
+    /// until `detach(from:)`.
+    func attach(to queue: OpaquePointer) {
+        rd_kafka_queue_cb_event_enable(queue, EventSignal.queueCallback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    func detach(from queue: OpaquePointer) {
+        rd_kafka_queue_cb_event_enable(queue, nil, nil)
+    }
+}
+
+/// Monotonic milliseconds, for bounding waits.
+@inline(__always)
+func monotonicMilliseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Weir: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "weir",
+        abstract: "A streaming inference worker: Kafka events in, int8 predictions out.",
+        subcommands: [BrokerCommand.self])
+}
