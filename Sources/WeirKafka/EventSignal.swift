@@ -9,6 +9,7 @@ public final class EventSignal: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
     private var pending = false
+    private var waiting = false
 
     public init() {
         pthread_mutex_init(&mutex, nil)
@@ -28,7 +29,8 @@ public final class EventSignal: @unchecked Sendable {
     public func raise() {
         pthread_mutex_lock(&mutex)
         pending = true
-        pthread_cond_signal(&condition)
+        // Only a sleeping waiter needs the (syscall-costly) wake; a busy one sees `pending`.
+        if waiting { pthread_cond_signal(&condition) }
         pthread_mutex_unlock(&mutex)
     }
 
@@ -43,9 +45,11 @@ public final class EventSignal: @unchecked Sendable {
             let nanos = Int(deadline.tv_nsec) + (timeoutMs % 1000) * 1_000_000
             deadline.tv_sec += timeoutMs / 1000 + nanos / 1_000_000_000
             deadline.tv_nsec = nanos % 1_000_000_000
+            waiting = true
             while !pending {
                 if pthread_cond_timedwait(&condition, &mutex, &deadline) == ETIMEDOUT { break }
             }
+            waiting = false
         }
         let wasRaised = pending
         pending = false

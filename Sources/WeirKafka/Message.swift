@@ -142,6 +142,16 @@ public struct OutgoingHeaders: ~Copyable {
         handle = rd_kafka_headers_new(max(capacity, 1))
     }
 
+    /// A copy of every header of a consumed message, in order (one native copy, no per-header work).
+    public init(copying message: KafkaMessage) {
+        var source: OpaquePointer?
+        if rd_kafka_message_headers(message.pointer, &source) == RD_KAFKA_RESP_ERR_NO_ERROR, let source {
+            handle = rd_kafka_headers_copy(source)
+        } else {
+            handle = rd_kafka_headers_new(4)
+        }
+    }
+
     deinit {
         if let handle { rd_kafka_headers_destroy(handle) }
     }

@@ -1,1 +1,35 @@
-print("todo")
+import Foundation
+import WeirKafka
+
+/// weir-bench: Weir's benchmarks, each measured as a ratio against a peer in the same run.
+///   weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]
+///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
+let arguments = Array(CommandLine.arguments.dropFirst())
+
+func option(_ name: String, default value: Int) -> Int {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count, let parsed = Int(arguments[index + 1]) else {
+        return value
+    }
+    return parsed
+}
+
+do {
+    switch arguments.first {
+    case "swift-passthrough":
+        guard arguments.count == 6, let events = Int(arguments[5]) else {
+            FileHandle.standardError.write(Data("usage: weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS\n".utf8))
+            exit(2)
+        }
+        exit(try runSwiftPassthrough(bootstrap: arguments[1], input: arguments[2], output: arguments[3],
+                                     group: arguments[4], events: events))
+    case "kafka":
+        try runKafkaBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
+                              eventBytes: option("--bytes", default: 750), rounds: option("--rounds", default: 3))
+    default:
+        FileHandle.standardError.write(Data("usage: weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]\n".utf8))
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("weir-bench: \(error)\n".utf8))
+    exit(1)
+}
