@@ -19,6 +19,7 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     public static let coordinatorNotAvailable = KafkaErrorCode(rawValue: 15)
     public static let notCoordinator = KafkaErrorCode(rawValue: 16)
     public static let notEnoughReplicas = KafkaErrorCode(rawValue: 19)
+    public static let illegalGeneration = KafkaErrorCode(rawValue: 22)
     public static let rebalanceInProgress = KafkaErrorCode(rawValue: 27)
     public static let producerFenced = KafkaErrorCode(rawValue: 47)  // INVALID_PRODUCER_EPOCH
     public static let concurrentTransactions = KafkaErrorCode(rawValue: 51)

@@ -43,6 +43,10 @@ final class ConsumerLoop: @unchecked Sendable {
     /// rebalance as members leave) are kept apart in `shutdownErrors`.
     let errors = Locked([KafkaError]())
     let shutdownErrors = Locked([KafkaError]())
+    /// Commits the group refused because a rebalance had begun (the mock broker accepts commits
+    /// only while the group is stable; see docs/kafka.md). Harmless here: every batch was
+    /// already committed asynchronously.
+    let refusedDuringRebalance = Locked([KafkaError]())
     private var thread: OSThread?
     private let assignedSignal = EventSignal()
     let currentAssignment = Locked(Set<TopicPartition>())
@@ -111,7 +115,9 @@ final class ConsumerLoop: @unchecked Sendable {
     }
 
     private func record(_ error: KafkaError) {
-        if stopRequested.withLock({ $0 }) {
+        if error.operation == "commit" && [.rebalanceInProgress, .illegalGeneration].contains(error.code) {
+            refusedDuringRebalance.withLock { $0.append(error) }
+        } else if stopRequested.withLock({ $0 }) {
             shutdownErrors.withLock { $0.append(error) }
         } else {
             errors.withLock { $0.append(error) }
