@@ -7,9 +7,11 @@ let package = Package(
     products: [
         .executable(name: "weir", targets: ["weir"]),
         .library(name: "WeirKafka", targets: ["WeirKafka"]),
+        .library(name: "WeirModel", targets: ["WeirModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // System libraries from Debian: only the module that wraps each imports it.
@@ -24,10 +26,15 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]),
 
         .target(name: "WeirKafka", dependencies: ["CRdKafka"]),
+        // Integer and float GEMM kernels: AVX2 through target attributes, chosen at run time.
+        .target(name: "CWeirKernels"),
+        .target(
+            name: "WeirModel",
+            dependencies: ["CWeirKernels", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "weir",
             dependencies: [
-                "WeirKafka",
+                "WeirKafka", "WeirModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -39,6 +46,7 @@ let package = Package(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka"]),
+        .testTarget(name: "WeirModelTests", dependencies: ["WeirModel", "CWeirKernels"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,103 @@
+import CWeirKernels
+import Foundation
+
+/// A loaded, compiled model: immutable and safe to share between threads. Each thread runs it with
+/// its own `ModelScratch`.
+public final class Model: Sendable {
+    /// The graph's input (one float tensor `[rows, features]`).
+    public let input: TensorSignature
+    /// The graph's outputs, in order.
+    public let outputs: [TensorSignature]
+    /// Features per row.
+    public let inputWidth: Int
+    /// The planned steps, with their precision: what `weir model inspect` prints.
+    public let layers: [LayerDescription]
+    /// Operator set versions by domain ("" is ai.onnx).
+    public let opsets: [String: Int64]
+    /// The tool that wrote the file.
+    public let producer: String
+    let plan: Plan
+
+    /// Loads and compiles an ONNX file. Unsupported operators fail here, naming the node.
+    public convenience init(contentsOf url: URL, options: ModelOptions = ModelOptions(), inputWidth: Int? = nil) throws {
+        try self.init(graph: ONNXImporter.load(contentsOf: url), options: options, inputWidth: inputWidth)
+    }
+
+    /// Loads and compiles ONNX bytes.
+    public convenience init(data: Data, options: ModelOptions = ModelOptions(), inputWidth: Int? = nil) throws {
+        try self.init(graph: ONNXImporter.load(data: data, source: "model"), options: options, inputWidth: inputWidth)
+    }
+
+    init(graph: ImportedGraph, options: ModelOptions, inputWidth: Int?) throws {
+        var planner = Planner(graph: graph, options: options)
+        plan = try planner.plan(inputWidth: inputWidth)
+        input = graph.inputs[0]
+        outputs = graph.outputs
+        self.inputWidth = plan.inputWidth
+        layers = plan.layers
+        opsets = graph.opsets
+        producer = graph.producer
+    }
+
+    /// Working memory for one thread.
+    public func makeScratch() -> ModelScratch {
+        ModelScratch(slotCount: plan.slotCount, slotNames: plan.slotNames, stepCount: plan.steps.count)
+    }
+
+    /// Runs `rows` rows (row-major, `inputWidth` floats each). The result reads the scratch and is
+    /// valid until the scratch's next run. A row's result does not depend on the other rows.
+    public func run(rows: Int, input: UnsafeBufferPointer<Float>, scratch: ModelScratch) throws -> ModelRun {
+        guard input.count >= rows * inputWidth else {
+            throw ModelError("input holds \(input.count) floats; \(rows) rows of \(inputWidth) features need \(rows * inputWidth)")
+        }
+        let first = scratch.buffers[plan.inputSlot]
+        first.prepare(.float, rows: rows, width: inputWidth)
+        first.floats.withUnsafeMutableBufferPointer { destination in
+            _ = memcpy(destination.baseAddress!, input.baseAddress!, rows * inputWidth * MemoryLayout<Float>.stride)
+        }
+        for (index, step) in plan.steps.enumerated() {
+            try step.run(scratch, index: index)
+        }
+        return ModelRun(plan: plan, scratch: scratch)
+    }
+
+    /// Convenience for tools and tests: runs an array of rows and copies every output out.
+    public func run(_ rows: [Float], scratch: ModelScratch? = nil) throws -> [String: Tensor] {
+        let scratch = scratch ?? makeScratch()
+        let count = rows.count / max(inputWidth, 1)
+        let result = try rows.withUnsafeBufferPointer { try run(rows: count, input: $0, scratch: scratch) }
+        var outputs = [String: Tensor]()
+        for (name, _) in plan.outputSlots { outputs[name] = result.output(named: name) }
+        return outputs
+    }
+
+    /// Whether the int8 kernels use AVX2 on this machine.
+    public static var usesAVX2: Bool { weir_kernels_have_avx2() != 0 }
+}
+
+/// The outputs of one run, read from the scratch without copying.
+public struct ModelRun {
+    let plan: Plan
+    let scratch: ModelScratch
+
+    /// An output (or any intermediate value) copied into a `Tensor`.
+    public func output(named name: String) -> Tensor? {
+        scratch.value(named: name)
+    }
+
+    /// Calls `body` with the float values of `name` (row-major) and its width, without copying.
+    public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>, Int) throws -> R) rethrows -> R? {
+        guard let slot = plan.slotNames[name] else { return nil }
+        let buffer = scratch.buffers[slot]
+        guard buffer.kind == .float else { return nil }
+        return try buffer.floats.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[0..<buffer.count]), buffer.width) }
+    }
+
+    /// The int64 values of `name` (labels) without copying.
+    public func withInt64s<R>(_ name: String, _ body: (UnsafeBufferPointer<Int64>, Int) throws -> R) rethrows -> R? {
+        guard let slot = plan.slotNames[name] else { return nil }
+        let buffer = scratch.buffers[slot]
+        guard buffer.kind == .int64 else { return nil }
+        return try buffer.ints.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[0..<buffer.count]), buffer.width) }
+    }
+}

@@ -1,0 +1,191 @@
+/// ai.onnx.ml TreeEnsembleClassifier / TreeEnsembleRegressor, flattened into arrays for traversal.
+struct TreeEnsemble: Sendable {
+    enum Mode: UInt8, Sendable { case leq, lt, gte, gt, eq, neq, leaf }
+
+    var feature: [Int32] = []
+    var threshold: [Float] = []
+    var mode: [Mode] = []
+    var trueChild: [Int32] = []
+    var falseChild: [Int32] = []
+    var missingTracksTrue: [Bool] = []
+    /// Per node: the range of (target, weight) pairs in `leafTargets`/`leafWeights`.
+    var leafStart: [Int32] = []
+    var leafCount: [Int32] = []
+    var leafTargets: [Int32] = []
+    var leafWeights: [Float] = []
+    /// Index of each tree's root.
+    var roots: [Int32] = []
+    var targetCount = 0
+    var maxFeature = 0
+
+    /// Reads the node_* and (class|target)_* attributes of `node`.
+    init(node: GraphNode, weightPrefix: String) throws {
+        func need<T>(_ value: T?, _ name: String) throws -> T {
+            guard let value else { throw ModelError("\(node.label): attribute '\(name)' is missing") }
+            return value
+        }
+        let treeIDs = try need(node.ints("nodes_treeids"), "nodes_treeids")
+        let nodeIDs = try need(node.ints("nodes_nodeids"), "nodes_nodeids")
+        let features = try need(node.ints("nodes_featureids"), "nodes_featureids")
+        let values = node.floats("nodes_values") ?? tensorFloats(node, "nodes_values_as_tensor") ?? []
+        let modes = try need(node.strings("nodes_modes"), "nodes_modes")
+        let trueIDs = try need(node.ints("nodes_truenodeids"), "nodes_truenodeids")
+        let falseIDs = try need(node.ints("nodes_falsenodeids"), "nodes_falsenodeids")
+        let missing = node.ints("nodes_missing_value_tracks_true") ?? []
+        let count = treeIDs.count
+        guard [nodeIDs.count, features.count, modes.count, trueIDs.count, falseIDs.count].allSatisfy({ $0 == count }),
+              values.count == count else {
+            throw ModelError("\(node.label): node attribute lists have different lengths")
+        }
+        var index = [Int64: [Int64: Int32]]()
+        for i in 0..<count { index[treeIDs[i], default: [:]][nodeIDs[i]] = Int32(i) }
+        feature = features.map { Int32($0) }
+        maxFeature = Int(features.max() ?? 0)
+        threshold = values
+        mode = try modes.map { name -> Mode in
+            switch name {
+            case "BRANCH_LEQ": return .leq
+            case "BRANCH_LT": return .lt
+            case "BRANCH_GTE": return .gte
+            case "BRANCH_GT": return .gt
+            case "BRANCH_EQ": return .eq
+            case "BRANCH_NEQ": return .neq
+            case "LEAF": return .leaf
+            default: throw ModelError("\(node.label): unknown node mode '\(name)'")
+            }
+        }
+        trueChild = (0..<count).map { i in modes[i] == "LEAF" ? -1 : index[treeIDs[i]]?[trueIDs[i]] ?? -1 }
+        falseChild = (0..<count).map { i in modes[i] == "LEAF" ? -1 : index[treeIDs[i]]?[falseIDs[i]] ?? -1 }
+        if (0..<count).contains(where: { modes[$0] != "LEAF" && (trueChild[$0] < 0 || falseChild[$0] < 0) }) {
+            throw ModelError("\(node.label): a branch points at a node id that does not exist")
+        }
+        missingTracksTrue = (0..<count).map { $0 < missing.count && missing[$0] != 0 }
+        // Roots: node id 0 of each tree, else the first node listed for it.
+        var seen = Set<Int64>()
+        for i in 0..<count where !seen.contains(treeIDs[i]) {
+            seen.insert(treeIDs[i])
+            roots.append(index[treeIDs[i]]?[0] ?? Int32(i))
+        }
+        let weightTrees = try need(node.ints("\(weightPrefix)_treeids"), "\(weightPrefix)_treeids")
+        let weightNodes = try need(node.ints("\(weightPrefix)_nodeids"), "\(weightPrefix)_nodeids")
+        let weightIDs = try need(node.ints("\(weightPrefix)_ids"), "\(weightPrefix)_ids")
+        let weights = node.floats("\(weightPrefix)_weights") ?? tensorFloats(node, "\(weightPrefix)_weights_as_tensor") ?? []
+        var perNode = [[(Int32, Float)]](repeating: [], count: count)
+        for w in 0..<weightTrees.count {
+            guard let target = index[weightTrees[w]]?[weightNodes[w]] else {
+                throw ModelError("\(node.label): a leaf weight points at a node that does not exist")
+            }
+            perNode[Int(target)].append((Int32(weightIDs[w]), weights[w]))
+        }
+        targetCount = Int((weightIDs.max() ?? 0) + 1)
+        for list in perNode {
+            leafStart.append(Int32(leafTargets.count))
+            leafCount.append(Int32(list.count))
+            for (t, w) in list {
+                leafTargets.append(t)
+                leafWeights.append(w)
+            }
+        }
+    }
+
+    /// Adds every tree's leaf weights for one row into `scores` (per target).
+    @inline(__always)
+    func accumulate(row: UnsafePointer<Float>, into scores: inout [Float], aggregate: String, treeCount: inout [Int]) {
+        for root in roots {
+            var n = Int(root)
+            while mode[n] != .leaf {
+                let x = row[Int(feature[n])], t = threshold[n]
+                let goesTrue: Bool
+                if x.isNaN {
+                    goesTrue = missingTracksTrue[n]
+                } else {
+                    switch mode[n] {
+                    case .leq: goesTrue = x <= t
+                    case .lt: goesTrue = x < t
+                    case .gte: goesTrue = x >= t
+                    case .gt: goesTrue = x > t
+                    case .eq: goesTrue = x == t
+                    case .neq: goesTrue = x != t
+                    case .leaf: goesTrue = false
+                    }
+                }
+                n = Int(goesTrue ? trueChild[n] : falseChild[n])
+            }
+            let start = Int(leafStart[n])
+            for i in start..<(start + Int(leafCount[n])) {
+                let target = Int(leafTargets[i]), weight = leafWeights[i]
+                switch aggregate {
+                case "MIN": scores[target] = treeCount[target] == 0 ? weight : min(scores[target], weight)
+                case "MAX": scores[target] = treeCount[target] == 0 ? weight : max(scores[target], weight)
+                default: scores[target] += weight
+                }
+                treeCount[target] += 1
+            }
+        }
+    }
+}
+
+private func tensorFloats(_ node: GraphNode, _ name: String) -> [Float]? {
+    if case .tensor(let t)? = node.attributes[name] { return t.asFloats }
+    return nil
+}
+
+struct TreeEnsembleStep: Step {
+    let input: Int
+    let labelOutput: Int?
+    let scoreOutput: Int
+    let ensemble: TreeEnsemble
+    let baseValues: [Float]
+    let postTransform: String
+    let aggregate: String
+    let labels: ClassLabels?
+    let targets: Int
+    var summary: String {
+        "\(labels == nil ? "TreeEnsembleRegressor" : "TreeEnsembleClassifier") fp32 (\(ensemble.roots.count) trees)"
+    }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let x = scratch.buffers[input]
+        guard ensemble.maxFeature < x.width else {
+            throw ModelError("tree ensemble reads feature \(ensemble.maxFeature) but rows have \(x.width) columns")
+        }
+        let rows = x.rows
+        let binary = labels != nil && labels!.count == 2 && ensemble.targetCount == 1
+        let width = labels.map { binary ? 2 : $0.count } ?? targets
+        let scoresBuffer = scratch.buffers[scoreOutput]
+        scoresBuffer.prepare(.float, rows: rows, width: width)
+        if let labelOutput, let labels { scratch.buffers[labelOutput].prepare(labels.kind, rows: rows, width: 1, rank: 1) }
+        var scores = [Float](repeating: 0, count: max(ensemble.targetCount, targets, 1))
+        var counts = [Int](repeating: 0, count: scores.count)
+        x.floats.withUnsafeBufferPointer { xp in
+            for r in 0..<rows {
+                for t in 0..<scores.count { scores[t] = 0; counts[t] = 0 }
+                ensemble.accumulate(row: xp.baseAddress! + r * x.width, into: &scores, aggregate: aggregate, treeCount: &counts)
+                if aggregate == "AVERAGE" { for t in 0..<scores.count where counts[t] > 0 { scores[t] /= Float(ensemble.roots.count) } }
+                for t in 0..<min(baseValues.count, scores.count) { scores[t] += baseValues[t] }
+                if binary {
+                    // One score for the positive class, as scikit-learn's binary boosting writes it.
+                    var s = [scores[0]]
+                    applyPostTransform(postTransform, &s, offset: 0, count: 1)
+                    let positive: Bool
+                    if postTransform == "NONE" {
+                        let allPositive = ensemble.leafWeights.allSatisfy { $0 >= 0 }
+                        positive = allPositive ? s[0] > 0.5 : s[0] > 0
+                        scoresBuffer.floats[r * 2] = allPositive ? 1 - s[0] : -s[0]
+                    } else {
+                        positive = s[0] > 0.5
+                        scoresBuffer.floats[r * 2] = 1 - s[0]
+                    }
+                    scoresBuffer.floats[r * 2 + 1] = s[0]
+                    if let labelOutput, let labels { labels.write(positive ? 1 : 0, to: scratch.buffers[labelOutput], at: r) }
+                    continue
+                }
+                var best = 0
+                for t in 1..<max(width, 1) where scores[t] > scores[best] { best = t }
+                if labels != nil { applyPostTransform(postTransform, &scores, offset: 0, count: width) }
+                for t in 0..<width { scoresBuffer.floats[r * width + t] = scores[t] }
+                if let labelOutput, let labels { labels.write(best, to: scratch.buffers[labelOutput], at: r) }
+            }
+        }
+    }
+}
