@@ -45,8 +45,10 @@ let package = Package(
         .executableTarget(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
-        .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka"]),
-        .testTarget(name: "WeirModelTests", dependencies: ["WeirModel", "CWeirKernels"], exclude: ["Fixtures"]),
+        .target(name: "WeirTestSupport", path: "Tests/WeirTestSupport"),
+        .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
+        .testTarget(
+            name: "WeirModelTests", dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -313,6 +313,48 @@ def main():
              notes=f"onnxruntime quantize_static QDQ, per_channel={per_channel}", extra={"fp32_reference": "torch_mlp"})
     os.remove(os.path.join(OUT, "_torch_src.onnx"))
 
+    # Every remaining operator in one hand-built graph (default and ai.onnx.ml domains).
+    f = 12
+    w1 = rng.normal(size=(f, 24)).astype(F32) / 3
+    b1 = rng.normal(size=(24,)).astype(F32)
+    w2 = rng.normal(size=(16, 24)).astype(F32) / 4
+    nodes = [
+        helper.make_node("Scaler", ["input"], ["scaled"], domain="ai.onnx.ml", offset=[0.5], scale=[1.5]),
+        helper.make_node("MatMul", ["scaled", "w1"], ["h1"], name="dense1"),
+        helper.make_node("Add", ["h1", "b1"], ["h1b"]),
+        helper.make_node("LeakyRelu", ["h1b"], ["a1"], alpha=0.1),
+        helper.make_node("Gemm", ["a1", "w2"], ["h2"], name="dense2", transB=1, alpha=0.5),
+        helper.make_node("Tanh", ["h2"], ["a2"]),
+        helper.make_node("Flatten", ["a2"], ["flat"], axis=1),
+        helper.make_node("ArrayFeatureExtractor", ["input", "columns"], ["picked"], domain="ai.onnx.ml"),
+        helper.make_node("Div", ["picked", "divisor"], ["divided"]),
+        helper.make_node("Sub", ["divided", "offsets"], ["shifted"]),
+        helper.make_node("Mul", ["shifted", "shifted"], ["squared"]),
+        helper.make_node("Concat", ["flat", "squared"], ["joined"], axis=1),
+        helper.make_node("Identity", ["joined"], ["features"]),
+        helper.make_node("Softmax", ["features"], ["soft"], axis=-1),
+        helper.make_node("ArgMax", ["soft"], ["best"], axis=1, keepdims=1),
+        helper.make_node("Normalizer", ["features"], ["unit"], domain="ai.onnx.ml", norm="L2"),
+        helper.make_node("LinearRegressor", ["unit"], ["regressed"], domain="ai.onnx.ml", targets=2,
+                         coefficients=rng.normal(size=(2 * 19,)).astype(F32).tolist(), intercepts=[0.25, -0.5]),
+        helper.make_node("Sigmoid", ["regressed"], ["probability"]),
+        helper.make_node("Cast", ["best"], ["best_float"], to=TensorProto.FLOAT),
+    ]
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array(np.array([0, 3, 7], dtype=np.int64), "columns"),
+             numpy_helper.from_array(np.array([2.0], dtype=F32), "divisor"),
+             numpy_helper.from_array(np.array([0.1, -0.2, 0.3], dtype=F32), "offsets")]
+    graph = helper.make_graph(nodes, "ops_zoo", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", f])],
+                              [helper.make_tensor_value_info("soft", TensorProto.FLOAT, ["N", 19]),
+                               helper.make_tensor_value_info("best", TensorProto.INT64, ["N", 1]),
+                               helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 2]),
+                               helper.make_tensor_value_info("best_float", TensorProto.FLOAT, ["N", 1])], inits)
+    zoo = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)], ir_version=8)
+    onnx.checker.check_model(zoo)
+    save("ops_zoo", zoo, rng.normal(size=(ROWS, f)).astype(F32), "mixed", int8_expected=False,
+         notes="hand-built graph using the remaining operators: Scaler, LeakyRelu, Gemm alpha, Tanh, Flatten, "
+               "ArrayFeatureExtractor, Div, Sub, Mul, Concat, Identity, Softmax, ArgMax, Normalizer, LinearRegressor, Cast")
+
     # A model with an operator Weir does not support.
     nodes = [helper.make_node("Gemm", ["input", "w"], ["h"], name="dense", transB=1),
              helper.make_node("TopK", ["h", "k"], ["values", "indices"], name="pick_top")]

@@ -1,4 +1,5 @@
 import Testing
+import WeirTestSupport
 @testable import WeirKafka
 
 @Suite("Fault injection on the embedded cluster", .timeLimit(.minutes(3)))

@@ -1,4 +1,5 @@
 import Testing
+import WeirTestSupport
 @testable import WeirKafka
 
 @Suite("Consumer groups, offsets and rebalances", .timeLimit(.minutes(3)))

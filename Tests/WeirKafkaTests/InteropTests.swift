@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeirTestSupport
 @testable import WeirKafka
 
 /// A `weir broker` child process, stopped with SIGTERM.
@@ -35,31 +36,6 @@ final class BrokerProcess {
         process.waitUntilExit()
         return process.terminationStatus
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Runs a command with stdin, returning stdout; bounded by `timeoutSeconds`.
-func run(_ arguments: [String], input: String = "", timeoutSeconds: Double = 30) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let stdin = Pipe(), stdout = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    stdin.fileHandleForWriting.write(Data(input.utf8))
-    try stdin.fileHandleForWriting.close()
-    let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-    DispatchQueue.global().asyncAfter(deadline: .now() + timeoutSeconds, execute: killer)
-    let data = stdout.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    killer.cancel()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
 @Suite("Interop with kcat through `weir broker`", .timeLimit(.minutes(2)))

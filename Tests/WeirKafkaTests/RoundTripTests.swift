@@ -1,4 +1,5 @@
 import Testing
+import WeirTestSupport
 @testable import WeirKafka
 
 @Suite("Produce and consume round trips", .timeLimit(.minutes(3)))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeirTestSupport
 @testable import WeirKafka
 
 /// Collects owned records from consumer threads and wakes waiters on every batch.
@@ -235,13 +236,3 @@ func sequenceNumber(_ record: ConsumedRecord) -> Int {
 }
 
 func uniqueGroup(_ prefix: String) -> String { "\(prefix)-\(UInt32.random(in: 0...UInt32.max))" }
-
-/// Path of a product built next to the test binary (`make test` builds `weir` first).
-func builtProduct(_ name: String) -> URL {
-    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    var directory = executable.deletingLastPathComponent()
-    while directory.pathExtension == "xctest" || directory.lastPathComponent == "Contents" || directory.lastPathComponent == "MacOS" {
-        directory = directory.deletingLastPathComponent()
-    }
-    return directory.appendingPathComponent(name)
-}

@@ -1,6 +1,7 @@
 import CWeirKernels
 import Foundation
 import Testing
+import WeirTestSupport
 @testable import WeirModel
 
 @Suite("ONNX import and execution against onnxruntime goldens")
@@ -186,5 +187,31 @@ struct ModelTests {
         // Every product at its extreme: a u8 × s8 pair-add into int16 would saturate here.
         check(n: 5, m: 16, k: 512, a: { 255 }, b: { -127 })
         check(n: 5, m: 16, k: 512, a: { 255 }, b: { 127 })
+    }
+}
+
+@Suite("weir model inspect")
+struct InspectCommandTests {
+    @Test("prints inputs, outputs and per-layer precision")
+    func inspect() throws {
+        let weir = builtProduct("weir").path
+        let path = Fixture.directory.appendingPathComponent("mlp_binary.onnx").path
+        let result = try run([weir, "model", "inspect", path])
+        #expect(result.status == 0)
+        #expect(result.output.contains("input     X float [N, 20] (20 features)"))
+        #expect(result.output.contains("output    probabilities float [N, 2]"))
+        let denseLines = result.output.split(separator: "\n").filter { $0.contains("Dense ") }
+        #expect(denseLines.count == 3)
+        #expect(denseLines[0].contains("20→32 int8") && denseLines[2].contains("16→1 fp32"))
+        #expect(result.output.contains("13 steps, 2 in int8"))
+    }
+
+    @Test("an unsupported model exits 1 with one line naming the operator")
+    func unsupported() throws {
+        let path = Fixture.directory.appendingPathComponent("unsupported_topk.onnx").path
+        let result = try run([builtProduct("weir").path, "model", "inspect", path])
+        #expect(result.status == 1)
+        #expect(result.errors.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "Error: \(path): unsupported operator TopK (domain ai.onnx) in node 'pick_top'")
     }
 }

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import WeirModel
+
+/// `weir model ...`: look at and (later) package models.
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model", abstract: "Inspect models.", subcommands: [InspectCommand.self])
+}
+
+/// `weir model inspect PATH`: what Weir will run, layer by layer.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Print a model's inputs, outputs, operators, per-layer precision and parameter bytes.")
+
+    @Argument(help: "An ONNX file, or a bundle directory holding model.onnx.")
+    var path: String
+
+    @Flag(help: "Plan everything in fp32 (what the model looks like without int8).")
+    var fp32 = false
+
+    func run() throws {
+        var url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw ValidationError("no such file: \(path)")
+        }
+        if isDirectory.boolValue { url.appendPathComponent("model.onnx") }
+        var options = ModelOptions()
+        options.quantize = !fp32
+        let model: Model
+        do { model = try Model(contentsOf: url, options: options) } catch {
+            throw CommandFailure("\(path): \(error)")
+        }
+        print(inspectionReport(model, source: url.path))
+    }
+}
+
+/// The text `weir model inspect` prints.
+func inspectionReport(_ model: Model, source: String) -> String {
+    func shape(_ dims: [Int?]) -> String { "[" + dims.map { $0.map(String.init) ?? "N" }.joined(separator: ", ") + "]" }
+    var lines = [String]()
+    lines.append("model     \(source)")
+    lines.append("producer  \(model.producer)")
+    lines.append("opsets    " + model.opsets.sorted { $0.key < $1.key }.map { "\($0.key.isEmpty ? "ai.onnx" : $0.key) \($0.value)" }.joined(separator: ", "))
+    lines.append("input     \(model.input.name) \(model.input.elementType) \(shape(model.input.shape)) (\(model.inputWidth) features)")
+    for output in model.outputs {
+        lines.append("output    \(output.name) \(output.elementType) \(shape(output.shape))")
+    }
+    lines.append("kernels   \(Model.usesAVX2 ? "AVX2" : "portable")")
+    lines.append("")
+    let header = ["#", "output", "operation", "precision", "parameter bytes"]
+    var rows = [[String]]()
+    for (index, layer) in model.layers.enumerated() {
+        rows.append([String(index + 1), layer.output, layer.operation, layer.precision, String(layer.parameterBytes)])
+    }
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    func format(_ row: [String]) -> String {
+        row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+    lines.append(format(header))
+    for row in rows { lines.append(format(row)) }
+    let int8 = model.layers.filter { $0.precision == "int8" }
+    let total = model.layers.reduce(0) { $0 + $1.parameterBytes }
+    lines.append("")
+    lines.append("\(model.layers.count) steps, \(int8.count) in int8; \(total) parameter bytes")
+    return lines.joined(separator: "\n")
+}
+
+/// A failure reported as one line (`Error: ...`) with exit status 1, without the usage text.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
