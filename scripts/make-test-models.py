@@ -15,7 +15,9 @@ Swift can be checked bit for bit (docs/model.md describes the scheme):
   inputs    uint8 per row: lo = min(0, min x), hi = max(0, max x), s_x = (hi - lo) / 255,
             zp = clamp(rint(-lo * (1/s_x)), 0, 255), q = clamp(rint(x * (1/s_x)) + zp, 0, 255)
   product   acc = sum q_x * q_w (exact int32), y = f32(acc - zp * colsum(q_w)) * (s_x * s_w) + bias
-A MatMul/Gemm with a constant weight runs in int8 when it has at least 16 inputs and 8 outputs.
+A MatMul/Gemm with a constant weight runs in int8 when it has at least 16 inputs and 8 outputs (the
+tests also lower Weir's minimum of multiply-adds per row to 0 so these small models exercise int8).
+A Relu that reads only the layer's output is part of the layer: the recorded tensor is the Relu's.
 Requires: numpy, onnx, onnxruntime, scikit-learn, skl2onnx.
 """
 import json
@@ -124,13 +126,25 @@ def int8_reference(model, x):
                             out_name = following.output[0]
                             index += 1
             m, k = w_out_major.shape
+            relu = None
+            users = [n for n in nodes if out_name in n.input]
+            if len(users) == 1 and users[0].op_type == "Relu" and out_name not in [o.name for o in model.graph.output]:
+                relu = users[0]
             if k >= INT8_MIN_INPUTS and m >= INT8_MIN_OUTPUTS:
                 y = int8_dense(a, np.ascontiguousarray(w_out_major), bias)
+                if relu is not None:
+                    y = np.maximum(y, F32(0)).astype(F32)
+                    out_name = relu.output[0]
+                    index = nodes.index(relu)
                 layers[out_name] = y
             else:
                 y = (a @ w_out_major.T).astype(F32)
                 if bias is not None:
                     y = (y + bias).astype(F32)
+                if relu is not None:
+                    y = np.maximum(y, F32(0)).astype(F32)
+                    out_name = relu.output[0]
+                    index = nodes.index(relu)
             values[out_name] = y
         elif op in ("Cast", "Identity") and get(node.input[0]).dtype == F32 and attrs.get("to", 1) == 1:
             values[node.output[0]] = get(node.input[0])

@@ -1,4 +1,7 @@
 #include "weir_kernels.h"
+#include <math.h>
+/* Dequantization must round exactly like the numpy reference: never fuse a multiply into an add. */
+#pragma STDC FP_CONTRACT OFF
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -40,48 +43,93 @@ void weir_qgemm_u8s8_portable(const int16_t *a, size_t a_stride, const int16_t *
 }
 
 #ifdef WEIR_X86
-/* Up to four rows of A against two groups of 8 outputs per pass. */
-__attribute__((target("avx2"))) static void qgemm_avx2(const int16_t *a, size_t a_stride, const int16_t *packed_b,
-                                                      int32_t *c, size_t c_stride, size_t n, size_t m, size_t k) {
-    size_t kp = round_up(k, 2), kblocks = kp / 2, groups = round_up(m, 8) / 8;
-    for (size_t r = 0; r < n; r += 4) {
-        size_t rows = n - r < 4 ? n - r : 4;
-        const int16_t *a0 = a + r * a_stride;
-        const int16_t *a1 = rows > 1 ? a0 + a_stride : a0;
-        const int16_t *a2 = rows > 2 ? a0 + 2 * a_stride : a0;
-        const int16_t *a3 = rows > 3 ? a0 + 3 * a_stride : a0;
-        for (size_t group = 0; group < groups; group += 2) {
-            int two = group + 1 < groups;
-            const int16_t *b0 = packed_b + group * kblocks * 16;
-            const int16_t *b1 = two ? b0 + kblocks * 16 : b0;
-            __m256i acc00 = _mm256_setzero_si256(), acc10 = acc00, acc20 = acc00, acc30 = acc00;
-            __m256i acc01 = acc00, acc11 = acc00, acc21 = acc00, acc31 = acc00;
-            for (size_t kb = 0; kb < kblocks; kb++) {
-                __m256i w0 = _mm256_loadu_si256((const __m256i *)(b0 + kb * 16));
-                __m256i w1 = _mm256_loadu_si256((const __m256i *)(b1 + kb * 16));
-                int32_t x0, x1, x2, x3;
-                memcpy(&x0, a0 + kb * 2, 4); memcpy(&x1, a1 + kb * 2, 4);
-                memcpy(&x2, a2 + kb * 2, 4); memcpy(&x3, a3 + kb * 2, 4);
-                __m256i v0 = _mm256_set1_epi32(x0), v1 = _mm256_set1_epi32(x1);
-                __m256i v2 = _mm256_set1_epi32(x2), v3 = _mm256_set1_epi32(x3);
-                acc00 = _mm256_add_epi32(acc00, _mm256_madd_epi16(v0, w0));
-                acc10 = _mm256_add_epi32(acc10, _mm256_madd_epi16(v1, w0));
-                acc20 = _mm256_add_epi32(acc20, _mm256_madd_epi16(v2, w0));
-                acc30 = _mm256_add_epi32(acc30, _mm256_madd_epi16(v3, w0));
-                acc01 = _mm256_add_epi32(acc01, _mm256_madd_epi16(v0, w1));
-                acc11 = _mm256_add_epi32(acc11, _mm256_madd_epi16(v1, w1));
-                acc21 = _mm256_add_epi32(acc21, _mm256_madd_epi16(v2, w1));
-                acc31 = _mm256_add_epi32(acc31, _mm256_madd_epi16(v3, w1));
-            }
-            __m256i results[8] = {acc00, acc10, acc20, acc30, acc01, acc11, acc21, acc31};
-            for (int half = 0; half < (two ? 2 : 1); half++)
-                for (size_t row = 0; row < rows; row++) {
-                    int32_t lanes[8];
-                    _mm256_storeu_si256((__m256i *)lanes, results[half * 4 + row]);
-                    size_t base = (group + half) * 8;
-                    for (size_t j = 0; j < 8 && base + j < m; j++) c[(r + row) * c_stride + base + j] = lanes[j];
-                }
+/* Dequantization parameters for the fused epilogue (NULL scales: store raw int32 instead). */
+typedef struct {
+    const float *row_scales;
+    const int32_t *zero_points;
+    const int32_t *column_sums;
+    const float *weight_scales;
+    const float *bias;
+    int relu;
+    float *y;
+    size_t y_stride;
+} epilogue_t;
+
+/* Writes 8 results of one row: int32 as they are, or dequantized floats with exactly the
+ * reference's operations (no FMA: this function's target has none). */
+__attribute__((target("avx2"))) static inline void finish8(__m256i acc, size_t row, size_t base, size_t m, int32_t *c,
+                                                          size_t c_stride, const epilogue_t *e) {
+    int full = base + 8 <= m;
+    int32_t lanes[8];
+    if (!e) {
+        if (full) { _mm256_storeu_si256((__m256i *)(c + row * c_stride + base), acc); return; }
+        _mm256_storeu_si256((__m256i *)lanes, acc);
+        for (size_t j = 0; base + j < m; j++) c[row * c_stride + base + j] = lanes[j];
+        return;
+    }
+    if (!full) {
+        /* Column data past m is padding: compute the tail lane by lane. */
+        _mm256_storeu_si256((__m256i *)lanes, acc);
+        for (size_t j = 0; base + j < m; j++) {
+            size_t col = base + j;
+            float product = (float)(lanes[j] - e->zero_points[row] * e->column_sums[col]) * (e->row_scales[row] * e->weight_scales[col]);
+            if (e->bias) product = product + e->bias[col];
+            if (e->relu && !(product > 0)) product = 0;
+            e->y[row * e->y_stride + col] = product;
         }
+        return;
+    }
+    __m256i corrected = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(e->zero_points[row]),
+                                                                 _mm256_loadu_si256((const __m256i *)(e->column_sums + base))));
+    __m256 combined = _mm256_mul_ps(_mm256_set1_ps(e->row_scales[row]), _mm256_loadu_ps(e->weight_scales + base));
+    __m256 product = _mm256_mul_ps(_mm256_cvtepi32_ps(corrected), combined);
+    if (e->bias) product = _mm256_add_ps(product, _mm256_loadu_ps(e->bias + base));
+    if (e->relu) product = _mm256_max_ps(product, _mm256_setzero_ps());
+    _mm256_storeu_ps(e->y + row * e->y_stride + base, product);
+}
+
+/* ROWS (1...4) rows of A against two groups of 8 outputs per pass; ROWS is a constant at each call
+ * site, so unused accumulators vanish. */
+__attribute__((target("avx2"), always_inline)) static inline void qgemm_block(const int16_t *a, size_t a_stride,
+        const int16_t *packed_b, int32_t *c, size_t c_stride, size_t r, size_t m, size_t k, const int ROWS,
+        const epilogue_t *e) {
+    size_t kblocks = round_up(k, 2) / 2, groups = round_up(m, 8) / 8;
+    const int16_t *a0 = a + r * a_stride, *a1 = a0 + a_stride, *a2 = a1 + a_stride, *a3 = a2 + a_stride;
+    for (size_t group = 0; group < groups; group += 2) {
+        int two = group + 1 < groups;
+        const int16_t *b0 = packed_b + group * kblocks * 16;
+        const int16_t *b1 = two ? b0 + kblocks * 16 : b0;
+        __m256i acc[4][2];
+        for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+        for (size_t kb = 0; kb < kblocks; kb++) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(b0 + kb * 16));
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(b1 + kb * 16));
+            const int16_t *rows_[4] = {a0, a1, a2, a3};
+            for (int i = 0; i < ROWS; i++) {
+                int32_t pair;
+                memcpy(&pair, rows_[i] + kb * 2, 4);
+                __m256i v = _mm256_set1_epi32(pair);
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(v, w0));
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(v, w1));
+            }
+        }
+        for (int i = 0; i < ROWS; i++) {
+            finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
+            if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void qgemm_avx2(const int16_t *a, size_t a_stride, const int16_t *packed_b,
+                                                      int32_t *c, size_t c_stride, size_t n, size_t m, size_t k,
+                                                      const epilogue_t *e) {
+    size_t r = 0;
+    for (; r + 4 <= n; r += 4) qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 4, e);
+    switch (n - r) {
+    case 3: qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 3, e); break;
+    case 2: qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 2, e); break;
+    case 1: qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 1, e); break;
+    default: break;
     }
 }
 #endif
@@ -102,39 +150,78 @@ int weir_kernels_have_avx2(void) {
 void weir_qgemm_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, int32_t *c, size_t c_stride,
                      size_t n, size_t m, size_t k) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) { qgemm_avx2(a, a_stride, packed_b, c, c_stride, n, m, k); return; }
+    if (weir_kernels_have_avx2()) { qgemm_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
 #endif
     weir_qgemm_u8s8_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
 }
 
 #ifdef WEIR_X86
-__attribute__((target("avx2,fma"))) static void sgemm_avx2(const float *x, size_t x_stride, const float *w, size_t m,
-                                                          float *y, size_t y_stride, size_t n, size_t k) {
-    for (size_t r = 0; r < n; r++) {
-        const float *xr = x + r * x_stride;
-        float *yr = y + r * y_stride;
+/* Up to 4 rows x 16 outputs per pass: each weight load serves four rows. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_block(const float *x, size_t x_stride,
+        const float *w, size_t m, float *y, size_t y_stride, size_t r, size_t k, const size_t rows) {
+    {
+        const float *x0 = x + r * x_stride;
+        const float *x1 = rows > 1 ? x0 + x_stride : x0;
+        const float *x2 = rows > 2 ? x0 + 2 * x_stride : x0;
+        const float *x3 = rows > 3 ? x0 + 3 * x_stride : x0;
         size_t j = 0;
         for (; j + 16 <= m; j += 16) {
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
             for (size_t kk = 0; kk < k; kk++) {
-                __m256 xv = _mm256_set1_ps(xr[kk]);
-                acc0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + kk * m + j), acc0);
-                acc1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + kk * m + j + 8), acc1);
+                __m256 w0 = _mm256_loadu_ps(w + kk * m + j), w1 = _mm256_loadu_ps(w + kk * m + j + 8);
+                __m256 v0 = _mm256_set1_ps(x0[kk]), v1 = _mm256_set1_ps(x1[kk]);
+                __m256 v2 = _mm256_set1_ps(x2[kk]), v3 = _mm256_set1_ps(x3[kk]);
+                a00 = _mm256_fmadd_ps(v0, w0, a00); a01 = _mm256_fmadd_ps(v0, w1, a01);
+                a10 = _mm256_fmadd_ps(v1, w0, a10); a11 = _mm256_fmadd_ps(v1, w1, a11);
+                a20 = _mm256_fmadd_ps(v2, w0, a20); a21 = _mm256_fmadd_ps(v2, w1, a21);
+                a30 = _mm256_fmadd_ps(v3, w0, a30); a31 = _mm256_fmadd_ps(v3, w1, a31);
             }
-            _mm256_storeu_ps(yr + j, acc0);
-            _mm256_storeu_ps(yr + j + 8, acc1);
+            __m256 results[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
+            for (size_t row = 0; row < rows; row++) {
+                _mm256_storeu_ps(y + (r + row) * y_stride + j, results[row * 2]);
+                _mm256_storeu_ps(y + (r + row) * y_stride + j + 8, results[row * 2 + 1]);
+            }
         }
         for (; j + 8 <= m; j += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (size_t kk = 0; kk < k; kk++)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(xr[kk]), _mm256_loadu_ps(w + kk * m + j), acc);
-            _mm256_storeu_ps(yr + j, acc);
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t kk = 0; kk < k; kk++) {
+                __m256 w0 = _mm256_loadu_ps(w + kk * m + j);
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
+                a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
+                a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
+            }
+            __m256 results[4] = {a0, a1, a2, a3};
+            for (size_t row = 0; row < rows; row++) _mm256_storeu_ps(y + (r + row) * y_stride + j, results[row]);
         }
-        for (; j < m; j++) {
-            float acc = 0;
-            for (size_t kk = 0; kk < k; kk++) acc += xr[kk] * w[kk * m + j];
-            yr[j] = acc;
+        if (j < m) {
+            /* The last 1...7 outputs: masked loads never touch memory past the row. */
+            int32_t lanes[8];
+            for (int t = 0; t < 8; t++) lanes[t] = j + (size_t)t < m ? -1 : 0;
+            __m256i mask = _mm256_loadu_si256((const __m256i *)lanes);
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t kk = 0; kk < k; kk++) {
+                __m256 w0 = _mm256_maskload_ps(w + kk * m + j, mask);
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
+                a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
+                a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
+            }
+            __m256 results[4] = {a0, a1, a2, a3};
+            for (size_t row = 0; row < rows; row++) _mm256_maskstore_ps(y + (r + row) * y_stride + j, mask, results[row]);
         }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void sgemm_avx2(const float *x, size_t x_stride, const float *w, size_t m,
+                                                          float *y, size_t y_stride, size_t n, size_t k) {
+    size_t r = 0;
+    for (; r + 4 <= n; r += 4) sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 4);
+    switch (n - r) {
+    case 3: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 3); break;
+    case 2: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 2); break;
+    case 1: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 1); break;
+    default: break;
     }
 }
 #endif
@@ -150,4 +237,140 @@ void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float
             for (size_t kk = 0; kk < k; kk++) acc += x[r * x_stride + kk] * w[kk * m + j];
             y[r * y_stride + j] = acc;
         }
+}
+
+/* ---- row quantization and dequantization ----------------------------------------------------- */
+
+static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
+    float lo = 0, hi = 0;
+    for (size_t i = 0; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    float scale = (hi - lo) / 255.0f;
+    if (scale == 0) scale = 1;
+    float inverse = 1.0f / scale;
+    int32_t zp = clamp_i32((int32_t)nearbyintf(-lo * inverse), 0, 255);
+    for (size_t i = 0; i < k; i++) q[i] = (int16_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255);
+    for (size_t i = k; i < q_stride; i++) q[i] = 0;
+    *scale_out = scale;
+    *zp_out = zp;
+}
+
+#ifdef WEIR_X86
+__attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, size_t k, int16_t *q, size_t q_stride,
+                                                             float *scale_out, int32_t *zp_out) {
+    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        vlo = _mm256_min_ps(vlo, v);
+        vhi = _mm256_max_ps(vhi, v);
+    }
+    float lows[8], highs[8];
+    _mm256_storeu_ps(lows, vlo);
+    _mm256_storeu_ps(highs, vhi);
+    float lo = 0, hi = 0;
+    for (int j = 0; j < 8; j++) { lo = lows[j] < lo ? lows[j] : lo; hi = highs[j] > hi ? highs[j] : hi; }
+    for (; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    float scale = (hi - lo) / 255.0f;
+    if (scale == 0) scale = 1;
+    float inverse = 1.0f / scale;
+    int32_t zp = clamp_i32((int32_t)nearbyintf(-lo * inverse), 0, 255);
+    __m256 vinv = _mm256_set1_ps(inverse);
+    __m256i vzp = _mm256_set1_epi32(zp), vmax = _mm256_set1_epi32(255), vzero = _mm256_setzero_si256();
+    i = 0;
+    for (; i + 8 <= k; i += 8) {
+        /* cvtps rounds with the current mode: to nearest, ties to even, like rint. */
+        __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vzp);
+        r = _mm256_min_epi32(_mm256_max_epi32(r, vzero), vmax);
+        __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storeu_si128((__m128i *)(q + i), packed);
+    }
+    for (; i < k; i++) q[i] = (int16_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255);
+    for (; i < q_stride; i++) q[i] = 0;
+    *scale_out = scale;
+    *zp_out = zp;
+}
+#endif
+
+void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
+                           float *scales, int32_t *zero_points) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        for (size_t r = 0; r < n; r++) quantize_row_avx2(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < n; r++) quantize_row_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+}
+
+#ifdef WEIR_X86
+/* The same arithmetic as the portable loop, eight lanes at a time; no FMA in this function. */
+__attribute__((target("avx2"))) static void dequantize_rows_avx2(const int32_t *acc, size_t n, size_t m, const float *row_scales,
+        const int32_t *zero_points, const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
+        size_t y_stride) {
+    for (size_t r = 0; r < n; r++) {
+        const int32_t *a = acc + r * m;
+        float *out = y + r * y_stride;
+        __m256i zp = _mm256_set1_epi32(zero_points[r]);
+        __m256 scale = _mm256_set1_ps(row_scales[r]);
+        size_t j = 0;
+        for (; j + 8 <= m; j += 8) {
+            __m256i corrected = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(a + j)),
+                                                 _mm256_mullo_epi32(zp, _mm256_loadu_si256((const __m256i *)(column_sums + j))));
+            __m256 combined = _mm256_mul_ps(scale, _mm256_loadu_ps(weight_scales + j));
+            __m256 product = _mm256_mul_ps(_mm256_cvtepi32_ps(corrected), combined);
+            if (bias) product = _mm256_add_ps(product, _mm256_loadu_ps(bias + j));
+            if (relu) product = _mm256_max_ps(product, _mm256_setzero_ps());
+            _mm256_storeu_ps(out + j, product);
+        }
+        for (; j < m; j++) {
+            float product = (float)(a[j] - zero_points[r] * column_sums[j]) * (row_scales[r] * weight_scales[j]);
+            out[j] = bias ? product + bias[j] : product;
+            if (relu && !(out[j] > 0)) out[j] = 0;
+        }
+    }
+}
+#endif
+
+void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *row_scales, const int32_t *zero_points,
+                          const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
+                          size_t y_stride) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        dequantize_rows_avx2(acc, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < n; r++) {
+        const int32_t *a = acc + r * m;
+        float *out = y + r * y_stride;
+        int32_t zp = zero_points[r];
+        float scale = row_scales[r];
+        for (size_t j = 0; j < m; j++) {
+            float corrected = (float)(a[j] - zp * column_sums[j]);
+            float combined = scale * weight_scales[j];
+            float product = corrected * combined;
+            out[j] = product;
+        }
+        if (bias)
+            for (size_t j = 0; j < m; j++) out[j] = out[j] + bias[j];
+        if (relu)
+            for (size_t j = 0; j < m; j++) out[j] = out[j] > 0 ? out[j] : 0;
+    }
+}
+
+void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, size_t n, size_t m, size_t k,
+                      const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
+                      const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
+                      int32_t *scratch) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        epilogue_t e = {row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride};
+        qgemm_avx2(a, a_stride, packed_b, NULL, 0, n, m, k, &e);
+        return;
+    }
+#endif
+    weir_qgemm_u8s8_portable(a, a_stride, packed_b, scratch, m, n, m, k);
+    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
 }

@@ -8,30 +8,30 @@ struct DenseStep: Step {
     let outputs: Int
     let weightsInputMajor: [Float]
     let bias: [Float]?
+    /// A following Relu, fused.
+    let relu: Bool
     let name: String
 
-    var summary: String { "Dense \(inputs)→\(outputs) fp32" }
+    var summary: String { "Dense \(inputs)→\(outputs) fp32\(relu ? " + Relu" : "")" }
 
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         let rows = x.rows
         guard x.width == inputs else { throw ModelError("\(name): input has \(x.width) columns, the layer expects \(inputs)") }
         y.prepare(.float, rows: rows, width: outputs)
-        x.floats.withUnsafeBufferPointer { xp in
-            weightsInputMajor.withUnsafeBufferPointer { wp in
-                y.floats.withUnsafeMutableBufferPointer { yp in
-                    weir_sgemm(xp.baseAddress, inputs, wp.baseAddress, outputs, yp.baseAddress, outputs, rows, inputs)
-                    if let bias {
-                        bias.withUnsafeBufferPointer { bp in
-                            for r in 0..<rows {
-                                let row = yp.baseAddress! + r * outputs
-                                for j in 0..<outputs { row[j] += bp[j] }
-                            }
-                        }
-                    }
+        let yp = y.floats
+        weightsInputMajor.withUnsafeBufferPointer { wp in
+            weir_sgemm(x.floats, inputs, wp.baseAddress, outputs, yp, outputs, rows, inputs)
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { bp in
+                for r in 0..<rows {
+                    let row = yp + r * outputs
+                    for j in 0..<outputs { row[j] += bp[j] }
                 }
             }
         }
+        if relu { for i in 0..<(rows * outputs) { yp[i] = max(yp[i], 0) } }
     }
 }
 
@@ -95,11 +95,13 @@ struct QuantizedDenseStep: Step {
     let output: Int
     let weights: QuantizedWeights
     let bias: [Float]?
+    /// A following Relu, fused into the epilogue (exact: max with 0).
+    let relu: Bool
     let name: String
     /// Use the portable kernel (tests compare it with the AVX2 one).
     let portable: Bool
 
-    var summary: String { "Dense \(weights.inputs)→\(weights.outputs) int8 (u8 activations per row × s8 weights per channel, exact int32)" }
+    var summary: String { "Dense \(weights.inputs)→\(weights.outputs) int8\(relu ? " + Relu" : "") (u8 activations per row × s8 weights per channel, exact int32)" }
 
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
@@ -119,54 +121,36 @@ struct QuantizedDenseStep: Step {
         if memory.accumulators.count < rows * outputs { memory.accumulators = [Int32](repeating: 0, count: rows * outputs) }
         y.prepare(.float, rows: rows, width: outputs)
 
-        x.floats.withUnsafeBufferPointer { xp in
-            memory.quantized.withUnsafeMutableBufferPointer { qp in
-                for r in 0..<rows {
-                    let row = xp.baseAddress! + r * inputs
-                    var low: Float = 0, high: Float = 0
-                    for k in 0..<inputs {
-                        low = min(low, row[k])
-                        high = max(high, row[k])
-                    }
-                    var scale = (high - low) / 255
-                    if scale == 0 { scale = 1 }
-                    let inverse = 1 / scale
-                    let zeroPoint = Int32(min(255, max(0, (-low * inverse).rounded(.toNearestOrEven))))
-                    let out = qp.baseAddress! + r * stride
-                    for k in 0..<inputs {
-                        let q = Int32((row[k] * inverse).rounded(.toNearestOrEven)) + zeroPoint
-                        out[k] = Int16(min(255, max(0, q)))
-                    }
-                    for k in inputs..<stride { out[k] = 0 }
-                    memory.scales[r] = scale
-                    memory.zeroPoints[r] = zeroPoint
+        memory.quantized.withUnsafeMutableBufferPointer { qp in
+            memory.scales.withUnsafeMutableBufferPointer { sp in
+                memory.zeroPoints.withUnsafeMutableBufferPointer { zp in
+                    weir_quantize_rows_u8(x.floats, inputs, rows, inputs, qp.baseAddress, stride, sp.baseAddress, zp.baseAddress)
                 }
             }
         }
         memory.quantized.withUnsafeBufferPointer { qp in
             weights.packed.withUnsafeBufferPointer { wp in
                 memory.accumulators.withUnsafeMutableBufferPointer { ap in
-                    if portable {
-                        weir_qgemm_u8s8_portable(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs, rows, outputs, inputs)
-                    } else {
-                        weir_qgemm_u8s8(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs, rows, outputs, inputs)
-                    }
-                }
-            }
-        }
-        // y = Float(acc - zp · colsum) · (s_x · s_w) + b, in this order (the reference does the same).
-        memory.accumulators.withUnsafeBufferPointer { ap in
-            weights.columnSums.withUnsafeBufferPointer { cp in
-                weights.scales.withUnsafeBufferPointer { sp in
-                    y.floats.withUnsafeMutableBufferPointer { yp in
-                        for r in 0..<rows {
-                            let zeroPoint = memory.zeroPoints[r], rowScale = memory.scales[r]
-                            let acc = ap.baseAddress! + r * outputs, out = yp.baseAddress! + r * outputs
-                            for j in 0..<outputs {
-                                let corrected = Float(acc[j] &- zeroPoint &* cp[j])
-                                out[j] = corrected * (rowScale * sp[j])
+                    weights.columnSums.withUnsafeBufferPointer { cp in
+                        weights.scales.withUnsafeBufferPointer { ws in
+                            memory.scales.withUnsafeBufferPointer { sp in
+                                memory.zeroPoints.withUnsafeBufferPointer { zp in
+                                    (bias ?? []).withUnsafeBufferPointer { bp in
+                                        let biasPointer = bias == nil ? nil : bp.baseAddress
+                                        if portable {
+                                            // Two passes: integer product, then y = Float(acc - zp · colsum) · (s_x · s_w) + b.
+                                            weir_qgemm_u8s8_portable(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs,
+                                                                     rows, outputs, inputs)
+                                            weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, zp.baseAddress,
+                                                                 cp.baseAddress, ws.baseAddress, biasPointer, relu ? 1 : 0, y.floats, outputs)
+                                        } else {
+                                            weir_qdense_u8s8(qp.baseAddress, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
+                                                             zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu ? 1 : 0,
+                                                             y.floats, outputs, ap.baseAddress)
+                                        }
+                                    }
+                                }
                             }
-                            if let bias { for j in 0..<outputs { out[j] = out[j] + bias[j] } }
                         }
                     }
                 }

@@ -52,9 +52,7 @@ public final class Model: Sendable {
         }
         let first = scratch.buffers[plan.inputSlot]
         first.prepare(.float, rows: rows, width: inputWidth)
-        first.floats.withUnsafeMutableBufferPointer { destination in
-            _ = memcpy(destination.baseAddress!, input.baseAddress!, rows * inputWidth * MemoryLayout<Float>.stride)
-        }
+        _ = memcpy(first.floats, input.baseAddress!, rows * inputWidth * MemoryLayout<Float>.stride)
         for (index, step) in plan.steps.enumerated() {
             try step.run(scratch, index: index)
         }
@@ -90,7 +88,7 @@ public struct ModelRun {
         guard let slot = plan.slotNames[name] else { return nil }
         let buffer = scratch.buffers[slot]
         guard buffer.kind == .float else { return nil }
-        return try buffer.floats.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[0..<buffer.count]), buffer.width) }
+        return try body(UnsafeBufferPointer(start: buffer.floats, count: buffer.count), buffer.width)
     }
 
     /// The int64 values of `name` (labels) without copying.
@@ -98,6 +96,6 @@ public struct ModelRun {
         guard let slot = plan.slotNames[name] else { return nil }
         let buffer = scratch.buffers[slot]
         guard buffer.kind == .int64 else { return nil }
-        return try buffer.ints.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[0..<buffer.count]), buffer.width) }
+        return try body(UnsafeBufferPointer(start: buffer.ints, count: buffer.count), buffer.width)
     }
 }

@@ -6,6 +6,9 @@ public struct ModelOptions: Sendable {
     /// nothing from int8 (quantizing the row costs as much as the product).
     public var int8MinimumInputs = 16
     public var int8MinimumOutputs = 8
+    /// ... and at least this many multiply-adds per row (inputs × outputs): below it, quantizing the
+    /// row and dequantizing the result cost more than fp32 FMA saves (measured with `make bench`).
+    public var int8MinimumMultiplyAdds = 4096
     /// Use the portable integer kernel instead of AVX2 (tests compare the two).
     public var portableKernels = false
     public init() {}
@@ -393,16 +396,28 @@ struct Planner {
                 }
             }
         }
+        // A Relu that is the only reader of the layer's output runs in the layer's epilogue.
+        var relu = false
+        if !isGraphOutput(outputName) {
+            let users = consumers(of: outputName)
+            if users.count == 1, nodes[users[0]].opType == "Relu" {
+                relu = true
+                outputName = nodes[users[0]].outputs[0]
+                names.append(nodes[users[0]].name)
+                removed.insert(users[0])
+            }
+        }
         let out = newSlot(outputName, SlotInfo(kind: .float, rank: 2, width: m))
         let label = node.name.isEmpty ? outputName : node.name
-        if options.quantize && k >= options.int8MinimumInputs && m >= options.int8MinimumOutputs {
+        if options.quantize && k >= options.int8MinimumInputs && m >= options.int8MinimumOutputs
+            && k * m >= options.int8MinimumMultiplyAdds {
             var outputMajor = [Float](repeating: 0, count: k * m)
             for kk in 0..<k { for j in 0..<m { outputMajor[j * k + kk] = inputMajor[kk * m + j] } }
             let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k)
-            record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, name: label, portable: options.portableKernels),
+            record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, relu: relu, name: label, portable: options.portableKernels),
                    output: outputName, nodes: names, precision: "int8", bytes: k * m + m * 8 + (bias?.count ?? 0) * 4)
         } else {
-            record(DenseStep(input: x.slot, output: out, inputs: k, outputs: m, weightsInputMajor: inputMajor, bias: bias, name: label),
+            record(DenseStep(input: x.slot, output: out, inputs: k, outputs: m, weightsInputMajor: inputMajor, bias: bias, relu: relu, name: label),
                    output: outputName, nodes: names, precision: "fp32", bytes: (k * m + (bias?.count ?? 0)) * 4)
         }
     }

@@ -12,28 +12,48 @@ struct SlotInfo: Sendable {
 }
 
 /// One runtime value in a scratch: storage kept between runs so a warm run allocates nothing.
+/// Raw pointers rather than arrays: the hot loops index them without uniqueness or exclusivity checks.
 final class Buffer {
     var kind: ValueKind = .float
     var rows = 0
     var width = 0
     var rank = 2
-    var floats: [Float] = []
-    var ints: [Int64] = []
+    private(set) var floats = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var ints = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    private var floatCapacity = 1
+    private var intCapacity = 1
     var strings: [String] = []
+
+    deinit {
+        floats.deallocate()
+        ints.deallocate()
+    }
 
     var count: Int { rows * width }
 
-    /// Sizes the buffer for `rows` x `width` of `kind`; grows storage only when needed.
+    /// Sizes the buffer for `rows` x `width` of `kind`; grows storage only when needed (contents
+    /// are not kept: every step writes its whole output).
     func prepare(_ kind: ValueKind, rows: Int, width: Int, rank: Int = 2) {
         self.kind = kind
         self.rows = rows
         self.width = width
         self.rank = rank
-        let needed = rows * width
+        let needed = max(rows * width, 1)
         switch kind {
-        case .float: if floats.count < needed { floats = [Float](repeating: 0, count: needed) }
-        case .int64: if ints.count < needed { ints = [Int64](repeating: 0, count: needed) }
-        case .string: if strings.count < needed { strings = [String](repeating: "", count: needed) }
+        case .float:
+            if floatCapacity < needed {
+                floats.deallocate()
+                floats = .allocate(capacity: needed)
+                floatCapacity = needed
+            }
+        case .int64:
+            if intCapacity < needed {
+                ints.deallocate()
+                ints = .allocate(capacity: needed)
+                intCapacity = needed
+            }
+        case .string:
+            if strings.count < needed { strings = [String](repeating: "", count: needed) }
         }
     }
 
@@ -41,8 +61,8 @@ final class Buffer {
     func tensor() -> Tensor {
         let shape = rank == 1 ? [rows] : [rows, width]
         switch kind {
-        case .float: return Tensor(shape: shape, floats: Array(floats[0..<count]))
-        case .int64: return Tensor(shape: shape, int64s: Array(ints[0..<count]))
+        case .float: return Tensor(shape: shape, floats: Array(UnsafeBufferPointer(start: floats, count: count)))
+        case .int64: return Tensor(shape: shape, int64s: Array(UnsafeBufferPointer(start: ints, count: count)))
         case .string: return Tensor(shape: shape, strings: Array(strings[0..<count]))
         }
     }

@@ -29,16 +29,13 @@ struct UnaryStep: Step {
         }
         y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
         let count = x.count
-        x.floats.withUnsafeBufferPointer { xp in
-            y.floats.withUnsafeMutableBufferPointer { yp in
-                switch function {
-                case .relu: for i in 0..<count { yp[i] = max(xp[i], 0) }
-                case .leakyRelu(let alpha): for i in 0..<count { yp[i] = xp[i] < 0 ? xp[i] * alpha : xp[i] }
-                case .sigmoid: for i in 0..<count { yp[i] = sigmoid(xp[i]) }
-                case .tanh: for i in 0..<count { yp[i] = tanhf(xp[i]) }
-                case .identity: break
-                }
-            }
+        let xp = x.floats, yp = y.floats
+        switch function {
+        case .relu: for i in 0..<count { yp[i] = max(xp[i], 0) }
+        case .leakyRelu(let alpha): for i in 0..<count { yp[i] = xp[i] < 0 ? xp[i] * alpha : xp[i] }
+        case .sigmoid: for i in 0..<count { yp[i] = sigmoid(xp[i]) }
+        case .tanh: for i in 0..<count { yp[i] = tanhf(xp[i]) }
+        case .identity: break
         }
     }
 }
@@ -104,12 +101,10 @@ struct BinaryStep: Step {
         }
         // Fast path: runtime [rows, width] with a per-column or scalar constant.
         if case .slot(let s) = left, case .constant(let c) = right, scratch.buffers[s].width == width {
-            let x = scratch.buffers[s]
-            x.floats.withUnsafeBufferPointer { xp in
-                y.floats.withUnsafeMutableBufferPointer { yp in
-                    for r in 0..<rows {
-                        for j in 0..<width { yp[r * width + j] = op.apply(xp[r * width + j], c.count == 1 ? c[0] : c[j]) }
-                    }
+            let xp = scratch.buffers[s].floats, yp = y.floats
+            c.withUnsafeBufferPointer { cp in
+                for r in 0..<rows {
+                    for j in 0..<width { yp[r * width + j] = op.apply(xp[r * width + j], cp.count == 1 ? cp[0] : cp[j]) }
                 }
             }
             return
@@ -126,11 +121,11 @@ struct SoftmaxStep: Step {
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
-        softmaxRows(x.floats, into: &y.floats, rows: x.rows, width: x.width)
+        softmaxRows(x.floats, into: y.floats, rows: x.rows, width: x.width)
     }
 }
 
-func softmaxRows(_ x: [Float], into y: inout [Float], rows: Int, width: Int) {
+func softmaxRows(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
     for r in 0..<rows {
         var highest = -Float.infinity
         for j in 0..<width { highest = max(highest, x[r * width + j]) }

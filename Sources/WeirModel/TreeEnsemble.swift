@@ -157,10 +157,11 @@ struct TreeEnsembleStep: Step {
         if let labelOutput, let labels { scratch.buffers[labelOutput].prepare(labels.kind, rows: rows, width: 1, rank: 1) }
         var scores = [Float](repeating: 0, count: max(ensemble.targetCount, targets, 1))
         var counts = [Int](repeating: 0, count: scores.count)
-        x.floats.withUnsafeBufferPointer { xp in
+        do {
+            let xp = x.floats
             for r in 0..<rows {
                 for t in 0..<scores.count { scores[t] = 0; counts[t] = 0 }
-                ensemble.accumulate(row: xp.baseAddress! + r * x.width, into: &scores, aggregate: aggregate, treeCount: &counts)
+                ensemble.accumulate(row: xp + r * x.width, into: &scores, aggregate: aggregate, treeCount: &counts)
                 if aggregate == "AVERAGE" { for t in 0..<scores.count where counts[t] > 0 { scores[t] /= Float(ensemble.roots.count) } }
                 for t in 0..<min(baseValues.count, scores.count) { scores[t] += baseValues[t] }
                 if binary {

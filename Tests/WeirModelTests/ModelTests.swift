@@ -4,6 +4,14 @@ import Testing
 import WeirTestSupport
 @testable import WeirModel
 
+/// Options that run every qualifying layer of the small test models in int8, as the reference does.
+func int8Everywhere(portable: Bool = false) -> ModelOptions {
+    var options = ModelOptions()
+    options.int8MinimumMultiplyAdds = 0
+    options.portableKernels = portable
+    return options
+}
+
 @Suite("ONNX import and execution against onnxruntime goldens")
 struct ModelTests {
     private func fp32Options() -> ModelOptions {
@@ -33,7 +41,7 @@ struct ModelTests {
     @Test("int8 path: labels agree on ≥ 99.5% of rows, scores within 0.05 of onnxruntime fp32", arguments: Fixture.withInt8Layers)
     func int8Accuracy(name: String) throws {
         let fixture = try Fixture(name)
-        let model = try Model(contentsOf: fixture.modelURL)
+        let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere())
         #expect(model.layers.contains { $0.precision == "int8" })
         let outputs = try model.run(fixture.input)
         let golden = try #require(fixture.scoreOutput)
@@ -57,9 +65,7 @@ struct ModelTests {
         let fixture = try Fixture(name)
         #expect(!fixture.meta.int8_layers.isEmpty)
         for portable in [false, true] {
-            var options = ModelOptions()
-            options.portableKernels = portable
-            let model = try Model(contentsOf: fixture.modelURL, options: options)
+            let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere(portable: portable))
             let scratch = model.makeScratch()
             _ = try model.run(fixture.input, scratch: scratch)
             for layer in fixture.meta.int8_layers {
@@ -75,7 +81,7 @@ struct ModelTests {
     @Test("A row's output is identical whatever batch it is in", arguments: Fixture.all + Fixture.preQuantized)
     func batchIndependence(name: String) throws {
         let fixture = try Fixture(name)
-        let model = try Model(contentsOf: fixture.modelURL)
+        let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere())
         let input = fixture.input
         let width = model.inputWidth
         let rows = input.count / width
@@ -108,7 +114,7 @@ struct ModelTests {
     func preQuantizedModels(name: String) throws {
         let fixture = try Fixture(name)
         let source = try Fixture(try #require(fixture.meta.fp32_reference))
-        let model = try Model(contentsOf: fixture.modelURL)
+        let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere())
         let golden = try #require(fixture.scoreOutput)
         let ours = try #require(try model.run(fixture.input)[golden.name]?.floats)
         let fp32 = Fixture.floats(try #require(source.scoreOutput).file)
@@ -156,13 +162,18 @@ struct ModelTests {
         } throws: { error in "\(error)".contains("not an ONNX model") }
     }
 
-    @Test("Per-layer precision is visible")
+    @Test("Per-layer precision is visible, and follows the size policy")
     func layerPrecision() throws {
-        let model = try Model(contentsOf: try Fixture("mlp_binary").modelURL)
-        let dense = model.layers.filter { $0.operation.hasPrefix("Dense") }
+        let url = try Fixture("mlp_binary").modelURL
+        let quantized = try Model(contentsOf: url, options: int8Everywhere())
+        let dense = quantized.layers.filter { $0.operation.hasPrefix("Dense") }
         #expect(dense.map(\.precision) == ["int8", "int8", "fp32"])
         #expect(dense.map { String($0.operation.split(separator: " ")[1]) } == ["20→32", "32→16", "16→1"])
+        #expect(dense[0].operation.contains("+ Relu") && !dense[2].operation.contains("Relu"))
         #expect(dense[0].parameterBytes < 20 * 32 * 4)
+        // By default layers this small (640 and 512 multiply-adds per row) stay fp32.
+        let byDefault = try Model(contentsOf: url)
+        #expect(byDefault.layers.allSatisfy { $0.precision != "int8" })
     }
 
     @Test("AVX2 and portable integer kernels agree exactly with a naive product, at the extremes too")
@@ -202,8 +213,8 @@ struct InspectCommandTests {
         #expect(result.output.contains("output    probabilities float [N, 2]"))
         let denseLines = result.output.split(separator: "\n").filter { $0.contains("Dense ") }
         #expect(denseLines.count == 3)
-        #expect(denseLines[0].contains("20→32 int8") && denseLines[2].contains("16→1 fp32"))
-        #expect(result.output.contains("13 steps, 2 in int8"))
+        #expect(denseLines[0].contains("20→32 fp32 + Relu") && denseLines[2].contains("16→1 fp32"))
+        #expect(result.output.contains("11 steps, 0 in int8"))
     }
 
     @Test("an unsupported model exits 1 with one line naming the operator")

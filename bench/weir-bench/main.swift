@@ -3,6 +3,7 @@ import WeirKafka
 
 /// weir-bench: Weir's benchmarks, each measured as a ratio against a peer in the same run.
 ///   weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]
+///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
 
@@ -22,6 +23,13 @@ do {
         }
         exit(try runSwiftPassthrough(bootstrap: arguments[1], input: arguments[2], output: arguments[3],
                                      group: arguments[4], events: events))
+    case "model":
+        guard arguments.count >= 3 else {
+            FileHandle.standardError.write(Data("usage: weir-bench model MODELS_DIR PEER_JSONL [--seconds S]\n".utf8))
+            exit(2)
+        }
+        let seconds = arguments.firstIndex(of: "--seconds").flatMap { Double(arguments[$0 + 1]) } ?? 0.5
+        try runModelBenchmark(directory: arguments[1], peerFile: arguments[2], seconds: seconds)
     case "kafka":
         try runKafkaBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
                               eventBytes: option("--bytes", default: 750), rounds: option("--rounds", default: 3))

@@ -23,6 +23,27 @@ void weir_qgemm_u8s8_portable(const int16_t *a, size_t a_stride, const int16_t *
 /* 1 when the AVX2 kernels are in use. */
 int weir_kernels_have_avx2(void);
 
+/* Quantizes n rows of k floats to uint8 (widened to int16) per row, exactly as Weir's reference:
+ * lo = min(0, min x), hi = max(0, max x), s = (hi - lo) / 255 (1 when 0), inv = 1 / s,
+ * zp = clamp(rint(-lo * inv), 0, 255), q = clamp(rint(x * inv) + zp, 0, 255); rint rounds half to even.
+ * Pads each q row with zeros up to q_stride. */
+void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
+                           float *scales, int32_t *zero_points);
+/* y[r][j] = (float)(acc[r][j] - zp[r] * colsum[j]) * (scale[r] * weight_scale[j]) (+ bias[j]), in that
+ * order and without fused multiply-add, so it matches the reference bit for bit; then max(y, 0) when
+ * relu is 1. bias may be NULL. */
+void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *row_scales, const int32_t *zero_points,
+                          const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
+                          size_t y_stride);
+
+/* The int8 layer in one pass: integer product, then the dequantization epilogue of
+ * weir_dequantize_rows applied in registers (bit-identical to calling the two separately).
+ * scratch (n * m int32) is used only by the portable path. */
+void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, size_t n, size_t m, size_t k,
+                      const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
+                      const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
+                      int32_t *scratch);
+
 /* fp32 dense: y[n][m] = sum_k x[n][k] * w[k][m]. w is input-major. */
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
                 size_t n, size_t k);
