@@ -497,6 +497,16 @@ struct Planner {
         return nil
     }
 
+    /// A classifier writes labels (output 0) and scores (output 1); a regressor only values (output 0).
+    private mutating func outputSlots(_ node: GraphNode, labels: ClassLabels?, scoreWidth: Int)
+        -> (label: Int?, scoreName: String, score: Int)
+    {
+        var labelSlot: Int? = nil
+        if let labels { labelSlot = newSlot(node.outputs[0], SlotInfo(kind: labels.kind, rank: 1, width: 1)) }
+        let scoreName = labels == nil ? node.outputs[0] : node.outputs[1]
+        return (labelSlot, scoreName, newSlot(scoreName, SlotInfo(kind: .float, rank: 2, width: scoreWidth)))
+    }
+
     private mutating func emitLinear(_ node: GraphNode) throws {
         let x = try runtime(node.inputs[0], node)
         let classifier = node.opType == "LinearClassifier"
@@ -507,15 +517,7 @@ struct Planner {
         let intercepts = node.floats("intercepts") ?? []
         let post = node.string("post_transform", default: "NONE")
         let binary = classifier && targets == 1 && labels!.count == 2
-        var labelSlot: Int? = nil
-        let scoreName: String
-        if classifier {
-            labelSlot = newSlot(node.outputs[0], SlotInfo(kind: labels!.kind, rank: 1, width: 1))
-            scoreName = node.outputs[1]
-        } else {
-            scoreName = node.outputs[0]
-        }
-        let scoreSlot = newSlot(scoreName, SlotInfo(kind: .float, rank: 2, width: binary ? 2 : targets))
+        let (labelSlot, scoreName, scoreSlot) = outputSlots(node, labels: labels, scoreWidth: binary ? 2 : targets)
         record(LinearStep(input: x.slot, labelOutput: labelSlot, scoreOutput: scoreSlot, coefficients: coefficients, intercepts: intercepts,
                           targets: targets, postTransform: post, labels: labels),
                output: scoreName, nodes: [node.name], precision: "fp32", bytes: (coefficients.count + intercepts.count) * 4)
@@ -529,15 +531,7 @@ struct Planner {
         let ensemble = try TreeEnsemble(node: node, weightPrefix: classifier ? "class" : "target")
         let targets = classifier ? labels!.count : Int(node.int("n_targets", default: Int64(ensemble.targetCount)))
         let binary = classifier && labels!.count == 2 && ensemble.targetCount == 1
-        var labelSlot: Int? = nil
-        let scoreName: String
-        if classifier {
-            labelSlot = newSlot(node.outputs[0], SlotInfo(kind: labels!.kind, rank: 1, width: 1))
-            scoreName = node.outputs[1]
-        } else {
-            scoreName = node.outputs[0]
-        }
-        let scoreSlot = newSlot(scoreName, SlotInfo(kind: .float, rank: 2, width: binary ? 2 : targets))
+        let (labelSlot, scoreName, scoreSlot) = outputSlots(node, labels: labels, scoreWidth: binary ? 2 : targets)
         let base = node.floats("base_values") ?? []
         record(TreeEnsembleStep(input: x.slot, labelOutput: labelSlot, scoreOutput: scoreSlot, ensemble: ensemble, baseValues: base,
                                 postTransform: node.string("post_transform", default: "NONE"),

@@ -13,7 +13,7 @@ struct FakeQuantStep: Step {
         let width = x.width
         for r in 0..<x.rows {
             for j in 0..<width {
-                let s = scales.count == 1 ? scales[0] : scales[j], zp = zeroPoints.count == 1 ? zeroPoints[0] : zeroPoints[j]
+                let (s, zp) = quantizationParameters(scales, zeroPoints, column: j)
                 let q = min(high, max(low, (x.floats[r * width + j] / s).rounded(.toNearestOrEven) + zp))
                 y.floats[r * width + j] = (q - zp) * s
             }
@@ -32,7 +32,7 @@ struct QuantizeLinearStep: Step {
         y.prepare(.int64, rows: x.rows, width: x.width, rank: x.rank)
         for r in 0..<x.rows {
             for j in 0..<x.width {
-                let s = scales.count == 1 ? scales[0] : scales[j], zp = zeroPoints.count == 1 ? zeroPoints[0] : zeroPoints[j]
+                let (s, zp) = quantizationParameters(scales, zeroPoints, column: j)
                 y.ints[r * x.width + j] = Int64(min(high, max(low, (x.floats[r * x.width + j] / s).rounded(.toNearestOrEven) + zp)))
             }
         }
@@ -48,12 +48,18 @@ struct DequantizeLinearStep: Step {
         y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
         for r in 0..<x.rows {
             for j in 0..<x.width {
-                let s = scales.count == 1 ? scales[0] : scales[j], zp = zeroPoints.count == 1 ? zeroPoints[0] : zeroPoints[j]
+                let (s, zp) = quantizationParameters(scales, zeroPoints, column: j)
                 let v = x.kind == .int64 ? Float(x.ints[r * x.width + j]) : x.floats[r * x.width + j]
                 y.floats[r * x.width + j] = (v - zp) * s
             }
         }
     }
+}
+
+/// Scale and zero point for a column: one pair per tensor, or one per column (axis 1).
+@inline(__always)
+func quantizationParameters(_ scales: [Float], _ zeroPoints: [Float], column: Int) -> (Float, Float) {
+    (scales.count == 1 ? scales[0] : scales[column], zeroPoints.count == 1 ? zeroPoints[0] : zeroPoints[column])
 }
 
 /// The integer range of a quantized type, from its zero point's source type (uint8 by default).
