@@ -157,8 +157,17 @@ void weir_qgemm_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b,
 
 #ifdef WEIR_X86
 /* Up to 4 rows x 16 outputs per pass: each weight load serves four rows. */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 sgemm_finish(__m256 v, const float *bias, size_t j,
+                                                                                  __m256i mask, int masked, int relu) {
+    if (bias) v = _mm256_add_ps(v, masked ? _mm256_maskload_ps(bias + j, mask) : _mm256_loadu_ps(bias + j));
+    if (relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+    return v;
+}
+
 __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_block(const float *x, size_t x_stride,
-        const float *w, size_t m, float *y, size_t y_stride, size_t r, size_t k, const size_t rows) {
+        const float *w, size_t m, float *y, size_t y_stride, size_t r, size_t k, const size_t rows, const float *bias,
+        int relu) {
+    const __m256i none = _mm256_setzero_si256();
     {
         const float *x0 = x + r * x_stride;
         const float *x1 = rows > 1 ? x0 + x_stride : x0;
@@ -178,8 +187,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_bloc
             }
             __m256 results[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
             for (size_t row = 0; row < rows; row++) {
-                _mm256_storeu_ps(y + (r + row) * y_stride + j, results[row * 2]);
-                _mm256_storeu_ps(y + (r + row) * y_stride + j + 8, results[row * 2 + 1]);
+                _mm256_storeu_ps(y + (r + row) * y_stride + j, sgemm_finish(results[row * 2], bias, j, none, 0, relu));
+                _mm256_storeu_ps(y + (r + row) * y_stride + j + 8, sgemm_finish(results[row * 2 + 1], bias, j + 8, none, 0, relu));
             }
         }
         for (; j + 8 <= m; j += 8) {
@@ -192,7 +201,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_bloc
                 a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
             }
             __m256 results[4] = {a0, a1, a2, a3};
-            for (size_t row = 0; row < rows; row++) _mm256_storeu_ps(y + (r + row) * y_stride + j, results[row]);
+            for (size_t row = 0; row < rows; row++)
+                _mm256_storeu_ps(y + (r + row) * y_stride + j, sgemm_finish(results[row], bias, j, none, 0, relu));
         }
         if (j < m) {
             /* The last 1...7 outputs: masked loads never touch memory past the row. */
@@ -208,33 +218,37 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_bloc
                 a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
             }
             __m256 results[4] = {a0, a1, a2, a3};
-            for (size_t row = 0; row < rows; row++) _mm256_maskstore_ps(y + (r + row) * y_stride + j, mask, results[row]);
+            for (size_t row = 0; row < rows; row++)
+                _mm256_maskstore_ps(y + (r + row) * y_stride + j, mask, sgemm_finish(results[row], bias, j, mask, 1, relu));
         }
     }
 }
 
 __attribute__((target("avx2,fma"))) static void sgemm_avx2(const float *x, size_t x_stride, const float *w, size_t m,
-                                                          float *y, size_t y_stride, size_t n, size_t k) {
+                                                          float *y, size_t y_stride, size_t n, size_t k,
+                                                          const float *bias, int relu) {
     size_t r = 0;
-    for (; r + 4 <= n; r += 4) sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 4);
+    for (; r + 4 <= n; r += 4) sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 4, bias, relu);
     switch (n - r) {
-    case 3: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 3); break;
-    case 2: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 2); break;
-    case 1: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 1); break;
+    case 3: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 3, bias, relu); break;
+    case 2: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 2, bias, relu); break;
+    case 1: sgemm_block(x, x_stride, w, m, y, y_stride, r, k, 1, bias, relu); break;
     default: break;
     }
 }
 #endif
 
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
-                size_t n, size_t k) {
+                size_t n, size_t k, const float *bias, int relu) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) { sgemm_avx2(x, x_stride, w, m, y, y_stride, n, k); return; }
+    if (weir_kernels_have_avx2()) { sgemm_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
 #endif
     for (size_t r = 0; r < n; r++)
         for (size_t j = 0; j < m; j++) {
             float acc = 0;
             for (size_t kk = 0; kk < k; kk++) acc += x[r * x_stride + kk] * w[kk * m + j];
+            if (bias) acc += bias[j];
+            if (relu && !(acc > 0)) acc = 0;
             y[r * y_stride + j] = acc;
         }
 }

@@ -19,19 +19,12 @@ struct DenseStep: Step {
         let rows = x.rows
         guard x.width == inputs else { throw ModelError("\(name): input has \(x.width) columns, the layer expects \(inputs)") }
         y.prepare(.float, rows: rows, width: outputs)
-        let yp = y.floats
         weightsInputMajor.withUnsafeBufferPointer { wp in
-            weir_sgemm(x.floats, inputs, wp.baseAddress, outputs, yp, outputs, rows, inputs)
-        }
-        if let bias {
-            bias.withUnsafeBufferPointer { bp in
-                for r in 0..<rows {
-                    let row = yp + r * outputs
-                    for j in 0..<outputs { row[j] += bp[j] }
-                }
+            (bias ?? []).withUnsafeBufferPointer { bp in
+                weir_sgemm(x.floats, inputs, wp.baseAddress, outputs, y.floats, outputs, rows, inputs,
+                           bias == nil ? nil : bp.baseAddress, relu ? 1 : 0)
             }
         }
-        if relu { for i in 0..<(rows * outputs) { yp[i] = max(yp[i], 0) } }
     }
 }
 

@@ -17,6 +17,7 @@ public final class Model: Sendable {
     /// The tool that wrote the file.
     public let producer: String
     let plan: Plan
+    let tileRows: Int
 
     /// Loads and compiles an ONNX file. Unsupported operators fail here, naming the node.
     public convenience init(contentsOf url: URL, options: ModelOptions = ModelOptions(), inputWidth: Int? = nil) throws {
@@ -37,6 +38,7 @@ public final class Model: Sendable {
         layers = plan.layers
         opsets = graph.opsets
         producer = graph.producer
+        tileRows = options.tileRows
     }
 
     /// Working memory for one thread.
@@ -50,13 +52,33 @@ public final class Model: Sendable {
         guard input.count >= rows * inputWidth else {
             throw ModelError("input holds \(input.count) floats; \(rows) rows of \(inputWidth) features need \(rows * inputWidth)")
         }
+        let tile = max(1, tileRows)
+        if rows <= tile {
+            scratch.gathered.removeAll(keepingCapacity: true)
+            try runTile(rows: rows, input: input.baseAddress!, scratch: scratch)
+            return ModelRun(plan: plan, scratch: scratch)
+        }
+        var done = 0
+        while done < rows {
+            let count = min(tile, rows - done)
+            try runTile(rows: count, input: input.baseAddress! + done * inputWidth, scratch: scratch)
+            for (_, slot) in plan.outputSlots {
+                let whole = scratch.gathered[slot] ?? Buffer()
+                scratch.gathered[slot] = whole
+                whole.append(rowsOf: scratch.buffers[slot], after: done, totalRows: rows)
+            }
+            done += count
+        }
+        return ModelRun(plan: plan, scratch: scratch)
+    }
+
+    private func runTile(rows: Int, input: UnsafePointer<Float>, scratch: ModelScratch) throws {
         let first = scratch.buffers[plan.inputSlot]
         first.prepare(.float, rows: rows, width: inputWidth)
-        _ = memcpy(first.floats, input.baseAddress!, rows * inputWidth * MemoryLayout<Float>.stride)
+        _ = memcpy(first.floats, input, rows * inputWidth * MemoryLayout<Float>.stride)
         for (index, step) in plan.steps.enumerated() {
             try step.run(scratch, index: index)
         }
-        return ModelRun(plan: plan, scratch: scratch)
     }
 
     /// Convenience for tools and tests: runs an array of rows and copies every output out.
@@ -78,7 +100,8 @@ public struct ModelRun {
     let plan: Plan
     let scratch: ModelScratch
 
-    /// An output (or any intermediate value) copied into a `Tensor`.
+    /// An output (or an intermediate value, of the last tile only for batches larger than
+    /// `ModelOptions.tileRows`) copied into a `Tensor`.
     public func output(named name: String) -> Tensor? {
         scratch.value(named: name)
     }
@@ -86,7 +109,7 @@ public struct ModelRun {
     /// Calls `body` with the float values of `name` (row-major) and its width, without copying.
     public func withFloats<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>, Int) throws -> R) rethrows -> R? {
         guard let slot = plan.slotNames[name] else { return nil }
-        let buffer = scratch.buffers[slot]
+        let buffer = scratch.result(slot)
         guard buffer.kind == .float else { return nil }
         return try body(UnsafeBufferPointer(start: buffer.floats, count: buffer.count), buffer.width)
     }
@@ -94,7 +117,7 @@ public struct ModelRun {
     /// The int64 values of `name` (labels) without copying.
     public func withInt64s<R>(_ name: String, _ body: (UnsafeBufferPointer<Int64>, Int) throws -> R) rethrows -> R? {
         guard let slot = plan.slotNames[name] else { return nil }
-        let buffer = scratch.buffers[slot]
+        let buffer = scratch.result(slot)
         guard buffer.kind == .int64 else { return nil }
         return try body(UnsafeBufferPointer(start: buffer.ints, count: buffer.count), buffer.width)
     }

@@ -11,6 +11,10 @@ public struct ModelOptions: Sendable {
     public var int8MinimumMultiplyAdds = 4096
     /// Use the portable integer kernel instead of AVX2 (tests compare the two).
     public var portableKernels = false
+    /// Larger batches run through the whole plan this many rows at a time, so intermediate values
+    /// stay in the L1 cache (every step is row-independent, so results are the same). Intermediate
+    /// values read from the scratch then hold the last tile only.
+    public var tileRows = 32
     public init() {}
 }
 

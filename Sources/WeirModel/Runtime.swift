@@ -57,6 +57,19 @@ final class Buffer {
         }
     }
 
+    /// Appends `tile`'s rows after the first `rowsBefore` rows of this buffer (same kind and width).
+    func append(rowsOf tile: Buffer, after rowsBefore: Int, totalRows: Int) {
+        if rowsBefore == 0 {
+            prepare(tile.kind, rows: totalRows, width: tile.width, rank: tile.rank)
+        }
+        let start = rowsBefore * tile.width, count = tile.count
+        switch tile.kind {
+        case .float: (floats + start).update(from: tile.floats, count: count)
+        case .int64: (ints + start).update(from: tile.ints, count: count)
+        case .string: for i in 0..<count { strings[start + i] = tile.strings[i] }
+        }
+    }
+
     /// An owned copy, as a `Tensor`.
     func tensor() -> Tensor {
         let shape = rank == 1 ? [rows] : [rows, width]
@@ -73,6 +86,8 @@ final class Buffer {
 public final class ModelScratch {
     let buffers: [Buffer]
     let slotNames: [String: Int]
+    /// Whole-batch copies of the graph outputs when a batch ran in tiles (by slot).
+    var gathered: [Int: Buffer] = [:]
     /// Extra per-step working memory (quantized rows, accumulators), indexed by step.
     var stepMemory: [AnyObject?]
 
@@ -84,8 +99,11 @@ public final class ModelScratch {
 
     /// The value called `name` in the last run, copied out (nil if the plan has no such runtime value).
     public func value(named name: String) -> Tensor? {
-        slotNames[name].map { buffers[$0].tensor() }
+        slotNames[name].map { (gathered[$0] ?? buffers[$0]).tensor() }
     }
+
+    /// The buffer holding a value of the last run: the gathered whole batch for tiled outputs.
+    func result(_ slot: Int) -> Buffer { gathered[slot] ?? buffers[slot] }
 }
 
 /// A step of an execution plan. Steps read and write buffers of the scratch by slot index.

@@ -65,7 +65,9 @@ struct ModelTests {
         let fixture = try Fixture(name)
         #expect(!fixture.meta.int8_layers.isEmpty)
         for portable in [false, true] {
-            let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere(portable: portable))
+            var options = int8Everywhere(portable: portable)
+            options.tileRows = .max  // keep every intermediate row, to compare them all
+            let model = try Model(contentsOf: fixture.modelURL, options: options)
             let scratch = model.makeScratch()
             _ = try model.run(fixture.input, scratch: scratch)
             for layer in fixture.meta.int8_layers {

@@ -37,7 +37,9 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
         let input = try Data(contentsOf: URL(fileURLWithPath: directory).appendingPathComponent("\(name).input.f32"))
             .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let scratch = model.makeScratch()
-        for batch in [1, 32, 256] {
+        // WEIR_BENCH_BATCHES=256 (comma-separated) limits the batch sizes, e.g. for a profiler run.
+        let batches = ProcessInfo.processInfo.environment["WEIR_BENCH_BATCHES"]?.split(separator: ",").compactMap { Int($0) } ?? [1, 32, 256]
+        for batch in batches {
             let ns = try input.withUnsafeBufferPointer { rows -> Double in
                 for _ in 0..<50 { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
                 var best = Double.infinity

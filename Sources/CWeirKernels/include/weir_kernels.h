@@ -44,8 +44,9 @@ void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b
                       const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
                       int32_t *scratch);
 
-/* fp32 dense: y[n][m] = sum_k x[n][k] * w[k][m]. w is input-major. */
+/* fp32 dense: y[n][m] = sum_k x[n][k] * w[k][m] (+ bias[m]), then max(y, 0) when relu is 1.
+ * w is input-major; bias may be NULL. */
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
-                size_t n, size_t k);
+                size_t n, size_t k, const float *bias, int relu);
 
 #endif
