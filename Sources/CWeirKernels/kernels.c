@@ -88,48 +88,51 @@ __attribute__((target("avx2"))) static inline void finish8(__m256i acc, size_t r
     _mm256_storeu_ps(e->y + row * e->y_stride + base, product);
 }
 
-/* ROWS (1...4) rows of A against two groups of 8 outputs per pass; ROWS is a constant at each call
- * site, so unused accumulators vanish. */
+/* ROWS (1...4) rows of A against the two groups of 8 outputs starting at `group`; ROWS is a
+ * constant at each call site, so unused accumulators vanish. */
 __attribute__((target("avx2"), always_inline)) static inline void qgemm_block(const int16_t *a, size_t a_stride,
-        const int16_t *packed_b, int32_t *c, size_t c_stride, size_t r, size_t m, size_t k, const int ROWS,
-        const epilogue_t *e) {
+        const int16_t *packed_b, int32_t *c, size_t c_stride, size_t r, size_t group, size_t m, size_t k,
+        const int ROWS, const epilogue_t *e) {
     size_t kblocks = round_up(k, 2) / 2, groups = round_up(m, 8) / 8;
     const int16_t *a0 = a + r * a_stride, *a1 = a0 + a_stride, *a2 = a1 + a_stride, *a3 = a2 + a_stride;
-    for (size_t group = 0; group < groups; group += 2) {
-        int two = group + 1 < groups;
-        const int16_t *b0 = packed_b + group * kblocks * 16;
-        const int16_t *b1 = two ? b0 + kblocks * 16 : b0;
-        __m256i acc[4][2];
-        for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-        for (size_t kb = 0; kb < kblocks; kb++) {
-            __m256i w0 = _mm256_loadu_si256((const __m256i *)(b0 + kb * 16));
-            __m256i w1 = _mm256_loadu_si256((const __m256i *)(b1 + kb * 16));
-            const int16_t *rows_[4] = {a0, a1, a2, a3};
-            for (int i = 0; i < ROWS; i++) {
-                int32_t pair;
-                memcpy(&pair, rows_[i] + kb * 2, 4);
-                __m256i v = _mm256_set1_epi32(pair);
-                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(v, w0));
-                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(v, w1));
-            }
-        }
+    int two = group + 1 < groups;
+    const int16_t *b0 = packed_b + group * kblocks * 16;
+    const int16_t *b1 = two ? b0 + kblocks * 16 : b0;
+    __m256i acc[4][2];
+    for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (size_t kb = 0; kb < kblocks; kb++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(b0 + kb * 16));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(b1 + kb * 16));
+        const int16_t *rows_[4] = {a0, a1, a2, a3};
         for (int i = 0; i < ROWS; i++) {
-            finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
-            if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
+            int32_t pair;
+            memcpy(&pair, rows_[i] + kb * 2, 4);
+            __m256i v = _mm256_set1_epi32(pair);
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(v, w0));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(v, w1));
         }
+    }
+    for (int i = 0; i < ROWS; i++) {
+        finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
+        if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
     }
 }
 
+/* Column groups outside, rows inside: a 16-output slice of the weights (16 * k int16) is read
+ * from memory once and reused by every row of the tile. */
 __attribute__((target("avx2"))) static void qgemm_avx2(const int16_t *a, size_t a_stride, const int16_t *packed_b,
                                                       int32_t *c, size_t c_stride, size_t n, size_t m, size_t k,
                                                       const epilogue_t *e) {
-    size_t r = 0;
-    for (; r + 4 <= n; r += 4) qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 4, e);
-    switch (n - r) {
-    case 3: qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 3, e); break;
-    case 2: qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 2, e); break;
-    case 1: qgemm_block(a, a_stride, packed_b, c, c_stride, r, m, k, 1, e); break;
-    default: break;
+    size_t groups = round_up(m, 8) / 8;
+    for (size_t group = 0; group < groups; group += 2) {
+        size_t r = 0;
+        for (; r + 4 <= n; r += 4) qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 4, e);
+        switch (n - r) {
+        case 3: qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 3, e); break;
+        case 2: qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 2, e); break;
+        case 1: qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 1, e); break;
+        default: break;
+        }
     }
 }
 #endif
