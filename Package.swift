@@ -48,7 +48,9 @@ let package = Package(
         .target(name: "WeirTestSupport", path: "Tests/WeirTestSupport"),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(
-            name: "WeirModelTests", dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport"], exclude: ["Fixtures"]),
+            name: "WeirModelTests",
+            dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )
