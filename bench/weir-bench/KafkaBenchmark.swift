@@ -166,9 +166,12 @@ func instructionsPerEvent(cluster: EmbeddedCluster, commands: [String: [String]]
         print("(valgrind not installed: instruction counts skipped)")
         return nil
     }
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weir-bench-callgrind-\(getpid())")
+    // WEIR_BENCH_CALLGRIND_DIR keeps the profiles (for callgrind_annotate); else they are removed.
+    let kept = ProcessInfo.processInfo.environment["WEIR_BENCH_CALLGRIND_DIR"]
+    let directory = kept.map { URL(fileURLWithPath: $0) }
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("weir-bench-callgrind-\(getpid())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
+    defer { if kept == nil { try? FileManager.default.removeItem(at: directory) } }
     var result = [String: Double]()
     for contender in ["c-event", "swift"] {
         var totals = [Int: Double]()
