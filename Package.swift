@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "weir", targets: ["weir"]),
         .library(name: "WeirKafka", targets: ["WeirKafka"]),
         .library(name: "WeirModel", targets: ["WeirModel"]),
+        .library(name: "WeirCodec", targets: ["WeirCodec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,6 +27,7 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]),
 
         .target(name: "WeirKafka", dependencies: ["CRdKafka"]),
+        .target(name: "WeirCodec"),
         // Integer and float GEMM kernels: AVX2 through target attributes, chosen at run time.
         .target(name: "CWeirKernels"),
         .target(
@@ -46,6 +48,7 @@ let package = Package(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .target(name: "WeirTestSupport", path: "Tests/WeirTestSupport"),
+        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "CJansson"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(
             name: "WeirModelTests",

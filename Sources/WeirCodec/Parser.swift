@@ -1,0 +1,428 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+
+/// Exact powers of ten for the fast number path (a double holds 10^0...10^22 exactly).
+private let powersOfTen: [Double] = (0...22).map { exponent in (0..<exponent).reduce(1.0) { value, _ in value * 10 } }
+
+/// One pass over a payload. Reports through the decoder; stops at the first malformed byte.
+struct Parser {
+    let base: UnsafePointer<UInt8>
+    var p: UnsafePointer<UInt8>
+    let end: UnsafePointer<UInt8>
+    unowned let decoder: EventDecoder
+    let row: UnsafeMutablePointer<Float>
+
+    init(base: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, decoder: EventDecoder, row: UnsafeMutablePointer<Float>) {
+        self.base = base
+        p = base
+        self.end = end
+        self.decoder = decoder
+        self.row = row
+    }
+
+    var offset: Int { p - base }
+
+    private mutating func malformed(_ what: String) {
+        decoder.fail(.malformedJSON, "\(what) at byte \(offset)")
+        p = end
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while p < end {
+            let c = p.pointee
+            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { p += 1 } else { return }
+        }
+    }
+
+    // MARK: objects and arrays
+
+    /// An object on the path to the features (`pathLevel` keys matched so far).
+    mutating func parseObject(depth: Int, pathLevel: Int) {
+        if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
+        p += 1  // {
+        let isFeatures = pathLevel == decoder.pathDepth
+        if isFeatures { decoder.enterFeatureContainer() }
+        skipWhitespace()
+        if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
+        while true {
+            skipWhitespace()
+            guard p < end, p.pointee == quote else { return malformed("expected a key") }
+            let keyStart = p
+            guard let key = readString() else { return }
+            skipWhitespace()
+            guard p < end, p.pointee == UInt8(ascii: ":") else { return malformed("expected ':'") }
+            p += 1
+            skipWhitespace()
+            guard p < end else { return malformed("unexpected end") }
+            if isFeatures, let index = decoder.lookup(key) {
+                parseFeatureValue(index, depth: depth + 1)
+            } else if pathLevel == 0 && key.elementsEqual("id".utf8) {
+                parseID()
+            } else if !isFeatures && key.elementsEqual(decoder.pathKey(pathLevel)) {
+                if p.pointee == UInt8(ascii: "{") {
+                    parseObject(depth: depth + 1, pathLevel: pathLevel + 1)
+                } else if p.pointee == UInt8(ascii: "[") && pathLevel + 1 == decoder.pathDepth {
+                    parseFeatureArray(depth: depth + 1)
+                } else {
+                    skipValue(depth: depth + 1)
+                }
+            } else {
+                _ = keyStart
+                skipValue(depth: depth + 1)
+            }
+            if decoder.isMalformed { return }
+            skipWhitespace()
+            guard p < end else { return malformed("unexpected end inside an object") }
+            if p.pointee == UInt8(ascii: ",") { p += 1; continue }
+            if p.pointee == UInt8(ascii: "}") { p += 1; return }
+            return malformed("expected ',' or '}'")
+        }
+    }
+
+    /// The features as an array, by position in the schema's order.
+    mutating func parseFeatureArray(depth: Int) {
+        if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
+        p += 1  // [
+        decoder.enterFeatureContainer()
+        skipWhitespace()
+        if p < end && p.pointee == UInt8(ascii: "]") { p += 1; return }
+        var position = 0
+        while true {
+            skipWhitespace()
+            guard p < end else { return malformed("unexpected end inside an array") }
+            if position < decoder.schema.names.count {
+                parseFeatureValue(position, depth: depth + 1)
+            } else {
+                skipValue(depth: depth + 1)
+            }
+            if decoder.isMalformed { return }
+            position += 1
+            skipWhitespace()
+            guard p < end else { return malformed("unexpected end inside an array") }
+            if p.pointee == UInt8(ascii: ",") { p += 1; continue }
+            if p.pointee == UInt8(ascii: "]") { p += 1; return }
+            return malformed("expected ',' or ']'")
+        }
+    }
+
+    // MARK: values
+
+    mutating func parseFeatureValue(_ index: Int, depth: Int) {
+        let c = p.pointee
+        switch c {
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = p
+            guard let value = parseNumber() else { return }
+            let single = Float(value)
+            if single.isFinite {
+                row[index] = single
+                decoder.record(index, .value)
+            } else {
+                let text = String(decoding: UnsafeBufferPointer(start: start, count: p - start), as: UTF8.self)
+                decoder.record(index, .wrongType("\(text), beyond float32"))
+            }
+        case UInt8(ascii: "n"):
+            if literal("null") { decoder.record(index, .null) }
+        case UInt8(ascii: "t"):
+            if literal("true") { decoder.record(index, .wrongType("a boolean")) }
+        case UInt8(ascii: "f"):
+            if literal("false") { decoder.record(index, .wrongType("a boolean")) }
+        case quote:
+            if readString() != nil { decoder.record(index, .wrongType("a string")) }
+        case UInt8(ascii: "{"):
+            skipValue(depth: depth)
+            if !decoder.isMalformed { decoder.record(index, .wrongType("an object")) }
+        case UInt8(ascii: "["):
+            skipValue(depth: depth)
+            if !decoder.isMalformed { decoder.record(index, .wrongType("an array")) }
+        default:
+            malformed("unexpected character '\(Unicode.Scalar(c))'")
+        }
+    }
+
+    mutating func parseID() {
+        let start = p
+        switch p.pointee {
+        case quote:
+            if readString() != nil { decoder.setID(EventID(start: start - base, end: p - base, isString: true)) }
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            if parseNumber() != nil { decoder.setID(EventID(start: start - base, end: p - base, isString: false)) }
+        default:
+            decoder.setID(nil)
+            skipValue(depth: 2)
+        }
+    }
+
+    /// Validates and skips any value.
+    mutating func skipValue(depth: Int) {
+        if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
+        guard p < end else { return malformed("unexpected end") }
+        switch p.pointee {
+        case quote:
+            _ = readString()
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            _ = parseNumber()
+        case UInt8(ascii: "n"): _ = literal("null")
+        case UInt8(ascii: "t"): _ = literal("true")
+        case UInt8(ascii: "f"): _ = literal("false")
+        case UInt8(ascii: "{"):
+            p += 1
+            skipWhitespace()
+            if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
+            while true {
+                skipWhitespace()
+                guard p < end, p.pointee == quote else { return malformed("expected a key") }
+                guard readString() != nil else { return }
+                skipWhitespace()
+                guard p < end, p.pointee == UInt8(ascii: ":") else { return malformed("expected ':'") }
+                p += 1
+                skipWhitespace()
+                skipValue(depth: depth + 1)
+                if decoder.isMalformed { return }
+                skipWhitespace()
+                guard p < end else { return malformed("unexpected end inside an object") }
+                if p.pointee == UInt8(ascii: ",") { p += 1; continue }
+                if p.pointee == UInt8(ascii: "}") { p += 1; return }
+                return malformed("expected ',' or '}'")
+            }
+        case UInt8(ascii: "["):
+            p += 1
+            skipWhitespace()
+            if p < end && p.pointee == UInt8(ascii: "]") { p += 1; return }
+            while true {
+                skipWhitespace()
+                skipValue(depth: depth + 1)
+                if decoder.isMalformed { return }
+                skipWhitespace()
+                guard p < end else { return malformed("unexpected end inside an array") }
+                if p.pointee == UInt8(ascii: ",") { p += 1; continue }
+                if p.pointee == UInt8(ascii: "]") { p += 1; return }
+                return malformed("expected ',' or ']'")
+            }
+        default:
+            malformed("unexpected character '\(Unicode.Scalar(p.pointee))'")
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard end - p >= count, memcmp(p, word.utf8Start, count) == 0 else {
+            malformed("invalid literal")
+            return false
+        }
+        p += count
+        return true
+    }
+
+    // MARK: numbers
+
+    /// Parses a JSON number (strict grammar) to the correctly rounded double; nil after reporting
+    /// a malformed number. Numbers beyond double range are malformed, as jansson treats them.
+    mutating func parseNumber() -> Double? {
+        let start = p
+        var negative = false
+        if p.pointee == UInt8(ascii: "-") { negative = true; p += 1 }
+        guard p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") else {
+            malformed("invalid number")
+            return nil
+        }
+        var mantissa: UInt64 = 0
+        var digits = 0
+        var exponent = 0
+        var exact = true
+        if p.pointee == UInt8(ascii: "0") {
+            p += 1
+        } else {
+            while p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") {
+                if digits < 19 { mantissa = mantissa * 10 + UInt64(p.pointee - 48); digits += 1 } else { exponent += 1; exact = false }
+                p += 1
+            }
+        }
+        if p < end, p.pointee == UInt8(ascii: ".") {
+            p += 1
+            guard p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") else {
+                malformed("invalid number")
+                return nil
+            }
+            while p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") {
+                if digits < 19 {
+                    mantissa = mantissa * 10 + UInt64(p.pointee - 48)
+                    if mantissa != 0 { digits += 1 }
+                    exponent -= 1
+                } else if p.pointee != UInt8(ascii: "0") {
+                    exact = false
+                }
+                p += 1
+            }
+        }
+        if p < end, p.pointee == UInt8(ascii: "e") || p.pointee == UInt8(ascii: "E") {
+            p += 1
+            var exponentNegative = false
+            if p < end, p.pointee == UInt8(ascii: "+") || p.pointee == UInt8(ascii: "-") {
+                exponentNegative = p.pointee == UInt8(ascii: "-")
+                p += 1
+            }
+            guard p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") else {
+                malformed("invalid number")
+                return nil
+            }
+            var written = 0
+            while p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") {
+                if written < 100_000 { written = written * 10 + Int(p.pointee - 48) }
+                p += 1
+            }
+            exponent += exponentNegative ? -written : written
+        }
+        // Clinger's fast path: an exact mantissa and power of ten give the correctly rounded result.
+        if exact && mantissa <= (1 << 53) && exponent >= -22 && exponent <= 22 {
+            let magnitude = exponent >= 0 ? Double(mantissa) * powersOfTen[exponent] : Double(mantissa) / powersOfTen[-exponent]
+            return negative ? -magnitude : magnitude
+        }
+        let value = decoder.slowParse(start, p - start)
+        if value.isInfinite {
+            p = start
+            malformed("number out of range")
+            return nil
+        }
+        return value
+    }
+
+    // MARK: strings
+
+    /// Reads a string (p at the opening quote), validating escapes and UTF-8. Returns its bytes:
+    /// a slice of the payload, or the decoder's scratch when it had escapes. Nil after reporting.
+    mutating func readString() -> UnsafeBufferPointer<UInt8>? {
+        p += 1
+        let start = p
+        // Fast path: no escapes, ASCII or valid UTF-8.
+        while p < end {
+            let c = p.pointee
+            if c == quote {
+                let slice = UnsafeBufferPointer(start: start, count: p - start)
+                p += 1
+                return slice
+            }
+            if c == backslash { break }
+            if c < 0x20 { malformed("control character in a string"); return nil }
+            if c >= 0x80 { if !skipUTF8() { return nil } } else { p += 1 }
+        }
+        guard p < end else { malformed("unterminated string"); return nil }
+        // Slow path: decode into scratch.
+        var ok = true
+        var failureText = ""
+        let prefix = UnsafeBufferPointer(start: start, count: p - start)
+        var cursor = p
+        let limit = end
+        let result: UnsafeBufferPointer<UInt8>? = decoder.withKeyScratch { scratch in
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: prefix)
+            while cursor < limit {
+                let c = cursor.pointee
+                if c == quote { cursor += 1; return scratch.withUnsafeBufferPointer { $0 } }
+                if c < 0x20 { ok = false; failureText = "control character in a string"; return nil }
+                if c != backslash { scratch.append(c); cursor += 1; continue }
+                cursor += 1
+                guard cursor < limit else { break }
+                let e = cursor.pointee
+                cursor += 1
+                switch e {
+                case quote, backslash, UInt8(ascii: "/"): scratch.append(e)
+                case UInt8(ascii: "b"): scratch.append(0x08)
+                case UInt8(ascii: "f"): scratch.append(0x0C)
+                case UInt8(ascii: "n"): scratch.append(0x0A)
+                case UInt8(ascii: "r"): scratch.append(0x0D)
+                case UInt8(ascii: "t"): scratch.append(0x09)
+                case UInt8(ascii: "u"):
+                    guard var scalar = hex4(&cursor, limit) else { ok = false; failureText = "invalid \\u escape"; return nil }
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard limit - cursor >= 6, cursor[0] == backslash, cursor[1] == UInt8(ascii: "u") else {
+                            ok = false; failureText = "unpaired surrogate in \\u escape"; return nil
+                        }
+                        cursor += 2
+                        guard let low = hex4(&cursor, limit), (0xDC00...0xDFFF).contains(low) else {
+                            ok = false; failureText = "unpaired surrogate in \\u escape"; return nil
+                        }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        ok = false; failureText = "unpaired surrogate in \\u escape"; return nil
+                    }
+                    for unit in Unicode.Scalar(scalar)!.utf8 { scratch.append(unit) }
+                default:
+                    ok = false; failureText = "invalid escape"; return nil
+                }
+            }
+            ok = false
+            failureText = "unterminated string"
+            return nil
+        }
+        if !ok || result == nil {
+            p = cursor
+            malformed(failureText.isEmpty ? "invalid string" : failureText)
+            return nil
+        }
+        // Validate raw UTF-8 of the escaped string's non-escape bytes.
+        let decodedEnd = cursor
+        var check = p
+        p = check
+        while check < decodedEnd {
+            if check.pointee >= 0x80 {
+                p = check
+                if !skipUTF8() { return nil }
+                check = p
+            } else {
+                check += 1
+            }
+        }
+        p = decodedEnd
+        return result
+    }
+
+    private func hex4(_ cursor: inout UnsafePointer<UInt8>, _ limit: UnsafePointer<UInt8>) -> UInt32? {
+        guard limit - cursor >= 4 else { return nil }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let c = cursor.pointee
+            let digit: UInt32
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(c - 48)
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(c - 87)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(c - 55)
+            default: return nil
+            }
+            value = value << 4 | digit
+            cursor += 1
+        }
+        return value
+    }
+
+    /// Skips one UTF-8 encoded scalar at p (first byte ≥ 0x80), rejecting overlong forms,
+    /// surrogates and values beyond U+10FFFF.
+    private mutating func skipUTF8() -> Bool {
+        let c = p.pointee
+        let length: Int
+        var scalar: UInt32
+        switch c {
+        case 0xC2...0xDF: length = 2; scalar = UInt32(c & 0x1F)
+        case 0xE0...0xEF: length = 3; scalar = UInt32(c & 0x0F)
+        case 0xF0...0xF4: length = 4; scalar = UInt32(c & 0x07)
+        default: malformed("invalid UTF-8"); return false
+        }
+        guard end - p >= length else { malformed("invalid UTF-8"); return false }
+        for i in 1..<length {
+            let b = p[i]
+            guard b & 0xC0 == 0x80 else { malformed("invalid UTF-8"); return false }
+            scalar = scalar << 6 | UInt32(b & 0x3F)
+        }
+        let minimum: UInt32 = length == 2 ? 0x80 : (length == 3 ? 0x800 : 0x10000)
+        guard scalar >= minimum, scalar <= 0x10FFFF, !(0xD800...0xDFFF).contains(scalar) else {
+            malformed("invalid UTF-8")
+            return false
+        }
+        p += length
+        return true
+    }
+}

@@ -1,0 +1,221 @@
+import CJansson
+import Testing
+@testable import WeirCodec
+
+extension DecodeFailure.Code: Error {}
+
+/// The same event semantics written over jansson's DOM: the reference for differential tests.
+func referenceDecode(_ bytes: [UInt8], _ schema: FeatureSchema) -> Result<[Float], DecodeFailure.Code> {
+    if bytes.count > schema.maxBytes { return .failure(.tooLarge) }
+    var error = json_error_t()
+    let flags = JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL
+    guard let root = bytes.withUnsafeBufferPointer({ json_loadb(UnsafeRawPointer($0.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }, $0.count, Int(flags), &error) }) else {
+        return .failure(.malformedJSON)
+    }
+    defer { json_decref(root) }
+    guard json_is_object(root) else { return .failure(.malformedJSON) }
+    var container: UnsafeMutablePointer<json_t>? = root
+    for (level, key) in schema.featuresPath.enumerated() {
+        guard let current = container, json_is_object(current) else { container = nil; break }
+        container = json_object_get(current, key)
+        if let next = container, level < schema.featuresPath.count - 1, !json_is_object(next) { container = nil }
+    }
+    if let c = container, !json_is_object(c) && !json_is_array(c) { container = nil }
+    var values = [Float](repeating: 0, count: schema.names.count)
+    for (index, name) in schema.names.enumerated() {
+        var value: UnsafeMutablePointer<json_t>? = nil
+        if let c = container {
+            value = json_is_object(c) ? json_object_get(c, name) : (index < json_array_size(c) ? json_array_get(c, index) : nil)
+        }
+        if value == nil || json_is_null(value) {
+            guard let fallback = schema.defaults[index] else { return .failure(.missingFeature) }
+            values[index] = fallback
+        } else if json_is_real(value) {
+            let single = Float(json_real_value(value))
+            guard single.isFinite else { return .failure(.notANumber) }
+            values[index] = single
+        } else {
+            return .failure(.notANumber)
+        }
+    }
+    return .success(values)
+}
+
+// jansson's type checks are macros Swift cannot import.
+func json_is_object(_ j: UnsafeMutablePointer<json_t>?) -> Bool { j?.pointee.type == JSON_OBJECT }
+func json_is_array(_ j: UnsafeMutablePointer<json_t>?) -> Bool { j?.pointee.type == JSON_ARRAY }
+func json_is_null(_ j: UnsafeMutablePointer<json_t>?) -> Bool { j?.pointee.type == JSON_NULL }
+func json_is_real(_ j: UnsafeMutablePointer<json_t>?) -> Bool { j?.pointee.type == JSON_REAL }
+func json_decref(_ j: UnsafeMutablePointer<json_t>) {
+    j.pointee.refcount -= 1
+    if j.pointee.refcount == 0 { json_delete(j) }
+}
+
+func decode(_ text: String, _ schema: FeatureSchema) -> (Result<EventID?, DecodeFailure>, [Float]) {
+    decode(Array(text.utf8), schema)
+}
+
+func decode(_ bytes: [UInt8], _ schema: FeatureSchema) -> (Result<EventID?, DecodeFailure>, [Float]) {
+    let decoder = EventDecoder(schema: schema)
+    var row = [Float](repeating: .nan, count: schema.names.count)
+    let result = bytes.withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
+    return (result, row)
+}
+
+/// A small deterministic generator for the corpus.
+struct Random {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
+    mutating func pick<T>(_ values: [T]) -> T { values[int(0..<values.count)] }
+}
+
+@Suite("Event decoder")
+struct DecoderTests {
+    let schema = FeatureSchema(names: ["amount", "age", "score", "ratio"], defaults: [nil, 30, nil, 0.5])
+
+    @Test("numbers, whitespace, escapes in keys, nested objects skipped, id echoed")
+    func basics() throws {
+        let text = " {\"id\": \"evt-7\", \"nested\": {\"amount\": 99, \"deep\": [1, {\"x\": null}]}, \"am\\u006fu\\u006et\" : -12.5e-1 ,"
+            + "\"age\":41, \"score\" :\t3E2, \"ratio\": 0.000001, \"tags\": [\"a\", \"\\u00e9\\ud83d\\ude00\"]}\n"
+        let (result, row) = decode(text, schema)
+        let id = try #require(try result.get())
+        #expect(Array(text.utf8)[id.start..<id.end].elementsEqual("\"evt-7\"".utf8) && id.isString)
+        #expect(row == [-1.25, 41, 300, 0.000001])
+    }
+
+    @Test("null or missing takes the default; without one the event is rejected naming the field")
+    func defaultsAndMissing() {
+        let (ok, row) = decode("{\"amount\": 1, \"age\": null, \"score\": 2}", schema)
+        #expect(ok.failureCode == nil)
+        #expect(row == [1, 30, 2, 0.5])
+        let (missing, _) = decode("{\"amount\": 1, \"age\": 3}", schema)
+        #expect(missing == .failure(DecodeFailure(code: .missingFeature, message: "feature 'score' is missing and has no default")))
+        let (null, _) = decode("{\"amount\": null, \"score\": 1}", schema)
+        #expect(null == .failure(DecodeFailure(code: .missingFeature, message: "feature 'amount' is null and has no default")))
+    }
+
+    @Test("wrong types are not-a-number; NaN literals and trailing data are malformed; size limit")
+    func rejections() {
+        func code(_ text: String, _ s: FeatureSchema? = nil) -> DecodeFailure.Code? {
+            if case .failure(let f) = decode(text, s ?? schema).0 { return f.code }
+            return nil
+        }
+        #expect(code("{\"amount\": \"12\", \"score\": 1}") == .notANumber)
+        #expect(code("{\"amount\": true, \"score\": 1}") == .notANumber)
+        #expect(code("{\"amount\": [1], \"score\": 1}") == .notANumber)
+        #expect(code("{\"amount\": 1e39, \"score\": 1}") == .notANumber)  // beyond float32
+        #expect(code("{\"amount\": NaN, \"score\": 1}") == .malformedJSON)
+        #expect(code("{\"amount\": Infinity, \"score\": 1}") == .malformedJSON)
+        #expect(code("{\"amount\": 1e999, \"score\": 1}") == .malformedJSON)  // beyond double, as jansson
+        #expect(code("{\"amount\": 01, \"score\": 1}") == .malformedJSON)
+        #expect(code("{\"amount\": 1, \"score\": 1} x") == .malformedJSON)
+        #expect(code("[1, 2]") == .malformedJSON)
+        #expect(code("") == .malformedJSON)
+        #expect(code("{\"amount\": 1, \"score\": 1, \"bad\": \"\\ud800\"}") == .malformedJSON)
+        #expect(decode([UInt8]("{\"amount\": 1, \"score\": 1, \"k\": \"".utf8) + [0xC3, 0x28] + [UInt8]("\"}".utf8), schema).0
+                    .failureCode == .malformedJSON)
+        let small = FeatureSchema(names: ["a"], maxBytes: 10)
+        #expect(code("{\"a\": 1, \"padding\": 1}", small) == .tooLarge)
+    }
+
+    @Test("features-path: an object or an array of features")
+    func featuresPath() {
+        let nested = FeatureSchema(names: ["a", "b"], featuresPath: ["payload", "features"])
+        #expect(decode("{\"payload\": {\"features\": {\"b\": 2, \"a\": 1}}, \"a\": 9}", nested).1 == [1, 2])
+        #expect(decode("{\"payload\": {\"features\": [3, 4, 5]}}", nested).1 == [3, 4])
+        #expect(decode("{\"payload\": {\"features\": 7}}", nested).0.failureCode == .missingFeature)
+    }
+
+    @Test("differential against jansson: same decision and the same floats, bit for bit")
+    func differential() throws {
+        var random = Random(state: 20261122)
+        var corpus = handWritten
+        for _ in 0..<3000 { corpus.append(Array(randomEvent(&random).utf8)) }
+        // Mutations: truncations, byte flips, inserted characters.
+        for index in 0..<6000 {
+            var bytes = corpus[index % 3000 + handWritten.count]
+            switch random.int(0..<4) {
+            case 0: bytes = Array(bytes.prefix(random.int(0..<bytes.count)))
+            case 1: bytes[random.int(0..<bytes.count)] = UInt8(truncatingIfNeeded: random.next())
+            case 2: bytes.insert(random.pick(Array("{}[]\":,.-+eE0\\ u".utf8)), at: random.int(0..<bytes.count))
+            default: bytes.remove(at: random.int(0..<bytes.count))
+            }
+            corpus.append(bytes)
+        }
+        var tally = [String: Int]()
+        for bytes in corpus {
+            let (ours, row) = decode(bytes, schema)
+            let reference = referenceDecode(bytes, schema)
+            switch (ours, reference) {
+            case (.success, .success(let values)):
+                #expect(row.map(\.bitPattern) == values.map(\.bitPattern), "\(String(decoding: bytes, as: UTF8.self))")
+                tally["accepted", default: 0] += 1
+            case (.failure(let failure), .failure(let code)):
+                #expect(failure.code == code, "\(String(decoding: bytes, as: UTF8.self)): ours \(failure), jansson \(code)")
+                tally[code.rawValue, default: 0] += 1
+            default:
+                Issue.record("decision differs for \(String(decoding: bytes, as: UTF8.self)): ours \(ours), jansson \(reference)")
+            }
+        }
+        // The corpus exercises every outcome.
+        #expect(tally["accepted", default: 0] > 1000)
+        #expect(tally["malformed-json", default: 0] > 1000)
+        #expect(tally["missing-feature", default: 0] > 50)
+        #expect(tally["not-a-number", default: 0] > 50)
+    }
+
+    let handWritten: [[UInt8]] = [
+        "{}", "{\"amount\":1,\"score\":2}", "{\"amount\":-0,\"score\":0.0}", "{\"amount\":1.5e+3,\"score\":-2E-2}",
+        "{\"amount\":123456789012345678901234567890,\"score\":1}", "{\"amount\":0.1234567890123456789012345,\"score\":1}",
+        "{\"amount\":4.9e-324,\"score\":1}", "{\"amount\":1e-50,\"score\":1}", "{\"amount\":3.4028235e38,\"score\":1}",
+        "{\"amount\":3.5e38,\"score\":1}", "{\"amount\":1,\"amount\":\"x\",\"score\":1}", "{\"amount\":\"x\",\"amount\":2,\"score\":1}",
+        "{\"a\\u006dount\":1,\"score\":1}", "{\"amount\":1,\"score\":1,\"s\":\"\\u0000\"}", "{\"amount\":1,\"score\":1,\"s\":\"tab\there\"}",
+        "{\"amount\":1,\"score\":1,\"s\":\"\\x\"}", "{\"amount\":1,\"score\":1,}", "{\"amount\":1 \"score\":1}", "{\"amount\":.5,\"score\":1}",
+        "{\"amount\":5.,\"score\":1}", "{\"amount\":+5,\"score\":1}", "{\"amount\":-,\"score\":1}", "{\"amount\":1e,\"score\":1}",
+        "{\"amount\":tru,\"score\":1}", "{\"amount\":null,\"score\":null}", "{\"amount\":1,\"score\":1,\"s\":\"\\ud83d\\ude00\"}",
+        "{\"amount\":1,\"score\":1,\"s\":\"\\udc00\"}", "  \n{\"amount\":1,\"score\":1}\t\r\n", "{\"amount\":1,\"score\":1}{}",
+        "\"just a string\"", "42", "null", "{\"amount\":[1,[2,[3]]],\"score\":1}", "{\"amount\":1e308,\"score\":1}",
+        "{\"amount\":2.2250738585072014e-308,\"score\":9007199254740993}",
+    ].map { Array($0.utf8) }
+
+    func randomEvent(_ random: inout Random) -> String {
+        var fields = [String]()
+        if random.int(0..<2) == 0 {  // half the events carry both required features
+            fields.append("\"amount\": \(random.int(-500..<500)).\(random.int(0..<1000))")
+            fields.append("\"score\":\(random.int(0..<99))e-\(random.int(0..<5))")
+        }
+        let keys = ["amount", "age", "score", "ratio", "id", "other", "nested", "amount"]
+        for _ in 0..<random.int(0..<9) {
+            let key = random.pick(keys)
+            let value: String
+            switch random.int(0..<12) {
+            case 0: value = "null"
+            case 1: value = "\"\(random.int(0..<100))\""
+            case 2: value = random.pick(["true", "false"])
+            case 3: value = "{\"amount\": 1, \"x\": [null, 2.5]}"
+            case 4: value = "[\(random.int(0..<9)), \"s\"]"
+            case 5: value = "\(random.int(-1000..<1000))e\(random.int(-40..<40))"
+            case 6: value = "-0.\(random.int(0..<1_000_000_000))"
+            default:
+                let whole = random.int(-100_000..<100_000), fraction = random.int(0..<10_000_000)
+                value = "\(whole).\(fraction)"
+            }
+            fields.append("\"\(key)\"\(random.pick(["", " "])):\(random.pick(["", " ", "\n"]))\(value)")
+        }
+        return "{" + fields.joined(separator: random.pick([",", ", "])) + "}"
+    }
+}
+
+extension Result where Failure == DecodeFailure {
+    var failureCode: DecodeFailure.Code? {
+        if case .failure(let f) = self { return f.code }
+        return nil
+    }
+}
