@@ -43,7 +43,9 @@ let package = Package(
         // Benchmarks: a Swift passthrough over WeirKafka, its C twin written against
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
-            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel"], path: "bench/weir-bench"),
+            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec"], path: "bench/weir-bench"),
+        .executableTarget(
+            name: "jansson-peer", dependencies: ["CJansson"], path: "bench/jansson-peer"),
         .executableTarget(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 

@@ -48,29 +48,52 @@ public struct EventID: Sendable, Equatable {
 /// per event once warm. One decoder per thread.
 public final class EventDecoder {
     public let schema: FeatureSchema
-    private let table: KeyTable
-    /// Per feature: generation of the last value seen, and what it was.
-    private var seenGeneration: [UInt32]
-    private var state: [FeatureState]
-    private var generation: UInt32 = 0
+    let table: KeyTable
+    /// Per feature: the generation of its last value, and what that value was (`FeatureState`).
+    /// Raw storage, reached by the parser without reference counting or exclusivity checks.
+    let seenGeneration: UnsafeMutablePointer<UInt32>
+    let state: UnsafeMutablePointer<UInt8>
+    var generation: UInt32 = 0
     private var keyScratch: [UInt8] = []
     private var numberScratch: [CChar] = []
     private var pathKeys: [[UInt8]]
     private var failure: DecodeFailure?
+    /// Set with a malformed-JSON failure; checked after every value, so kept apart from the message.
+    private(set) var isMalformed = false
     private var id: EventID?
     /// Nesting limit, as jansson's.
     static let maxDepth = 2048
 
-    enum FeatureState { case value, null, wrongType(String) }
+    /// What a feature's last value was.
+    enum FeatureState: UInt8 {
+        case value, null, string, boolean, object, array, beyondFloat
+        var description: String {
+            switch self {
+            case .string: return "a string"
+            case .boolean: return "a boolean"
+            case .object: return "an object"
+            case .array: return "an array"
+            case .beyondFloat: return "a number beyond float32"
+            default: return "a number"
+            }
+        }
+    }
 
     public init(schema: FeatureSchema) {
         self.schema = schema
         table = KeyTable(schema.names)
-        seenGeneration = Array(repeating: 0, count: schema.names.count)
-        state = Array(repeating: .null, count: schema.names.count)
+        seenGeneration = .allocate(capacity: max(schema.names.count, 1))
+        seenGeneration.initialize(repeating: 0, count: max(schema.names.count, 1))
+        state = .allocate(capacity: max(schema.names.count, 1))
+        state.initialize(repeating: FeatureState.null.rawValue, count: max(schema.names.count, 1))
         pathKeys = schema.featuresPath.map { Array($0.utf8) }
         keyScratch.reserveCapacity(256)
         numberScratch.reserveCapacity(64)
+    }
+
+    deinit {
+        seenGeneration.deallocate()
+        state.deallocate()
     }
 
     /// Decodes one payload, writing `schema.names.count` floats to `row`. Returns the event's id
@@ -79,12 +102,9 @@ public final class EventDecoder {
         if payload.count > schema.maxBytes {
             return .failure(DecodeFailure(code: .tooLarge, message: "value is \(payload.count) bytes; the limit is \(schema.maxBytes)"))
         }
-        generation &+= 1
-        if generation == 0 {  // wrapped: forget every stale mark
-            for i in seenGeneration.indices { seenGeneration[i] = 0 }
-            generation = 1
-        }
+        bumpGeneration()
         failure = nil
+        isMalformed = false
         id = nil
         guard let base = payload.baseAddress?.assumingMemoryBound(to: UInt8.self), payload.count > 0 else {
             return .failure(DecodeFailure(code: .malformedJSON, message: "empty value"))
@@ -106,11 +126,12 @@ public final class EventDecoder {
         // Features in schema order: missing or null take the default, else the event is rejected.
         for index in 0..<schema.names.count {
             let seen = seenGeneration[index] == generation
-            switch seen ? state[index] : .null {
+            let kind = seen ? FeatureState(rawValue: state[index])! : .null
+            switch kind {
             case .value:
                 continue
-            case .wrongType(let what):
-                return .failure(DecodeFailure(code: .notANumber, message: "feature '\(schema.names[index])' is \(what), not a number"))
+            case .string, .boolean, .object, .array, .beyondFloat:
+                return .failure(DecodeFailure(code: .notANumber, message: "feature '\(schema.names[index])' is \(kind.description), not a number"))
             case .null:
                 if let value = schema.defaults[index] {
                     row[index] = value
@@ -124,25 +145,21 @@ public final class EventDecoder {
     }
 
     func fail(_ code: DecodeFailure.Code, _ message: @autoclosure () -> String) {
-        if failure == nil || (failure!.code != .malformedJSON && code == .malformedJSON) {
+        if failure == nil || (!isMalformed && code == .malformedJSON) {
             failure = DecodeFailure(code: code, message: message())
+            isMalformed = code == .malformedJSON
         }
     }
 
-    var isMalformed: Bool { failure?.code == .malformedJSON }
-
-    func enterFeatureContainer() {
-        // A repeated container replaces the previous one (last key wins, as in jansson).
+    /// Starts a new generation of feature marks: a new event, or a repeated features container
+    /// (which replaces the previous one: last key wins, as in jansson).
+    func bumpGeneration() {
         generation &+= 1
-        if generation == 0 { for i in seenGeneration.indices { seenGeneration[i] = 0 }; generation = 1 }
+        if generation == 0 {  // wrapped: forget every stale mark
+            seenGeneration.update(repeating: 0, count: max(schema.names.count, 1))
+            generation = 1
+        }
     }
-
-    func record(_ index: Int, _ value: FeatureState) {
-        seenGeneration[index] = generation
-        state[index] = value
-    }
-
-    func lookup(_ key: UnsafeBufferPointer<UInt8>) -> Int? { table.find(key) }
 
     func setID(_ value: EventID?) { id = value }
 
@@ -161,27 +178,45 @@ public final class EventDecoder {
     }
 }
 
-/// Open-addressing table from key bytes to feature index (FNV-1a), built once per schema.
-struct KeyTable {
-    private let slots: [Int32]
-    private let names: [[UInt8]]
+/// Open-addressing table from key bytes to feature index (FNV-1a), built once per schema, in flat
+/// raw storage so lookups cost no reference counting.
+final class KeyTable {
+    private let slots: UnsafeMutablePointer<Int32>
+    private let bytes: UnsafeMutablePointer<UInt8>
+    private let offsets: UnsafeMutablePointer<Int>  // names[i] = bytes[offsets[i]..<offsets[i + 1]]
     private let mask: Int
 
     init(_ keys: [String]) {
-        names = keys.map { Array($0.utf8) }
+        let names = keys.map { Array($0.utf8) }
         var size = 8
         while size < keys.count * 2 { size <<= 1 }
         mask = size - 1
-        var slots = [Int32](repeating: -1, count: size)
+        slots = .allocate(capacity: size)
+        slots.initialize(repeating: -1, count: size)
+        let total = names.reduce(0) { $0 + $1.count }
+        bytes = .allocate(capacity: max(total, 1))
+        offsets = .allocate(capacity: names.count + 1)
+        var position = 0
+        for (index, name) in names.enumerated() {
+            offsets[index] = position
+            for b in name { bytes[position] = b; position += 1 }
+        }
+        offsets[names.count] = position
         for (index, name) in names.enumerated() {
             var slot = name.withUnsafeBufferPointer { Int(truncatingIfNeeded: KeyTable.hash($0)) } & mask
+            var duplicate = false
             while slots[slot] >= 0 {
-                if names[Int(slots[slot])] == name { break }  // duplicate name: first wins
+                if names[Int(slots[slot])] == name { duplicate = true; break }  // duplicate name: first wins
                 slot = (slot + 1) & mask
             }
-            if slots[slot] < 0 { slots[slot] = Int32(index) }
+            if !duplicate { slots[slot] = Int32(index) }
         }
-        self.slots = slots
+    }
+
+    deinit {
+        slots.deallocate()
+        bytes.deallocate()
+        offsets.deallocate()
     }
 
     @inline(__always)
@@ -197,10 +232,8 @@ struct KeyTable {
         while true {
             let index = Int(slots[slot])
             if index < 0 { return nil }
-            let name = names[index]
-            if name.count == key.count && name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }) {
-                return index
-            }
+            let start = offsets[index], count = offsets[index + 1] - start
+            if count == key.count && (count == 0 || memcmp(bytes + start, key.baseAddress!, count) == 0) { return index }
             slot = (slot + 1) & mask
         }
     }

@@ -12,8 +12,12 @@ struct Parser {
     let base: UnsafePointer<UInt8>
     var p: UnsafePointer<UInt8>
     let end: UnsafePointer<UInt8>
-    unowned let decoder: EventDecoder
+    /// The decoder outlives the parser (it lives inside one `decode` call): no reference counting.
+    unowned(unsafe) let decoder: EventDecoder
+    unowned(unsafe) let table: KeyTable
     let row: UnsafeMutablePointer<Float>
+    let seen: UnsafeMutablePointer<UInt32>
+    let state: UnsafeMutablePointer<UInt8>
 
     init(base: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, decoder: EventDecoder, row: UnsafeMutablePointer<Float>) {
         self.base = base
@@ -21,6 +25,15 @@ struct Parser {
         self.end = end
         self.decoder = decoder
         self.row = row
+        table = decoder.table
+        seen = decoder.seenGeneration
+        state = decoder.state
+    }
+
+    @inline(__always)
+    private func record(_ index: Int, _ value: EventDecoder.FeatureState) {
+        seen[index] = decoder.generation
+        state[index] = value.rawValue
     }
 
     var offset: Int { p - base }
@@ -45,7 +58,7 @@ struct Parser {
         if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
         p += 1  // {
         let isFeatures = pathLevel == decoder.pathDepth
-        if isFeatures { decoder.enterFeatureContainer() }
+        if isFeatures { decoder.bumpGeneration() }
         skipWhitespace()
         if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
         while true {
@@ -58,7 +71,7 @@ struct Parser {
             p += 1
             skipWhitespace()
             guard p < end else { return malformed("unexpected end") }
-            if isFeatures, let index = decoder.lookup(key) {
+            if isFeatures, let index = table.find(key) {
                 parseFeatureValue(index, depth: depth + 1)
             } else if pathLevel == 0 && key.elementsEqual("id".utf8) {
                 parseID()
@@ -87,7 +100,7 @@ struct Parser {
     mutating func parseFeatureArray(depth: Int) {
         if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
         p += 1  // [
-        decoder.enterFeatureContainer()
+        decoder.bumpGeneration()
         skipWhitespace()
         if p < end && p.pointee == UInt8(ascii: "]") { p += 1; return }
         var position = 0
@@ -115,30 +128,28 @@ struct Parser {
         let c = p.pointee
         switch c {
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            let start = p
             guard let value = parseNumber() else { return }
             let single = Float(value)
             if single.isFinite {
                 row[index] = single
-                decoder.record(index, .value)
+                record(index, .value)
             } else {
-                let text = String(decoding: UnsafeBufferPointer(start: start, count: p - start), as: UTF8.self)
-                decoder.record(index, .wrongType("\(text), beyond float32"))
+                record(index, .beyondFloat)
             }
         case UInt8(ascii: "n"):
-            if literal("null") { decoder.record(index, .null) }
+            if literal("null") { record(index, .null) }
         case UInt8(ascii: "t"):
-            if literal("true") { decoder.record(index, .wrongType("a boolean")) }
+            if literal("true") { record(index, .boolean) }
         case UInt8(ascii: "f"):
-            if literal("false") { decoder.record(index, .wrongType("a boolean")) }
+            if literal("false") { record(index, .boolean) }
         case quote:
-            if readString() != nil { decoder.record(index, .wrongType("a string")) }
+            if readString() != nil { record(index, .string) }
         case UInt8(ascii: "{"):
             skipValue(depth: depth)
-            if !decoder.isMalformed { decoder.record(index, .wrongType("an object")) }
+            if !decoder.isMalformed { record(index, .object) }
         case UInt8(ascii: "["):
             skipValue(depth: depth)
-            if !decoder.isMalformed { decoder.record(index, .wrongType("an array")) }
+            if !decoder.isMalformed { record(index, .array) }
         default:
             malformed("unexpected character '\(Unicode.Scalar(c))'")
         }
@@ -237,8 +248,10 @@ struct Parser {
         if p.pointee == UInt8(ascii: "0") {
             p += 1
         } else {
-            while p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") {
-                if digits < 19 { mantissa = mantissa * 10 + UInt64(p.pointee - 48); digits += 1 } else { exponent += 1; exact = false }
+            while p < end {
+                let digit = p.pointee &- 48
+                if digit >= 10 { break }
+                if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(digit); digits += 1 } else { exponent += 1; exact = false }
                 p += 1
             }
         }
@@ -248,12 +261,14 @@ struct Parser {
                 malformed("invalid number")
                 return nil
             }
-            while p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") {
+            while p < end {
+                let digit = p.pointee &- 48
+                if digit >= 10 { break }
                 if digits < 19 {
-                    mantissa = mantissa * 10 + UInt64(p.pointee - 48)
+                    mantissa = mantissa &* 10 &+ UInt64(digit)
                     if mantissa != 0 { digits += 1 }
                     exponent -= 1
-                } else if p.pointee != UInt8(ascii: "0") {
+                } else if digit != 0 {
                     exact = false
                 }
                 p += 1
@@ -298,7 +313,16 @@ struct Parser {
     mutating func readString() -> UnsafeBufferPointer<UInt8>? {
         p += 1
         let start = p
-        // Fast path: no escapes, ASCII or valid UTF-8.
+        // Sixteen bytes at a time while there is nothing but plain ASCII.
+        let quotes = SIMD16<UInt8>(repeating: quote), backslashes = SIMD16<UInt8>(repeating: backslash)
+        let space = SIMD16<UInt8>(repeating: 0x20), high = SIMD16<UInt8>(repeating: 0x7F)
+        while end - p >= 16 {
+            let chunk = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt8>.self)
+            let special = (chunk .== quotes) .| (chunk .== backslashes) .| (chunk .< space) .| (chunk .> high)
+            if any(special) { break }
+            p += 16
+        }
+        // Byte by byte: no escapes, ASCII or valid UTF-8.
         while p < end {
             let c = p.pointee
             if c == quote {

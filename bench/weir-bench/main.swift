@@ -3,6 +3,7 @@ import WeirKafka
 
 /// weir-bench: Weir's benchmarks, each measured as a ratio against a peer in the same run.
 ///   weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]
+///   weir-bench codec [--events N]           (event decoder vs jansson)
 ///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -30,6 +31,9 @@ do {
         }
         let seconds = arguments.firstIndex(of: "--seconds").flatMap { Double(arguments[$0 + 1]) } ?? 0.5
         try runModelBenchmark(directory: arguments[1], peerFile: arguments[2], seconds: seconds)
+    case "codec":
+        try runCodecBenchmark(events: option("--events", default: 20_000), seconds: Double(option("--seconds", default: 2)),
+                              peer: !arguments.contains("--no-peer"))
     case "kafka":
         try runKafkaBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
                               eventBytes: option("--bytes", default: 750), rounds: option("--rounds", default: 3))
