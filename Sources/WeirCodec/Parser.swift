@@ -4,8 +4,6 @@ import Glibc
 
 private let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
 
-/// Exact powers of ten for the fast number path (a double holds 10^0...10^22 exactly).
-private let powersOfTen: [Double] = (0...22).map { exponent in (0..<exponent).reduce(1.0) { value, _ in value * 10 } }
 
 /// One pass over a payload. Reports through the decoder; stops at the first malformed byte.
 struct Parser {
@@ -234,70 +232,71 @@ struct Parser {
     /// Parses a JSON number (strict grammar) to the correctly rounded double; nil after reporting
     /// a malformed number. Numbers beyond double range are malformed, as jansson treats them.
     mutating func parseNumber() -> Double? {
-        let start = p
-        var negative = false
-        if p.pointee == UInt8(ascii: "-") { negative = true; p += 1 }
-        guard p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") else {
-            malformed("invalid number")
-            return nil
-        }
+        let start = p, end = self.end
+        var q = p  // a local cursor the optimizer can keep in a register
+        let negative = q.pointee == UInt8(ascii: "-")
+        if negative { q += 1 }
+        guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
         var mantissa: UInt64 = 0
-        var digits = 0
+        var significant = 0  // digits held in `mantissa`
         var exponent = 0
         var exact = true
-        if p.pointee == UInt8(ascii: "0") {
-            p += 1
+        if q.pointee == UInt8(ascii: "0") {
+            q += 1
         } else {
-            while p < end {
-                let digit = p.pointee &- 48
+            while q < end {
+                let digit = q.pointee &- 48
                 if digit >= 10 { break }
-                if digits < 19 { mantissa = mantissa &* 10 &+ UInt64(digit); digits += 1 } else { exponent += 1; exact = false }
-                p += 1
+                if significant < 19 {
+                    mantissa = mantissa &* 10 &+ UInt64(digit)
+                    significant += 1
+                } else {
+                    exponent += 1
+                    exact = false
+                }
+                q += 1
             }
         }
-        if p < end, p.pointee == UInt8(ascii: ".") {
-            p += 1
-            guard p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") else {
-                malformed("invalid number")
-                return nil
-            }
-            while p < end {
-                let digit = p.pointee &- 48
+        if q < end, q.pointee == UInt8(ascii: ".") {
+            q += 1
+            guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
+            while q < end {
+                let digit = q.pointee &- 48
                 if digit >= 10 { break }
-                if digits < 19 {
+                if significant < 19 {
                     mantissa = mantissa &* 10 &+ UInt64(digit)
-                    if mantissa != 0 { digits += 1 }
+                    if mantissa != 0 { significant += 1 }
                     exponent -= 1
                 } else if digit != 0 {
                     exact = false
                 }
-                p += 1
+                q += 1
             }
         }
-        if p < end, p.pointee == UInt8(ascii: "e") || p.pointee == UInt8(ascii: "E") {
-            p += 1
+        if q < end, q.pointee | 0x20 == UInt8(ascii: "e") {
+            q += 1
             var exponentNegative = false
-            if p < end, p.pointee == UInt8(ascii: "+") || p.pointee == UInt8(ascii: "-") {
-                exponentNegative = p.pointee == UInt8(ascii: "-")
-                p += 1
+            if q < end, q.pointee == UInt8(ascii: "+") || q.pointee == UInt8(ascii: "-") {
+                exponentNegative = q.pointee == UInt8(ascii: "-")
+                q += 1
             }
-            guard p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") else {
-                malformed("invalid number")
-                return nil
-            }
+            guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
             var written = 0
-            while p < end, p.pointee >= UInt8(ascii: "0"), p.pointee <= UInt8(ascii: "9") {
-                if written < 100_000 { written = written * 10 + Int(p.pointee - 48) }
-                p += 1
+            while q < end {
+                let digit = q.pointee &- 48
+                if digit >= 10 { break }
+                if written < 100_000 { written = written * 10 + Int(digit) }
+                q += 1
             }
             exponent += exponentNegative ? -written : written
         }
+        p = q
         // Clinger's fast path: an exact mantissa and power of ten give the correctly rounded result.
         if exact && mantissa <= (1 << 53) && exponent >= -22 && exponent <= 22 {
-            let magnitude = exponent >= 0 ? Double(mantissa) * powersOfTen[exponent] : Double(mantissa) / powersOfTen[-exponent]
+            let magnitude = exponent >= 0 ? Double(mantissa) * Parser.powerOfTen(exponent) : Double(mantissa) / Parser.powerOfTen(-exponent)
             return negative ? -magnitude : magnitude
         }
-        let value = decoder.slowParse(start, p - start)
+        let value = decoder.slowParse(start, q - start)
         if value.isInfinite {
             p = start
             malformed("number out of range")
@@ -305,6 +304,16 @@ struct Parser {
         }
         return value
     }
+
+    @inline(__always)
+    static func powerOfTen(_ exponent: Int) -> Double {
+        withUnsafeBytes(of: powersOfTen) { $0.load(fromByteOffset: exponent * MemoryLayout<Double>.stride, as: Double.self) }
+    }
+
+    /// Exact powers of ten (a double holds 10^0...10^22 exactly).
+    static let powersOfTen: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double,
+                             Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
+        (1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22)
 
     // MARK: strings
 
