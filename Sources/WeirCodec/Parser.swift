@@ -51,8 +51,9 @@ struct Parser {
 
     // MARK: objects and arrays
 
-    /// An object on the path to the features (`pathLevel` keys matched so far).
-    mutating func parseObject(depth: Int, pathLevel: Int) {
+    /// An object: on the path to the features (`pathLevel` keys matched so far), or skipped
+    /// (`pathLevel` nil) and only validated.
+    mutating func parseObject(depth: Int, pathLevel: Int?) {
         if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
         p += 1  // {
         let isFeatures = pathLevel == decoder.pathDepth
@@ -62,7 +63,6 @@ struct Parser {
         while true {
             skipWhitespace()
             guard p < end, p.pointee == quote else { return malformed("expected a key") }
-            let keyStart = p
             guard let key = readString() else { return }
             skipWhitespace()
             guard p < end, p.pointee == UInt8(ascii: ":") else { return malformed("expected ':'") }
@@ -73,16 +73,15 @@ struct Parser {
                 parseFeatureValue(index, depth: depth + 1)
             } else if pathLevel == 0 && key.elementsEqual("id".utf8) {
                 parseID()
-            } else if !isFeatures && key.elementsEqual(decoder.pathKey(pathLevel)) {
+            } else if let level = pathLevel, !isFeatures, key.elementsEqual(decoder.pathKey(level)) {
                 if p.pointee == UInt8(ascii: "{") {
-                    parseObject(depth: depth + 1, pathLevel: pathLevel + 1)
-                } else if p.pointee == UInt8(ascii: "[") && pathLevel + 1 == decoder.pathDepth {
-                    parseFeatureArray(depth: depth + 1)
+                    parseObject(depth: depth + 1, pathLevel: level + 1)
+                } else if p.pointee == UInt8(ascii: "[") && level + 1 == decoder.pathDepth {
+                    parseArray(depth: depth + 1, features: true)
                 } else {
                     skipValue(depth: depth + 1)
                 }
             } else {
-                _ = keyStart
                 skipValue(depth: depth + 1)
             }
             if decoder.isMalformed { return }
@@ -94,18 +93,19 @@ struct Parser {
         }
     }
 
-    /// The features as an array, by position in the schema's order.
-    mutating func parseFeatureArray(depth: Int) {
+    /// An array: the features by position in the schema's order (`features`), or skipped and only
+    /// validated.
+    mutating func parseArray(depth: Int, features: Bool) {
         if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
         p += 1  // [
-        decoder.bumpGeneration()
+        if features { decoder.bumpGeneration() }
         skipWhitespace()
         if p < end && p.pointee == UInt8(ascii: "]") { p += 1; return }
         var position = 0
         while true {
             skipWhitespace()
             guard p < end else { return malformed("unexpected end inside an array") }
-            if position < decoder.schema.names.count {
+            if features && position < decoder.schema.names.count {
                 parseFeatureValue(position, depth: depth + 1)
             } else {
                 skipValue(depth: depth + 1)
@@ -179,39 +179,9 @@ struct Parser {
         case UInt8(ascii: "t"): _ = literal("true")
         case UInt8(ascii: "f"): _ = literal("false")
         case UInt8(ascii: "{"):
-            p += 1
-            skipWhitespace()
-            if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
-            while true {
-                skipWhitespace()
-                guard p < end, p.pointee == quote else { return malformed("expected a key") }
-                guard readString() != nil else { return }
-                skipWhitespace()
-                guard p < end, p.pointee == UInt8(ascii: ":") else { return malformed("expected ':'") }
-                p += 1
-                skipWhitespace()
-                skipValue(depth: depth + 1)
-                if decoder.isMalformed { return }
-                skipWhitespace()
-                guard p < end else { return malformed("unexpected end inside an object") }
-                if p.pointee == UInt8(ascii: ",") { p += 1; continue }
-                if p.pointee == UInt8(ascii: "}") { p += 1; return }
-                return malformed("expected ',' or '}'")
-            }
+            parseObject(depth: depth, pathLevel: nil)
         case UInt8(ascii: "["):
-            p += 1
-            skipWhitespace()
-            if p < end && p.pointee == UInt8(ascii: "]") { p += 1; return }
-            while true {
-                skipWhitespace()
-                skipValue(depth: depth + 1)
-                if decoder.isMalformed { return }
-                skipWhitespace()
-                guard p < end else { return malformed("unexpected end inside an array") }
-                if p.pointee == UInt8(ascii: ",") { p += 1; continue }
-                if p.pointee == UInt8(ascii: "]") { p += 1; return }
-                return malformed("expected ',' or ']'")
-            }
+            parseArray(depth: depth, features: false)
         default:
             malformed("unexpected character '\(Unicode.Scalar(p.pointee))'")
         }
