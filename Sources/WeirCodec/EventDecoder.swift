@@ -53,7 +53,12 @@ public final class EventDecoder {
     /// Raw storage, reached by the parser without reference counting or exclusivity checks.
     let seenGeneration: UnsafeMutablePointer<UInt32>
     let state: UnsafeMutablePointer<UInt8>
-    var generation: UInt32 = 0
+    /// The current generation, in a raw cell the parser reads without exclusivity checks.
+    let generationCell: UnsafeMutablePointer<UInt32>
+    var generation: UInt32 {
+        get { generationCell.pointee }
+        set { generationCell.pointee = newValue }
+    }
     private var keyScratch: [UInt8] = []
     private var numberScratch: [CChar] = []
     private var pathKeys: [[UInt8]]
@@ -86,6 +91,8 @@ public final class EventDecoder {
         seenGeneration.initialize(repeating: 0, count: max(schema.names.count, 1))
         state = .allocate(capacity: max(schema.names.count, 1))
         state.initialize(repeating: FeatureState.null.rawValue, count: max(schema.names.count, 1))
+        generationCell = .allocate(capacity: 1)
+        generationCell.initialize(to: 0)
         pathKeys = schema.featuresPath.map { Array($0.utf8) }
         keyScratch.reserveCapacity(256)
         numberScratch.reserveCapacity(64)
@@ -94,6 +101,7 @@ public final class EventDecoder {
     deinit {
         seenGeneration.deallocate()
         state.deallocate()
+        generationCell.deallocate()
     }
 
     /// Decodes one payload, writing `schema.names.count` floats to `row`. Returns the event's id
@@ -219,12 +227,35 @@ final class KeyTable {
         offsets.deallocate()
     }
 
+    /// Raw pointers to the table, valid while the table lives: lookups without reference counting.
+    var view: KeyTableView { KeyTableView(slots: slots, bytes: bytes, offsets: offsets, mask: mask) }
+
     @inline(__always)
     static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
     }
+
+    @inline(__always)
+    func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
+        var slot = Int(truncatingIfNeeded: KeyTable.hash(key)) & mask
+        while true {
+            let index = Int(slots[slot])
+            if index < 0 { return nil }
+            let start = offsets[index], count = offsets[index + 1] - start
+            if count == key.count && (count == 0 || memcmp(bytes + start, key.baseAddress!, count) == 0) { return index }
+            slot = (slot + 1) & mask
+        }
+    }
+}
+
+/// The lookup half of `KeyTable`, as plain pointers.
+struct KeyTableView {
+    let slots: UnsafeMutablePointer<Int32>
+    let bytes: UnsafeMutablePointer<UInt8>
+    let offsets: UnsafeMutablePointer<Int>
+    let mask: Int
 
     @inline(__always)
     func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {

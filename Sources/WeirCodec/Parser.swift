@@ -12,10 +12,15 @@ struct Parser {
     let end: UnsafePointer<UInt8>
     /// The decoder outlives the parser (it lives inside one `decode` call): no reference counting.
     unowned(unsafe) let decoder: EventDecoder
-    unowned(unsafe) let table: KeyTable
+    let keys: KeyTableView
     let row: UnsafeMutablePointer<Float>
     let seen: UnsafeMutablePointer<UInt32>
     let state: UnsafeMutablePointer<UInt8>
+    let generation: UnsafeMutablePointer<UInt32>
+    let pathDepth: Int
+    let featureCount: Int
+    /// Set once the document is known to be malformed: parsing unwinds.
+    private(set) var isMalformed = false
 
     init(base: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, decoder: EventDecoder, row: UnsafeMutablePointer<Float>) {
         self.base = base
@@ -23,20 +28,24 @@ struct Parser {
         self.end = end
         self.decoder = decoder
         self.row = row
-        table = decoder.table
+        keys = decoder.table.view
         seen = decoder.seenGeneration
         state = decoder.state
+        generation = decoder.generationCell
+        pathDepth = decoder.pathDepth
+        featureCount = decoder.schema.names.count
     }
 
     @inline(__always)
     private func record(_ index: Int, _ value: EventDecoder.FeatureState) {
-        seen[index] = decoder.generation
+        seen[index] = generation.pointee
         state[index] = value.rawValue
     }
 
     var offset: Int { p - base }
 
     private mutating func malformed(_ what: String) {
+        isMalformed = true
         decoder.fail(.malformedJSON, "\(what) at byte \(offset)")
         p = end
     }
@@ -56,7 +65,7 @@ struct Parser {
     mutating func parseObject(depth: Int, pathLevel: Int?) {
         if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
         p += 1  // {
-        let isFeatures = pathLevel == decoder.pathDepth
+        let isFeatures = pathLevel == pathDepth
         if isFeatures { decoder.bumpGeneration() }
         skipWhitespace()
         if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
@@ -69,14 +78,14 @@ struct Parser {
             p += 1
             skipWhitespace()
             guard p < end else { return malformed("unexpected end") }
-            if isFeatures, let index = table.find(key) {
+            if isFeatures, let index = keys.find(key) {
                 parseFeatureValue(index, depth: depth + 1)
             } else if pathLevel == 0 && key.elementsEqual("id".utf8) {
                 parseID()
             } else if let level = pathLevel, !isFeatures, key.elementsEqual(decoder.pathKey(level)) {
                 if p.pointee == UInt8(ascii: "{") {
                     parseObject(depth: depth + 1, pathLevel: level + 1)
-                } else if p.pointee == UInt8(ascii: "[") && level + 1 == decoder.pathDepth {
+                } else if p.pointee == UInt8(ascii: "[") && level + 1 == pathDepth {
                     parseArray(depth: depth + 1, features: true)
                 } else {
                     skipValue(depth: depth + 1)
@@ -84,7 +93,7 @@ struct Parser {
             } else {
                 skipValue(depth: depth + 1)
             }
-            if decoder.isMalformed { return }
+            if isMalformed { return }
             skipWhitespace()
             guard p < end else { return malformed("unexpected end inside an object") }
             if p.pointee == UInt8(ascii: ",") { p += 1; continue }
@@ -105,12 +114,12 @@ struct Parser {
         while true {
             skipWhitespace()
             guard p < end else { return malformed("unexpected end inside an array") }
-            if features && position < decoder.schema.names.count {
+            if features && position < featureCount {
                 parseFeatureValue(position, depth: depth + 1)
             } else {
                 skipValue(depth: depth + 1)
             }
-            if decoder.isMalformed { return }
+            if isMalformed { return }
             position += 1
             skipWhitespace()
             guard p < end else { return malformed("unexpected end inside an array") }
@@ -144,10 +153,10 @@ struct Parser {
             if readString() != nil { record(index, .string) }
         case UInt8(ascii: "{"):
             skipValue(depth: depth)
-            if !decoder.isMalformed { record(index, .object) }
+            if !isMalformed { record(index, .object) }
         case UInt8(ascii: "["):
             skipValue(depth: depth)
-            if !decoder.isMalformed { record(index, .array) }
+            if !isMalformed { record(index, .array) }
         default:
             malformed("unexpected character '\(Unicode.Scalar(c))'")
         }
@@ -275,15 +284,36 @@ struct Parser {
         return value
     }
 
+    /// 10^exponent for 0...22, exactly (a double holds these powers exactly); a switch compiles to a
+    /// constant table.
     @inline(__always)
     static func powerOfTen(_ exponent: Int) -> Double {
-        withUnsafeBytes(of: powersOfTen) { $0.load(fromByteOffset: exponent * MemoryLayout<Double>.stride, as: Double.self) }
+        switch exponent {
+        case 0: return 1e0
+        case 1: return 1e1
+        case 2: return 1e2
+        case 3: return 1e3
+        case 4: return 1e4
+        case 5: return 1e5
+        case 6: return 1e6
+        case 7: return 1e7
+        case 8: return 1e8
+        case 9: return 1e9
+        case 10: return 1e10
+        case 11: return 1e11
+        case 12: return 1e12
+        case 13: return 1e13
+        case 14: return 1e14
+        case 15: return 1e15
+        case 16: return 1e16
+        case 17: return 1e17
+        case 18: return 1e18
+        case 19: return 1e19
+        case 20: return 1e20
+        case 21: return 1e21
+        default: return 1e22
+        }
     }
-
-    /// Exact powers of ten (a double holds 10^0...10^22 exactly).
-    static let powersOfTen: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double,
-                             Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
-        (1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22)
 
     // MARK: strings
 
@@ -314,6 +344,13 @@ struct Parser {
             if c >= 0x80 { if !skipUTF8() { return nil } } else { p += 1 }
         }
         guard p < end else { malformed("unterminated string"); return nil }
+        return readEscapedString(from: start)
+    }
+
+    /// The rest of a string that has escapes (p at the first backslash): decoded into the
+    /// decoder's scratch. Kept out of line so the common path stays small.
+    @inline(never)
+    private mutating func readEscapedString(from start: UnsafePointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
         // Slow path: decode into scratch.
         var ok = true
         var failureText = ""
