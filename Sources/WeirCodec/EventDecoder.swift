@@ -236,18 +236,6 @@ final class KeyTable {
         for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
     }
-
-    @inline(__always)
-    func find(_ key: UnsafeBufferPointer<UInt8>) -> Int? {
-        var slot = Int(truncatingIfNeeded: KeyTable.hash(key)) & mask
-        while true {
-            let index = Int(slots[slot])
-            if index < 0 { return nil }
-            let start = offsets[index], count = offsets[index + 1] - start
-            if count == key.count && (count == 0 || memcmp(bytes + start, key.baseAddress!, count) == 0) { return index }
-            slot = (slot + 1) & mask
-        }
-    }
 }
 
 /// The lookup half of `KeyTable`, as plain pointers.
