@@ -260,13 +260,21 @@ void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float
 
 static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+/* A row's scale, its reciprocal and zero point from its range (both quantizers use this one rule). */
+static inline void row_parameters(float lo, float hi, float *scale, float *inverse, int32_t *zp) {
+    float s = (hi - lo) / 255.0f;
+    if (s == 0) s = 1;
+    *scale = s;
+    *inverse = 1.0f / s;
+    *zp = clamp_i32((int32_t)nearbyintf(-lo * *inverse), 0, 255);
+}
+
 static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
     float lo = 0, hi = 0;
     for (size_t i = 0; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    float scale = (hi - lo) / 255.0f;
-    if (scale == 0) scale = 1;
-    float inverse = 1.0f / scale;
-    int32_t zp = clamp_i32((int32_t)nearbyintf(-lo * inverse), 0, 255);
+    float scale, inverse;
+    int32_t zp;
+    row_parameters(lo, hi, &scale, &inverse, &zp);
     for (size_t i = 0; i < k; i++) q[i] = (int16_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255);
     for (size_t i = k; i < q_stride; i++) q[i] = 0;
     *scale_out = scale;
@@ -289,10 +297,9 @@ __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, si
     float lo = 0, hi = 0;
     for (int j = 0; j < 8; j++) { lo = lows[j] < lo ? lows[j] : lo; hi = highs[j] > hi ? highs[j] : hi; }
     for (; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    float scale = (hi - lo) / 255.0f;
-    if (scale == 0) scale = 1;
-    float inverse = 1.0f / scale;
-    int32_t zp = clamp_i32((int32_t)nearbyintf(-lo * inverse), 0, 255);
+    float scale, inverse;
+    int32_t zp;
+    row_parameters(lo, hi, &scale, &inverse, &zp);
     __m256 vinv = _mm256_set1_ps(inverse);
     __m256i vzp = _mm256_set1_epi32(zp), vmax = _mm256_set1_epi32(255), vzero = _mm256_setzero_si256();
     i = 0;

@@ -407,7 +407,6 @@ struct Parser {
         // Validate raw UTF-8 of the escaped string's non-escape bytes.
         let decodedEnd = cursor
         var check = p
-        p = check
         while check < decodedEnd {
             if check.pointee >= 0x80 {
                 p = check

@@ -94,7 +94,7 @@ public struct ProducerConfiguration: Sendable {
 public func isSecretProperty(_ name: String) -> Bool {
     let lowered = name.lowercased()
     return ["password", "secret", "key", "token"].contains { lowered.contains($0) }
-        && !lowered.hasSuffix(".location") && lowered != "ssl.key.location"
+        && !lowered.hasSuffix(".location")
 }
 
 /// Builds a native `rd_kafka_conf_t`; on failure names the property librdkafka refused.

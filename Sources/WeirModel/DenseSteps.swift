@@ -32,10 +32,8 @@ struct DenseStep: Step {
 struct QuantizedWeights: Sendable {
     let outputs: Int
     let inputs: Int
-    /// Row-major [outputs][inputs], -127...127.
-    let values: [Int8]
     let scales: [Float]
-    /// Per output channel sum of `values`, for the activation zero-point correction.
+    /// Per output channel sum of the quantized weights, for the activation zero-point correction.
     let columnSums: [Int32]
     /// Widened to int16 and packed for the kernel.
     let packed: [Int16]
@@ -62,7 +60,6 @@ struct QuantizedWeights: Sendable {
             scales[n] = scale
             sums[n] = sum
         }
-        self.values = values
         self.scales = scales
         self.columnSums = sums
         var packed = [Int16](repeating: 0, count: weir_qgemm_packed_count(outputs, inputs))
