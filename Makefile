@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BUILD_FLAGS ?=
 
-.PHONY: run test bench build release bootstrap clean
+.PHONY: run test bench build release bootstrap clean demo-bundle
 
 bootstrap:
 	@scripts/bootstrap
@@ -13,9 +13,15 @@ build: bootstrap
 release: bootstrap
 	$(SWIFT) build -c release $(BUILD_FLAGS)
 
-## make run: build in release mode and start Weir (embedded broker; the demo once the pipeline lands).
+## make run: build in release mode and run the demo: embedded broker, synthetic producer, one worker
+## on models/demo, a live summary each second (Ctrl-C stops; DEMO_FLAGS="--duration 30" stops by itself).
+DEMO_FLAGS ?=
 run: release
-	.build/release/weir broker --partitions 8 --topic events --topic predictions --topic dead-letters
+	.build/release/weir demo $(DEMO_FLAGS)
+
+## make demo-bundle: regenerate models/demo (needs Python with scikit-learn and skl2onnx).
+demo-bundle: build
+	python3 scripts/make-demo-bundle.py --weir .build/debug/weir
 
 ## make test: every test, against embedded brokers over TCP. Builds the weir binary first:
 ## the interop tests run `weir broker` and talk to it with kcat.

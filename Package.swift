@@ -9,10 +9,15 @@ let package = Package(
         .library(name: "WeirKafka", targets: ["WeirKafka"]),
         .library(name: "WeirModel", targets: ["WeirModel"]),
         .library(name: "WeirCodec", targets: ["WeirCodec"]),
+        .library(name: "WeirControl", targets: ["WeirControl"]),
+        .library(name: "WeirWorker", targets: ["WeirWorker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries from Debian: only the module that wraps each imports it.
@@ -33,17 +38,28 @@ let package = Package(
         .target(
             name: "WeirModel",
             dependencies: ["CWeirKernels", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // Bundles (manifest, hashes, packaging); control messages and signatures join it later.
+        .target(name: "WeirControl", dependencies: ["WeirModel", "COpenSSL"]),
+        // The pipeline: settings, poll loop, batcher, offsets, outputs, metrics, HTTP, demo.
+        .target(
+            name: "WeirWorker",
+            dependencies: [
+                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
         .executableTarget(
             name: "weir",
             dependencies: [
-                "WeirKafka", "WeirModel",
+                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Benchmarks: a Swift passthrough over WeirKafka, its C twin written against
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
-            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec"], path: "bench/weir-bench"),
+            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirWorker"], path: "bench/weir-bench"),
         .executableTarget(
             name: "jansson-peer", dependencies: ["CJansson"], path: "bench/jansson-peer"),
         .executableTarget(
@@ -56,6 +72,9 @@ let package = Package(
             name: "WeirModelTests",
             dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Fixtures"]),
+        .testTarget(
+            name: "WeirWorkerTests",
+            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

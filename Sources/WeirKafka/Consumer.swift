@@ -99,6 +99,27 @@ public final class KafkaConsumer: @unchecked Sendable {
         return kept
     }
 
+    /// Like `poll`, but hands the kept messages over instead of freeing them: they are appended to
+    /// `messages` and stay valid (zero-copy key, value and headers) until `release()` is called on
+    /// each. For pipelines that batch events across polls and answer them later.
+    @discardableResult
+    public func poll(maxMessages: Int = 500, timeoutMs: Int = 100, retainingInto messages: inout [RetainedMessage]) -> Int {
+        if maxMessages > bufferCapacity {
+            buffer.deallocate()
+            bufferCapacity = maxMessages
+            buffer = .allocate(capacity: bufferCapacity)
+        }
+        context.revokedDuringPoll = false
+        var count = consumeReady(maxMessages)
+        if count == 0 && timeoutMs > 0 && signal.wait(timeoutMs: timeoutMs) {
+            count = consumeReady(maxMessages)
+        }
+        if count == 0 { return 0 }
+        let kept = compact(count)
+        for index in 0..<kept { messages.append(RetainedMessage(buffer[index]!)) }
+        return kept
+    }
+
     private func consumeReady(_ maxMessages: Int) -> Int {
         let count = rd_kafka_consume_batch_queue(queue, 0, buffer, maxMessages)
         return count < 0 ? 0 : count
@@ -204,6 +225,16 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The watermarks librdkafka last saw in fetch responses, without asking the broker (cheap
+    /// enough for a lag gauge); nil before the first fetch of the partition.
+    public func cachedWatermarks(_ topic: String, _ partition: Int32) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let code = rd_kafka_get_watermark_offsets(handle, topic, partition, &low, &high)
+        guard code == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return (low, high)
+    }
+
     /// The group id, generation and member id, for `KafkaProducer.sendOffsetsToTransaction`.
     public func groupMetadata() -> ConsumerGroupMetadata {
         ConsumerGroupMetadata(rd_kafka_consumer_group_metadata(handle))
@@ -223,6 +254,17 @@ public final class KafkaConsumer: @unchecked Sendable {
         closed = true
         try KafkaError.check(rd_kafka_consumer_close(handle), "close consumer")
     }
+}
+
+/// A consumed message the caller owns (from `poll(retainingInto:)`): valid until `release()`,
+/// which must be called exactly once.
+public struct RetainedMessage {
+    @usableFromInline let pointer: UnsafeMutablePointer<rd_kafka_message_t>
+    init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) { self.pointer = pointer }
+    /// The borrowed view: key, value, headers, offset.
+    @inlinable public var message: KafkaMessage { KafkaMessage(pointer) }
+    /// Frees the message (and librdkafka's fetch buffer once no message refers to it).
+    public func release() { rd_kafka_message_destroy(pointer) }
 }
 
 /// A batch of consumed messages, valid inside the `poll` body only.

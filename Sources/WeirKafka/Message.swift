@@ -10,7 +10,7 @@ public enum TimestampKind: Sendable {
 public struct KafkaMessage {
     @usableFromInline let pointer: UnsafeMutablePointer<rd_kafka_message_t>
 
-    init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) { self.pointer = pointer }
+    @usableFromInline init(_ pointer: UnsafeMutablePointer<rd_kafka_message_t>) { self.pointer = pointer }
 
     @inlinable public var partition: Int32 { pointer.pointee.partition }
     @inlinable public var offset: Int64 { pointer.pointee.offset }

@@ -20,6 +20,8 @@ public struct DeliveryReport {
     /// The offset the broker gave the message (-1 on error).
     @inlinable public var offset: Int64 { pointer.pointee.offset }
     public var topic: String { String(cString: rd_kafka_topic_name(pointer.pointee.rkt)) }
+    /// The message as sent (key, value, headers), e.g. to send it again after a failed delivery.
+    public var message: KafkaMessage { KafkaMessage(UnsafeMutablePointer(mutating: pointer)) }
 }
 
 /// A batch of delivery reports, valid inside the handler call only.

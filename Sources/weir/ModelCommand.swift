@@ -5,7 +5,8 @@ import WeirModel
 /// `weir model ...`: look at and (later) package models.
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Inspect models.", subcommands: [InspectCommand.self])
+        commandName: "model", abstract: "Package, inspect and verify models.",
+        subcommands: [PackageCommand.self, InspectCommand.self, VerifyCommand.self])
 }
 
 /// `weir model inspect PATH`: what Weir will run, layer by layer.

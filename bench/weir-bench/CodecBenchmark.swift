@@ -1,3 +1,4 @@
+import WeirWorker
 import Foundation
 import WeirCodec
 

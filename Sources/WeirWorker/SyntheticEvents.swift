@@ -1,14 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Foundation
 
 /// Synthetic input events shaped like a fraud-scoring stream: a JSON object of about 750 bytes with
 /// an id, some string context and 32 numeric features `f0`...`f31`.
-enum SyntheticEvents {
-    static let featureCount = 32
+public enum SyntheticEvents {
+    public static let featureCount = 32
 
     /// Event `index`, deterministic, padded with a `note` field to about `targetBytes`.
-    static func event(_ index: Int, targetBytes: Int = 750) -> [UInt8] {
+    public static func event(_ index: Int, targetBytes: Int = 750) -> [UInt8] {
         var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
         var json = "{\"id\":\"evt-\(index)\",\"user\":\"u\(index % 5000)\",\"country\":\"NL\",\"channel\":\"web\""
         for feature in 0..<featureCount {
@@ -20,7 +18,29 @@ enum SyntheticEvents {
         return Array(json.utf8)
     }
 
-    static func key(_ index: Int) -> [UInt8] { Array("u\(index % 5000)".utf8) }
+    public static func key(_ index: Int) -> [UInt8] { Array("u\(index % 5000)".utf8) }
+
+    /// The kinds of bad input a demo stream mixes in, one per dead-letter code.
+    public static let badKinds = ["malformed-json", "missing-feature", "not-a-number", "too-large"]
+
+    /// A bad event of `kind` (see `badKinds`), made from good event `index`.
+    public static func badEvent(_ index: Int, kind: String, maxBytes: Int = 1 << 20) -> [UInt8] {
+        let good = event(index)
+        switch kind {
+        case "malformed-json":
+            return Array(good.dropLast(5))
+        case "missing-feature":
+            return Array(String(decoding: good, as: UTF8.self).replacingOccurrences(of: "\"f7\":", with: "\"g7\":").utf8)
+        case "not-a-number":
+            var text = String(decoding: good, as: UTF8.self)
+            if let range = text.range(of: "\"f3\":"), let valueEnd = text[range.upperBound...].firstIndex(of: ",") {
+                text.replaceSubrange(range.upperBound..<valueEnd, with: "\"n/a\"")
+            }
+            return Array(text.utf8)
+        default:
+            return Array(good.dropLast(2)) + Array(repeating: UInt8(ascii: "x"), count: maxBytes) + Array("\"}".utf8)
+        }
+    }
 
     /// Six decimals, like a typical producer's float formatting.
     private static func formatted(_ value: Double) -> String {
@@ -33,11 +53,11 @@ enum SyntheticEvents {
 }
 
 /// A small deterministic generator (SplitMix64) so every run and every contender sees the same events.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+public struct SplitMix64 {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -45,9 +65,9 @@ struct SplitMix64 {
         return z ^ (z >> 31)
     }
 
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 
-    mutating func nextGaussian() -> Double {
+    public mutating func nextGaussian() -> Double {
         let u1 = max(nextUnit(), 1e-12), u2 = nextUnit()
         return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
     }

@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Appends JSON to a reused byte buffer: prediction records are written with no allocation per
+/// event once the buffer has grown to its working size. One writer per thread.
+public final class JSONWriter {
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    /// Bytes written since the last `reset`.
+    public private(set) var count = 0
+
+    public init(capacity: Int = 1024) {
+        self.capacity = max(capacity, 64)
+        storage = .allocate(capacity: self.capacity)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The bytes written so far; valid until the next write or `reset`.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: count) }
+
+    /// A copy of the bytes (tests, tools).
+    public var array: [UInt8] { Array(bytes) }
+
+    /// Empties the buffer, keeping its storage.
+    @inline(__always) public func reset() { count = 0 }
+
+    @inline(__always) private func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(count + extra) }
+    }
+
+    private func grow(_ needed: Int) {
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        bigger.update(from: storage, count: count)
+        storage.deallocate()
+        storage = bigger
+        capacity = newCapacity
+    }
+
+    @inline(__always) public func raw(_ byte: UInt8) {
+        reserve(1)
+        storage[count] = byte
+        count += 1
+    }
+
+    /// Appends bytes as they are (already-valid JSON, or a prepared fragment).
+    public func raw(_ fragment: UnsafeRawBufferPointer) {
+        guard let base = fragment.baseAddress, fragment.count > 0 else { return }
+        reserve(fragment.count)
+        (storage + count).update(from: base.assumingMemoryBound(to: UInt8.self), count: fragment.count)
+        count += fragment.count
+    }
+
+    /// Appends a constant fragment.
+    public func raw(_ fragment: StaticString) {
+        raw(UnsafeRawBufferPointer(start: fragment.utf8Start, count: fragment.utf8CodeUnitCount))
+    }
+
+    /// Appends prepared bytes (e.g. a quoted name computed once).
+    public func raw(_ fragment: [UInt8]) {
+        fragment.withUnsafeBytes { raw($0) }
+    }
+
+    /// A signed integer in decimal.
+    public func integer(_ value: Int64) {
+        if value < 0 {
+            raw(UInt8(ascii: "-"))
+            unsigned(value == Int64.min ? UInt64(Int64.max) + 1 : UInt64(-value))
+        } else {
+            unsigned(UInt64(value))
+        }
+    }
+
+    /// An unsigned integer in decimal.
+    public func unsigned(_ value: UInt64) {
+        reserve(20)
+        var digits = 1
+        var probe = value
+        while probe >= 10 { probe /= 10; digits += 1 }
+        var rest = value
+        var position = count + digits
+        repeat {
+            position -= 1
+            storage[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        } while rest > 0
+        count += digits
+    }
+
+    /// A finite float in its shortest round-trip form (`0.25`, `1e-05`; whole numbers as integers).
+    /// Non-finite values are not JSON: callers reject them first.
+    public func float(_ value: Float) {
+        precondition(value.isFinite, "JSON has no NaN or Infinity")
+        if value == value.rounded(.towardZero), abs(value) < 1e7 {
+            integer(Int64(value))
+            return
+        }
+        // Float's description is at most 15 UTF-8 bytes: a small string, not a heap allocation.
+        var text = value.description
+        text.withUTF8 { raw(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// A JSON string with escapes.
+    public func string(_ value: UnsafeRawBufferPointer) {
+        raw(UInt8(ascii: "\""))
+        for byte in value {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): raw(UInt8(ascii: "\\")); raw(byte)
+            case 0x0A: raw("\\n")
+            case 0x0D: raw("\\r")
+            case 0x09: raw("\\t")
+            case 0..<0x20:
+                let hexDigits: StaticString = "0123456789abcdef"
+                raw("\\u00")
+                raw(hexDigits.utf8Start[Int(byte >> 4)])
+                raw(hexDigits.utf8Start[Int(byte & 15)])
+            default: raw(byte)
+            }
+        }
+        raw(UInt8(ascii: "\""))
+    }
+
+    /// A JSON string from Swift text.
+    public func string(_ value: String) {
+        var value = value
+        value.withUTF8 { string(UnsafeRawBufferPointer($0)) }
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import WeirModel
+
+/// The version of Weir that writes bundles (recorded in each manifest as `created_by`).
+public let weirVersion = "0.4.0"
+
+/// `manifest.json` of a model bundle (docs/contracts.md): what the model is, what it reads, what it
+/// answers, and the hashes of its files.
+public struct BundleManifest: Codable, Sendable, Equatable {
+    /// One model input feature, in the model's column order.
+    public struct Input: Codable, Sendable, Equatable {
+        public var name: String
+        public var type: String
+        /// Used when an event lacks the feature or has `null`; nil: such an event is rejected.
+        public var `default`: Float?
+        public init(name: String, type: String = "float", default value: Float? = nil) {
+            self.name = name
+            self.type = type
+            self.default = value
+        }
+    }
+
+    /// What the model answers and which ONNX outputs carry it.
+    public struct Outputs: Codable, Sendable, Equatable {
+        /// `classification` or `regression`.
+        public var task: String
+        /// Class labels in score order (classification).
+        public var labels: [String]?
+        /// The ONNX output holding per-class scores (classification).
+        public var scores: String?
+        /// The regression output's name in prediction records, and the ONNX output holding it.
+        public var name: String?
+        public var value: String?
+        public init(task: String, labels: [String]? = nil, scores: String? = nil, name: String? = nil, value: String? = nil) {
+            self.task = task
+            self.labels = labels
+            self.scores = scores
+            self.name = name
+            self.value = value
+        }
+        public var isClassification: Bool { task == "classification" }
+    }
+
+    public var name: String
+    public var version: String
+    public var inputs: [Input]
+    public var outputs: Outputs
+    /// SHA-256 (hex) of each file of the bundle by file name: `model.onnx`, and `reference.json` when present.
+    public var sha256: [String: String]
+    public var createdBy: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, version, inputs, outputs, sha256
+        case createdBy = "created_by"
+    }
+
+    public init(name: String, version: String, inputs: [Input], outputs: Outputs, sha256: [String: String],
+                createdBy: String = "weir \(weirVersion)") {
+        self.name = name
+        self.version = version
+        self.inputs = inputs
+        self.outputs = outputs
+        self.sha256 = sha256
+        self.createdBy = createdBy
+    }
+}
+
+/// A bundle problem, naming the file or field to fix.
+public struct BundleError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A verified model bundle, loaded and compiled: what a worker serves.
+public final class ModelBundle: Sendable {
+    public let directory: URL
+    public let manifest: BundleManifest
+    /// SHA-256 of `manifest.json`: the bundle's identity.
+    public let id: String
+    public let model: Model
+
+    /// Reads `directory`, checks every hash in the manifest and the model's fit to its inputs and
+    /// outputs, and compiles the model. Errors name the file and what is wrong.
+    public init(directory: URL, options: ModelOptions = ModelOptions()) throws {
+        self.directory = directory
+        let manifestURL = directory.appendingPathComponent("manifest.json")
+        guard let manifestData = try? Data(contentsOf: manifestURL) else {
+            throw BundleError("\(manifestURL.path): cannot read the bundle manifest")
+        }
+        let manifest: BundleManifest
+        do { manifest = try JSONDecoder().decode(BundleManifest.self, from: manifestData) } catch {
+            throw BundleError("\(manifestURL.path): \(describe(error))")
+        }
+        try Self.validate(manifest, at: manifestURL.path)
+        for (file, expected) in manifest.sha256.sorted(by: { $0.key < $1.key }) {
+            let url = directory.appendingPathComponent(file)
+            guard let bytes = try? Data(contentsOf: url) else {
+                throw BundleError("\(url.path): listed in manifest.json sha256 but cannot be read")
+            }
+            let actual = sha256Hex(bytes)
+            guard actual == expected.lowercased() else {
+                throw BundleError("\(url.path): sha256 is \(actual) but manifest.json says \(expected)")
+            }
+        }
+        let referenceURL = directory.appendingPathComponent("reference.json")
+        if manifest.sha256["reference.json"] == nil && FileManager.default.fileExists(atPath: referenceURL.path) {
+            throw BundleError("\(referenceURL.path): present but manifest.json has no sha256 for it")
+        }
+        let modelURL = directory.appendingPathComponent("model.onnx")
+        let model: Model
+        do { model = try Model(contentsOf: modelURL, options: options, inputWidth: manifest.inputs.count) } catch {
+            throw BundleError("\(modelURL.path): \(error)")
+        }
+        try Self.check(model, fits: manifest, path: modelURL.path)
+        self.manifest = manifest
+        self.model = model
+        id = sha256Hex(manifestData)
+    }
+
+    static func validate(_ manifest: BundleManifest, at path: String) throws {
+        if manifest.name.isEmpty { throw BundleError("\(path): name is empty") }
+        if !isSemanticVersion(manifest.version) {
+            throw BundleError("\(path): version '\(manifest.version)' is not a semantic version (like 1.3.0)")
+        }
+        if manifest.inputs.isEmpty { throw BundleError("\(path): inputs is empty") }
+        var seen = Set<String>()
+        for input in manifest.inputs {
+            if !seen.insert(input.name).inserted { throw BundleError("\(path): input '\(input.name)' is listed twice") }
+            if input.type != "float" { throw BundleError("\(path): input '\(input.name)' has type '\(input.type)'; only float is supported") }
+        }
+        if manifest.sha256["model.onnx"] == nil { throw BundleError("\(path): sha256 has no entry for model.onnx") }
+        switch manifest.outputs.task {
+        case "classification":
+            guard manifest.outputs.scores != nil, let labels = manifest.outputs.labels, !labels.isEmpty else {
+                throw BundleError("\(path): outputs of a classification need scores (an ONNX output) and labels")
+            }
+        case "regression":
+            guard manifest.outputs.value != nil else {
+                throw BundleError("\(path): outputs of a regression need value (an ONNX output)")
+            }
+        default:
+            throw BundleError("\(path): outputs.task is '\(manifest.outputs.task)'; use classification or regression")
+        }
+    }
+
+    static func check(_ model: Model, fits manifest: BundleManifest, path: String) throws {
+        if model.inputWidth != manifest.inputs.count {
+            throw BundleError("\(path): the model reads \(model.inputWidth) features but manifest.json lists \(manifest.inputs.count) inputs")
+        }
+        let outputs = manifest.outputs
+        let wanted = outputs.isClassification ? outputs.scores! : outputs.value!
+        guard let signature = model.outputs.first(where: { $0.name == wanted }) else {
+            throw BundleError("\(path): has no output '\(wanted)' (outputs: \(model.outputs.map(\.name).joined(separator: ", ")))")
+        }
+        guard signature.elementType == "float" else {
+            throw BundleError("\(path): output '\(wanted)' is \(signature.elementType); scores and values must be float")
+        }
+        // Probe one row of defaults (or zeros) to learn the width, which some exporters leave symbolic.
+        let width = try probeWidth(model, output: wanted)
+        if outputs.isClassification {
+            let labels = outputs.labels!.count
+            if !(width == labels || (width == 1 && labels == 2)) {
+                throw BundleError("\(path): output '\(wanted)' has \(width) scores per row but manifest.json lists \(labels) labels")
+            }
+        } else if width != 1 {
+            throw BundleError("\(path): output '\(wanted)' has \(width) values per row; a regression needs 1")
+        }
+    }
+
+    static func probeWidth(_ model: Model, output: String) throws -> Int {
+        let result = try model.run([Float](repeating: 0, count: model.inputWidth))
+        guard let tensor = result[output] else { throw BundleError("model produced no '\(output)'") }
+        return tensor.count
+    }
+}
+
+/// Whether `text` is MAJOR.MINOR.PATCH with an optional -prerelease / +build suffix.
+public func isSemanticVersion(_ text: String) -> Bool {
+    var core = Substring(text)
+    if let cut = core.firstIndex(where: { $0 == "-" || $0 == "+" }) {
+        if core[core.index(after: cut)...].isEmpty { return false }
+        core = core[..<cut]
+    }
+    let parts = core.split(separator: ".", omittingEmptySubsequences: false)
+    return parts.count == 3 && parts.allSatisfy { part in
+        !part.isEmpty && part.allSatisfy(\.isASCII) && part.allSatisfy(\.isNumber) && (part == "0" || part.first != "0")
+    }
+}
+
+func describe(_ error: any Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, let context):
+        return "missing field '\(path(context.codingPath + [key]))'"
+    case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+        return "field '\(path(context.codingPath))': \(context.debugDescription)"
+    case DecodingError.dataCorrupted(let context):
+        return context.codingPath.isEmpty ? "not valid JSON" : "field '\(path(context.codingPath))': \(context.debugDescription)"
+    default:
+        return "\(error)"
+    }
+}
+
+private func path(_ keys: [any CodingKey]) -> String {
+    keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+}

@@ -1,0 +1,165 @@
+import Foundation
+import WeirModel
+
+/// A training CSV: the header names the columns; every cell of a feature column is a number.
+public struct TrainingTable: Sendable {
+    public let columns: [String]
+    /// Row-major cells as text (parsed on demand: a label column may hold names).
+    public let rows: [[String]]
+
+    /// Reads a CSV with a header line. Cells may be double-quoted. Errors name the line.
+    public init(contentsOf url: URL) throws {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw BundleError("\(url.path): cannot read the training CSV")
+        }
+        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+            .map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "\r")) }
+            .filter { !$0.isEmpty }
+        guard !lines.isEmpty else { throw BundleError("\(url.path): empty file; the first line must name the columns") }
+        let header = Self.cells(of: lines.removeFirst())
+        if let duplicate = Dictionary(grouping: header, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            throw BundleError("\(url.path): column '\(duplicate)' appears twice in the header")
+        }
+        var rows = [[String]]()
+        rows.reserveCapacity(lines.count)
+        for (index, line) in lines.enumerated() {
+            let cells = Self.cells(of: line)
+            guard cells.count == header.count else {
+                throw BundleError("\(url.path): line \(index + 2) has \(cells.count) cells; the header has \(header.count)")
+            }
+            rows.append(cells)
+        }
+        columns = header
+        self.rows = rows
+    }
+
+    static func cells(of line: String) -> [String] {
+        var cells = [String]()
+        var current = ""
+        var quoted = false
+        var iterator = line.makeIterator()
+        while let character = iterator.next() {
+            if quoted {
+                if character == "\"" { quoted = false } else { current.append(character) }
+            } else if character == "\"" {
+                quoted = true
+            } else if character == "," {
+                cells.append(current.trimmingCharacters(in: .whitespaces))
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        cells.append(current.trimmingCharacters(in: .whitespaces))
+        return cells
+    }
+
+    /// The numbers of `column`, failing on the first cell that is not one.
+    public func numbers(of column: Int, source: String) throws -> [Double] {
+        try rows.enumerated().map { index, row in
+            guard let value = Double(row[column]) else {
+                throw BundleError("\(source): line \(index + 2), column '\(columns[column])': '\(row[column])' is not a number")
+            }
+            return value
+        }
+    }
+}
+
+/// How `weir model package` fills a feature an event lacks.
+public enum MissingValuePolicy: String, Sendable, CaseIterable {
+    /// Reject the event (dead letter `missing-feature`).
+    case reject
+    /// Use the training mean, or zero.
+    case mean, zero
+}
+
+/// Builds model bundles (`weir model package`).
+public enum BundlePackager {
+    /// Writes `out/manifest.json` and `out/model.onnx` and returns the manifest.
+    /// The CSV header names the features in the model's input order; `labelColumn` (if present) is
+    /// not a feature and gives classification labels. `task` nil: decided from the model's outputs.
+    public static func package(onnx: URL, train: URL, name: String, version: String, out: URL,
+                               labelColumn: String = "label", task: String? = nil,
+                               missing: MissingValuePolicy = .reject) throws -> BundleManifest {
+        if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
+            throw BundleError("--name '\(name)' must be non-empty, without spaces or slashes")
+        }
+        guard isSemanticVersion(version) else {
+            throw BundleError("--version '\(version)' is not a semantic version (like 1.3.0)")
+        }
+        guard let modelBytes = try? Data(contentsOf: onnx) else { throw BundleError("--onnx \(onnx.path): cannot read the file") }
+        let table = try TrainingTable(contentsOf: train)
+        let labelIndex = table.columns.firstIndex(of: labelColumn)
+        let featureColumns = table.columns.indices.filter { $0 != labelIndex }
+        let model: Model
+        do { model = try Model(data: modelBytes) } catch { throw BundleError("--onnx \(onnx.path): \(error)") }
+        guard model.inputWidth == featureColumns.count else {
+            throw BundleError("--train \(train.path): \(featureColumns.count) feature columns, but the model reads \(model.inputWidth) features")
+        }
+        var inputs = [BundleManifest.Input]()
+        for column in featureColumns {
+            let values = try table.numbers(of: column, source: train.path)
+            let fill: Float?
+            switch missing {
+            case .reject: fill = nil
+            case .zero: fill = 0
+            case .mean: fill = values.isEmpty ? 0 : Float(values.reduce(0, +) / Double(values.count))
+            }
+            inputs.append(.init(name: table.columns[column], default: fill))
+        }
+        let outputs = try describeOutputs(model, task: task, labels: labelIndex.map { index in table.rows.map { $0[index] } })
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try modelBytes.write(to: out.appendingPathComponent("model.onnx"))
+        let manifest = BundleManifest(name: name, version: version, inputs: inputs, outputs: outputs,
+                                      sha256: ["model.onnx": sha256Hex(modelBytes)])
+        try write(manifest, to: out)
+        return manifest
+    }
+
+    /// Writes `manifest.json` (sorted keys, so the bundle id is stable for the same content).
+    public static func write(_ manifest: BundleManifest, to directory: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(manifest)
+        data.append(0x0A)
+        try data.write(to: directory.appendingPathComponent("manifest.json"))
+    }
+
+    /// Classification when the model has an int64 label output or a float output with several
+    /// columns; otherwise regression. Labels come from the label column's distinct values.
+    static func describeOutputs(_ model: Model, task: String?, labels labelCells: [String]?) throws -> BundleManifest.Outputs {
+        let probe = try model.run([Float](repeating: 0, count: model.inputWidth))
+        let floatOutputs = model.outputs.filter { $0.elementType == "float" }
+        guard !floatOutputs.isEmpty else { throw BundleError("the model has no float output to read scores or values from") }
+        let widest = floatOutputs.max { (probe[$0.name]?.count ?? 0) < (probe[$1.name]?.count ?? 0) }!
+        let width = probe[widest.name]?.count ?? 0
+        let hasLabelOutput = model.outputs.contains { $0.elementType == "int64" || $0.elementType == "string" }
+        let resolved = task ?? ((hasLabelOutput || width > 1) ? "classification" : "regression")
+        switch resolved {
+        case "classification":
+            let classCount = max(width, 2)
+            var labels = (0..<classCount).map(String.init)
+            if let labelCells {
+                let distinct = Array(Set(labelCells))
+                let sorted = distinct.allSatisfy({ Double($0) != nil })
+                    ? distinct.sorted { Double($0)! < Double($1)! } : distinct.sorted()
+                if sorted.count == classCount { labels = sorted.map(canonicalLabel) }
+                else if sorted.count > classCount {
+                    throw BundleError("the label column has \(sorted.count) distinct values but the model scores \(classCount) classes")
+                }
+            }
+            return .init(task: "classification", labels: labels, scores: widest.name)
+        case "regression":
+            guard width == 1 else { throw BundleError("--task regression needs a float output with one value per row; '\(widest.name)' has \(width)") }
+            return .init(task: "regression", name: "value", value: widest.name)
+        default:
+            throw BundleError("--task '\(resolved)': use classification or regression")
+        }
+    }
+
+    /// "1.0" -> "1" so numeric labels print as the integers they are.
+    static func canonicalLabel(_ cell: String) -> String {
+        if let value = Double(cell), value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return cell
+    }
+}

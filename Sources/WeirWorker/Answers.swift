@@ -1,0 +1,121 @@
+import WeirCodec
+import WeirControl
+import WeirKafka
+import WeirModel
+
+/// Writes prediction records and dead-letter headers (docs/contracts.md) into a reused buffer.
+final class AnswerWriter {
+    let writer = JSONWriter(capacity: 1024)
+    let manifest: BundleManifest
+    private let isClassification: Bool
+    private let outputTensor: String
+    private let labelJSON: [[UInt8]]
+    /// `,"model":"<name>","version":"<version>",`
+    private let modelFragment: [UInt8]
+    private let modelName: [UInt8]
+    private let modelVersion: [UInt8]
+    private static let primaryRoute = Array("primary".utf8)
+
+    init(manifest: BundleManifest) {
+        self.manifest = manifest
+        isClassification = manifest.outputs.isClassification
+        outputTensor = (isClassification ? manifest.outputs.scores : manifest.outputs.value) ?? ""
+        let scratch = JSONWriter()
+        labelJSON = (manifest.outputs.labels ?? []).map { label in
+            scratch.reset()
+            if Int64(label) != nil { scratch.raw(Array(label.utf8)) } else { scratch.string(label) }
+            return scratch.array
+        }
+        scratch.reset()
+        scratch.raw(",\"model\":")
+        scratch.string(manifest.name)
+        scratch.raw(",\"version\":")
+        scratch.string(manifest.version)
+        scratch.raw(UInt8(ascii: ","))
+        modelFragment = scratch.array
+        modelName = Array(manifest.name.utf8)
+        modelVersion = Array(manifest.version.utf8)
+    }
+
+    /// The float output the records read, for one run.
+    struct Outputs {
+        let values: UnsafeBufferPointer<Float>
+        let width: Int
+    }
+
+    func withOutputs(of run: ModelRun, _ body: (Outputs?) -> Void) {
+        let found: Void? = run.withFloats(outputTensor) { values, width in body(Outputs(values: values, width: width)) }
+        if found == nil { body(nil) }
+    }
+
+    /// Writes the prediction record for `row` into `writer`; returns a problem (for a `model-error`
+    /// dead letter) instead when the model's answer cannot be a record.
+    func encodePrediction(row: Int, outputs: Outputs?, message: KafkaMessage, id: EventID?, topicJSON: [UInt8],
+                          latencyMicros: UInt64) -> String? {
+        guard let outputs else { return "the model produced no output '\(outputTensor)'" }
+        let base = outputs.values.baseAddress! + row * outputs.width
+        for column in 0..<outputs.width where !base[column].isFinite {
+            return "the model's output '\(outputTensor)' is \(base[column]) (not finite) at column \(column)"
+        }
+        writer.reset()
+        writer.raw("{\"id\":")
+        if let id, let value = message.value {
+            writer.raw(UnsafeRawBufferPointer(rebasing: value[id.start..<id.end]))
+        } else {
+            writer.raw("null")
+        }
+        writer.raw(modelFragment)
+        if isClassification {
+            var best = 0
+            writer.raw("\"label\":")
+            if outputs.width == 1 {
+                // One probability of the positive class: scores are [1 - p, p].
+                let positive = base[0]
+                best = positive >= 0.5 ? 1 : 0
+                writer.raw(labelJSON[best])
+                writer.raw(",\"scores\":[")
+                writer.float(1 - positive)
+                writer.raw(UInt8(ascii: ","))
+                writer.float(positive)
+            } else {
+                for column in 1..<outputs.width where base[column] > base[best] { best = column }
+                writer.raw(labelJSON[best])
+                writer.raw(",\"scores\":[")
+                for column in 0..<outputs.width {
+                    if column > 0 { writer.raw(UInt8(ascii: ",")) }
+                    writer.float(base[column])
+                }
+            }
+            writer.raw(UInt8(ascii: "]"))
+        } else {
+            writer.raw("\"value\":")
+            writer.float(base[0])
+        }
+        writer.raw(",\"source\":{\"topic\":")
+        writer.raw(topicJSON)
+        writer.raw(",\"partition\":")
+        writer.integer(Int64(message.partition))
+        writer.raw(",\"offset\":")
+        writer.integer(message.offset)
+        writer.raw("},\"latency_us\":")
+        writer.unsigned(latencyMicros)
+        writer.raw(UInt8(ascii: "}"))
+        return nil
+    }
+
+    func appendPredictionHeaders(to headers: inout OutgoingHeaders) {
+        modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }
+        modelVersion.withUnsafeBytes { headers.append(name: "weir-version", value: $0) }
+        Self.primaryRoute.withUnsafeBytes { headers.append(name: "weir-route", value: $0) }
+    }
+
+    func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: String, reason: String, message: KafkaMessage) {
+        headers.append(name: "weir-error", value: code)
+        headers.append(name: "weir-error-message", value: reason)
+        headers.append(name: "weir-source-topic", value: message.topic)
+        headers.append(name: "weir-source-partition", value: String(message.partition))
+        headers.append(name: "weir-source-offset", value: String(message.offset))
+        modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }
+        modelVersion.withUnsafeBytes { headers.append(name: "weir-version", value: $0) }
+    }
+}

@@ -1,0 +1,152 @@
+import CoreMetrics
+import Foundation
+import Metrics
+import Prometheus
+import Synchronization
+
+/// A worker's metrics: swift-metrics handles backed by a Prometheus registry of its own (so tests
+/// can run several workers in one process), plus plain counters for the live summary.
+public final class WorkerMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+    let eventsIn: CoreMetrics.Counter
+    let predictions: CoreMetrics.Counter
+    let tombstones: CoreMetrics.Counter
+    let deliveryRetries: CoreMetrics.Counter
+    let batchSize: Recorder
+    let inferenceTime: CoreMetrics.Timer
+    let eventLatency: CoreMetrics.Timer
+    let inFlight: CoreMetrics.Gauge
+    let pausedPartitions: CoreMetrics.Gauge
+    private let deadLetterCounters: Mutex<[String: CoreMetrics.Counter]>
+    private let lagGauges: Mutex<[String: CoreMetrics.Gauge]>
+    private let infoGauges: Mutex<[CoreMetrics.Gauge]>
+
+    /// Totals for summaries and tests (the same numbers as the Prometheus counters).
+    public let consumedTotal = Atomic<Int>(0)
+    public let predictionTotal = Atomic<Int>(0)
+    public let deadLetterTotal = Atomic<Int>(0)
+    public let tombstoneTotal = Atomic<Int>(0)
+    /// Event-to-delivery latency in microseconds, for p50/p99 in the live summary.
+    public let latency = LatencySketch()
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000]
+            .map { Duration.microseconds($0) }
+        factory.durationHistogramBuckets = [
+            "weir_event_latency_seconds": [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20),
+                                           .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                                           .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10)],
+            "weir_inference_seconds": fine,
+        ]
+        factory.valueHistogramBuckets = ["weir_batch_size_events": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]]
+        self.factory = factory
+        eventsIn = Counter(label: "weir_events_consumed_total", factory: factory)
+        predictions = Counter(label: "weir_predictions_total", factory: factory)
+        tombstones = Counter(label: "weir_tombstones_total", factory: factory)
+        deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
+        batchSize = Recorder(label: "weir_batch_size_events", factory: factory)
+        inferenceTime = Timer(label: "weir_inference_seconds", factory: factory)
+        eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)
+        inFlight = CoreMetrics.Gauge(label: "weir_events_in_flight", factory: factory)
+        pausedPartitions = CoreMetrics.Gauge(label: "weir_paused_partitions", factory: factory)
+        deadLetterCounters = Mutex([:])
+        lagGauges = Mutex([:])
+        infoGauges = Mutex([])
+    }
+
+    func deadLetter(code: String) {
+        let counter = deadLetterCounters.withLock { table in
+            if let existing = table[code] { return existing }
+            let made = Counter(label: "weir_dead_letters_total", dimensions: [("code", code)], factory: factory)
+            table[code] = made
+            return made
+        }
+        counter.increment()
+        deadLetterTotal.add(1, ordering: .relaxed)
+    }
+
+    func setLag(topic: String, partition: Int32, lag: Int64) {
+        let key = "\(topic)\u{0}\(partition)"
+        let gauge = lagGauges.withLock { table in
+            if let existing = table[key] { return existing }
+            let made = CoreMetrics.Gauge(label: "weir_consumer_lag", dimensions: [("topic", topic), ("partition", String(partition))], factory: factory)
+            table[key] = made
+            return made
+        }
+        gauge.record(Double(lag))
+    }
+
+    func setModel(name: String, version: String, bundle: String) {
+        let gauge = CoreMetrics.Gauge(label: "weir_model_info", dimensions: [("model", name), ("version", version), ("bundle", bundle)],
+                          factory: factory)
+        gauge.record(1)
+        infoGauges.withLock { $0.append(gauge) }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func exposition() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+}
+
+/// A log-bucketed histogram of microsecond values with cheap recording and approximate quantiles
+/// (within 1/16 of a power of two).
+public final class LatencySketch: Sendable {
+    private static let subBuckets = 16
+    private let counts: Mutex<[Int]>
+
+    public init() { counts = Mutex(Array(repeating: 0, count: 64 * Self.subBuckets)) }
+
+    static func bucket(_ value: UInt64) -> Int {
+        if value < UInt64(subBuckets) { return Int(value) }
+        let exponent = 63 - value.leadingZeroBitCount
+        let shift = exponent - 4
+        let sub = Int((value >> UInt64(shift)) & 15)
+        return (exponent - 3) * subBuckets + sub
+    }
+
+    static func lowerBound(_ bucket: Int) -> UInt64 {
+        if bucket < subBuckets { return UInt64(bucket) }
+        let exponent = bucket / subBuckets + 3
+        let sub = UInt64(bucket % subBuckets)
+        return (UInt64(16) + sub) << UInt64(exponent - 4)
+    }
+
+    /// Records many values under one lock.
+    func record(_ values: UnsafeBufferPointer<UInt64>) {
+        counts.withLock { counts in
+            for value in values { counts[Self.bucket(value)] += 1 }
+        }
+    }
+
+    /// Takes the counts recorded since the last call (for per-second summaries) or all (`reset` false).
+    public func snapshot(reset: Bool) -> LatencySnapshot {
+        counts.withLock { counts in
+            let copy = counts
+            if reset { for index in counts.indices { counts[index] = 0 } }
+            return LatencySnapshot(counts: copy)
+        }
+    }
+}
+
+/// Counts by bucket, with quantiles.
+public struct LatencySnapshot: Sendable {
+    let counts: [Int]
+    public var count: Int { counts.reduce(0, +) }
+
+    /// The value below which `q` of the recorded values fall (bucket lower bound), in microseconds.
+    public func quantile(_ q: Double) -> UInt64? {
+        let total = count
+        guard total > 0 else { return nil }
+        let rank = Int((Double(total) * q).rounded(.up))
+        var seen = 0
+        for (bucket, count) in counts.enumerated() where count > 0 {
+            seen += count
+            if seen >= max(rank, 1) { return LatencySketch.lowerBound(bucket) }
+        }
+        return nil
+    }
+}

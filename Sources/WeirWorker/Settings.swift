@@ -1,0 +1,349 @@
+import Foundation
+import WeirKafka
+import Yams
+
+/// Everything `weir serve` can be told (docs/contracts.md). Each setting has a file key
+/// (`batch.max-events`), a flag (`--batch-max-events`) and an environment variable
+/// (`WEIR_BATCH_MAX_EVENTS`); flag beats environment beats file beats default.
+public struct WorkerSettings: Sendable, Equatable {
+    /// Bootstrap servers; nil starts an embedded broker in-process.
+    public var brokers: String?
+    public var group = "weir"
+    public var input = ["events"]
+    public var output = "predictions"
+    public var dlq = "dead-letters"
+    public var driftTopic: String?
+    public var controlTopic: String?
+    public var statusTopic: String?
+    public var shadowTopic: String?
+    /// The model bundle directory served until the control topic says otherwise.
+    public var model: String?
+    public var batchMaxEvents = 256
+    public var batchMaxDelayMs = 5
+    public var driftWindowEvents: Int?
+    public var driftWindowMs: Int?
+    public var controlKeyFile: String?
+    /// Port of `/metrics`, `/healthz`, `/readyz`; 0 picks a free port (logged).
+    public var metricsPort = 9464
+    public var metricsHost = "0.0.0.0"
+    public var guarantee = "at-least-once"
+    /// Dotted path to the object or array holding the features (`input.features-path`).
+    public var inputFeaturesPath: String?
+    /// Larger event values go to the dead-letter topic as `too-large`.
+    public var inputMaxBytes = 1 << 20
+    /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.
+    public var maxInFlightEvents = 20_000
+    public var commitIntervalMs = 1_000
+    public var shutdownTimeoutMs = 8_000
+    /// Identifies this worker in status and drift records.
+    public var workerID = defaultWorkerID()
+    /// librdkafka properties for both clients (`kafka.security.protocol` -> `security.protocol`).
+    public var kafka: [String: String] = [:]
+
+    public init() {}
+}
+
+func defaultWorkerID() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, name.count - 1)
+    let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return "\(host.isEmpty ? "weir" : host)-\(getpid())"
+}
+
+/// A setting that cannot be used: one line naming the setting, where it came from, and what to do.
+public struct SettingsError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Where a value came from, for error messages.
+public enum SettingSource: Sendable, CustomStringConvertible {
+    case file(String), environment(String), flag(String), defaultValue
+    public var description: String {
+        switch self {
+        case .file(let path): return "in \(path)"
+        case .environment(let name): return "from \(name)"
+        case .flag(let flag): return "from \(flag)"
+        case .defaultValue: return "by default"
+        }
+    }
+}
+
+/// One entry of the settings catalog.
+struct SettingSpec: Sendable {
+    let key: String
+    let help: String
+    let apply: @Sendable (inout WorkerSettings, [String], SettingSource) throws -> Void
+    let render: @Sendable (WorkerSettings) -> String?
+    /// Takes several values (`input`): repeated flags, comma-separated env, YAML list.
+    var isList = false
+
+    var flag: String { "--" + key.replacingOccurrences(of: ".", with: "-") }
+    var environmentName: String { environmentVariable(for: key) }
+}
+
+func environmentVariable(for key: String) -> String {
+    "WEIR_" + key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
+}
+
+private func single(_ key: String, _ values: [String], _ source: SettingSource) throws -> String {
+    guard let value = values.last else { throw SettingsError("\(key): no value given \(source)") }
+    return value
+}
+
+private func text(_ key: String, _ help: String, _ path: WritableKeyPath<WorkerSettings, String> & Sendable) -> SettingSpec {
+    SettingSpec(key: key, help: help, apply: { settings, values, source in
+        let value = try single(key, values, source)
+        if value.isEmpty { throw SettingsError("\(key): empty value \(source); give a name") }
+        settings[keyPath: path] = value
+    }, render: { $0[keyPath: path] })
+}
+
+private func optionalText(_ key: String, _ help: String, _ path: WritableKeyPath<WorkerSettings, String?> & Sendable) -> SettingSpec {
+    SettingSpec(key: key, help: help, apply: { settings, values, source in
+        let value = try single(key, values, source)
+        settings[keyPath: path] = value.isEmpty ? nil : value
+    }, render: { $0[keyPath: path] })
+}
+
+private func integer(_ key: String, _ help: String, _ range: ClosedRange<Int>,
+                     _ path: WritableKeyPath<WorkerSettings, Int> & Sendable) -> SettingSpec {
+    SettingSpec(key: key, help: help, apply: { settings, values, source in
+        settings[keyPath: path] = try parseInteger(key, try single(key, values, source), range, source)
+    }, render: { String($0[keyPath: path]) })
+}
+
+private func optionalInteger(_ key: String, _ help: String, _ range: ClosedRange<Int>,
+                             _ path: WritableKeyPath<WorkerSettings, Int?> & Sendable) -> SettingSpec {
+    SettingSpec(key: key, help: help, apply: { settings, values, source in
+        let value = try single(key, values, source)
+        settings[keyPath: path] = value.isEmpty ? nil : try parseInteger(key, value, range, source)
+    }, render: { $0[keyPath: path].map(String.init) })
+}
+
+private func parseInteger(_ key: String, _ value: String, _ range: ClosedRange<Int>, _ source: SettingSource) throws -> Int {
+    guard let number = Int(value.trimmingCharacters(in: .whitespaces)) else {
+        throw SettingsError("\(key): '\(value)' \(source) is not a whole number")
+    }
+    guard range.contains(number) else {
+        throw SettingsError("\(key): \(number) \(source) is out of range; use \(range.lowerBound) to \(range.upperBound)")
+    }
+    return number
+}
+
+/// The catalog: every `serve` setting, in the order `--print-config` shows them.
+let settingsCatalog: [SettingSpec] = [
+    optionalText("brokers", "Kafka bootstrap servers (host:port,...); unset starts an embedded broker", \.brokers),
+    text("group", "consumer group id", \.group),
+    SettingSpec(key: "input", help: "input topic(s): repeat the flag, or comma-separate", apply: { settings, values, source in
+        let topics = values.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+        if topics.isEmpty { throw SettingsError("input: no topic given \(source)") }
+        settings.input = topics
+    }, render: { $0.input.joined(separator: ",") }, isList: true),
+    text("output", "topic for prediction records", \.output),
+    text("dlq", "topic for dead-letter records", \.dlq),
+    optionalText("drift-topic", "topic for drift window records", \.driftTopic),
+    optionalText("control-topic", "topic of signed control messages", \.controlTopic),
+    optionalText("status-topic", "topic for worker status records", \.statusTopic),
+    optionalText("shadow-topic", "topic for shadow predictions", \.shadowTopic),
+    optionalText("model", "model bundle directory to serve", \.model),
+    integer("batch.max-events", "a batch closes at this many events", 1...65_536, \.batchMaxEvents),
+    integer("batch.max-delay-ms", "...or when its oldest event has waited this long", 0...60_000, \.batchMaxDelayMs),
+    optionalInteger("drift.window-events", "drift window size in events", 1...100_000_000, \.driftWindowEvents),
+    optionalInteger("drift.window-ms", "drift window length in event-time milliseconds", 1...86_400_000, \.driftWindowMs),
+    optionalText("control.key-file", "file holding the control topic's HMAC key", \.controlKeyFile),
+    integer("metrics-port", "port for /metrics, /healthz, /readyz (0: any free port)", 0...65_535, \.metricsPort),
+    text("metrics-host", "address the metrics server listens on", \.metricsHost),
+    SettingSpec(key: "guarantee", help: "at-least-once or exactly-once", apply: { settings, values, source in
+        let value = try single("guarantee", values, source)
+        guard ["at-least-once", "exactly-once"].contains(value) else {
+            throw SettingsError("guarantee: '\(value)' \(source) is not a guarantee; use at-least-once or exactly-once")
+        }
+        settings.guarantee = value
+    }, render: { $0.guarantee }),
+    optionalText("input.features-path", "dotted path to the object or array holding the features", \.inputFeaturesPath),
+    integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
+    integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
+    integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),
+    integer("shutdown-timeout-ms", "longest a stop may take to flush and commit", 100...600_000, \.shutdownTimeoutMs),
+    text("worker-id", "this worker's name in status and drift records", \.workerID),
+]
+
+/// Reads settings from the file, the environment and flags, in that order of precedence (lowest first).
+public enum SettingsLoader {
+    /// Every flag `serve` understands besides `--config` and `--print-config`, for help text.
+    public static var flagHelp: String {
+        let rows = settingsCatalog.map { spec in
+            "  \(spec.flag.padding(toLength: 26, withPad: " ", startingAt: 0)) \(spec.help) [\(spec.environmentName)]"
+        }
+        return (rows + ["  --kafka-<property>           any librdkafka property, dots as dashes [WEIR_KAFKA_<PROPERTY>]"])
+            .joined(separator: "\n")
+    }
+
+    /// Loads settings. `arguments` are `serve`'s flags other than `--config`/`--print-config`.
+    public static func load(file: String?, environment: [String: String], arguments: [String],
+                            base: WorkerSettings = WorkerSettings()) throws -> WorkerSettings {
+        var settings = base
+        let byKey = Dictionary(uniqueKeysWithValues: settingsCatalog.map { ($0.key, $0) })
+        if let file {
+            for (key, values) in try readFile(file) {
+                let source = SettingSource.file(file)
+                if key.hasPrefix("kafka.") {
+                    try setKafka(&settings, String(key.dropFirst(6)), try single(key, values, source), source)
+                } else if let spec = byKey[key] {
+                    if values.count > 1 && !spec.isList { throw SettingsError("\(key): a list \(source); give one value") }
+                    try spec.apply(&settings, values, source)
+                } else {
+                    throw SettingsError("\(key): unknown setting \(source)\(suggestion(for: key))")
+                }
+            }
+        }
+        for spec in settingsCatalog {
+            if let value = environment[spec.environmentName] {
+                try spec.apply(&settings, [value], .environment(spec.environmentName))
+            }
+        }
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("WEIR_KAFKA_") {
+            let property = name.dropFirst("WEIR_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            try setKafka(&settings, property, value, .environment(name))
+        }
+        try applyFlags(arguments, to: &settings, byKey: byKey)
+        try validate(settings)
+        return settings
+    }
+
+    private static func applyFlags(_ arguments: [String], to settings: inout WorkerSettings,
+                                   byKey: [String: SettingSpec]) throws {
+        let byFlag = Dictionary(uniqueKeysWithValues: settingsCatalog.map { ($0.flag, $0) })
+        var lists = [String: [String]]()
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.hasPrefix("--") else { throw SettingsError("'\(argument)': unexpected argument; settings are --name value") }
+            var flag = argument
+            var value: String?
+            if let equals = argument.firstIndex(of: "=") {
+                flag = String(argument[..<equals])
+                value = String(argument[argument.index(after: equals)...])
+            }
+            if value == nil {
+                guard index + 1 < arguments.count else { throw SettingsError("\(flag): needs a value") }
+                index += 1
+                value = arguments[index]
+            }
+            index += 1
+            let source = SettingSource.flag(flag)
+            if flag.hasPrefix("--kafka-") {
+                let property = flag.dropFirst("--kafka-".count).replacingOccurrences(of: "-", with: ".")
+                try setKafka(&settings, property, value!, source)
+            } else if let spec = byFlag[flag] {
+                if spec.isList { lists[spec.key, default: []].append(value!) } else { try spec.apply(&settings, [value!], source) }
+            } else {
+                throw SettingsError("\(flag): unknown flag\(suggestion(for: String(flag.dropFirst(2)).replacingOccurrences(of: "-", with: ".")))")
+            }
+        }
+        for (key, values) in lists { try byKey[key]!.apply(&settings, values, .flag("--" + key)) }
+    }
+
+    private static func setKafka(_ settings: inout WorkerSettings, _ property: String, _ value: String,
+                                 _ source: SettingSource) throws {
+        if property.isEmpty { throw SettingsError("kafka.: a librdkafka property name is missing \(source)") }
+        let managed = ["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "transactional.id"]
+        if managed.contains(property) {
+            throw SettingsError("kafka.\(property) \(source): Weir sets this itself; use the brokers/group settings instead")
+        }
+        settings.kafka[property] = value
+    }
+
+    private static func suggestion(for key: String) -> String {
+        let known = settingsCatalog.map(\.key)
+        let close = known.min { distance($0, key) < distance($1, key) }
+        if let close, distance(close, key) <= 3 { return "; did you mean \(close)?" }
+        return "; see weir serve --help"
+    }
+
+    private static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where j <= b.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
+    /// Flattens a YAML mapping into dotted keys; lists stay lists of scalars.
+    static func readFile(_ path: String) throws -> [(String, [String])] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw SettingsError("--config \(path): cannot read the file")
+        }
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw SettingsError("--config \(path): not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+        guard let node else { return [] }
+        guard case .mapping = node else { throw SettingsError("--config \(path): the top level must be a mapping of settings") }
+        var result = [(String, [String])]()
+        func walk(_ node: Node, prefix: String) throws {
+            switch node {
+            case .mapping(let mapping):
+                for (key, value) in mapping {
+                    guard let name = key.string else { throw SettingsError("--config \(path): a key under '\(prefix)' is not text") }
+                    let full = prefix.isEmpty ? name : "\(prefix).\(name)"
+                    // kafka.* keys are librdkafka properties: nested maps still join with dots.
+                    try walk(value, prefix: full)
+                }
+            case .sequence(let sequence):
+                result.append((prefix, try sequence.map { item in
+                    guard let scalar = item.scalar else { throw SettingsError("\(prefix): list items must be plain values in \(path)") }
+                    return scalar.string
+                }))
+            case .scalar(let scalar):
+                result.append((prefix, [scalar.string == "~" || scalar.string == "null" ? "" : scalar.string]))
+            case .alias:
+                throw SettingsError("\(prefix): YAML aliases are not supported in \(path)")
+            }
+        }
+        try walk(node, prefix: "")
+        return result
+    }
+
+    /// Checks settings against each other.
+    public static func validate(_ settings: WorkerSettings) throws {
+        if settings.guarantee == "exactly-once" {
+            throw SettingsError("guarantee: exactly-once is not available in this version; use at-least-once")
+        }
+        let outputs = [("output", settings.output), ("dlq", settings.dlq)]
+        for (name, topic) in outputs where settings.input.contains(topic) {
+            throw SettingsError("\(name): '\(topic)' is also an input topic; the worker would read its own records")
+        }
+        if settings.output == settings.dlq {
+            throw SettingsError("dlq: '\(settings.dlq)' is the output topic too; give dead letters their own topic")
+        }
+        if let path = settings.inputFeaturesPath, path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
+            throw SettingsError("input.features-path: '\(path)' has an empty part; use names separated by single dots")
+        }
+    }
+
+    /// The effective settings as YAML, secrets (passwords, keys, tokens) redacted.
+    public static func render(_ settings: WorkerSettings) -> String {
+        var lines = [String]()
+        for spec in settingsCatalog {
+            let value = spec.render(settings)
+            lines.append("\(spec.key): \(value.map(yamlScalar) ?? "~")")
+        }
+        for (property, value) in settings.kafka.sorted(by: { $0.key < $1.key }) {
+            lines.append("kafka.\(property): \(isSecretProperty(property) ? "'[redacted]'" : yamlScalar(value))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func yamlScalar(_ value: String) -> String {
+        let plain = value.allSatisfy { $0.isLetter || $0.isNumber || "-_.:/,@".contains($0) } && !value.isEmpty
+        return plain ? value : "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}

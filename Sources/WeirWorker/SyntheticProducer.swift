@@ -1,0 +1,77 @@
+import Foundation
+import Synchronization
+import WeirKafka
+
+/// Publishes synthetic events (`SyntheticEvents`) at a steady rate on its own thread: the demo's
+/// and the benchmarks' stand-in for a producer service. Every `badEvery`-th event is a bad one,
+/// cycling through the dead-letter codes.
+public final class SyntheticProducer: Sendable {
+    private let producer: KafkaProducer
+    private let stopping = Atomic<Bool>(false)
+    private let done = Atomic<Bool>(false)
+    /// Events handed to the producer so far.
+    public let sent = Atomic<Int>(0)
+    /// Events the client refused (too large for the broker, say).
+    public let failed = Atomic<Int>(0)
+    /// Bad events among them.
+    public let sentBad = Atomic<Int>(0)
+
+    /// Starts producing to `topic`. `rate` events per second (0: as fast as the client takes them);
+    /// `limit` stops after that many (nil: until `stop()`).
+    public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, maxBytes: Int = 1 << 20) throws {
+        var configuration = ProducerConfiguration(bootstrapServers: brokers)
+        configuration.clientID = "weir-demo-producer"
+        configuration.lingerMs = 5
+        producer = try KafkaProducer(configuration: configuration, onDelivery: { _ in })
+        let target = try producer.topic(topic)
+        let thread = Thread { [self] in
+            run(topic: target, rate: rate, limit: limit, badEvery: badEvery, maxBytes: maxBytes)
+        }
+        thread.name = "weir-synthetic-producer"
+        thread.start()
+    }
+
+    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, maxBytes: Int) {
+        defer { done.store(true, ordering: .releasing) }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var index = 0
+        while !stopping.load(ordering: .relaxed) {
+            if let limit, index >= limit { break }
+            if rate > 0 {
+                // Pace by the clock: event `index` is due at started + index / rate seconds.
+                let due = started + UInt64(index) * 1_000_000_000 / UInt64(rate)
+                let now = DispatchTime.now().uptimeNanoseconds
+                if due > now + 200_000 {
+                    usleep(UInt32(min((due - now) / 1000, 100_000)))
+                    continue
+                }
+            }
+            let isBad = badEvery > 0 && index % badEvery == badEvery - 1
+            let value: [UInt8]
+            if isBad {
+                let kind = SyntheticEvents.badKinds[(index / badEvery) % SyntheticEvents.badKinds.count]
+                value = SyntheticEvents.badEvent(index, kind: kind, maxBytes: maxBytes)
+                sentBad.add(1, ordering: .relaxed)
+            } else {
+                value = SyntheticEvents.event(index)
+            }
+            do {
+                try producer.send(to: topic, key: SyntheticEvents.key(index), value: value)
+            } catch {
+                failed.add(1, ordering: .relaxed)
+            }
+            index += 1
+            sent.store(index, ordering: .relaxed)
+        }
+        try? producer.flush(timeoutMs: 10_000)
+    }
+
+    /// Stops producing and waits (up to 10 s) for queued events to be delivered.
+    public func stop() {
+        stopping.store(true, ordering: .relaxed)
+        for _ in 0..<1000 where !done.load(ordering: .acquiring) { usleep(10_000) }
+    }
+
+    /// Whether the thread has finished (limit reached or stopped).
+    public var isFinished: Bool { done.load(ordering: .acquiring) }
+}

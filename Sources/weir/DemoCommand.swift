@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import WeirControl
+import WeirWorker
+
+/// `weir demo`: embedded broker, a synthetic producer, one worker on the demo bundle, and a live
+/// one-line summary each second.
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Embedded broker + synthetic producer + one worker, with a live summary each second.")
+
+    @Option(help: "Events per second the synthetic producer publishes.")
+    var rate = 2_000
+
+    @Option(help: "Stop by itself after this many seconds (default: run until Ctrl-C).")
+    var duration: Double?
+
+    @Option(help: "One in this many events is bad (cycling through the dead-letter codes); 0 for none.")
+    var badEvery = 200
+
+    @Option(help: "The model bundle to serve.")
+    var model = "models/demo"
+
+    @Option(help: "Port for /metrics, /healthz, /readyz (0: any free port).")
+    var metricsPort = 9464
+
+    @Option(help: "Events per batch at most.")
+    var batchMaxEvents = 256
+
+    @Option(help: "Longest wait for a batch to fill, in milliseconds.")
+    var batchMaxDelayMs = 5
+
+    func validate() throws {
+        if rate < 0 { throw ValidationError("--rate must be 0 or more events per second") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be a positive number of seconds") }
+        if badEvery < 0 { throw ValidationError("--bad-every must be 0 or more") }
+    }
+
+    func run() throws {
+        let bundle: ModelBundle
+        do { bundle = try ModelBundle(directory: URL(fileURLWithPath: model)) } catch {
+            throw CommandFailure("--model: \(error)")
+        }
+        var settings = WorkerSettings()
+        settings.model = model
+        settings.metricsPort = metricsPort
+        settings.batchMaxEvents = batchMaxEvents
+        settings.batchMaxDelayMs = batchMaxDelayMs
+        settings.group = "weir-demo"
+        settings.workerID = "demo-worker"
+        // Small enough that the demo's oversized events stay under the broker's message limit.
+        settings.inputMaxBytes = 64 << 10
+        let rate = self.rate, duration = self.duration, badEvery = self.badEvery
+        try runWorker(settings: settings, bundle: bundle) { worker, brokers in
+            let producer: SyntheticProducer
+            do {
+                producer = try SyntheticProducer(brokers: brokers, topic: settings.input[0], rate: rate, badEvery: badEvery,
+                                                 maxBytes: settings.inputMaxBytes)
+            } catch {
+                logLine("demo producer failed to start: \(error)")
+                worker.stop()
+                return {}
+            }
+            let summary = Thread {
+                let started = Date()
+                var previous = 0
+                while true {
+                    Thread.sleep(forTimeInterval: 1)
+                    let metrics = worker.metrics
+                    let predictions = metrics.predictionTotal.load(ordering: .relaxed)
+                    let deadLetters = metrics.deadLetterTotal.load(ordering: .relaxed)
+                    let answered = predictions + deadLetters + metrics.tombstoneTotal.load(ordering: .relaxed)
+                    let window = metrics.latency.snapshot(reset: true)
+                    func milliseconds(_ micros: UInt64?) -> String {
+                        guard let micros else { return "-" }
+                        return String(Double(micros / 100) / 10) + " ms"
+                    }
+                    let elapsed = Date().timeIntervalSince(started)
+                    writeLine("t=\(Int(elapsed.rounded()))s  events/s \(answered - previous)  p50 \(milliseconds(window.quantile(0.5)))"
+                          + "  p99 \(milliseconds(window.quantile(0.99)))  predictions \(predictions)  dead letters \(deadLetters)"
+                          + "  model \(bundle.manifest.name) \(bundle.manifest.version)", to: STDOUT_FILENO)
+                    previous = answered
+                    if let duration, elapsed >= duration - 0.5 {
+                        worker.stop()
+                        break
+                    }
+                    if !worker.isRunning && elapsed > 10 { break }
+                }
+            }
+            summary.start()
+            return { producer.stop() }
+        }
+    }
+}

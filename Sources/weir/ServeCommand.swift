@@ -1,0 +1,115 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import WeirControl
+import WeirKafka
+import WeirWorker
+
+/// `weir serve`: one worker. Settings come from `--config FILE`, `WEIR_*` variables and flags.
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run one worker: events in, predictions and dead letters out.",
+        discussion: "Settings (flag beats WEIR_ variable beats file beats default):\n" + SettingsLoader.flagHelp)
+
+    @Option(help: "A YAML file of settings (keys like batch.max-events, nested or dotted).")
+    var config: String?
+
+    @Flag(help: "Print the effective settings (secrets redacted) and exit.")
+    var printConfig = false
+
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    var settings: [String] = []
+
+    func run() throws {
+        let settings: WorkerSettings
+        do {
+            settings = try SettingsLoader.load(file: config, environment: ProcessInfo.processInfo.environment, arguments: self.settings)
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        if printConfig {
+            print(SettingsLoader.render(settings))
+            return
+        }
+        guard let modelPath = settings.model else {
+            throw CommandFailure("model: not set; give --model DIR (a bundle made by weir model package) or WEIR_MODEL")
+        }
+        let bundle: ModelBundle
+        do { bundle = try ModelBundle(directory: URL(fileURLWithPath: modelPath)) } catch {
+            throw CommandFailure("model: \(error)")
+        }
+        try runWorker(settings: settings, bundle: bundle)
+    }
+}
+
+/// Starts an embedded broker when no brokers are set, the status server and the worker; stops on
+/// SIGTERM/SIGINT. `alongside` runs once the worker is built (the demo's producer and summary).
+func runWorker(settings original: WorkerSettings, bundle: ModelBundle,
+               alongside: ((Worker, String) -> (() -> Void))? = nil) throws {
+    var settings = original
+    var cluster: EmbeddedCluster?
+    if settings.brokers == nil {
+        let topics = Array(Set(settings.input + [settings.output, settings.dlq]))
+        do {
+            let embedded = try EmbeddedCluster(brokers: 1, topics: topics.sorted().map { ($0, 8) })
+            cluster = embedded
+            settings.brokers = embedded.bootstrapServers
+            // The mock broker holds every empty fetch for the full fetch.wait.max.ms (a real broker
+            // answers as soon as data arrives), so keep it short or latency reads as ~500 ms.
+            if settings.kafka["fetch.wait.max.ms"] == nil { settings.kafka["fetch.wait.max.ms"] = "5" }
+            logLine("embedded broker on \(embedded.bootstrapServers) (topics \(topics.sorted().joined(separator: ", ")), 8 partitions each)")
+        } catch {
+            throw CommandFailure("brokers: not set, and the embedded broker failed to start: \(error)")
+        }
+    }
+    defer { cluster?.stop() }
+    try serve(settings: settings, bundle: bundle, alongside: alongside)
+}
+
+/// The worker's lifetime, kept in its own scope so its clients close before an embedded broker stops.
+private func serve(settings: WorkerSettings, bundle: ModelBundle, alongside: ((Worker, String) -> (() -> Void))?) throws {
+    let worker: Worker
+    do {
+        worker = try Worker(settings: settings, bundle: bundle, log: { logLine($0) })
+    } catch {
+        throw CommandFailure("\(error)")
+    }
+    let server: StatusServer
+    do {
+        server = try StatusServer(host: settings.metricsHost, port: settings.metricsPort,
+                                  metrics: { [metrics = worker.metrics] in metrics.exposition() },
+                                  ready: { [worker] in worker.isReady })
+    } catch {
+        throw CommandFailure("\(error)")
+    }
+    logLine("metrics on http://\(settings.metricsHost):\(server.port)/metrics (also /healthz, /readyz)")
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    let signalQueue = DispatchQueue(label: "weir.signals")
+    var sources = [DispatchSourceSignal]()
+    for number in [SIGTERM, SIGINT] {
+        let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
+        source.setEventHandler {
+            logLine("received \(number == SIGTERM ? "SIGTERM" : "SIGINT"): finishing the batch, flushing, committing")
+            worker.stop()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    let cleanUp = alongside?(worker, settings.brokers!)
+    var failure: (any Error)?
+    do { try worker.run() } catch { failure = error }
+    cleanUp?()
+    server.stop()
+    for source in sources { source.cancel() }
+    if let failure { throw CommandFailure("\(failure)") }
+}
+
+/// One log line on stderr with a UTC timestamp.
+func logLine(_ text: String) {
+    let now = Date()
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    printError("\(formatter.string(from: now)) \(text)")
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+import WeirControl
+import WeirModel
+import WeirTestSupport
+
+@Suite struct BundleTests {
+    func temporaryDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("weir-bundle-\(UUID().uuidString)")
+    }
+
+    @Test func packageWritesAVerifiableBundle() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let training = repositoryRoot.appendingPathComponent("models/demo-training")
+        let manifest = try BundlePackager.package(
+            onnx: training.appendingPathComponent("model.onnx"), train: training.appendingPathComponent("train.csv"),
+            name: "fraud", version: "2.1.0", out: out, missing: .mean)
+        #expect(manifest.inputs.map(\.name) == (0..<32).map { "f\($0)" })
+        #expect(manifest.inputs.allSatisfy { $0.default != nil })
+        #expect(manifest.outputs.task == "classification")
+        #expect(manifest.outputs.labels == ["0", "1"])
+        #expect(manifest.outputs.scores == "probabilities")
+        let bundle = try ModelBundle(directory: out)
+        #expect(bundle.manifest == manifest)
+        let onnx = try Data(contentsOf: out.appendingPathComponent("model.onnx"))
+        #expect(manifest.sha256["model.onnx"] == sha256Hex(onnx))
+        #expect(bundle.id == sha256Hex(try Data(contentsOf: out.appendingPathComponent("manifest.json"))))
+    }
+
+    @Test func aChangedModelFileIsRefusedNamingTheHash() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        try FileManager.default.copyItem(at: demoBundleURL, to: out)
+        var bytes = try Data(contentsOf: out.appendingPathComponent("model.onnx"))
+        bytes[bytes.count - 1] ^= 0xFF
+        try bytes.write(to: out.appendingPathComponent("model.onnx"))
+        #expect {
+            _ = try ModelBundle(directory: out)
+        } throws: { error in
+            "\(error)".contains("model.onnx: sha256 is") && "\(error)".contains("but manifest.json says")
+        }
+    }
+
+    @Test func manifestProblemsNameTheField() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        try FileManager.default.copyItem(at: demoBundleURL, to: out)
+        let url = out.appendingPathComponent("manifest.json")
+        let original = try String(contentsOf: url, encoding: .utf8)
+        try original.replacingOccurrences(of: "\"version\" : \"1.0.0\"", with: "\"version\" : \"one\"").write(to: url, atomically: true, encoding: .utf8)
+        #expect { _ = try ModelBundle(directory: out) } throws: { "\($0)".contains("version 'one' is not a semantic version") }
+        try original.replacingOccurrences(of: "\"name\" : \"fraud\",", with: "").write(to: url, atomically: true, encoding: .utf8)
+        #expect { _ = try ModelBundle(directory: out) } throws: { "\($0)".contains("missing field 'name'") }
+    }
+
+    @Test func aRegressorPackagesWithAValueOutput() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let onnx = repositoryRoot.appendingPathComponent("Tests/WeirModelTests/Fixtures/mlp_regressor.onnx")
+        let model = try Model(contentsOf: onnx)
+        let csv = out.appendingPathComponent("train.csv")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let header = (0..<model.inputWidth).map { "x\($0)" }.joined(separator: ",") + ",target"
+        let row = (0..<model.inputWidth).map { _ in "0.5" }.joined(separator: ",") + ",1.25"
+        try (header + "\n" + row + "\n").write(to: csv, atomically: true, encoding: .utf8)
+        let manifest = try BundlePackager.package(onnx: onnx, train: csv, name: "price", version: "0.1.0",
+                                                  out: out.appendingPathComponent("bundle"), labelColumn: "target")
+        #expect(manifest.outputs.task == "regression")
+        #expect(manifest.outputs.value == "variable")
+        _ = try ModelBundle(directory: out.appendingPathComponent("bundle"))
+        #expect {
+            _ = try BundlePackager.package(onnx: onnx, train: csv, name: "price", version: "0.1", out: out.appendingPathComponent("b2"))
+        } throws: { "\($0)".contains("--version '0.1' is not a semantic version") }
+    }
+
+    @Test func packageAndVerifyFromTheCommandLine() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        let weir = builtProduct("weir").path
+        let training = repositoryRoot.appendingPathComponent("models/demo-training")
+        let packaged = try run([weir, "model", "package", "--onnx", training.appendingPathComponent("model.onnx").path,
+                                "--train", training.appendingPathComponent("train.csv").path, "--name", "fraud",
+                                "--version", "1.0.0", "--out", out.path])
+        #expect(packaged.status == 0, "\(packaged.errors)")
+        let verified = try run([weir, "model", "verify", out.path])
+        #expect(verified.status == 0, "\(verified.errors)")
+        #expect(verified.output.hasPrefix("ok fraud 1.0.0: hashes match"))
+        let missing = try run([weir, "model", "verify", "/nonexistent"])
+        #expect(missing.status != 0)
+        #expect(missing.errors.contains("/nonexistent/manifest.json: cannot read the bundle manifest"))
+    }
+}

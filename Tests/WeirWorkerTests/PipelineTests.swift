@@ -1,0 +1,260 @@
+import Foundation
+import Testing
+import WeirCodec
+import WeirControl
+import WeirKafka
+import WeirTestSupport
+import WeirWorker
+
+@Suite(.serialized) struct PipelineTests {
+    let bundle: ModelBundle
+
+    init() throws { bundle = try ModelBundle(directory: demoBundleURL) }
+
+    /// The model's scores for one event, decoded and run alone (batch of one).
+    func directScores(_ payload: [UInt8]) throws -> [Float] {
+        let decoder = EventDecoder(schema: FeatureSchema(names: bundle.manifest.inputs.map(\.name)))
+        var row = [Float](repeating: 0, count: bundle.manifest.inputs.count)
+        let result = payload.withUnsafeBytes { bytes in row.withUnsafeMutableBufferPointer { decoder.decode(bytes, into: $0.baseAddress!) } }
+        if case .failure(let failure) = result { throw TestFailure("direct decode failed: \(failure)") }
+        return try bundle.model.run(row)[bundle.manifest.outputs.scores!]!.floats!
+    }
+
+    @Test func everyEventGetsExactlyOnePredictionEqualToTheModel() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stop() }
+        let count = 3_000
+        let events = (0..<count).map { (key: SyntheticEvents.key($0), value: Optional(SyntheticEvents.event($0)),
+                                         headers: [("traceparent", "00-\(String(repeating: "a", count: 32))-\($0)-01")]) }
+        try produce(cluster, events)
+        let settings = testSettings(cluster)
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("3000 answers") { running.answered >= count }
+        try running.stop()
+
+        let predictions = try readTopic(cluster, "predictions")
+        #expect(predictions.count == count)
+        var byID = [String: ConsumedRecord]()
+        for record in predictions {
+            let id = try jsonObject(record)["id"] as? String ?? ""
+            #expect(byID[id] == nil, "duplicate prediction for \(id)")
+            byID[id] = record
+        }
+        var worst: Float = 0
+        for index in stride(from: 0, to: count, by: 7) {
+            guard let record = byID["evt-\(index)"] else {
+                Issue.record("no prediction for evt-\(index)")
+                continue
+            }
+            let object = try jsonObject(record)
+            let scores = (object["scores"] as? [Double] ?? []).map(Float.init)
+            let expected = try directScores(SyntheticEvents.event(index))
+            #expect(scores.count == expected.count)
+            for (got, want) in zip(scores, expected) { worst = max(worst, abs(got - want)) }
+            #expect(object["model"] as? String == "fraud")
+            #expect(object["version"] as? String == "1.0.0")
+            let label = object["label"] as? Int
+            #expect(label == (expected[1] > expected[0] ? 1 : 0))
+            let source = object["source"] as? [String: Any]
+            #expect(source?["topic"] as? String == "events")
+            #expect(record.key == SyntheticEvents.key(index))
+            #expect(header(record, "weir-model") == "fraud")
+            #expect(header(record, "weir-version") == "1.0.0")
+            #expect(header(record, "weir-route") == "primary")
+            #expect(header(record, "traceparent")?.hasSuffix("-\(index)-01") == true)
+            #expect(object["latency_us"] is Int)
+        }
+        #expect(worst <= 1e-5, "largest score difference from running the model directly: \(worst)")
+        // Everything answered is committed: the group resumes at the end of every partition.
+        let committed = try committedOffsets(cluster, group: settings.group)
+        #expect(committed == (try highWatermarks(cluster)))
+    }
+
+    @Test func badInputsLandInTheDeadLetterTopicWithTheirCodes() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stop() }
+        var records = [(key: [UInt8]?, value: [UInt8]?, headers: [(String, String)])]()
+        var expectedCodes = [String: String]()  // value prefix -> code
+        let badValues: [(String, [UInt8])] = [
+            ("malformed-json", Array("{\"id\":\"bad-1\",\"f0\":1,".utf8)),
+            ("malformed-json", Array("{\"id\":\"bad-2\",\"f0\":NaN}".utf8)),
+            ("missing-feature", SyntheticEvents.badEvent(3, kind: "missing-feature")),
+            ("not-a-number", SyntheticEvents.badEvent(4, kind: "not-a-number")),
+            ("not-a-number", Array(String(decoding: SyntheticEvents.event(5), as: UTF8.self)
+                .replacingOccurrences(of: "\"f2\":", with: "\"f2\":1e39,\"ignored\":").utf8)),
+            ("too-large", SyntheticEvents.badEvent(6, kind: "too-large", maxBytes: 4096)),
+        ]
+        for index in 0..<600 {
+            if index % 100 == 50 {
+                let (code, value) = badValues[(index / 100) % badValues.count]
+                records.append((Array("bad-\(index)".utf8), value, [("trace", "t\(index)")]))
+                expectedCodes["bad-\(index)"] = code
+            } else if index % 100 == 75 {
+                records.append((Array("gone-\(index)".utf8), nil, []))
+            } else {
+                records.append((SyntheticEvents.key(index), SyntheticEvents.event(index), []))
+            }
+        }
+        try produce(cluster, records)
+        var settings = testSettings(cluster)
+        settings.inputMaxBytes = 4096
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("every event answered") { running.answered >= records.count }
+        try running.stop()
+
+        let metrics = running.worker.metrics
+        let consumed = metrics.consumedTotal.load(ordering: .relaxed)
+        let predicted = metrics.predictionTotal.load(ordering: .relaxed)
+        let dead = metrics.deadLetterTotal.load(ordering: .relaxed)
+        let tombstones = metrics.tombstoneTotal.load(ordering: .relaxed)
+        #expect(consumed == records.count)
+        #expect(consumed == predicted + dead + tombstones)
+        #expect(dead == 6)
+        #expect(tombstones == 6)
+        let deadLetters = try readTopic(cluster, "dead-letters")
+        #expect(deadLetters.count == 6)
+        for record in deadLetters {
+            let key = record.keyString ?? ""
+            #expect(header(record, "weir-error") == expectedCodes[key], "\(key)")
+            let original = records.first { $0.key == record.key }!
+            #expect(record.value == original.value, "dead letter value must be the input byte for byte")
+            #expect(header(record, "weir-source-topic") == "events")
+            #expect(header(record, "weir-source-partition") != nil)
+            #expect(header(record, "weir-source-offset").flatMap { Int64($0) } != nil)
+            #expect(header(record, "weir-version") == "1.0.0")
+            #expect(!(header(record, "weir-error-message") ?? "").isEmpty)
+            #expect(header(record, "trace") == "t\(key.dropFirst(4))")
+        }
+        let message = deadLetters.first { header($0, "weir-error") == "missing-feature" }.flatMap { header($0, "weir-error-message") }
+        #expect(message?.contains("f7") == true, "the message names the field: \(message ?? "-")")
+        #expect(try readTopic(cluster, "predictions").count == predicted)
+        #expect(try committedOffsets(cluster, group: settings.group) == (try highWatermarks(cluster)))
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(text.contains("weir_dead_letters_total{code=\"too-large\"} 1"))
+        #expect(text.contains("weir_tombstones_total 6"))
+    }
+
+    @Test func outputsKeepInputOrderPerPartitionAndARestartLosesNothing() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stop() }
+        let first = 2_000, second = 2_000
+        try produce(cluster, (0..<first).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
+        let settings = testSettings(cluster)
+        let one = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("the first half answered") { one.answered >= first }
+        try one.stop()
+        try produce(cluster, (first..<(first + second)).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
+        let two = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("the second half answered") { two.answered >= second }
+        try two.stop()
+        #expect(two.worker.metrics.consumedTotal.load(ordering: .relaxed) == second, "the restart resumes at the committed offsets")
+
+        let predictions = try readTopic(cluster, "predictions")
+        #expect(predictions.count == first + second)
+        var lastOffset = [Int32: Int64]()
+        var seen = Set<String>()
+        for record in predictions.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) {
+            let object = try jsonObject(record)
+            let source = object["source"] as! [String: Any]
+            let partition = Int32(source["partition"] as! Int)
+            let offset = Int64(source["offset"] as! Int)
+            _ = partition
+            seen.insert(object["id"] as! String)
+            // Keyed by the input key, so one input partition's events share an output partition
+            // only per key; order is checked per input partition through the records' order below.
+            lastOffset[partition] = max(lastOffset[partition] ?? -1, offset)
+        }
+        #expect(seen.count == first + second)
+        // Per input partition, output order (by output offset within each output partition) follows input offsets.
+        var perInput = [Int32: [(Int32, Int64, Int64)]]()  // input partition -> (output partition, output offset, input offset)
+        for record in predictions {
+            let source = try jsonObject(record)["source"] as! [String: Any]
+            perInput[Int32(source["partition"] as! Int), default: []].append((record.partition, record.offset, Int64(source["offset"] as! Int)))
+        }
+        for (_, entries) in perInput {
+            let byOutput = Dictionary(grouping: entries, by: { $0.0 })
+            for (_, list) in byOutput {
+                let inputOffsets = list.sorted { $0.1 < $1.1 }.map(\.2)
+                #expect(inputOffsets == inputOffsets.sorted(), "outputs of one input partition keep input order")
+            }
+        }
+    }
+
+    @Test func twoWorkersShareTheLoadAndLoseNothing() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stop() }
+        var settings = testSettings(cluster)
+        // Long enough for the embedded broker to finish the rebalance a leaving member starts, so
+        // the member that stays can commit (the mock refuses commits until the group is stable).
+        settings.shutdownTimeoutMs = 20_000
+        var a = settings
+        a.workerID = "worker-a"
+        var b = settings
+        b.workerID = "worker-b"
+        let one = try RunningWorker(settings: a, bundle: bundle)
+        let two = try RunningWorker(settings: b, bundle: bundle)
+        try waitFor("both workers to own partitions", timeoutSeconds: 40) { one.worker.isReady && two.worker.isReady }
+        let count = 4_000
+        try produce(cluster, (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
+        try waitFor("every event answered", timeoutSeconds: 40) { one.answered + two.answered >= count }
+        one.worker.stop()
+        two.worker.stop()
+        try one.waitStopped(timeoutSeconds: 25)
+        try two.waitStopped(timeoutSeconds: 25)
+        #expect(one.answered > 0 && two.answered > 0, "both workers did work: \(one.answered) and \(two.answered)")
+        let ids = Set(try readTopic(cluster, "predictions").map { try jsonObject($0)["id"] as! String })
+        #expect(ids.count == count)
+        let committed = try committedOffsets(cluster, group: settings.group)
+        #expect(committed == (try highWatermarks(cluster)),
+                "logs: \(one.log.lines.withLock { $0 }) \(two.log.lines.withLock { $0 })")
+    }
+
+    @Test func pausesWhenDeliveriesFallBehindAndStillAnswersEverything() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stop() }
+        let count = 3_000
+        try produce(cluster, (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
+        var settings = testSettings(cluster)
+        settings.maxInFlightEvents = 300
+        settings.batchMaxEvents = 64
+        // Slow acknowledgements: produced outputs wait ~150 ms each round trip.
+        try cluster.setRoundTripDelay(150)
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("every event answered", timeoutSeconds: 60) { running.answered >= count }
+        try running.stop()
+        let lines = running.log.lines.withLock { $0 }
+        #expect(lines.contains { $0.contains("pausing") }, "the worker paused its partitions: \(lines)")
+        let text = String(decoding: running.worker.metrics.exposition(), as: UTF8.self)
+        #expect(text.contains("weir_events_in_flight"))
+        #expect(Set(try readTopic(cluster, "predictions").map { try jsonObject($0)["id"] as! String }).count == count)
+    }
+
+    @Test func metricsHealthAndReadinessEndpoints() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stop() }
+        let running = try RunningWorker(settings: testSettings(cluster), bundle: bundle)
+        let server = try StatusServer(host: "127.0.0.1", port: 0, metrics: { [metrics = running.worker.metrics] in metrics.exposition() },
+                                      ready: { [worker = running.worker] in worker.isReady })
+        defer { server.stop() }
+        func get(_ path: String) throws -> (Int, String) {
+            let result = try WeirTestSupport.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(server.port)\(path)"])
+            let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+        #expect(try get("/healthz").0 == 200)
+        try running.waitUntilReady()
+        #expect(try get("/readyz").0 == 200)
+        try produce(cluster, (0..<500).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
+        try waitFor("500 answers") { running.answered >= 500 }
+        usleep(1_100_000)  // the lag gauge is refreshed once a second
+        let (status, body) = try get("/metrics")
+        try running.stop()
+        #expect(status == 200)
+        for name in ["weir_events_consumed_total 500", "weir_predictions_total 500", "weir_batch_size_events_bucket",
+                     "weir_event_latency_seconds_bucket", "weir_inference_seconds_count", "weir_consumer_lag{",
+                     "weir_model_info{", "version=\"1.0.0\""] {
+            #expect(body.contains(name), "/metrics lacks \(name)")
+        }
+        #expect(try get("/nowhere").0 == 404)
+    }
+}

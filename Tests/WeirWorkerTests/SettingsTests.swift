@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+import WeirTestSupport
+import WeirWorker
+
+@Suite struct SettingsTests {
+    func writeConfig(_ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("weir-\(UUID().uuidString).yaml")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func flagBeatsEnvironmentBeatsFileBeatsDefault() throws {
+        let file = try writeConfig("""
+            brokers: file:9092
+            group: from-file
+            input: [a, b]
+            batch:
+              max-events: 100
+              max-delay-ms: 7
+            kafka:
+              security.protocol: SASL_SSL
+              sasl.password: hunter2
+            """)
+        let settings = try SettingsLoader.load(
+            file: file,
+            environment: ["WEIR_GROUP": "from-env", "WEIR_BATCH_MAX_EVENTS": "200", "WEIR_KAFKA_SASL_USERNAME": "alice",
+                          "UNRELATED": "x"],
+            arguments: ["--batch-max-events", "300", "--input=c", "--input", "d", "--kafka-client-rack=r1"])
+        #expect(settings.brokers == "file:9092")
+        #expect(settings.group == "from-env")
+        #expect(settings.batchMaxEvents == 300)
+        #expect(settings.batchMaxDelayMs == 7)
+        #expect(settings.input == ["c", "d"])
+        #expect(settings.output == "predictions")
+        #expect(settings.kafka == ["security.protocol": "SASL_SSL", "sasl.password": "hunter2", "sasl.username": "alice",
+                                   "client.rack": "r1"])
+        let printed = SettingsLoader.render(settings)
+        #expect(printed.contains("batch.max-events: 300"))
+        #expect(printed.contains("kafka.security.protocol: SASL_SSL"))
+        #expect(printed.contains("kafka.sasl.password: '[redacted]'"))
+        #expect(!printed.contains("hunter2"))
+    }
+
+    @Test(arguments: [
+        (["--batch-max-events", "lots"], "batch.max-events: 'lots' from --batch-max-events is not a whole number"),
+        (["--batch-max-events", "0"], "batch.max-events: 0 from --batch-max-events is out of range; use 1 to 65536"),
+        (["--batch-max-evnts", "5"], "--batch-max-evnts: unknown flag; did you mean batch.max-events?"),
+        (["--guarantee", "maybe"], "guarantee: 'maybe' from --guarantee is not a guarantee; use at-least-once or exactly-once"),
+        (["--output", "events"], "output: 'events' is also an input topic; the worker would read its own records"),
+        (["--kafka-group-id", "x"], "kafka.group.id from --kafka-group-id: Weir sets this itself; use the brokers/group settings instead"),
+        (["--metrics-port"], "--metrics-port: needs a value"),
+    ])
+    func badFlagsNameTheSetting(arguments: [String], message: String) throws {
+        #expect(throws: SettingsError.self) { try SettingsLoader.load(file: nil, environment: [:], arguments: arguments) }
+        do {
+            _ = try SettingsLoader.load(file: nil, environment: [:], arguments: arguments)
+        } catch {
+            #expect("\(error)" == message)
+            #expect(!"\(error)".contains("\n"))
+        }
+    }
+
+    @Test func badFileAndEnvironmentValuesNameTheSettingAndSource() throws {
+        let file = try writeConfig("batch:\n  max-delay-ms: soon\n")
+        do {
+            _ = try SettingsLoader.load(file: file, environment: [:], arguments: [])
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)" == "batch.max-delay-ms: 'soon' in \(file) is not a whole number")
+        }
+        let unknown = try writeConfig("batch:\n  max-event: 5\n")
+        do {
+            _ = try SettingsLoader.load(file: unknown, environment: [:], arguments: [])
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)" == "batch.max-event: unknown setting in \(unknown); did you mean batch.max-events?")
+        }
+        do {
+            _ = try SettingsLoader.load(file: nil, environment: ["WEIR_METRICS_PORT": "70000"], arguments: [])
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)" == "metrics-port: 70000 from WEIR_METRICS_PORT is out of range; use 0 to 65535")
+        }
+    }
+
+    @Test func serveExitsNonZeroWithOneLineForABadSetting() throws {
+        let weir = builtProduct("weir").path
+        let bad = try run([weir, "serve", "--batch-max-events", "abc"])
+        #expect(bad.status != 0)
+        let lines = bad.errors.split(separator: "\n")
+        #expect(lines.count == 1, "one line: \(bad.errors)")
+        #expect(bad.errors.contains("batch.max-events: 'abc' from --batch-max-events is not a whole number"))
+        let noModel = try run([weir, "serve", "--brokers", "127.0.0.1:1"])
+        #expect(noModel.status != 0)
+        #expect(noModel.errors.contains("model: not set"))
+        let printed = try run(["env", "WEIR_KAFKA_SSL_KEY_PASSWORD=secret", weir, "serve", "--print-config", "--model", "m"])
+        #expect(printed.status == 0)
+        #expect(printed.output.contains("kafka.ssl.key.password: '[redacted]'"))
+        #expect(printed.output.contains("model: m"))
+        #expect(!printed.output.contains("secret"))
+    }
+}
