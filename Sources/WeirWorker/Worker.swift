@@ -56,6 +56,7 @@ public final class Worker: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let assignedCount = Atomic<Int>(0)
     private let running = Atomic<Bool>(false)
+    private let committedAll = Atomic<Bool>(false)
 
     /// An event in the open batch: the consumed message is kept (zero-copy) until it is answered.
     struct PendingEvent {
@@ -102,6 +103,9 @@ public final class Worker: @unchecked Sendable {
 
     /// Ready: the model is loaded (always, once constructed) and the consumer owns partitions.
     public var isReady: Bool { running.load(ordering: .relaxed) && assignedCount.load(ordering: .relaxed) > 0 }
+
+    /// Whether every consumed event is answered, delivered and its offset committed (benchmarks).
+    public var committedEverything: Bool { committedAll.load(ordering: .relaxed) }
 
     /// Whether `run` is in its loop.
     public var isRunning: Bool { running.load(ordering: .relaxed) }
@@ -174,6 +178,8 @@ public final class Worker: @unchecked Sendable {
             lastCommitAt = after
             commit(async: true)
         }
+        committedAll.store(inFlight == 0 && pending.isEmpty && !trackByPartition.values.contains { $0.hasUncommitted },
+                           ordering: .relaxed)
         if after - lastGaugesAt >= 1_000_000_000 {
             lastGaugesAt = after
             updateGauges()

@@ -5,6 +5,8 @@ import WeirKafka
 ///   weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]
 ///   weir-bench codec [--events N]           (event decoder vs jansson)
 ///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
+///   weir-bench worker [--events N] [--rounds R] [--model DIR]   (C floor vs Weir worker vs Python worker)
+///   weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR   (run by `worker`)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
 
@@ -24,6 +26,22 @@ do {
         }
         exit(try runSwiftPassthrough(bootstrap: arguments[1], input: arguments[2], output: arguments[3],
                                      group: arguments[4], events: events))
+    case "worker-contender":
+        guard arguments.count == 8, let events = Int(arguments[6]) else {
+            FileHandle.standardError.write(Data("usage: weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR\n".utf8))
+            exit(2)
+        }
+        exit(try runWorkerContender(bootstrap: arguments[1], input: arguments[2], output: arguments[3], dlq: arguments[4],
+                                    group: arguments[5], events: events, model: arguments[7]))
+    case "worker":
+        func text(_ name: String, _ value: String) -> String {
+            arguments.firstIndex(of: name).map { arguments[$0 + 1] } ?? value
+        }
+        try runWorkerBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
+                               rounds: option("--rounds", default: 3), model: text("--model", "models/demo"),
+                               python: text("--python", "bench/python/python_worker.py"),
+                               pythonModel: text("--python-model", "bench/out/demo.int8.onnx"),
+                               latencySeconds: option("--latency-seconds", default: 10))
     case "model":
         guard arguments.count >= 3 else {
             FileHandle.standardError.write(Data("usage: weir-bench model MODELS_DIR PEER_JSONL [--seconds S]\n".utf8))

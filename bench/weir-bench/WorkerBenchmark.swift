@@ -1,0 +1,160 @@
+import Foundation
+import WeirControl
+import WeirKafka
+import WeirWorker
+
+/// `weir serve`'s Worker as a contender: runs it in this process on the benchmark topic and prints
+/// the same JSON line as the C floor (wall and CPU from the first consumed event until every event
+/// is answered and delivered).
+func runWorkerContender(bootstrap: String, input: String, output: String, dlq: String, group: String,
+                        events: Int, model: String) throws -> Int32 {
+    let bundle = try ModelBundle(directory: URL(fileURLWithPath: model))
+    var settings = WorkerSettings()
+    settings.brokers = bootstrap
+    settings.group = group
+    settings.input = [input]
+    settings.output = output
+    settings.dlq = dlq
+    settings.model = model
+    settings.workerID = "weir-bench"
+    settings.commitIntervalMs = 100  // as the C floor
+    settings.kafka["fetch.wait.max.ms"] = "5"
+    settings.kafka["session.timeout.ms"] = "6000"
+    let worker = try Worker(settings: settings, bundle: bundle)
+    let finished = DispatchSemaphore(value: 0)
+    let thread = Thread {
+        do { try worker.run() } catch { FileHandle.standardError.write(Data("weir-bench worker: \(error)\n".utf8)) }
+        finished.signal()
+    }
+    thread.start()
+    let metrics = worker.metrics
+    func answered() -> Int {
+        metrics.predictionTotal.load(ordering: .relaxed) + metrics.deadLetterTotal.load(ordering: .relaxed)
+            + metrics.tombstoneTotal.load(ordering: .relaxed)
+    }
+    // A 0.2 ms watch loop on a second thread: it costs ~1% of one core, charged to Weir's CPU.
+    let deadline = Date().addingTimeInterval(240)
+    while metrics.consumedTotal.load(ordering: .relaxed) == 0 && Date() < deadline { usleep(200) }
+    let startWall = Date(), startCPU = cpuSeconds(), startSwitches = contextSwitches()
+    // Answered counts records handed to the producer; delivered means the offsets can commit.
+    while answered() < events && Date() < deadline { usleep(200) }
+    let consumedAll = answered() >= events
+    var deliveredWall = Date()
+    while !worker.committedEverything && Date() < deadline { usleep(200) }
+    deliveredWall = Date()
+    let wall = deliveredWall.timeIntervalSince(startWall), cpu = cpuSeconds() - startCPU
+    let switches = contextSwitches() - startSwitches
+    worker.stop()
+    _ = finished.wait(timeout: .now() + 30)
+    let result: [String: Any] = ["contender": "weir", "events": consumedAll ? events : answered(), "failed": 0,
+                                 "wall_s": wall, "cpu_s": cpu, "context_switches": switches]
+    let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    return consumedAll ? 0 : 1
+}
+
+/// The worker benchmark: the C passthrough floor, the Python worker and Weir's worker on the same
+/// topic contents (one embedded broker), rotating their order over `rounds`; then Weir's
+/// event-to-prediction latency with a producer at half of Weir's measured rate.
+func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String, python: String,
+                        pythonModel: String, latencySeconds: Int) throws {
+    let cluster = try EmbeddedCluster(topics: [("bench-in", partitions)])
+    let bootstrap = cluster.bootstrapServers
+    print("worker: \(events) events of ~750 B on \(partitions) partitions, \(rounds) rounds, model \(model), broker \(bootstrap)")
+    try produceBenchmarkInput(bootstrap: bootstrap, topic: "bench-in", events: events, eventBytes: 750)
+    let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    let manifest = URL(fileURLWithPath: model).appendingPathComponent("manifest.json").path
+    let contenders = ["c-event", "weir", "python"]
+    var results = [String: [PassthroughResult]]()
+    for round in 0..<rounds {
+        for offset in 0..<contenders.count {
+            let contender = contenders[(round + offset) % contenders.count]
+            let output = "wout-\(contender)-\(round)", dlq = "wdlq-\(contender)-\(round)", group = "wbench-\(contender)-\(round)"
+            try cluster.createTopic(output, partitions: partitions)
+            try cluster.createTopic(dlq, partitions: partitions)
+            let command: [String]
+            switch contender {
+            case "c-event":
+                command = [directory.appendingPathComponent("c-passthrough").path, bootstrap, "bench-in", output, group, String(events), "event"]
+            case "weir":
+                command = [directory.appendingPathComponent("weir-bench").path, "worker-contender", bootstrap, "bench-in", output, dlq,
+                           group, String(events), model]
+            default:
+                command = ["/usr/bin/env", "python3", python, bootstrap, "bench-in", output, dlq, group, String(events), pythonModel, manifest]
+            }
+            let result = try runContender(command)
+            let written = try countMessages(bootstrap: bootstrap, topic: output, partitions: partitions)
+            guard result.events == events, result.failed == 0, written == events else {
+                throw BenchmarkError("\(contender) round \(round): answered \(result.events), failed \(result.failed), output holds \(written); expected \(events)")
+            }
+            results[contender, default: []].append(result)
+            print("  round \(round) \(contender.padding(toLength: 8, withPad: " ", startingAt: 0)) "
+                  + String(format: "%9.0f events/s  %6.2f µs CPU/event  (%.2f s wall, %.2f s CPU)",
+                           result.eventsPerSecond, result.cpuMicrosPerEvent, result.wall_s, result.cpu_s))
+        }
+    }
+    func median(_ values: [Double]) -> Double { let sorted = values.sorted(); return sorted[sorted.count / 2] }
+    var rate = [String: Double](), cpu = [String: Double]()
+    for contender in contenders {
+        rate[contender] = median(results[contender]!.map(\.eventsPerSecond))
+        cpu[contender] = median(results[contender]!.map(\.cpuMicrosPerEvent))
+    }
+    let names = ["c-event": "C passthrough floor (no decode, no model)", "weir": "Weir worker (decode, int8 model, JSON out)",
+                 "python": "Python worker (confluent-kafka, json, numpy, onnxruntime int8)"]
+    print("")
+    print("| worker, \(events) events × \(rounds) rounds, medians | events/s | CPU µs/event |")
+    print("|---|---:|---:|")
+    for contender in contenders {
+        print(String(format: "| %@ | %.0f | %.2f |", names[contender]! as NSString, rate[contender]!, cpu[contender]!))
+    }
+    print(String(format: "| Weir / C floor | %.2f× (goal ≥ 0.95×) | %.2f× (goal ≤ 1.5×) |",
+                 rate["weir"]! / rate["c-event"]!, cpu["weir"]! / cpu["c-event"]!))
+    print(String(format: "| Weir / Python | %.1f× (goal ≥ 3×) | %.2f× |", rate["weir"]! / rate["python"]!, cpu["weir"]! / cpu["python"]!))
+
+    // Latency at half of Weir's rate: a paced producer, one worker, event-time to delivery.
+    let halfRate = Int(rate["weir"]! / 2)
+    let latency = try measureLatency(cluster: cluster, rate: halfRate, seconds: latencySeconds, model: model, partitions: partitions)
+    print(String(format: "| Weir event-to-prediction latency at %d events/s (half its max) | p50 %.2f ms | p99 %.2f ms |",
+                 halfRate, latency.p50, latency.p99))
+    var summary: [String: Double] = ["latency_rate": Double(halfRate), "latency_p50_ms": latency.p50, "latency_p99_ms": latency.p99,
+                                     "weir_vs_floor_rate": rate["weir"]! / rate["c-event"]!,
+                                     "weir_vs_floor_cpu": cpu["weir"]! / cpu["c-event"]!,
+                                     "weir_vs_python_rate": rate["weir"]! / rate["python"]!]
+    for contender in contenders {
+        summary["\(contender)_events_per_s"] = rate[contender]!
+        summary["\(contender)_cpu_us_per_event"] = cpu[contender]!
+    }
+    try FileManager.default.createDirectory(atPath: "bench/out", withIntermediateDirectories: true)
+    try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys, .prettyPrinted])
+        .write(to: URL(fileURLWithPath: "bench/out/worker.json"))
+    cluster.stop()
+}
+
+/// p50/p99 (ms) of event-to-delivery latency measured by a worker while a producer publishes at `rate`.
+func measureLatency(cluster: EmbeddedCluster, rate: Int, seconds: Int, model: String, partitions: Int) throws -> (p50: Double, p99: Double) {
+    try cluster.createTopic("lat-in", partitions: partitions)
+    try cluster.createTopic("lat-out", partitions: partitions)
+    try cluster.createTopic("lat-dlq", partitions: partitions)
+    var settings = WorkerSettings()
+    settings.brokers = cluster.bootstrapServers
+    settings.group = "lat-\(getpid())"
+    settings.input = ["lat-in"]
+    settings.output = "lat-out"
+    settings.dlq = "lat-dlq"
+    settings.kafka["fetch.wait.max.ms"] = "5"
+    settings.kafka["session.timeout.ms"] = "6000"
+    let worker = try Worker(settings: settings, bundle: try ModelBundle(directory: URL(fileURLWithPath: model)))
+    let finished = DispatchSemaphore(value: 0)
+    Thread { try? worker.run(); finished.signal() }.start()
+    let ready = Date().addingTimeInterval(30)
+    while !worker.isReady && Date() < ready { usleep(10_000) }
+    let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "lat-in", rate: rate)
+    Thread.sleep(forTimeInterval: 2)  // warm-up, not measured
+    _ = worker.metrics.latency.snapshot(reset: true)
+    Thread.sleep(forTimeInterval: Double(seconds))
+    let window = worker.metrics.latency.snapshot(reset: true)
+    producer.stop()
+    worker.stop()
+    _ = finished.wait(timeout: .now() + 30)
+    return (Double(window.quantile(0.5) ?? 0) / 1000, Double(window.quantile(0.99) ?? 0) / 1000)
+}
