@@ -37,7 +37,8 @@ public struct WorkerSettings: Sendable, Equatable {
     public var shutdownTimeoutMs = 8_000
     /// Identifies this worker in status and drift records.
     public var workerID = defaultWorkerID()
-    /// librdkafka properties for both clients (`kafka.security.protocol` -> `security.protocol`).
+    /// librdkafka properties for both clients (`kafka.security.protocol` -> `security.protocol`);
+    /// `kafka.consumer.<property>` / `kafka.producer.<property>` reach one client only.
     public var kafka: [String: String] = [:]
 
     public init() {}
@@ -249,7 +250,9 @@ public enum SettingsLoader {
                                  _ source: SettingSource) throws {
         if property.isEmpty { throw SettingsError("kafka.: a librdkafka property name is missing \(source)") }
         let managed = ["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "transactional.id"]
-        if managed.contains(property) {
+        let bare = property.hasPrefix("consumer.") ? String(property.dropFirst(9))
+            : property.hasPrefix("producer.") ? String(property.dropFirst(9)) : property
+        if managed.contains(bare) {
             throw SettingsError("kafka.\(property) \(source): Weir sets this itself; use the brokers/group settings instead")
         }
         settings.kafka[property] = value

@@ -133,12 +133,12 @@ public final class Worker: @unchecked Sendable {
     private func openClients() throws {
         var consumerConfig = ConsumerConfiguration(bootstrapServers: settings.brokers!, groupID: settings.group)
         consumerConfig.clientID = settings.workerID
-        consumerConfig.properties = settings.kafka
+        consumerConfig.properties = kafkaProperties(for: "consumer")
         if consumerConfig.properties["session.timeout.ms"] == nil { consumerConfig.sessionTimeoutMs = 10_000 }
         var producerConfig = ProducerConfiguration(bootstrapServers: settings.brokers!)
         producerConfig.clientID = settings.workerID
         producerConfig.lingerMs = 2
-        producerConfig.properties = settings.kafka
+        producerConfig.properties = kafkaProperties(for: "producer")
         let rebalance = RebalanceHandlers(
             partitionsAssigned: { [unowned self] partitions in self.assign(partitions) },
             partitionsRevoked: { [unowned self] partitions, lost in self.revoke(partitions, lost: lost) })
@@ -151,6 +151,19 @@ public final class Worker: @unchecked Sendable {
                                      onError: { [log] error in log("kafka producer: \(error)") })
         outputTopic = try producer.topic(settings.output)
         deadLetterTopic = try producer.topic(settings.dlq)
+    }
+
+    /// `kafka.<property>` applies to both clients; `kafka.consumer.<property>` and
+    /// `kafka.producer.<property>` to one (so consumer-only settings do not warn on the producer).
+    private func kafkaProperties(for client: String) -> [String: String] {
+        var properties = [String: String]()
+        for (key, value) in settings.kafka where !key.hasPrefix("consumer.") && !key.hasPrefix("producer.") {
+            properties[key] = value
+        }
+        for (key, value) in settings.kafka where key.hasPrefix(client + ".") {
+            properties[String(key.dropFirst(client.count + 1))] = value
+        }
+        return properties
     }
 
     // MARK: The loop
@@ -363,7 +376,10 @@ public final class Worker: @unchecked Sendable {
     @discardableResult
     private func commit(async: Bool, only partitions: Set<TopicPartition>? = nil, quiet: Bool = false) -> KafkaError? {
         var offsets = [TopicPartitionOffset]()
-        for track in trackByPartition.values where track.hasUncommitted {
+        for track in trackByPartition.values where track.committable != nil {
+            // An async commit may have failed unseen: synchronous commits (revoke, stop) send every
+            // partition's point again, not only the ones that moved.
+            if async && !track.hasUncommitted { continue }
             if let partitions, !partitions.contains(track.partition) { continue }
             offsets.append(TopicPartitionOffset(track.partition.topic, track.partition.partition, track.committable!))
         }

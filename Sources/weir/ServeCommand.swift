@@ -57,7 +57,7 @@ func runWorker(settings original: WorkerSettings, bundle: ModelBundle,
             settings.brokers = embedded.bootstrapServers
             // The mock broker holds every empty fetch for the full fetch.wait.max.ms (a real broker
             // answers as soon as data arrives), so keep it short or latency reads as ~500 ms.
-            if settings.kafka["fetch.wait.max.ms"] == nil { settings.kafka["fetch.wait.max.ms"] = "5" }
+            if settings.kafka["consumer.fetch.wait.max.ms"] == nil { settings.kafka["consumer.fetch.wait.max.ms"] = "5" }
             logLine("embedded broker on \(embedded.bootstrapServers) (topics \(topics.sorted().joined(separator: ", ")), 8 partitions each)")
         } catch {
             throw CommandFailure("brokers: not set, and the embedded broker failed to start: \(error)")

@@ -20,8 +20,8 @@ func testSettings(_ cluster: EmbeddedCluster, group: String = "weir-test-\(UInt3
     settings.brokers = cluster.bootstrapServers
     settings.group = group
     settings.model = demoBundleURL.path
-    settings.kafka["session.timeout.ms"] = "6000"
-    settings.kafka["fetch.wait.max.ms"] = "5"
+    settings.kafka["consumer.session.timeout.ms"] = "6000"
+    settings.kafka["consumer.fetch.wait.max.ms"] = "5"
     settings.commitIntervalMs = 100
     return settings
 }

@@ -205,8 +205,9 @@ import WeirWorker
         let ids = Set(try readTopic(cluster, "predictions").map { try jsonObject($0)["id"] as! String })
         #expect(ids.count == count)
         let committed = try committedOffsets(cluster, group: settings.group)
-        #expect(committed == (try highWatermarks(cluster)),
-                "logs: \(one.log.lines.withLock { $0 }) \(two.log.lines.withLock { $0 })")
+        let marks = try highWatermarks(cluster)
+        #expect(committed == marks,
+                "committed \(committed.sorted { $0.key < $1.key }) high \(marks.sorted { $0.key < $1.key }) logs: \(one.log.lines.withLock { $0 }) \(two.log.lines.withLock { $0 })")
     }
 
     @Test func pausesWhenDeliveriesFallBehindAndStillAnswersEverything() throws {

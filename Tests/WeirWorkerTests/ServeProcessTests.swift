@@ -16,7 +16,7 @@ import WeirWorker
         let process = Process()
         process.executableURL = builtProduct("weir")
         process.arguments = ["serve", "--brokers", cluster.bootstrapServers, "--group", group, "--model", demoBundleURL.path,
-                             "--metrics-port", "0", "--kafka-session-timeout-ms", "6000", "--kafka-fetch-wait-max-ms", "5",
+                             "--metrics-port", "0", "--kafka-consumer-session-timeout-ms", "6000", "--kafka-consumer-fetch-wait-max-ms", "5",
                              "--batch-max-events", "64"]
         let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("weir-serve-\(UUID().uuidString).err")
         _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
