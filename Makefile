@@ -24,10 +24,11 @@ demo-bundle: build
 	python3 scripts/make-demo-bundle.py --weir .build/debug/weir
 
 ## make test: every test, against embedded brokers over TCP. Builds the weir binary first:
-## the interop tests run `weir broker` and talk to it with kcat.
+## the interop tests run `weir broker` and talk to it with kcat. Suites run one after another: on two
+## cores, group tests timed against the embedded broker must not compete with worker tests for CPU.
 test: bootstrap
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
-	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build --no-parallel $(BUILD_FLAGS)
 
 ## make bench: release build, then every benchmark against its peer in one run.
 bench: release

@@ -5,10 +5,11 @@ import Glibc
 /// Appends JSON to a reused byte buffer: prediction records are written with no allocation per
 /// event once the buffer has grown to its working size. One writer per thread.
 public final class JSONWriter {
-    private var storage: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
+    // Touched for every byte written, only from the owning thread: no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var capacity: Int
     /// Bytes written since the last `reset`.
-    public private(set) var count = 0
+    @exclusivity(unchecked) public private(set) var count = 0
 
     public init(capacity: Int = 1024) {
         self.capacity = max(capacity, 64)

@@ -10,19 +10,19 @@ final class PartitionTrack {
     let index: UInt64
     /// The topic as a JSON string, written into every prediction record.
     let topicJSON: [UInt8]
-    private var offsets: [Int64]
-    private var timestamps: [Int64]
-    private var answered: [Bool]
-    private var head = 0
-    private(set) var count = 0
+    @exclusivity(unchecked) private var offsets: [Int64]
+    @exclusivity(unchecked) private var timestamps: [Int64]
+    @exclusivity(unchecked) private var answered: [Bool]
+    @exclusivity(unchecked) private var head = 0
+    @exclusivity(unchecked) private(set) var count = 0
     /// Sequence number of the entry at `head`; sequence numbers grow by one per tracked event.
-    private var headSequence: Int64 = 0
+    @exclusivity(unchecked) private var headSequence: Int64 = 0
     /// The next offset to commit (after the answered prefix); nil before the first answer.
-    private(set) var committable: Int64?
+    @exclusivity(unchecked) private(set) var committable: Int64?
     /// The last offset committed (or sent for commit).
     var committed: Int64?
     /// The offset after the newest consumed event, for lag.
-    private(set) var consumedEnd: Int64?
+    @exclusivity(unchecked) private(set) var consumedEnd: Int64?
 
     init(partition: TopicPartition, index: UInt64) {
         self.partition = partition

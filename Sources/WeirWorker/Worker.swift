@@ -31,26 +31,27 @@ public final class Worker: @unchecked Sendable {
     private let width: Int
     private let answers: AnswerWriter
 
-    // The open batch.
+    // The open batch. Hot state is touched only on the poll thread: `@exclusivity(unchecked)`
+    // spares it the runtime's per-access exclusivity bookkeeping.
     private let rows: UnsafeMutablePointer<Float>
-    private var pending: [PendingEvent] = []
-    private var batchOpenedAt: UInt64 = 0
-    private var polled: [RetainedMessage] = []
+    @exclusivity(unchecked) private var pending: [PendingEvent] = []
+    @exclusivity(unchecked) private var batchOpenedAt: UInt64 = 0
+    @exclusivity(unchecked) private var polled: [RetainedMessage] = []
 
     // Offset tracking.
-    private var tracks: [UInt64: PartitionTrack] = [:]
+    @exclusivity(unchecked) private var tracks: [UInt64: PartitionTrack] = [:]
     private var trackByPartition: [TopicPartition: PartitionTrack] = [:]
     private var nextTrackIndex: UInt64 = 1
-    private var lastTrack: PartitionTrack?
-    private var lastTopicPointer: UnsafePointer<CChar>?
-    private var inFlight = 0
+    @exclusivity(unchecked) private var lastTrack: PartitionTrack?
+    @exclusivity(unchecked) private var lastTopicPointer: UnsafePointer<CChar>?
+    @exclusivity(unchecked) private var inFlight = 0
     private var assigned = Set<TopicPartition>()
     private var paused = Set<TopicPartition>()
     private var isPausedForBackpressure = false
     private var lastCommitAt: UInt64 = 0
     private var lastGaugesAt: UInt64 = 0
     private var retries: [RetryRecord] = []
-    private var latencyScratch: [UInt64] = []
+    @exclusivity(unchecked) private var latencyScratch: [UInt64] = []
     private var failure: WorkerError?
 
     private let stopRequested = Atomic<Bool>(false)
@@ -118,6 +119,7 @@ public final class Worker: @unchecked Sendable {
 
     /// Runs until `stop()` (returns normally) or a fatal error (throws). Call from one thread.
     public func run() throws {
+        Thread.current.name = "weir-poll"
         try openClients()
         running.store(true, ordering: .relaxed)
         defer { running.store(false, ordering: .relaxed) }
@@ -137,7 +139,7 @@ public final class Worker: @unchecked Sendable {
         if consumerConfig.properties["session.timeout.ms"] == nil { consumerConfig.sessionTimeoutMs = 10_000 }
         var producerConfig = ProducerConfiguration(bootstrapServers: settings.brokers!)
         producerConfig.clientID = settings.workerID
-        producerConfig.lingerMs = 2
+        producerConfig.lingerMs = 5
         producerConfig.properties = kafkaProperties(for: "producer")
         let rebalance = RebalanceHandlers(
             partitionsAssigned: { [unowned self] partitions in self.assign(partitions) },
@@ -464,8 +466,9 @@ public final class Worker: @unchecked Sendable {
         let budget = settings.shutdownTimeoutMs
         let deadline = monotonicNanoseconds() + UInt64(budget * 3 / 4) * 1_000_000
         // No new events from here on: pause everything, answer what is held, then commit. A commit
-        // refused while the group rebalances is retried with the consumer served in between, so
-        // the rebalance can finish (answering any events it hands over before committing).
+        // refused while the group rebalances (or after this member was timed out of it) is retried
+        // with the consumer served in between, so the rebalance or rejoin can finish (answering any
+        // events it hands over before committing).
         if !assigned.isEmpty {
             do { try consumer.pause(Array(assigned)) } catch { log("pause at stop: \(error)") }
         }
@@ -475,8 +478,11 @@ public final class Worker: @unchecked Sendable {
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
             do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)") }
             let retrying = monotonicNanoseconds() < deadline
-            guard let failure = commit(async: false, quiet: retrying), failure.isRetriable || failure.code == .rebalanceInProgress || failure.code == .illegalGeneration,
-                  retrying else { break }
+            guard let failure = commit(async: false, quiet: true) else { break }
+            guard retrying, !failure.isFatal else {
+                log("final commit failed (\(failure)); the next owner answers the uncommitted events again")
+                break
+            }
             let got = consumer.poll(maxMessages: settings.batchMaxEvents, timeoutMs: 100, retainingInto: &polled)
             if got > 0 { take(polled) }
             polled.removeAll(keepingCapacity: true)
