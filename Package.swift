@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "WeirKafka", targets: ["WeirKafka"]),
         .library(name: "WeirModel", targets: ["WeirModel"]),
         .library(name: "WeirCodec", targets: ["WeirCodec"]),
+        .library(name: "WeirDrift", targets: ["WeirDrift"]),
         .library(name: "WeirControl", targets: ["WeirControl"]),
         .library(name: "WeirWorker", targets: ["WeirWorker"]),
     ],
@@ -38,8 +39,10 @@ let package = Package(
         .target(
             name: "WeirModel",
             dependencies: ["CWeirKernels", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // Drift: reference profiles, window statistics (PSI, JS, Wasserstein, KS).
+        .target(name: "WeirDrift"),
         // Bundles (manifest, hashes, packaging); control messages and signatures join it later.
-        .target(name: "WeirControl", dependencies: ["WeirModel", "COpenSSL"]),
+        .target(name: "WeirControl", dependencies: ["WeirModel", "WeirDrift", "COpenSSL"]),
         // The pipeline: settings, poll loop, batcher, offsets, outputs, metrics, HTTP, demo.
         .target(
             name: "WeirWorker",
@@ -72,6 +75,7 @@ let package = Package(
             name: "WeirModelTests",
             dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Fixtures"]),
+        .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
             dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirTestSupport"]),

@@ -1,0 +1,171 @@
+import Foundation
+
+/// What live values are compared with: one column of the training data, profiled once by
+/// `weir model package` and shipped in the bundle's `reference.json`.
+public struct ReferenceProfile: Codable, Sendable, Equatable {
+    public var name: String
+    /// Bin edges: the 0, 5, ..., 100th percentiles of the training values, duplicates removed
+    /// (a constant column keeps its one value twice).
+    /// Bins are: underflow (< first edge), [edge i, edge i+1) for each pair (the last one closed),
+    /// overflow (> last edge).
+    public var edges: [Double]
+    /// Reference probability of each bin, underflow and overflow included (`edges.count + 1` values).
+    public var probabilities: [Double]
+    public var count: Int
+    public var min: Double
+    public var max: Double
+    public var mean: Double
+    public var variance: Double
+    /// Share of training rows without a value (empty CSV cell).
+    public var missingRate: Double
+    /// At most `sampleLimit` training values, sorted (evenly spaced order statistics when there
+    /// are more), for the KS and Wasserstein tests.
+    public var sample: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case name, edges, probabilities, count, min, max, mean, variance, sample
+        case missingRate = "missing_rate"
+    }
+
+    public static let sampleLimit = 10_000
+    public static let quantileBins = 20
+
+    public var std: Double { variance.squareRoot() }
+
+    /// Profiles `values` (missing ones as nil).
+    public init(name: String, values: [Double?]) {
+        self.name = name
+        let present = values.compactMap { $0 }.filter(\.isFinite).sorted()
+        count = present.count
+        missingRate = values.isEmpty ? 0 : Double(values.count - present.count) / Double(values.count)
+        guard !present.isEmpty else {
+            edges = []
+            probabilities = [1]
+            min = 0; max = 0; mean = 0; variance = 0
+            sample = []
+            return
+        }
+        min = present.first!
+        max = present.last!
+        var runningMean = 0.0, m2 = 0.0
+        for (index, value) in present.enumerated() {
+            let delta = value - runningMean
+            runningMean += delta / Double(index + 1)
+            m2 += delta * (value - runningMean)
+        }
+        mean = runningMean
+        variance = present.count > 1 ? m2 / Double(present.count - 1) : 0
+        var cuts = [Double]()
+        for step in 0...Self.quantileBins {
+            let edge = DriftStatistics.quantile(sorted: present, Double(step) / Double(Self.quantileBins))
+            if cuts.last != edge { cuts.append(edge) }
+        }
+        // A constant column keeps its value twice: one inner bin, between underflow and overflow.
+        if cuts.count == 1 { cuts.append(cuts[0]) }
+        edges = cuts
+        var counts = [Int](repeating: 0, count: cuts.count + 1)
+        for value in present { counts[Self.bin(of: value, edges: cuts)] += 1 }
+        probabilities = counts.map { Double($0) / Double(present.count) }
+        if present.count <= Self.sampleLimit {
+            sample = present
+        } else {
+            sample = (0..<Self.sampleLimit).map { present[$0 * (present.count - 1) / (Self.sampleLimit - 1)] }
+        }
+    }
+
+    /// The bin of `value` (0 = underflow, `edges.count` = overflow).
+    public static func bin(of value: Double, edges: [Double]) -> Int {
+        guard let first = edges.first, let last = edges.last else { return 0 }
+        if value < first { return 0 }
+        if value > last { return edges.count }
+        // Largest i with edges[i] <= value, capped to the last inner bin.
+        var low = 0, high = edges.count - 1
+        while high - low > 1 {
+            let middle = (low + high) / 2
+            if edges[middle] <= value { low = middle } else { high = middle }
+        }
+        if value >= edges[high] { low = high }
+        return Swift.min(low, edges.count - 2) + 1
+    }
+
+    public func bin(of value: Double) -> Int { Self.bin(of: value, edges: edges) }
+}
+
+/// `reference.json`: the training profile of every input feature and of the model's outputs,
+/// and the thresholds a window's statistics are compared with.
+public struct DriftReference: Codable, Sendable, Equatable {
+    public var features: [ReferenceProfile]
+    /// Profiles of the model's outputs on the training rows (`score:<label>` or `value`).
+    public var predictions: [ReferenceProfile]
+    public var thresholds: Thresholds
+    public var createdBy: String
+
+    enum CodingKeys: String, CodingKey {
+        case features, predictions, thresholds
+        case createdBy = "created_by"
+    }
+
+    /// Per-statistic thresholds, each the p99 over bootstrap windows of `windowEvents` training
+    /// values (per feature), or the fixed fallback when calibration was not possible.
+    public struct Thresholds: Codable, Sendable, Equatable {
+        public var windowEvents: Int
+        public var calibrated: Bool
+        /// Per feature name: the PSI and JS thresholds.
+        public var psi: [String: Double]
+        public var js: [String: Double]
+        enum CodingKeys: String, CodingKey {
+            case windowEvents = "window_events"
+            case calibrated, psi, js
+        }
+        public static let fallbackPSI = 0.2
+        public static let fallbackJS = 0.1
+    }
+
+    public init(features: [ReferenceProfile], predictions: [ReferenceProfile], thresholds: Thresholds, createdBy: String) {
+        self.features = features
+        self.predictions = predictions
+        self.thresholds = thresholds
+        self.createdBy = createdBy
+    }
+
+    /// Calibrates thresholds by drawing `rounds` windows of `windowEvents` values with replacement
+    /// from each profile's sample (deterministically seeded) and taking the p99 of PSI and JS.
+    /// Profiles with fewer than 100 values get the fallbacks.
+    public static func calibrate(_ profiles: [ReferenceProfile], windowEvents: Int, rounds: Int = 200) -> Thresholds {
+        var psi = [String: Double](), js = [String: Double]()
+        var calibratedAll = true
+        var state: UInt64 = 0x5EED_0F_D81F7
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for profile in profiles {
+            guard profile.sample.count >= 100, windowEvents >= 10 else {
+                psi[profile.name] = Thresholds.fallbackPSI
+                js[profile.name] = Thresholds.fallbackJS
+                calibratedAll = false
+                continue
+            }
+            var psiValues = [Double](), jsValues = [Double]()
+            var counts = [Double](repeating: 0, count: profile.probabilities.count)
+            for _ in 0..<rounds {
+                for index in counts.indices { counts[index] = 0 }
+                for _ in 0..<windowEvents {
+                    let value = profile.sample[Int(next() % UInt64(profile.sample.count))]
+                    counts[profile.bin(of: value)] += 1
+                }
+                let window = counts.map { $0 / Double(windowEvents) }
+                psiValues.append(DriftStatistics.psi(window: window, reference: profile.probabilities))
+                jsValues.append(DriftStatistics.jensenShannon(window, profile.probabilities))
+            }
+            psiValues.sort()
+            jsValues.sort()
+            psi[profile.name] = DriftStatistics.quantile(sorted: psiValues, 0.99)
+            js[profile.name] = DriftStatistics.quantile(sorted: jsValues, 0.99)
+        }
+        return Thresholds(windowEvents: windowEvents, calibrated: calibratedAll, psi: psi, js: js)
+    }
+}
