@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "WeirWorker",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl",
+                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirTestSupport"]),
+            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

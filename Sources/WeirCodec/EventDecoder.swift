@@ -152,6 +152,12 @@ public final class EventDecoder {
         return .success(id)
     }
 
+    /// After a successful `decode`: whether feature `index` was missing or null (its default used).
+    @inline(__always)
+    public func wasDefaulted(_ index: Int) -> Bool {
+        seenGeneration[index] != generation || state[index] == FeatureState.null.rawValue
+    }
+
     func fail(_ code: DecodeFailure.Code, _ message: @autoclosure () -> String) {
         if failure == nil || (!isMalformed && code == .malformedJSON) {
             failure = DecodeFailure(code: code, message: message())

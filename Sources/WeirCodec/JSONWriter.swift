@@ -104,6 +104,17 @@ public final class JSONWriter {
         text.withUTF8 { raw(UnsafeRawBufferPointer($0)) }
     }
 
+    /// A double in its shortest round-trip form; non-finite values are written as null.
+    public func double(_ value: Double) {
+        guard value.isFinite else { raw("null"); return }
+        if value == value.rounded(.towardZero), abs(value) < 1e15 {
+            integer(Int64(value))
+            return
+        }
+        var text = value.description
+        text.withUTF8 { raw(UnsafeRawBufferPointer($0)) }
+    }
+
     /// A JSON string with escapes.
     public func string(_ value: UnsafeRawBufferPointer) {
         raw(UInt8(ascii: "\""))

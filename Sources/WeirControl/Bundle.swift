@@ -1,4 +1,5 @@
 import Foundation
+import WeirDrift
 import WeirModel
 
 /// The version of Weir that writes bundles (recorded in each manifest as `created_by`).
@@ -78,6 +79,8 @@ public final class ModelBundle: Sendable {
     /// SHA-256 of `manifest.json`: the bundle's identity.
     public let id: String
     public let model: Model
+    /// The drift baseline (`reference.json`), when the bundle has one.
+    public let reference: DriftReference?
 
     /// Reads `directory`, checks every hash in the manifest and the model's fit to its inputs and
     /// outputs, and compiles the model. Errors name the file and what is wrong.
@@ -112,6 +115,19 @@ public final class ModelBundle: Sendable {
             throw BundleError("\(modelURL.path): \(error)")
         }
         try Self.check(model, fits: manifest, path: modelURL.path)
+        if manifest.sha256["reference.json"] != nil {
+            do {
+                reference = try JSONDecoder().decode(DriftReference.self, from: Data(contentsOf: referenceURL))
+            } catch {
+                throw BundleError("\(referenceURL.path): \(describe(error))")
+            }
+            let names = manifest.inputs.map(\.name)
+            if reference!.features.map(\.name) != names {
+                throw BundleError("\(referenceURL.path): profiles features \(reference!.features.map(\.name)) but manifest.json lists \(names)")
+            }
+        } else {
+            reference = nil
+        }
         self.manifest = manifest
         self.model = model
         id = sha256Hex(manifestData)

@@ -1,4 +1,5 @@
 import Foundation
+import WeirDrift
 import WeirModel
 
 /// A training CSV: the header names the columns; every cell of a feature column is a number.
@@ -54,6 +55,17 @@ public struct TrainingTable: Sendable {
         return cells
     }
 
+    /// The numbers of `column`, empty cells as missing; fails on the first other non-number.
+    public func optionalNumbers(of column: Int, source: String) throws -> [Double?] {
+        try rows.enumerated().map { index, row in
+            if row[column].isEmpty { return nil }
+            guard let value = Double(row[column]) else {
+                throw BundleError("\(source): line \(index + 2), column '\(columns[column])': '\(row[column])' is not a number")
+            }
+            return value
+        }
+    }
+
     /// The numbers of `column`, failing on the first cell that is not one.
     public func numbers(of column: Int, source: String) throws -> [Double] {
         try rows.enumerated().map { index, row in
@@ -75,12 +87,13 @@ public enum MissingValuePolicy: String, Sendable, CaseIterable {
 
 /// Builds model bundles (`weir model package`).
 public enum BundlePackager {
-    /// Writes `out/manifest.json` and `out/model.onnx` and returns the manifest.
+    /// Writes `out/manifest.json`, `out/model.onnx` and `out/reference.json` (the drift baseline,
+    /// with thresholds calibrated for windows of `driftWindowEvents`) and returns the manifest.
     /// The CSV header names the features in the model's input order; `labelColumn` (if present) is
     /// not a feature and gives classification labels. `task` nil: decided from the model's outputs.
     public static func package(onnx: URL, train: URL, name: String, version: String, out: URL,
                                labelColumn: String = "label", task: String? = nil,
-                               missing: MissingValuePolicy = .reject) throws -> BundleManifest {
+                               missing: MissingValuePolicy = .reject, driftWindowEvents: Int = 1000) throws -> BundleManifest {
         if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
             throw BundleError("--name '\(name)' must be non-empty, without spaces or slashes")
         }
@@ -97,23 +110,75 @@ public enum BundlePackager {
             throw BundleError("--train \(train.path): \(featureColumns.count) feature columns, but the model reads \(model.inputWidth) features")
         }
         var inputs = [BundleManifest.Input]()
+        var columns = [[Double?]]()
         for column in featureColumns {
-            let values = try table.numbers(of: column, source: train.path)
+            let values = try table.optionalNumbers(of: column, source: train.path)
+            columns.append(values)
+            let present = values.compactMap { $0 }
             let fill: Float?
             switch missing {
             case .reject: fill = nil
             case .zero: fill = 0
-            case .mean: fill = values.isEmpty ? 0 : Float(values.reduce(0, +) / Double(values.count))
+            case .mean: fill = present.isEmpty ? 0 : Float(present.reduce(0, +) / Double(present.count))
             }
             inputs.append(.init(name: table.columns[column], default: fill))
         }
         let outputs = try describeOutputs(model, task: task, labels: labelIndex.map { index in table.rows.map { $0[index] } })
+        let reference = try makeReference(model: model, names: featureColumns.map { table.columns[$0] }, columns: columns,
+                                          inputs: inputs, outputs: outputs, windowEvents: driftWindowEvents)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try modelBytes.write(to: out.appendingPathComponent("model.onnx"))
+        let referenceEncoder = JSONEncoder()
+        referenceEncoder.outputFormatting = [.sortedKeys]
+        let referenceBytes = try referenceEncoder.encode(reference)
+        try referenceBytes.write(to: out.appendingPathComponent("reference.json"))
         let manifest = BundleManifest(name: name, version: version, inputs: inputs, outputs: outputs,
-                                      sha256: ["model.onnx": sha256Hex(modelBytes)])
+                                      sha256: ["model.onnx": sha256Hex(modelBytes), "reference.json": sha256Hex(referenceBytes)])
         try write(manifest, to: out)
         return manifest
+    }
+
+    /// Profiles every feature and the model's outputs on the training rows (rows with a missing
+    /// feature use its default, or are left out of the output profile when it has none), and
+    /// calibrates thresholds for windows of `windowEvents`.
+    static func makeReference(model: Model, names: [String], columns: [[Double?]], inputs: [BundleManifest.Input],
+                              outputs: BundleManifest.Outputs, windowEvents: Int) throws -> DriftReference {
+        let features = zip(names, columns).map { ReferenceProfile(name: $0, values: $1) }
+        let rowCount = columns.first?.count ?? 0
+        var matrix = [Float]()
+        matrix.reserveCapacity(rowCount * names.count)
+        var kept = 0
+        for row in 0..<rowCount {
+            var values = [Float]()
+            for (column, input) in zip(columns, inputs) {
+                if let value = column[row] { values.append(Float(value)) } else if let fill = input.default { values.append(fill) } else { break }
+            }
+            if values.count == names.count { matrix.append(contentsOf: values); kept += 1 }
+        }
+        var predictions = [ReferenceProfile]()
+        if kept > 0 {
+            let tensorName = (outputs.isClassification ? outputs.scores : outputs.value) ?? ""
+            let result = try model.run(matrix)
+            guard let scores = result[tensorName]?.floats else { throw BundleError("the model produced no '\(tensorName)' on the training rows") }
+            let width = scores.count / kept
+            if outputs.isClassification {
+                let labels = outputs.labels ?? []
+                if width == 1 {
+                    predictions.append(ReferenceProfile(name: "score:\(labels.last ?? "1")", values: scores.map { Double($0) }))
+                } else {
+                    for column in 0..<width {
+                        let label = column < labels.count ? labels[column] : String(column)
+                        predictions.append(ReferenceProfile(name: "score:\(label)",
+                                                            values: stride(from: column, to: scores.count, by: width).map { Double(scores[$0]) }))
+                    }
+                }
+            } else {
+                predictions.append(ReferenceProfile(name: outputs.name ?? "value", values: scores.map { Double($0) }))
+            }
+        }
+        let thresholds = DriftReference.calibrate(features + predictions, windowEvents: windowEvents)
+        return DriftReference(features: features, predictions: predictions, thresholds: thresholds,
+                              createdBy: "weir \(weirVersion)")
     }
 
     /// Writes `manifest.json` (sorted keys, so the bundle id is stable for the same content).

@@ -3,6 +3,7 @@ import Foundation
 import Metrics
 import Prometheus
 import Synchronization
+import WeirDrift
 
 /// A worker's metrics: swift-metrics handles backed by a Prometheus registry of its own (so tests
 /// can run several workers in one process), plus plain counters for the live summary.
@@ -21,6 +22,10 @@ public final class WorkerMetrics: Sendable {
     private let deadLetterCounters: Mutex<[String: CoreMetrics.Counter]>
     private let lagGauges: Mutex<[String: CoreMetrics.Gauge]>
     private let infoGauges: Mutex<[CoreMetrics.Gauge]>
+    private let driftGauges: Mutex<[String: (CoreMetrics.Gauge, CoreMetrics.Gauge)]>
+    let driftWindows: CoreMetrics.Counter
+    /// Drift windows closed and published.
+    public let driftWindowTotal = Atomic<Int>(0)
 
     /// Totals for summaries and tests (the same numbers as the Prometheus counters).
     public let consumedTotal = Atomic<Int>(0)
@@ -55,6 +60,8 @@ public final class WorkerMetrics: Sendable {
         deadLetterCounters = Mutex([:])
         lagGauges = Mutex([:])
         infoGauges = Mutex([])
+        driftGauges = Mutex([:])
+        driftWindows = Counter(label: "weir_drift_windows_total", factory: factory)
     }
 
     func deadLetter(code: String) {
@@ -84,6 +91,25 @@ public final class WorkerMetrics: Sendable {
                           factory: factory)
         gauge.record(1)
         infoGauges.withLock { $0.append(gauge) }
+    }
+
+    /// Per-feature drift gauges of the last closed window, and a window counter.
+    func recordDrift(_ window: WindowDrift) {
+        driftWindows.increment()
+        driftWindowTotal.add(1, ordering: .relaxed)
+        let columns = window.features.map { ("feature", $0) } + window.predictions.map { ("prediction", $0) }
+        for (kind, column) in columns {
+            let gauges = driftGauges.withLock { table in
+                if let existing = table[column.name] { return existing }
+                let dimensions = [(kind, column.name)]
+                let made = (CoreMetrics.Gauge(label: "weir_drift_psi", dimensions: dimensions, factory: factory),
+                            CoreMetrics.Gauge(label: "weir_drift_flag", dimensions: dimensions, factory: factory))
+                table[column.name] = made
+                return made
+            }
+            gauges.0.record(column.psi)
+            gauges.1.record(column.drift ? 1 : 0)
+        }
     }
 
     /// The Prometheus text exposition of every metric.

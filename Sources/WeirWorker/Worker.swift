@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import WeirCodec
 import WeirControl
+import WeirDrift
 import WeirKafka
 import WeirModel
 
@@ -30,6 +31,11 @@ public final class Worker: @unchecked Sendable {
     private let scratch: ModelScratch
     private let width: Int
     private let answers: AnswerWriter
+    /// Drift windows, when `drift-topic` is set; `missingFlags` marks defaulted features per batch row.
+    private let drift: DriftTap?
+    private var driftTopic: ProducerTopic?
+    private let missingFlags: UnsafeMutablePointer<Bool>
+    private let modelKey: [UInt8]
 
     // The open batch. Hot state is touched only on the poll thread: `@exclusivity(unchecked)`
     // spares it the runtime's per-access exclusivity bookkeeping.
@@ -98,9 +104,23 @@ public final class Worker: @unchecked Sendable {
         polled.reserveCapacity(settings.batchMaxEvents)
         latencyScratch.reserveCapacity(1024)
         metrics.setModel(name: manifest.name, version: manifest.version, bundle: bundle.id)
+        modelKey = Array(manifest.name.utf8)
+        if settings.driftTopic != nil {
+            guard let reference = bundle.reference, let referenceID = manifest.sha256["reference.json"] else {
+                throw WorkerError("drift-topic: the bundle at \(bundle.directory.path) has no reference.json; package it again with weir model package")
+            }
+            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID)
+        } else {
+            drift = nil
+        }
+        missingFlags = .allocate(capacity: drift == nil ? 1 : settings.batchMaxEvents * max(width, 1))
+        missingFlags.initialize(repeating: false, count: drift == nil ? 1 : settings.batchMaxEvents * max(width, 1))
     }
 
-    deinit { rows.deallocate() }
+    deinit {
+        rows.deallocate()
+        missingFlags.deallocate()
+    }
 
     /// Ready: the model is loaded (always, once constructed) and the consumer owns partitions.
     public var isReady: Bool { running.load(ordering: .relaxed) && assignedCount.load(ordering: .relaxed) > 0 }
@@ -153,6 +173,7 @@ public final class Worker: @unchecked Sendable {
                                      onError: { [log] error in log("kafka producer: \(error)") })
         outputTopic = try producer.topic(settings.output)
         deadLetterTopic = try producer.topic(settings.dlq)
+        if let topic = settings.driftTopic { driftTopic = try producer.topic(topic) }
     }
 
     /// `kafka.<property>` applies to both clients; `kafka.consumer.<property>` and
@@ -222,6 +243,10 @@ public final class Worker: @unchecked Sendable {
             let row = rows + pending.count * width
             switch decoder.decode(value, into: row) {
             case .success(let id):
+                if drift != nil {
+                    let flags = missingFlags + pending.count * width
+                    for feature in 0..<width { flags[feature] = decoder.wasDefaulted(feature) }
+                }
                 pending.append(PendingEvent(message: retained, track: track, sequence: sequence, id: id, receivedAt: now))
             case .failure(let failure):
                 sendDeadLetter(message, code: failure.code.rawValue, reason: failure.message,
@@ -289,6 +314,7 @@ public final class Worker: @unchecked Sendable {
                     answers.appendPredictionHeaders(to: &headers)
                     send(to: outputTopic, key: message.key, headers: headers, context: context)
                     predicted += 1
+                    if let drift, let outputs { observe(row: index, event: event, outputs: outputs, drift: drift) }
                 }
                 event.message.release()
             }
@@ -296,6 +322,38 @@ public final class Worker: @unchecked Sendable {
         metrics.predictions.increment(by: Int64(predicted))
         metrics.predictionTotal.add(predicted, ordering: .relaxed)
         pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Feeds one answered event into the drift window, publishing the window first if this event
+    /// belongs to the next one.
+    private func observe(row: Int, event: PendingEvent, outputs: AnswerWriter.Outputs, drift: DriftTap) {
+        let message = event.message.message
+        let timestamp = message.timestamp?.milliseconds ?? 0
+        let window = drift.window
+        if window.closesBefore(timestampMs: timestamp) { publishDrift() }
+        window.noteEvent(timestampMs: timestamp, topic: event.track.partition.topic, partition: message.partition,
+                         offset: message.offset)
+        let values = rows + row * width
+        let flags = missingFlags + row * width
+        for feature in 0..<width { window.addFeature(feature, values[feature], missing: flags[feature]) }
+        let scores = outputs.values.baseAddress! + row * outputs.width
+        for column in 0..<outputs.width { window.addPrediction(column, scores[column]) }
+    }
+
+    /// Closes the open drift window and produces its record (keyed by model name). Drift records
+    /// are not answers: their delivery does not hold back commits.
+    private func publishDrift() {
+        guard let drift, let driftTopic, !drift.window.isEmpty else { return }
+        let result = drift.window.close()
+        drift.encode(result)
+        metrics.recordDrift(result)
+        do {
+            try modelKey.withUnsafeBytes { key in
+                try producer.send(to: driftTopic, key: key, value: drift.writer.bytes, context: 0)
+            }
+        } catch {
+            log("cannot produce a drift record to '\(driftTopic.name)': \(error)")
+        }
     }
 
     private func send(to topic: ProducerTopic, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders, context: UInt) {
@@ -323,6 +381,10 @@ public final class Worker: @unchecked Sendable {
     private func delivered(_ reports: DeliveryReportBatch) {
         let wallMicros = wallClockMicroseconds()
         for report in reports {
+            if report.context == 0 {
+                if let error = report.error { log("a drift record was not delivered: \(error)") }
+                continue
+            }
             if let error = report.error {
                 retries.append(copyForRetry(report))
                 metrics.deliveryRetries.increment()
@@ -474,6 +536,7 @@ public final class Worker: @unchecked Sendable {
         }
         while true {
             closeBatch()
+            publishDrift()
             if !retries.isEmpty { resendFailed() }
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
             do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)") }

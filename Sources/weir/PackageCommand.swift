@@ -25,6 +25,8 @@ struct PackageCommand: ParsableCommand {
     var task: String?
     @Option(help: "What an event without a feature gets: reject, mean (of the training column) or zero.")
     var missing = "reject"
+    @Option(help: "Drift window size the thresholds in reference.json are calibrated for.")
+    var driftWindowEvents = 1000
 
     func run() throws {
         guard let policy = MissingValuePolicy(rawValue: missing) else {
@@ -34,7 +36,8 @@ struct PackageCommand: ParsableCommand {
         do {
             manifest = try BundlePackager.package(
                 onnx: URL(fileURLWithPath: onnx), train: URL(fileURLWithPath: train), name: name, version: version,
-                out: URL(fileURLWithPath: out), labelColumn: label, task: task, missing: policy)
+                out: URL(fileURLWithPath: out), labelColumn: label, task: task, missing: policy,
+                driftWindowEvents: driftWindowEvents)
         } catch {
             throw CommandFailure("\(error)")
         }

@@ -105,3 +105,44 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
         #expect(calm <= 2, "stationary windows rarely pass the p99 threshold (\(calm) of 20)")
     }
 }
+
+@Suite struct WindowTests {
+    let reference: DriftReference = {
+        let profile = ReferenceProfile(name: "x", values: (0..<1000).map { Double($0 % 10) })
+        return DriftReference(features: [profile], predictions: [], thresholds: DriftReference.calibrate([profile], windowEvents: 100),
+                              createdBy: "test")
+    }()
+
+    @Test func eventTimeClosesWindowsAndLateEventsJoinTheOpenOne() {
+        let window = DriftWindow(reference: reference, maxEvents: 1000, maxMs: 1000)
+        #expect(!window.closesBefore(timestampMs: 5_000), "an empty window never closes")
+        for (offset, time) in [Int64(10_000), 10_500, 10_200, 10_999].enumerated() {
+            #expect(!window.closesBefore(timestampMs: time))
+            window.noteEvent(timestampMs: time, topic: "events", partition: 0, offset: Int64(offset))
+            window.addFeature(0, 1, missing: false)
+        }
+        // Out of order within the span (10,200 after 10,500) stayed in the window; the span ends at first + 1000.
+        #expect(window.closesBefore(timestampMs: 11_000))
+        let closed = window.close()
+        #expect(closed.events == 4)
+        #expect(closed.startMs == 10_000 && closed.endMs == 10_999)
+        #expect(closed.offsets["events"]?[0]?.first == 0 && closed.offsets["events"]?[0]?.last == 3)
+        // A late event (older than the closed window) goes to the new, open window.
+        window.noteEvent(timestampMs: 11_000, topic: "events", partition: 0, offset: 4)
+        #expect(!window.closesBefore(timestampMs: 10_100))
+        window.noteEvent(timestampMs: 10_100, topic: "events", partition: 0, offset: 5)
+        #expect(window.close().startMs == 10_100)
+    }
+
+    @Test func countClosesWindowsAndMissingValuesAreCounted() {
+        let window = DriftWindow(reference: reference, maxEvents: 3, maxMs: nil)
+        for offset in 0..<3 {
+            window.noteEvent(timestampMs: 0, topic: "t", partition: 1, offset: Int64(offset))
+            window.addFeature(0, Float(offset), missing: offset == 2)
+        }
+        #expect(window.isFull && window.closesBefore(timestampMs: 0))
+        let closed = window.close()
+        #expect(closed.features[0].n == 2 && closed.features[0].missing == 1)
+        #expect(window.isEmpty)
+    }
+}

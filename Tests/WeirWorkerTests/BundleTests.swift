@@ -26,6 +26,15 @@ import WeirTestSupport
         let onnx = try Data(contentsOf: out.appendingPathComponent("model.onnx"))
         #expect(manifest.sha256["model.onnx"] == sha256Hex(onnx))
         #expect(bundle.id == sha256Hex(try Data(contentsOf: out.appendingPathComponent("manifest.json"))))
+        let reference = try #require(bundle.reference)
+        #expect(manifest.sha256["reference.json"] == sha256Hex(try Data(contentsOf: out.appendingPathComponent("reference.json"))))
+        #expect(reference.features.map(\.name) == manifest.inputs.map(\.name))
+        #expect(reference.features.allSatisfy { $0.count == 1500 && $0.edges.count >= 2 && $0.sample.count == 1500 })
+        #expect(reference.predictions.map(\.name) == ["score:0", "score:1"])
+        #expect(reference.thresholds.calibrated && reference.thresholds.windowEvents == 1000)
+
+        try Data("{}".utf8).write(to: out.appendingPathComponent("reference.json"))
+        #expect { _ = try ModelBundle(directory: out) } throws: { "\($0)".contains("reference.json: sha256 is") }
     }
 
     @Test func aChangedModelFileIsRefusedNamingTheHash() throws {

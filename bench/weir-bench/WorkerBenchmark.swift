@@ -7,7 +7,7 @@ import WeirWorker
 /// the same JSON line as the C floor (wall and CPU from the first consumed event until every event
 /// is answered and delivered).
 func runWorkerContender(bootstrap: String, input: String, output: String, dlq: String, group: String,
-                        events: Int, model: String) throws -> Int32 {
+                        events: Int, model: String, driftTopic: String? = nil) throws -> Int32 {
     let bundle = try ModelBundle(directory: URL(fileURLWithPath: model))
     var settings = WorkerSettings()
     settings.brokers = bootstrap
@@ -18,6 +18,8 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     settings.model = model
     settings.workerID = "weir-bench"
     settings.commitIntervalMs = 100  // as the C floor
+    settings.driftTopic = driftTopic
+    if driftTopic != nil { settings.driftWindowEvents = 1000 }
     settings.kafka["consumer.fetch.wait.max.ms"] = "5"
     settings.kafka["consumer.session.timeout.ms"] = "6000"
     let worker = try Worker(settings: settings, bundle: bundle)
@@ -47,7 +49,7 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     let switches = contextSwitches() - startSwitches
     worker.stop()
     _ = finished.wait(timeout: .now() + 30)
-    let result: [String: Any] = ["contender": "weir", "events": consumedAll ? events : answered(), "failed": 0,
+    let result: [String: Any] = ["contender": driftTopic == nil ? "weir" : "weir-drift", "events": consumedAll ? events : answered(), "failed": 0,
                                  "wall_s": wall, "cpu_s": cpu, "context_switches": switches]
     let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -65,7 +67,7 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     try produceBenchmarkInput(bootstrap: bootstrap, topic: "bench-in", events: events, eventBytes: 750)
     let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let manifest = URL(fileURLWithPath: model).appendingPathComponent("manifest.json").path
-    let contenders = ["c-event", "weir", "python"]
+    let contenders = ["c-event", "weir", "weir-drift", "python"]
     var results = [String: [PassthroughResult]]()
     for round in 0..<rounds {
         for offset in 0..<contenders.count {
@@ -73,13 +75,17 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
             let output = "wout-\(contender)-\(round)", dlq = "wdlq-\(contender)-\(round)", group = "wbench-\(contender)-\(round)"
             try cluster.createTopic(output, partitions: partitions)
             try cluster.createTopic(dlq, partitions: partitions)
-            let command: [String]
+            var command: [String]
             switch contender {
             case "c-event":
                 command = [directory.appendingPathComponent("c-passthrough").path, bootstrap, "bench-in", output, group, String(events), "event"]
-            case "weir":
+            case "weir", "weir-drift":
                 command = [directory.appendingPathComponent("weir-bench").path, "worker-contender", bootstrap, "bench-in", output, dlq,
                            group, String(events), model]
+                if contender == "weir-drift" {
+                    try cluster.createTopic("wdrift-\(round)", partitions: 1)
+                    command.append("wdrift-\(round)")
+                }
             default:
                 command = ["/usr/bin/env", "python3", python, bootstrap, "bench-in", output, dlq, group, String(events), pythonModel, manifest]
             }
@@ -101,6 +107,7 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
         cpu[contender] = median(results[contender]!.map(\.cpuMicrosPerEvent))
     }
     let names = ["c-event": "C passthrough floor (no decode, no model)", "weir": "Weir worker (decode, int8 model, JSON out)",
+                 "weir-drift": "Weir worker with drift windows of 1000 events",
                  "python": "Python worker (confluent-kafka, json, numpy, onnxruntime int8)"]
     print("")
     print("| worker, \(events) events × \(rounds) rounds, medians | events/s | CPU µs/event |")
@@ -110,6 +117,8 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     }
     print(String(format: "| Weir / C floor | %.2f× (goal ≥ 0.95×) | %.2f× (goal ≤ 1.5×) |",
                  rate["weir"]! / rate["c-event"]!, cpu["weir"]! / cpu["c-event"]!))
+    print(String(format: "| drift on / off | %.2f× | %.2f× (goal ≤ 1.10×) |",
+                 rate["weir-drift"]! / rate["weir"]!, cpu["weir-drift"]! / cpu["weir"]!))
     print(String(format: "| Weir / Python | %.1f× (goal ≥ 3×) | %.2f× |", rate["weir"]! / rate["python"]!, cpu["weir"]! / cpu["python"]!))
 
     // Latency at half of Weir's rate: a paced producer, one worker, event-time to delivery.
@@ -120,7 +129,8 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     var summary: [String: Double] = ["latency_rate": Double(halfRate), "latency_p50_ms": latency.p50, "latency_p99_ms": latency.p99,
                                      "weir_vs_floor_rate": rate["weir"]! / rate["c-event"]!,
                                      "weir_vs_floor_cpu": cpu["weir"]! / cpu["c-event"]!,
-                                     "weir_vs_python_rate": rate["weir"]! / rate["python"]!]
+                                     "weir_vs_python_rate": rate["weir"]! / rate["python"]!,
+                                     "drift_cpu_overhead": cpu["weir-drift"]! / cpu["weir"]!]
     for contender in contenders {
         summary["\(contender)_events_per_s"] = rate[contender]!
         summary["\(contender)_cpu_us_per_event"] = cpu[contender]!

@@ -27,12 +27,13 @@ do {
         exit(try runSwiftPassthrough(bootstrap: arguments[1], input: arguments[2], output: arguments[3],
                                      group: arguments[4], events: events))
     case "worker-contender":
-        guard arguments.count == 8, let events = Int(arguments[6]) else {
-            FileHandle.standardError.write(Data("usage: weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR\n".utf8))
+        guard arguments.count == 8 || arguments.count == 9, let events = Int(arguments[6]) else {
+            FileHandle.standardError.write(Data("usage: weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR [DRIFT_TOPIC]\n".utf8))
             exit(2)
         }
         exit(try runWorkerContender(bootstrap: arguments[1], input: arguments[2], output: arguments[3], dlq: arguments[4],
-                                    group: arguments[5], events: events, model: arguments[7]))
+                                    group: arguments[5], events: events, model: arguments[7],
+                                    driftTopic: arguments.count == 9 ? arguments[8] : nil))
     case "worker":
         func text(_ name: String, _ value: String) -> String {
             arguments.firstIndex(of: name).map { arguments[$0 + 1] } ?? value

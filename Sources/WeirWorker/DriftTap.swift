@@ -1,0 +1,100 @@
+import WeirCodec
+import WeirControl
+import WeirDrift
+
+/// The worker's drift side: feeds each answered batch into the open window and writes a drift
+/// record (docs/contracts.md) when it closes. Runs on the poll thread; reads the batch matrix the
+/// model already used, so nothing is decoded twice.
+final class DriftTap {
+    let window: DriftWindow
+    let writer = JSONWriter(capacity: 16_384)
+    private let modelName: String
+    private let modelVersion: String
+    private let referenceID: String
+    private let workerID: String
+    private let featureNames: [String]
+
+    init(bundle: ModelBundle, reference: DriftReference, settings: WorkerSettings, referenceID: String) {
+        window = DriftWindow(reference: reference, maxEvents: settings.driftWindowEvents ?? reference.thresholds.windowEvents,
+                             maxMs: settings.driftWindowMs)
+        modelName = bundle.manifest.name
+        modelVersion = bundle.manifest.version
+        self.referenceID = referenceID
+        workerID = settings.workerID
+        featureNames = bundle.manifest.inputs.map(\.name)
+    }
+
+    /// Writes the record of a closed window into `writer`.
+    func encode(_ drift: WindowDrift) {
+        writer.reset()
+        writer.raw("{\"model\":")
+        writer.string(modelName)
+        writer.raw(",\"version\":")
+        writer.string(modelVersion)
+        writer.raw(",\"reference\":")
+        writer.string(referenceID)
+        writer.raw(",\"worker\":")
+        writer.string(workerID)
+        writer.raw(",\"window\":{\"start\":")
+        writer.integer(drift.startMs)
+        writer.raw(",\"end\":")
+        writer.integer(drift.endMs)
+        writer.raw(",\"events\":")
+        writer.integer(Int64(drift.events))
+        writer.raw(",\"offsets\":{")
+        for (topicIndex, (topic, partitions)) in drift.offsets.sorted(by: { $0.key < $1.key }).enumerated() {
+            if topicIndex > 0 { writer.raw(UInt8(ascii: ",")) }
+            writer.string(topic)
+            writer.raw(":{")
+            for (index, (partition, range)) in partitions.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { writer.raw(UInt8(ascii: ",")) }
+                writer.raw(UInt8(ascii: "\""))
+                writer.integer(Int64(partition))
+                writer.raw("\":{\"first\":")
+                writer.integer(range.first)
+                writer.raw(",\"last\":")
+                writer.integer(range.last)
+                writer.raw(UInt8(ascii: "}"))
+            }
+            writer.raw(UInt8(ascii: "}"))
+        }
+        writer.raw("}},\"features\":")
+        columns(drift.features)
+        writer.raw(",\"prediction\":")
+        columns(drift.predictions)
+        writer.raw(",\"drifted_share\":")
+        writer.double(drift.driftedShare)
+        writer.raw(",\"drift\":")
+        writer.raw(drift.drift ? "true" : "false")
+        writer.raw(UInt8(ascii: "}"))
+    }
+
+    private func columns(_ list: [ColumnDrift]) {
+        writer.raw(UInt8(ascii: "{"))
+        for (index, column) in list.enumerated() {
+            if index > 0 { writer.raw(UInt8(ascii: ",")) }
+            writer.string(column.name)
+            writer.raw(":{\"n\":")
+            writer.integer(Int64(column.n))
+            writer.raw(",\"missing\":")
+            writer.integer(Int64(column.missing))
+            writer.raw(",\"nan\":")
+            writer.integer(Int64(column.nan))
+            writer.raw(",\"out_of_range\":")
+            writer.integer(Int64(column.outOfRange))
+            for (name, value) in [("mean", column.mean), ("std", column.std), ("psi", column.psi), ("js", column.js),
+                                  ("wasserstein", column.wasserstein), ("ks", column.ks), ("ks_p", column.ksP)] {
+                writer.raw(",\"")
+                writer.raw(Array(name.utf8))
+                writer.raw("\":")
+                writer.double(value)
+            }
+            writer.raw(",\"drift\":")
+            writer.raw(column.drift ? "true" : "false")
+            writer.raw(",\"threshold\":")
+            writer.double(column.threshold)
+            writer.raw(UInt8(ascii: "}"))
+        }
+        writer.raw(UInt8(ascii: "}"))
+    }
+}
