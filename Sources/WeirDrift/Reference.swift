@@ -75,17 +75,20 @@ public struct ReferenceProfile: Codable, Sendable, Equatable {
 
     /// The bin of `value` (0 = underflow, `edges.count` = overflow).
     public static func bin(of value: Double, edges: [Double]) -> Int {
-        guard let first = edges.first, let last = edges.last else { return 0 }
-        if value < first { return 0 }
-        if value > last { return edges.count }
-        // Largest i with edges[i] <= value, capped to the last inner bin.
-        var low = 0, high = edges.count - 1
-        while high - low > 1 {
-            let middle = (low + high) / 2
-            if edges[middle] <= value { low = middle } else { high = middle }
-        }
-        if value >= edges[high] { low = high }
-        return Swift.min(low, edges.count - 2) + 1
+        edges.withUnsafeBufferPointer { bin(of: value, edges: $0) }
+    }
+
+    /// `bin(of:edges:)` over raw storage (the window's hot path): a branch-free count of the edges
+    /// at or below the value, which the compiler vectorises, instead of an unpredictable search.
+    @inline(__always)
+    static func bin(of value: Double, edges: UnsafeBufferPointer<Double>) -> Int {
+        let count = edges.count
+        guard count > 0 else { return 0 }
+        if value < edges[0] { return 0 }
+        if value > edges[count - 1] { return count }
+        var atOrBelow = 0
+        for index in 0..<count { atOrBelow &+= edges[index] <= value ? 1 : 0 }
+        return Swift.min(atOrBelow, count - 1)
     }
 
     public func bin(of value: Double) -> Int { Self.bin(of: value, edges: edges) }

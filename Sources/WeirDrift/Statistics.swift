@@ -57,6 +57,79 @@ public enum DriftStatistics {
         return area
     }
 
+    /// KS statistic and Wasserstein-1 distance in one merge of the two sorted samples (what a
+    /// window close needs; each equals its separate function's result).
+    public static func ksAndWasserstein(sorted u: UnsafeBufferPointer<Double>, sorted v: UnsafeBufferPointer<Double>)
+        -> (ks: Double, wasserstein: Double)
+    {
+        guard !u.isEmpty, !v.isEmpty else { return (0, 0) }
+        var i = 0, j = 0
+        var previous = min(u[0], v[0])
+        var area = 0.0, d = 0.0
+        let su = 1 / Double(u.count), sv = 1 / Double(v.count)
+        while i < u.count || j < v.count {
+            let next: Double
+            if j >= v.count || (i < u.count && u[i] <= v[j]) { next = u[i] } else { next = v[j] }
+            area += abs(Double(i) * su - Double(j) * sv) * (next - previous)
+            previous = next
+            while i < u.count && u[i] == next { i += 1 }
+            while j < v.count && v[j] == next { j += 1 }
+            d = max(d, abs(Double(i) * su - Double(j) * sv))
+        }
+        return (d, area)
+    }
+
+    /// Sorts in place (introsort-style quicksort; unstable, which doubles do not mind): faster than
+    /// the standard library's stable sort for a window close.
+    public static func sortInPlace(_ values: UnsafeMutableBufferPointer<Double>) {
+        guard values.count > 1, let base = values.baseAddress else { return }
+        quicksort(base, 0, values.count - 1, depth: 2 * (Int.bitWidth - values.count.leadingZeroBitCount))
+    }
+
+    @inline(__always)
+    private static func swap(_ a: UnsafeMutablePointer<Double>, _ i: Int, _ j: Int) {
+        let t = a[i]; a[i] = a[j]; a[j] = t
+    }
+
+    private static func quicksort(_ a: UnsafeMutablePointer<Double>, _ low: Int, _ high: Int, depth: Int) {
+        var low = low, high = high, depth = depth
+        while high - low > 16 {
+            if depth == 0 {
+                var rest = UnsafeMutableBufferPointer(start: a + low, count: high - low + 1)
+                rest.sort()
+                return
+            }
+            depth -= 1
+            let middle = low + (high - low) / 2
+            if a[middle] < a[low] { swap(a, middle, low) }
+            if a[high] < a[low] { swap(a, high, low) }
+            if a[high] < a[middle] { swap(a, high, middle) }
+            let pivot = a[middle]
+            var i = low, j = high
+            while i <= j {
+                while a[i] < pivot { i += 1 }
+                while a[j] > pivot { j -= 1 }
+                if i <= j { swap(a, i, j); i += 1; j -= 1 }
+            }
+            // Recurse into the smaller side, loop on the larger.
+            if j - low < high - i {
+                if low < j { quicksort(a, low, j, depth: depth) }
+                low = i
+            } else {
+                if i < high { quicksort(a, i, high, depth: depth) }
+                high = j
+            }
+        }
+        if high > low {
+            for k in (low + 1)...high {
+                let value = a[k]
+                var m = k - 1
+                while m >= low && a[m] > value { a[m + 1] = a[m]; m -= 1 }
+                a[m + 1] = value
+            }
+        }
+    }
+
     /// Two-sample Kolmogorov–Smirnov statistic D = sup |F_u − F_v| (samples sorted ascending), as
     /// `scipy.stats.ks_2samp(u, v).statistic`.
     public static func kolmogorovSmirnov(sorted u: [Double], sorted v: [Double]) -> Double {

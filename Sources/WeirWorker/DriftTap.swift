@@ -14,9 +14,16 @@ final class DriftTap {
     private let workerID: String
     private let featureNames: [String]
 
-    init(bundle: ModelBundle, reference: DriftReference, settings: WorkerSettings, referenceID: String) {
-        window = DriftWindow(reference: reference, maxEvents: settings.driftWindowEvents ?? reference.thresholds.windowEvents,
-                             maxMs: settings.driftWindowMs)
+    init(bundle: ModelBundle, reference: DriftReference, settings: WorkerSettings, referenceID: String,
+         log: (String) -> Void) {
+        let size = settings.driftWindowEvents ?? reference.thresholds.windowEvents
+        var reference = reference
+        if size != reference.thresholds.windowEvents {
+            // Thresholds depend on the window size: recalibrate from the reference samples.
+            reference.thresholds = DriftReference.calibrate(reference.features + reference.predictions, windowEvents: size)
+            log("drift: thresholds recalibrated for windows of \(size) events (reference.json has them for \(reference.thresholds.windowEvents))")
+        }
+        window = DriftWindow(reference: reference, maxEvents: size, maxMs: settings.driftWindowMs)
         modelName = bundle.manifest.name
         modelVersion = bundle.manifest.version
         self.referenceID = referenceID

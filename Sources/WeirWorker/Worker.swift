@@ -109,7 +109,7 @@ public final class Worker: @unchecked Sendable {
             guard let reference = bundle.reference, let referenceID = manifest.sha256["reference.json"] else {
                 throw WorkerError("drift-topic: the bundle at \(bundle.directory.path) has no reference.json; package it again with weir model package")
             }
-            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID)
+            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID, log: log)
         } else {
             drift = nil
         }

@@ -45,6 +45,11 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
         let p = DriftStatistics.kolmogorovSmirnovPValue(d: d, n: u.count, m: v.count)
         #expect(relativeError(p, golden.ks_p) <= 1e-9 || abs(p - golden.ks_p) <= 1e-15, "KS p \(p) vs scipy \(golden.ks_p)")
         let w = DriftStatistics.wasserstein(sorted: u, sorted: v)
+        let both = u.withUnsafeBufferPointer { ub in v.withUnsafeBufferPointer { DriftStatistics.ksAndWasserstein(sorted: ub, sorted: $0) } }
+        #expect(relativeError(both.ks, golden.ks) <= 1e-9 && relativeError(both.wasserstein, golden.wasserstein) <= 1e-9)
+        var shuffled = golden.u
+        shuffled.withUnsafeMutableBufferPointer { DriftStatistics.sortInPlace($0) }
+        #expect(shuffled == u)
         #expect(relativeError(w, golden.wasserstein) <= 1e-9, "Wasserstein \(w) vs scipy \(golden.wasserstein)")
         let js = DriftStatistics.jensenShannon(golden.window_bins, golden.reference_bins)
         #expect(relativeError(js, golden.js) <= 1e-9, "JS \(js) vs scipy \(golden.js)")
