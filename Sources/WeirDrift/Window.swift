@@ -94,6 +94,63 @@ final class ColumnStore {
         }
     }
 
+    /// Adds column `column` of the given rows of a row-major float matrix (`stride` floats per row),
+    /// skipping rows whose `missing` flag is set (counted as missing). The batch's moments are
+    /// computed in two passes and merged into the running Welford state (Chan et al.), so the
+    /// per-value work has no division and the column's state stays in registers.
+    func addColumn(_ column: Int, matrix: UnsafePointer<Float>, stride: Int, rows: UnsafeBufferPointer<Int32>,
+                   missingFlags: UnsafePointer<Bool>?, random: inout UInt64) {
+        let edgeBuffer = UnsafeBufferPointer(start: edges + edgeStart[column], count: edgeCount[column])
+        let binBase = bins + binStart[column]
+        let lowBound = low[column], highBound = high[column]
+        let reservoir = values + column * valueLimit
+        var count = n[column]
+        var keptCount = kept[column]
+        var batchCount = 0
+        var batchSum = 0.0
+        var outside = 0
+        var missed = 0
+        for row in rows {
+            let offset = Int(row) * stride + column
+            if let missingFlags, missingFlags[offset] {
+                missed += 1
+                continue
+            }
+            let value = Double(matrix[offset])
+            batchCount += 1
+            batchSum += value
+            if value < lowBound || value > highBound { outside += 1 }
+            binBase[ReferenceProfile.bin(of: value, edges: edgeBuffer)] += 1
+            count += 1
+            if keptCount < valueLimit {
+                reservoir[keptCount] = value
+                keptCount += 1
+            } else {
+                random = random &* 6364136223846793005 &+ 1442695040888963407
+                // A uniform slot in 0..<count by multiply-shift (no division per value).
+                let slot = Int(((random >> 32) &* UInt64(count)) >> 32)
+                if slot < valueLimit { reservoir[slot] = value }
+            }
+        }
+        missing[column] += missed
+        guard batchCount > 0 else { return }
+        let batchMean = batchSum / Double(batchCount)
+        var batchM2 = 0.0
+        for row in rows {
+            let offset = Int(row) * stride + column
+            if let missingFlags, missingFlags[offset] { continue }
+            let delta = Double(matrix[offset]) - batchMean
+            batchM2 += delta * delta
+        }
+        let before = Double(n[column]), added = Double(batchCount), total = before + added
+        let delta = batchMean - mean[column]
+        mean[column] += delta * added / total
+        m2[column] += batchM2 + delta * delta * before * added / total
+        n[column] = count
+        kept[column] = keptCount
+        outOfRange[column] += outside
+    }
+
     func binProbabilities(_ column: Int) -> [Double] {
         let total = Double(max(n[column], 1))
         return (0...edgeCount[column]).map { bins[binStart[column] + $0] / total }
@@ -228,6 +285,23 @@ public final class DriftWindow {
     public func addPrediction(_ index: Int, _ value: Float) {
         guard index < predictions.columns else { return }
         predictions.add(index, Double(value), random: &random)
+    }
+
+    /// Adds the features of `rows` (indices into a row-major batch matrix of `reference.features.count`
+    /// columns); `missing` marks defaulted values in the same layout. Column by column: much cheaper
+    /// than value by value.
+    public func addFeatureRows(_ matrix: UnsafePointer<Float>, rows: UnsafeBufferPointer<Int32>, missing: UnsafePointer<Bool>?) {
+        let width = features.columns
+        for column in 0..<width {
+            features.addColumn(column, matrix: matrix, stride: width, rows: rows, missingFlags: missing, random: &random)
+        }
+    }
+
+    /// Adds the model outputs of `rows` (`stride` floats per row: scores in label order, or the value).
+    public func addPredictionRows(_ matrix: UnsafePointer<Float>, stride: Int, rows: UnsafeBufferPointer<Int32>) {
+        for column in 0..<min(stride, predictions.columns) {
+            predictions.addColumn(column, matrix: matrix, stride: stride, rows: rows, missingFlags: nil, random: &random)
+        }
     }
 
     /// Computes the window's statistics and starts a new, empty window.

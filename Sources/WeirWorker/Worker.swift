@@ -34,6 +34,8 @@ public final class Worker: @unchecked Sendable {
     /// Drift windows, when `drift-topic` is set; `missingFlags` marks defaulted features per batch row.
     private let drift: DriftTap?
     private var driftTopic: ProducerTopic?
+    @exclusivity(unchecked) private var driftRows: [Int32] = []
+    private var driftOutputs: AnswerWriter.Outputs?
     private let missingFlags: UnsafeMutablePointer<Bool>
     private let modelKey: [UInt8]
 
@@ -302,6 +304,11 @@ public final class Worker: @unchecked Sendable {
         metrics.inferenceTime.recordNanoseconds(Int64(finished - started))
         var predicted = 0
         answers.withOutputs(of: run) { outputs in
+            driftOutputs = outputs
+            defer {
+                flushDriftRows()
+                driftOutputs = nil
+            }
             for (index, event) in pending.enumerated() {
                 let message = event.message.message
                 let context = deliveryContext(track: event.track.index, sequence: event.sequence)
@@ -314,7 +321,7 @@ public final class Worker: @unchecked Sendable {
                     answers.appendPredictionHeaders(to: &headers)
                     send(to: outputTopic, key: message.key, headers: headers, context: context)
                     predicted += 1
-                    if let drift, let outputs { observe(row: index, event: event, outputs: outputs, drift: drift) }
+                    if let drift { observe(row: index, event: event, drift: drift) }
                 }
                 event.message.release()
             }
@@ -324,20 +331,29 @@ public final class Worker: @unchecked Sendable {
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// Feeds one answered event into the drift window, publishing the window first if this event
-    /// belongs to the next one.
-    private func observe(row: Int, event: PendingEvent, outputs: AnswerWriter.Outputs, drift: DriftTap) {
+    /// Notes one answered event in the drift window; its values are added in column runs by
+    /// `flushDriftRows` (before a window closes, and after the batch).
+    private func observe(row: Int, event: PendingEvent, drift: DriftTap) {
         let message = event.message.message
         let timestamp = message.timestamp?.milliseconds ?? 0
         let window = drift.window
-        if window.closesBefore(timestampMs: timestamp) { publishDrift() }
+        if window.closesBefore(timestampMs: timestamp) {
+            flushDriftRows()
+            publishDrift()
+        }
         window.noteEvent(timestampMs: timestamp, topic: event.track.partition.topic, partition: message.partition,
                          offset: message.offset)
-        let values = rows + row * width
-        let flags = missingFlags + row * width
-        for feature in 0..<width { window.addFeature(feature, values[feature], missing: flags[feature]) }
-        let scores = outputs.values.baseAddress! + row * outputs.width
-        for column in 0..<outputs.width { window.addPrediction(column, scores[column]) }
+        driftRows.append(Int32(row))
+    }
+
+    /// Adds the noted rows' features and outputs to the open window.
+    private func flushDriftRows() {
+        guard let drift, !driftRows.isEmpty, let outputs = driftOutputs else { return }
+        driftRows.withUnsafeBufferPointer { indices in
+            drift.window.addFeatureRows(rows, rows: indices, missing: missingFlags)
+            drift.window.addPredictionRows(outputs.values.baseAddress!, stride: outputs.width, rows: indices)
+        }
+        driftRows.removeAll(keepingCapacity: true)
     }
 
     /// Closes the open drift window and produces its record (keyed by model name). Drift records

@@ -151,3 +151,44 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
         #expect(window.isEmpty)
     }
 }
+
+@Suite struct ColumnRunTests {
+    @Test func columnRunsEqualValueByValueAccumulation() {
+        let profiles = (0..<3).map { column in ReferenceProfile(name: "c\(column)", values: (0..<500).map { Double(($0 * 7 + column) % 50) }) }
+        let reference = DriftReference(features: profiles, predictions: [], thresholds: DriftReference.calibrate(profiles, windowEvents: 100),
+                                       createdBy: "test")
+        var matrix = [Float]()
+        var missing = [Bool]()
+        for row in 0..<300 {
+            for column in 0..<3 {
+                matrix.append(Float((row * 13 + column * 5) % 60) - 3.5)
+                missing.append((row + column) % 17 == 0)
+            }
+        }
+        let byValue = DriftWindow(reference: reference, maxEvents: 10_000, maxMs: nil)
+        let byColumn = DriftWindow(reference: reference, maxEvents: 10_000, maxMs: nil)
+        let rows = (0..<300).filter { $0 % 5 != 4 }.map(Int32.init)  // some rows left out, as model errors are
+        for row in rows {
+            byValue.noteEvent(timestampMs: 0, topic: "t", partition: 0, offset: Int64(row))
+            byColumn.noteEvent(timestampMs: 0, topic: "t", partition: 0, offset: Int64(row))
+            for column in 0..<3 {
+                byValue.addFeature(column, matrix[Int(row) * 3 + column], missing: missing[Int(row) * 3 + column])
+            }
+        }
+        // Two runs, as a window filled over two batches.
+        let split = rows.count / 2
+        matrix.withUnsafeBufferPointer { values in
+            missing.withUnsafeBufferPointer { flags in
+                rows[..<split].withUnsafeBufferPointer { byColumn.addFeatureRows(values.baseAddress!, rows: $0, missing: flags.baseAddress!) }
+                rows[split...].withUnsafeBufferPointer { byColumn.addFeatureRows(values.baseAddress!, rows: $0, missing: flags.baseAddress!) }
+            }
+        }
+        let a = byValue.close(), b = byColumn.close()
+        for (x, y) in zip(a.features, b.features) {
+            #expect(x.n == y.n && x.missing == y.missing && x.outOfRange == y.outOfRange)
+            #expect(abs(x.mean - y.mean) <= 1e-12 * max(1, abs(x.mean)))
+            #expect(abs(x.std - y.std) <= 1e-12 * max(1, x.std))
+            #expect(x.psi == y.psi && x.js == y.js && x.ks == y.ks && x.wasserstein == y.wasserstein)
+        }
+    }
+}
