@@ -65,16 +65,6 @@ public struct TrainingTable: Sendable {
             return value
         }
     }
-
-    /// The numbers of `column`, failing on the first cell that is not one.
-    public func numbers(of column: Int, source: String) throws -> [Double] {
-        try rows.enumerated().map { index, row in
-            guard let value = Double(row[column]) else {
-                throw BundleError("\(source): line \(index + 2), column '\(columns[column])': '\(row[column])' is not a number")
-            }
-            return value
-        }
-    }
 }
 
 /// How `weir model package` fills a feature an event lacks.

@@ -41,24 +41,11 @@ public enum DriftStatistics {
     /// Wasserstein-1 distance between two samples (each given sorted ascending), as
     /// `scipy.stats.wasserstein_distance(u, v)`: the area between the two empirical CDFs.
     public static func wasserstein(sorted u: [Double], sorted v: [Double]) -> Double {
-        guard !u.isEmpty, !v.isEmpty else { return 0 }
-        var i = 0, j = 0
-        var previous = min(u[0], v[0])
-        var area = 0.0
-        let nu = Double(u.count), nv = Double(v.count)
-        while i < u.count || j < v.count {
-            let next: Double
-            if j >= v.count || (i < u.count && u[i] <= v[j]) { next = u[i] } else { next = v[j] }
-            area += abs(Double(i) / nu - Double(j) / nv) * (next - previous)
-            previous = next
-            while i < u.count && u[i] == next { i += 1 }
-            while j < v.count && v[j] == next { j += 1 }
-        }
-        return area
+        u.withUnsafeBufferPointer { ub in v.withUnsafeBufferPointer { ksAndWasserstein(sorted: ub, sorted: $0).wasserstein } }
     }
 
-    /// KS statistic and Wasserstein-1 distance in one merge of the two sorted samples (what a
-    /// window close needs; each equals its separate function's result).
+    /// KS statistic and Wasserstein-1 distance in one merge of the two sorted samples: what a
+    /// window close needs, and what `kolmogorovSmirnov` and `wasserstein` return one part of.
     public static func ksAndWasserstein(sorted u: UnsafeBufferPointer<Double>, sorted v: UnsafeBufferPointer<Double>)
         -> (ks: Double, wasserstein: Double)
     {
@@ -133,17 +120,7 @@ public enum DriftStatistics {
     /// Two-sample Kolmogorov–Smirnov statistic D = sup |F_u − F_v| (samples sorted ascending), as
     /// `scipy.stats.ks_2samp(u, v).statistic`.
     public static func kolmogorovSmirnov(sorted u: [Double], sorted v: [Double]) -> Double {
-        guard !u.isEmpty, !v.isEmpty else { return 0 }
-        var i = 0, j = 0
-        var d = 0.0
-        let nu = Double(u.count), nv = Double(v.count)
-        while i < u.count && j < v.count {
-            let next = min(u[i], v[j])
-            while i < u.count && u[i] == next { i += 1 }
-            while j < v.count && v[j] == next { j += 1 }
-            d = max(d, abs(Double(i) / nu - Double(j) / nv))
-        }
-        return d
+        u.withUnsafeBufferPointer { ub in v.withUnsafeBufferPointer { ksAndWasserstein(sorted: ub, sorted: $0).ks } }
     }
 
     /// The asymptotic two-sided p-value of a two-sample KS statistic: the Kolmogorov distribution's

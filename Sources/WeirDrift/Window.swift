@@ -72,33 +72,12 @@ final class ColumnStore {
         bins.update(repeating: 0, count: binTotal)
     }
 
-    /// Adds a value; `random` drives the reservoir once it is full.
-    @inline(__always)
-    func add(_ column: Int, _ value: Double, random: inout UInt64) {
-        let count = n[column] + 1
-        n[column] = count
-        let delta = value - mean[column]
-        mean[column] += delta / Double(count)
-        m2[column] += delta * (value - mean[column])
-        if value < low[column] || value > high[column] { outOfRange[column] += 1 }
-        let bin = ReferenceProfile.bin(of: value, edges: UnsafeBufferPointer(start: edges + edgeStart[column], count: edgeCount[column]))
-        bins[binStart[column] + bin] += 1
-        let base = values + column * valueLimit
-        if kept[column] < valueLimit {
-            base[kept[column]] = value
-            kept[column] += 1
-        } else {
-            random = random &* 6364136223846793005 &+ 1442695040888963407
-            let slot = Int((random >> 11) % UInt64(count))
-            if slot < valueLimit { base[slot] = value }
-        }
-    }
-
-    /// Adds column `column` of the given rows of a row-major float matrix (`stride` floats per row),
-    /// skipping rows whose `missing` flag is set (counted as missing). The batch's moments are
+    /// Adds to column `column` the values of the given rows, row r's value at `values[r * stride]`
+    /// (a column of a row-major matrix), skipping rows whose `missingFlags` entry (same layout) is
+    /// set: those count as missing. The batch's moments are
     /// computed in two passes and merged into the running Welford state (Chan et al.), so the
     /// per-value work has no division and the column's state stays in registers.
-    func addColumn(_ column: Int, matrix: UnsafePointer<Float>, stride: Int, rows: UnsafeBufferPointer<Int32>,
+    func addColumn(_ column: Int, values matrix: UnsafePointer<Float>, stride: Int, rows: UnsafeBufferPointer<Int32>,
                    missingFlags: UnsafePointer<Bool>?, random: inout UInt64) {
         let edgeBuffer = UnsafeBufferPointer(start: edges + edgeStart[column], count: edgeCount[column])
         let binBase = bins + binStart[column]
@@ -111,7 +90,7 @@ final class ColumnStore {
         var outside = 0
         var missed = 0
         for row in rows {
-            let offset = Int(row) * stride + column
+            let offset = Int(row) * stride
             if let missingFlags, missingFlags[offset] {
                 missed += 1
                 continue
@@ -137,7 +116,7 @@ final class ColumnStore {
         let batchMean = batchSum / Double(batchCount)
         var batchM2 = 0.0
         for row in rows {
-            let offset = Int(row) * stride + column
+            let offset = Int(row) * stride
             if let missingFlags, missingFlags[offset] { continue }
             let delta = Double(matrix[offset]) - batchMean
             batchM2 += delta * delta
@@ -270,21 +249,23 @@ public final class DriftWindow {
         sources[lastSource].last = max(sources[lastSource].last, offset)
     }
 
-    /// Adds one feature value (`missing`: the event lacked it and the default was used).
-    @inline(__always)
+    /// Adds one feature value (`missing`: the event lacked it and the default was used): a run of one.
     public func addFeature(_ index: Int, _ value: Float, missing: Bool) {
-        if missing {
-            features.missing[index] += 1
-            return
-        }
-        features.add(index, Double(value), random: &random)
+        addOne(features, index, value, missing: missing)
     }
 
     /// Adds one prediction column value (scores in label order, or the regression value).
-    @inline(__always)
     public func addPrediction(_ index: Int, _ value: Float) {
         guard index < predictions.columns else { return }
-        predictions.add(index, Double(value), random: &random)
+        addOne(predictions, index, value, missing: false)
+    }
+
+    private func addOne(_ store: ColumnStore, _ column: Int, _ value: Float, missing: Bool) {
+        var value = value, missing = missing, row: Int32 = 0
+        withUnsafePointer(to: &row) { onlyRow in
+            store.addColumn(column, values: &value, stride: 0, rows: UnsafeBufferPointer(start: onlyRow, count: 1),
+                            missingFlags: &missing, random: &random)
+        }
     }
 
     /// Adds the features of `rows` (indices into a row-major batch matrix of `reference.features.count`
@@ -293,14 +274,15 @@ public final class DriftWindow {
     public func addFeatureRows(_ matrix: UnsafePointer<Float>, rows: UnsafeBufferPointer<Int32>, missing: UnsafePointer<Bool>?) {
         let width = features.columns
         for column in 0..<width {
-            features.addColumn(column, matrix: matrix, stride: width, rows: rows, missingFlags: missing, random: &random)
+            features.addColumn(column, values: matrix + column, stride: width, rows: rows, missingFlags: missing.map { $0 + column },
+                               random: &random)
         }
     }
 
     /// Adds the model outputs of `rows` (`stride` floats per row: scores in label order, or the value).
     public func addPredictionRows(_ matrix: UnsafePointer<Float>, stride: Int, rows: UnsafeBufferPointer<Int32>) {
         for column in 0..<min(stride, predictions.columns) {
-            predictions.addColumn(column, matrix: matrix, stride: stride, rows: rows, missingFlags: nil, random: &random)
+            predictions.addColumn(column, values: matrix + column, stride: stride, rows: rows, missingFlags: nil, random: &random)
         }
     }
 

@@ -82,18 +82,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     @discardableResult
     public func poll<E: Error>(maxMessages: Int = 500, timeoutMs: Int = 100,
                                _ body: (KafkaMessageBatch) throws(E) -> Void) throws(E) -> Int {
-        if maxMessages > bufferCapacity {
-            buffer.deallocate()
-            bufferCapacity = maxMessages
-            buffer = .allocate(capacity: bufferCapacity)
-        }
-        context.revokedDuringPoll = false
-        var count = consumeReady(maxMessages)
-        if count == 0 && timeoutMs > 0 && signal.wait(timeoutMs: timeoutMs) {
-            count = consumeReady(maxMessages)
-        }
-        if count == 0 { return 0 }
-        let kept = compact(count)
+        let kept = consumeKept(maxMessages: maxMessages, timeoutMs: timeoutMs)
         defer { for index in 0..<kept { rd_kafka_message_destroy(buffer[index]) } }
         if kept > 0 { try body(KafkaMessageBatch(base: buffer, count: kept)) }
         return kept
@@ -104,6 +93,14 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// each. For pipelines that batch events across polls and answer them later.
     @discardableResult
     public func poll(maxMessages: Int = 500, timeoutMs: Int = 100, retainingInto messages: inout [RetainedMessage]) -> Int {
+        let kept = consumeKept(maxMessages: maxMessages, timeoutMs: timeoutMs)
+        for index in 0..<kept { messages.append(RetainedMessage(buffer[index]!)) }
+        return kept
+    }
+
+    /// Fills the front of `buffer` with up to `maxMessages` kept messages (see `compact`), waiting
+    /// on `signal` for at most `timeoutMs` when none are ready. Returns how many.
+    private func consumeKept(maxMessages: Int, timeoutMs: Int) -> Int {
         if maxMessages > bufferCapacity {
             buffer.deallocate()
             bufferCapacity = maxMessages
@@ -114,10 +111,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         if count == 0 && timeoutMs > 0 && signal.wait(timeoutMs: timeoutMs) {
             count = consumeReady(maxMessages)
         }
-        if count == 0 { return 0 }
-        let kept = compact(count)
-        for index in 0..<kept { messages.append(RetainedMessage(buffer[index]!)) }
-        return kept
+        return count == 0 ? 0 : compact(count)
     }
 
     private func consumeReady(_ maxMessages: Int) -> Int {

@@ -18,10 +18,11 @@ final class DriftTap {
          log: (String) -> Void) {
         let size = settings.driftWindowEvents ?? reference.thresholds.windowEvents
         var reference = reference
-        if size != reference.thresholds.windowEvents {
+        let calibrated = reference.thresholds.windowEvents
+        if size != calibrated {
             // Thresholds depend on the window size: recalibrate from the reference samples.
             reference.thresholds = DriftReference.calibrate(reference.features + reference.predictions, windowEvents: size)
-            log("drift: thresholds recalibrated for windows of \(size) events (reference.json has them for \(reference.thresholds.windowEvents))")
+            log("drift: thresholds recalibrated for windows of \(size) events (reference.json has them for \(calibrated))")
         }
         window = DriftWindow(reference: reference, maxEvents: size, maxMs: settings.driftWindowMs)
         modelName = bundle.manifest.name

@@ -115,8 +115,9 @@ public final class Worker: @unchecked Sendable {
         } else {
             drift = nil
         }
-        missingFlags = .allocate(capacity: drift == nil ? 1 : settings.batchMaxEvents * max(width, 1))
-        missingFlags.initialize(repeating: false, count: drift == nil ? 1 : settings.batchMaxEvents * max(width, 1))
+        let flagCount = drift == nil ? 1 : settings.batchMaxEvents * max(width, 1)
+        missingFlags = .allocate(capacity: flagCount)
+        missingFlags.initialize(repeating: false, count: flagCount)
     }
 
     deinit {
