@@ -86,6 +86,35 @@ public final class ModelBundle: Sendable {
     /// outputs, and compiles the model. Errors name the file and what is wrong.
     public init(directory: URL, options: ModelOptions = ModelOptions()) throws {
         self.directory = directory
+        let (manifest, manifestData) = try Self.readVerified(directory: directory)
+        let referenceURL = directory.appendingPathComponent("reference.json")
+        let modelURL = directory.appendingPathComponent("model.onnx")
+        let model: Model
+        do { model = try Model(contentsOf: modelURL, options: options, inputWidth: manifest.inputs.count) } catch {
+            throw BundleError("\(modelURL.path): \(error)")
+        }
+        try Self.check(model, fits: manifest, path: modelURL.path)
+        if manifest.sha256["reference.json"] != nil {
+            do {
+                reference = try JSONDecoder().decode(DriftReference.self, from: Data(contentsOf: referenceURL))
+            } catch {
+                throw BundleError("\(referenceURL.path): \(describe(error))")
+            }
+            let names = manifest.inputs.map(\.name)
+            if reference!.features.map(\.name) != names {
+                throw BundleError("\(referenceURL.path): profiles features \(reference!.features.map(\.name)) but manifest.json lists \(names)")
+            }
+        } else {
+            reference = nil
+        }
+        self.manifest = manifest
+        self.model = model
+        id = sha256Hex(manifestData)
+    }
+
+    /// Reads and checks `manifest.json` and every file hash it lists, without compiling the model:
+    /// cheap enough to vet each bundle a control topic names. Returns the manifest and its bytes.
+    public static func readVerified(directory: URL) throws -> (BundleManifest, Data) {
         let manifestURL = directory.appendingPathComponent("manifest.json")
         guard let manifestData = try? Data(contentsOf: manifestURL) else {
             throw BundleError("\(manifestURL.path): cannot read the bundle manifest")
@@ -109,28 +138,12 @@ public final class ModelBundle: Sendable {
         if manifest.sha256["reference.json"] == nil && FileManager.default.fileExists(atPath: referenceURL.path) {
             throw BundleError("\(referenceURL.path): present but manifest.json has no sha256 for it")
         }
-        let modelURL = directory.appendingPathComponent("model.onnx")
-        let model: Model
-        do { model = try Model(contentsOf: modelURL, options: options, inputWidth: manifest.inputs.count) } catch {
-            throw BundleError("\(modelURL.path): \(error)")
-        }
-        try Self.check(model, fits: manifest, path: modelURL.path)
-        if manifest.sha256["reference.json"] != nil {
-            do {
-                reference = try JSONDecoder().decode(DriftReference.self, from: Data(contentsOf: referenceURL))
-            } catch {
-                throw BundleError("\(referenceURL.path): \(describe(error))")
-            }
-            let names = manifest.inputs.map(\.name)
-            if reference!.features.map(\.name) != names {
-                throw BundleError("\(referenceURL.path): profiles features \(reference!.features.map(\.name)) but manifest.json lists \(names)")
-            }
-        } else {
-            reference = nil
-        }
-        self.manifest = manifest
-        self.model = model
-        id = sha256Hex(manifestData)
+        return (manifest, manifestData)
+    }
+
+    /// SHA-256 of a bundle directory's `manifest.json` (its identity), or nil when unreadable.
+    public static func identity(of directory: URL) -> String? {
+        (try? Data(contentsOf: directory.appendingPathComponent("manifest.json"))).map(sha256Hex)
     }
 
     static func validate(_ manifest: BundleManifest, at path: String) throws {

@@ -13,6 +13,11 @@ public func sha256Hex(_ bytes: some ContiguousBytes) -> String {
 
 /// HMAC-SHA256 of `message` under `key`, as lowercase hex.
 public func hmacSHA256Hex(key: some ContiguousBytes, message: some ContiguousBytes) -> String {
+    hex(hmacSHA256(key: key, message: message))
+}
+
+/// HMAC-SHA256 of `message` under `key`: 32 bytes.
+func hmacSHA256(key: some ContiguousBytes, message: some ContiguousBytes) -> [UInt8] {
     var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
     var size: UInt32 = 0
     key.withUnsafeBytes { keyBytes in
@@ -21,7 +26,7 @@ public func hmacSHA256Hex(key: some ContiguousBytes, message: some ContiguousByt
                      messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), messageBytes.count, &digest, &size)
         }
     }
-    return hex(digest.prefix(Int(size)))
+    return Array(digest.prefix(Int(size)))
 }
 
 func hex(_ bytes: some Sequence<UInt8>) -> String {

@@ -219,6 +219,26 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// How many partitions `topic` has, from the brokers' metadata. Throws `unknownTopicOrPartition`
+    /// when the topic does not exist (nothing is created).
+    public func partitionCount(_ topic: String, timeoutMs: Int = 10_000) throws(KafkaError) -> Int {
+        guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else {
+            throw KafkaError(operation: "metadata of \(topic)", code: .invalidState, message: "cannot create a topic handle")
+        }
+        defer { rd_kafka_topic_destroy(topicHandle) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        try KafkaError.check(rd_kafka_metadata(handle, 0, topicHandle, &metadata, Int32(timeoutMs)), "metadata of \(topic)")
+        defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
+        guard let metadata, metadata.pointee.topic_cnt > 0 else {
+            throw KafkaError(operation: "metadata of \(topic)", code: .unknownTopicOrPartition, message: "no such topic")
+        }
+        let entry = metadata.pointee.topics[0]
+        if entry.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(operation: "metadata of \(topic)", code: KafkaErrorCode(entry.err), message: String(cString: rd_kafka_err2str(entry.err)))
+        }
+        return Int(entry.partition_cnt)
+    }
+
     /// The watermarks librdkafka last saw in fetch responses, without asking the broker (cheap
     /// enough for a lag gauge); nil before the first fetch of the partition.
     public func cachedWatermarks(_ topic: String, _ partition: Int32) -> (low: Int64, high: Int64)? {

@@ -3,6 +3,12 @@ import WeirControl
 import WeirKafka
 import WeirModel
 
+/// Which model answered an event: `weir-route` on prediction records.
+enum Route: UInt8, CaseIterable {
+    case primary, canary, shadow
+    var name: String { ["primary", "canary", "shadow"][Int(rawValue)] }
+}
+
 /// Writes prediction records and dead-letter headers (docs/contracts.md) into a reused buffer.
 final class AnswerWriter {
     let writer = JSONWriter(capacity: 1024)
@@ -14,7 +20,7 @@ final class AnswerWriter {
     private let modelFragment: [UInt8]
     private let modelName: [UInt8]
     private let modelVersion: [UInt8]
-    private static let primaryRoute = Array("primary".utf8)
+    private static let routeNames = Route.allCases.map { Array($0.name.utf8) }
 
     init(manifest: BundleManifest) {
         self.manifest = manifest
@@ -103,10 +109,10 @@ final class AnswerWriter {
         return nil
     }
 
-    func appendPredictionHeaders(to headers: inout OutgoingHeaders) {
+    func appendPredictionHeaders(to headers: inout OutgoingHeaders, route: Route) {
         modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }
         modelVersion.withUnsafeBytes { headers.append(name: "weir-version", value: $0) }
-        Self.primaryRoute.withUnsafeBytes { headers.append(name: "weir-route", value: $0) }
+        Self.routeNames[Int(route.rawValue)].withUnsafeBytes { headers.append(name: "weir-route", value: $0) }
     }
 
     func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: String, reason: String, message: KafkaMessage) {

@@ -21,7 +21,16 @@ public final class WorkerMetrics: Sendable {
     let pausedPartitions: CoreMetrics.Gauge
     private let deadLetterCounters: Mutex<[String: CoreMetrics.Counter]>
     private let lagGauges: Mutex<[String: CoreMetrics.Gauge]>
-    private let infoGauges: Mutex<[CoreMetrics.Gauge]>
+    private let infoGauges: Mutex<[String: CoreMetrics.Gauge]>
+    private let controlCounters: Mutex<[String: CoreMetrics.Counter]>
+    let automaticRollbacks: CoreMetrics.Counter
+    let shadowPredictions: CoreMetrics.Counter
+    /// Control messages applied, rejected, and automatic rollbacks (for tests and summaries).
+    public let controlAppliedTotal = Atomic<Int>(0)
+    public let controlRejectedTotal = Atomic<Int>(0)
+    public let automaticRollbackTotal = Atomic<Int>(0)
+    /// Shadow records produced.
+    public let shadowTotal = Atomic<Int>(0)
     private let driftGauges: Mutex<[String: (CoreMetrics.Gauge, CoreMetrics.Gauge)]>
     let driftWindows: CoreMetrics.Counter
     /// Drift windows closed and published.
@@ -59,7 +68,10 @@ public final class WorkerMetrics: Sendable {
         pausedPartitions = CoreMetrics.Gauge(label: "weir_paused_partitions", factory: factory)
         deadLetterCounters = Mutex([:])
         lagGauges = Mutex([:])
-        infoGauges = Mutex([])
+        infoGauges = Mutex([:])
+        controlCounters = Mutex([:])
+        automaticRollbacks = Counter(label: "weir_automatic_rollbacks_total", factory: factory)
+        shadowPredictions = Counter(label: "weir_shadow_predictions_total", factory: factory)
         driftGauges = Mutex([:])
         driftWindows = Counter(label: "weir_drift_windows_total", factory: factory)
     }
@@ -86,11 +98,34 @@ public final class WorkerMetrics: Sendable {
         gauge.record(Double(lag))
     }
 
-    func setModel(name: String, version: String, bundle: String) {
-        let gauge = CoreMetrics.Gauge(label: "weir_model_info", dimensions: [("model", name), ("version", version), ("bundle", bundle)],
-                          factory: factory)
-        gauge.record(1)
-        infoGauges.withLock { $0.append(gauge) }
+    /// Sets `weir_model_info` to 1 for the bundles serving now (by route) and 0 for earlier ones.
+    func setServing(name: String, _ routes: [(route: String, version: String, bundle: String)]) {
+        infoGauges.withLock { table in
+            for gauge in table.values { gauge.record(0) }
+            for entry in routes {
+                let key = "\(entry.route)\u{0}\(entry.version)\u{0}\(entry.bundle)"
+                let gauge = table[key] ?? CoreMetrics.Gauge(
+                    label: "weir_model_info",
+                    dimensions: [("model", name), ("version", entry.version), ("bundle", entry.bundle), ("route", entry.route)],
+                    factory: factory)
+                table[key] = gauge
+                gauge.record(1)
+            }
+        }
+    }
+
+    /// Counts a control message by result (`applied`, `rejected`, `ignored`) and reason code.
+    func controlMessage(result: String, reason: String) {
+        let key = "\(result)\u{0}\(reason)"
+        let counter = controlCounters.withLock { table in
+            if let existing = table[key] { return existing }
+            let made = Counter(label: "weir_control_messages_total", dimensions: [("result", result), ("reason", reason)], factory: factory)
+            table[key] = made
+            return made
+        }
+        counter.increment()
+        if result == "applied" { controlAppliedTotal.add(1, ordering: .relaxed) }
+        if result == "rejected" { controlRejectedTotal.add(1, ordering: .relaxed) }
     }
 
     /// Per-feature drift gauges of the last closed window, and a window counter.

@@ -23,6 +23,12 @@ public struct WorkerSettings: Sendable, Equatable {
     public var driftWindowEvents: Int?
     public var driftWindowMs: Int?
     public var controlKeyFile: String?
+    /// Automatic rollback: a candidate whose model-error share passes this (0...1) is taken out.
+    public var rollbackMaxErrorRate = 0.05
+    /// ...or whose p99 batch inference time passes this many milliseconds.
+    public var rollbackMaxP99Ms = 100.0
+    /// ...judged only after the candidate has answered this many events.
+    public var rollbackMinEvents = 200
     /// Port of `/metrics`, `/healthz`, `/readyz`; 0 picks a free port (logged).
     public var metricsPort = 9464
     public var metricsHost = "0.0.0.0"
@@ -114,6 +120,20 @@ private func integer(_ key: String, _ help: String, _ range: ClosedRange<Int>,
     }, render: { String($0[keyPath: path]) })
 }
 
+private func decimal(_ key: String, _ help: String, _ range: ClosedRange<Double>,
+                     _ path: WritableKeyPath<WorkerSettings, Double> & Sendable) -> SettingSpec {
+    SettingSpec(key: key, help: help, apply: { settings, values, source in
+        let value = try single(key, values, source)
+        guard let number = Double(value.trimmingCharacters(in: .whitespaces)), number.isFinite else {
+            throw SettingsError("\(key): '\(value)' \(source) is not a number")
+        }
+        guard range.contains(number) else {
+            throw SettingsError("\(key): \(number) \(source) is out of range; use \(range.lowerBound) to \(range.upperBound)")
+        }
+        settings[keyPath: path] = number
+    }, render: { String($0[keyPath: path]) })
+}
+
 private func optionalInteger(_ key: String, _ help: String, _ range: ClosedRange<Int>,
                              _ path: WritableKeyPath<WorkerSettings, Int?> & Sendable) -> SettingSpec {
     SettingSpec(key: key, help: help, apply: { settings, values, source in
@@ -153,6 +173,9 @@ let settingsCatalog: [SettingSpec] = [
     optionalInteger("drift.window-events", "drift window size in events", 1...100_000_000, \.driftWindowEvents),
     optionalInteger("drift.window-ms", "drift window length in event-time milliseconds", 1...86_400_000, \.driftWindowMs),
     optionalText("control.key-file", "file holding the control topic's HMAC key", \.controlKeyFile),
+    decimal("control.rollback.max-error-rate", "roll a candidate back above this model-error share", 0...1, \.rollbackMaxErrorRate),
+    decimal("control.rollback.max-p99-ms", "...or above this p99 batch inference time (ms)", 0.001...600_000, \.rollbackMaxP99Ms),
+    integer("control.rollback.min-events", "...judged after this many candidate events", 1...100_000_000, \.rollbackMinEvents),
     integer("metrics-port", "port for /metrics, /healthz, /readyz (0: any free port)", 0...65_535, \.metricsPort),
     text("metrics-host", "address the metrics server listens on", \.metricsHost),
     SettingSpec(key: "guarantee", help: "at-least-once or exactly-once", apply: { settings, values, source in
@@ -320,9 +343,17 @@ public enum SettingsLoader {
         if settings.guarantee == "exactly-once" {
             throw SettingsError("guarantee: exactly-once is not available in this version; use at-least-once")
         }
-        let outputs = [("output", settings.output), ("dlq", settings.dlq)]
+        if settings.controlTopic != nil && settings.controlKeyFile == nil {
+            throw SettingsError("control.key-file: required with control-topic; give the file holding the shared HMAC key")
+        }
+        let outputs = [("output", settings.output), ("dlq", settings.dlq)] + [("drift-topic", settings.driftTopic),
+            ("status-topic", settings.statusTopic), ("shadow-topic", settings.shadowTopic), ("control-topic", settings.controlTopic)]
+            .compactMap { name, topic in topic.map { (name, $0) } }
         for (name, topic) in outputs where settings.input.contains(topic) {
             throw SettingsError("\(name): '\(topic)' is also an input topic; the worker would read its own records")
+        }
+        if let shadow = settings.shadowTopic, shadow == settings.output || shadow == settings.dlq {
+            throw SettingsError("shadow-topic: '\(shadow)' is also the output or dlq topic; shadow records need their own topic")
         }
         if settings.output == settings.dlq {
             throw SettingsError("dlq: '\(settings.dlq)' is the output topic too; give dead letters their own topic")

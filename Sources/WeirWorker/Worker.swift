@@ -18,6 +18,7 @@ public struct WorkerError: Error, CustomStringConvertible, Sendable {
 /// rebalances, so librdkafka 2.0.2 never sees batch consume concurrently with any of them.
 public final class Worker: @unchecked Sendable {
     public let settings: WorkerSettings
+    /// The bundle the worker was started with (`--model`); the control topic may replace it.
     public let bundle: ModelBundle
     public let metrics: WorkerMetrics
     let log: @Sendable (String) -> Void
@@ -27,21 +28,32 @@ public final class Worker: @unchecked Sendable {
     private var producer: KafkaProducer!
     private var outputTopic: ProducerTopic!
     private var deadLetterTopic: ProducerTopic!
-    private let decoder: EventDecoder
-    private let scratch: ModelScratch
-    private let width: Int
-    private let answers: AnswerWriter
-    /// Drift windows, when `drift-topic` is set; `missingFlags` marks defaulted features per batch row.
-    private let drift: DriftTap?
     private var driftTopic: ProducerTopic?
+    private var statusTopic: ProducerTopic?
+    private var shadowTopic: ProducerTopic?
+
+    // What answers events: the primary model, and a canary or shadow candidate on trial. Swapped
+    // only between two batches, on the poll thread (see `applyPlan`).
+    @exclusivity(unchecked) private var primary: ServingModel
+    @exclusivity(unchecked) private var candidate: ServingModel?
+    @exclusivity(unchecked) private var candidateMode: RolloutMode?
+    /// Canary keys are those whose bucket (0..<10000) is below this.
+    @exclusivity(unchecked) private var canaryThreshold = 0
+    private var operatorPaused = false
+    private let control: ControlPlane
+    private let serving: Mutex<(primary: String, candidate: String?)>
+    /// The last few event values the primary model decoded: a candidate's schema check and warm-up.
+    private var recentEvents: [[UInt8]] = []
+    private var recentNext = 0
+    private var lastControlAt: UInt64 = 0
+    private var lastTrialCheckAt: UInt64 = 0
+
     @exclusivity(unchecked) private var driftRows: [Int32] = []
     private var driftOutputs: AnswerWriter.Outputs?
-    private let missingFlags: UnsafeMutablePointer<Bool>
     private let modelKey: [UInt8]
 
     // The open batch. Hot state is touched only on the poll thread: `@exclusivity(unchecked)`
     // spares it the runtime's per-access exclusivity bookkeeping.
-    private let rows: UnsafeMutablePointer<Float>
     @exclusivity(unchecked) private var pending: [PendingEvent] = []
     @exclusivity(unchecked) private var batchOpenedAt: UInt64 = 0
     @exclusivity(unchecked) private var polled: [RetainedMessage] = []
@@ -74,11 +86,16 @@ public final class Worker: @unchecked Sendable {
         let sequence: Int64
         let id: EventID?
         let receivedAt: UInt64
+        /// The model answering it, and its row in that model's batch matrix.
+        let route: Route
+        let row: Int32
+        /// Its row in the shadow candidate's matrix; -1 when there is no shadow (or it could not read it).
+        let shadowRow: Int32
     }
 
     /// An output whose delivery failed, copied to be sent again.
     struct RetryRecord {
-        let deadLetter: Bool
+        let topic: ProducerTopic
         let key: [UInt8]?
         let value: [UInt8]?
         let headers: [(UnsafePointer<CChar>?, String, [UInt8]?)]
@@ -93,36 +110,17 @@ public final class Worker: @unchecked Sendable {
         self.bundle = bundle
         self.metrics = metrics
         self.log = log
-        let manifest = bundle.manifest
-        width = manifest.inputs.count
-        let path = settings.inputFeaturesPath.map { $0.split(separator: ".").map(String.init) } ?? []
-        decoder = EventDecoder(schema: FeatureSchema(names: manifest.inputs.map(\.name), defaults: manifest.inputs.map(\.default),
-                                                     featuresPath: path, maxBytes: settings.inputMaxBytes))
-        scratch = bundle.model.makeScratch()
-        answers = AnswerWriter(manifest: manifest)
-        rows = .allocate(capacity: settings.batchMaxEvents * max(width, 1))
-        rows.initialize(repeating: 0, count: settings.batchMaxEvents * max(width, 1))
+        let base = try ServingModel(bundle: bundle, ref: BundleRef(version: bundle.manifest.version, location: bundle.directory.path,
+                                                                   sha256: bundle.id),
+                                    settings: settings, log: log)
+        primary = base
+        control = try ControlPlane(settings: settings, base: base, metrics: metrics, signal: signal, log: log)
+        serving = Mutex((bundle.manifest.version, nil))
         pending.reserveCapacity(settings.batchMaxEvents)
         polled.reserveCapacity(settings.batchMaxEvents)
         latencyScratch.reserveCapacity(1024)
-        metrics.setModel(name: manifest.name, version: manifest.version, bundle: bundle.id)
-        modelKey = Array(manifest.name.utf8)
-        if settings.driftTopic != nil {
-            guard let reference = bundle.reference, let referenceID = manifest.sha256["reference.json"] else {
-                throw WorkerError("drift-topic: the bundle at \(bundle.directory.path) has no reference.json; package it again with weir model package")
-            }
-            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID, log: log)
-        } else {
-            drift = nil
-        }
-        let flagCount = drift == nil ? 1 : settings.batchMaxEvents * max(width, 1)
-        missingFlags = .allocate(capacity: flagCount)
-        missingFlags.initialize(repeating: false, count: flagCount)
-    }
-
-    deinit {
-        rows.deallocate()
-        missingFlags.deallocate()
+        modelKey = Array(bundle.manifest.name.utf8)
+        recordServing()
     }
 
     /// Ready: the model is loaded (always, once constructed) and the consumer owns partitions.
@@ -134,6 +132,9 @@ public final class Worker: @unchecked Sendable {
     /// Whether `run` is in its loop.
     public var isRunning: Bool { running.load(ordering: .relaxed) }
 
+    /// The version answering on the primary route, and the candidate's (canary or shadow), if any.
+    public var servingVersions: (primary: String, candidate: String?) { serving.withLock { $0 } }
+
     /// Asks `run` to stop: finish the batch, flush, commit, leave the group. Safe from any thread.
     public func stop() {
         stopRequested.store(true, ordering: .relaxed)
@@ -144,10 +145,15 @@ public final class Worker: @unchecked Sendable {
     public func run() throws {
         Thread.current.name = "weir-poll"
         try openClients()
+        if settings.controlTopic != nil {
+            try control.replay(brokers: settings.brokers!, properties: kafkaProperties(for: "consumer"))
+            applyPlan(control.plan)
+        }
         running.store(true, ordering: .relaxed)
         defer { running.store(false, ordering: .relaxed) }
+        publishStatus(StatusNote(state: nil, reason: "started", message: nil))
         try consumer.subscribe(settings.input)
-        log("worker \(settings.workerID): serving \(bundle.manifest.name) \(bundle.manifest.version) from \(settings.input.joined(separator: ",")) to \(settings.output)")
+        log("worker \(settings.workerID): serving \(bundle.manifest.name) \(primary.version) from \(settings.input.joined(separator: ",")) to \(settings.output)")
         while !stopRequested.load(ordering: .relaxed) && failure == nil {
             step()
         }
@@ -177,6 +183,8 @@ public final class Worker: @unchecked Sendable {
         outputTopic = try producer.topic(settings.output)
         deadLetterTopic = try producer.topic(settings.dlq)
         if let topic = settings.driftTopic { driftTopic = try producer.topic(topic) }
+        if let topic = settings.statusTopic { statusTopic = try producer.topic(topic) }
+        if let topic = settings.shadowTopic { shadowTopic = try producer.topic(topic) }
     }
 
     /// `kafka.<property>` applies to both clients; `kafka.consumer.<property>` and
@@ -212,6 +220,25 @@ public final class Worker: @unchecked Sendable {
             closeBatch()
         }
         if !retries.isEmpty { resendFailed() }
+        if settings.controlTopic != nil && after - lastControlAt >= 10_000_000 {
+            lastControlAt = after
+            control.poll(recent: { recentEvents })
+        }
+        if after - lastTrialCheckAt >= 100_000_000 {
+            lastTrialCheckAt = after
+            checkTrial()
+        }
+        if let ready = control.ready {
+            // Between two batches: answer what is open with the old models, then swap.
+            closeBatch()
+            applyPlan(ready.plan)
+            control.didApply()
+            publishStatus(ready.note)
+        }
+        if !control.outbox.isEmpty {
+            for note in control.outbox { publishStatus(note) }
+            control.outbox.removeAll()
+        }
         applyBackpressure()
         if after - lastCommitAt >= UInt64(settings.commitIntervalMs) * 1_000_000 {
             lastCommitAt = after
@@ -243,16 +270,35 @@ public final class Worker: @unchecked Sendable {
                 continue
             }
             if pending.isEmpty { batchOpenedAt = now }
-            let row = rows + pending.count * width
-            switch decoder.decode(value, into: row) {
+            var route = Route.primary
+            var model = primary
+            if let candidate, candidateMode == .canary, let key = message.key, CanaryRouting.bucket(key) < canaryThreshold {
+                route = .canary
+                model = candidate
+            }
+            let row = model.count
+            switch model.decoder.decode(value, into: model.rows + row * model.width) {
             case .success(let id):
-                if drift != nil {
-                    let flags = missingFlags + pending.count * width
-                    for feature in 0..<width { flags[feature] = decoder.wasDefaulted(feature) }
+                if model.drift != nil {
+                    let flags = model.missingFlags + row * model.width
+                    for feature in 0..<model.width { flags[feature] = model.decoder.wasDefaulted(feature) }
                 }
-                pending.append(PendingEvent(message: retained, track: track, sequence: sequence, id: id, receivedAt: now))
+                model.count += 1
+                var shadowRow: Int32 = -1
+                if candidateMode == .shadow, let shadow = candidate {
+                    if case .success = shadow.decoder.decode(value, into: shadow.rows + shadow.count * shadow.width) {
+                        shadowRow = Int32(shadow.count)
+                        shadow.count += 1
+                    } else {
+                        // The primary reads this event and the candidate cannot: a candidate failure.
+                        shadow.trialEvents += 1
+                        shadow.trialErrors += 1
+                    }
+                }
+                pending.append(PendingEvent(message: retained, track: track, sequence: sequence, id: id, receivedAt: now,
+                                            route: route, row: Int32(row), shadowRow: shadowRow))
             case .failure(let failure):
-                sendDeadLetter(message, code: failure.code.rawValue, reason: failure.message,
+                sendDeadLetter(message, from: model, code: failure.code.rawValue, reason: failure.message,
                                context: deliveryContext(track: track.index, sequence: sequence))
                 retained.release()
             }
@@ -282,54 +328,110 @@ public final class Worker: @unchecked Sendable {
 
     // MARK: Inference and outputs
 
-    /// Runs the open batch through the model and sends one prediction (or model-error dead letter)
-    /// per event, in consumption order.
+    /// One model's run over its rows of the batch.
+    private struct RunResult {
+        var run: ModelRun?
+        var error: (any Error)?
+    }
+
+    private func runRows(of model: ServingModel) -> RunResult {
+        guard model.count > 0 else { return RunResult() }
+        let started = monotonicNanoseconds()
+        defer { model.noteInference(nanoseconds: monotonicNanoseconds() - started) }
+        do { return RunResult(run: try model.run()) } catch { return RunResult(error: error) }
+    }
+
+    /// Runs the open batch through its models and sends one prediction (or model-error dead
+    /// letter) per event, in consumption order; shadow records follow their primary answer.
     private func closeBatch() {
         let count = pending.count
         guard count > 0 else { return }
         metrics.batchSize.record(count)
         let started = monotonicNanoseconds()
-        let run: ModelRun
-        do {
-            run = try bundle.model.run(rows: count, input: UnsafeBufferPointer(start: rows, count: count * width), scratch: scratch)
-        } catch {
-            for event in pending {
-                sendDeadLetter(event.message.message, code: "model-error", reason: "the model failed on this batch: \(error)",
-                               context: deliveryContext(track: event.track.index, sequence: event.sequence))
-                event.message.release()
-            }
-            pending.removeAll(keepingCapacity: true)
-            return
-        }
+        let primaryResult = runRows(of: primary)
+        let candidateResult = candidate.map { runRows(of: $0) } ?? RunResult()
         let finished = monotonicNanoseconds()
         metrics.inferenceTime.recordNanoseconds(Int64(finished - started))
+        rememberRecentEvent()
         var predicted = 0
-        answers.withOutputs(of: run) { outputs in
-            driftOutputs = outputs
-            defer {
-                flushDriftRows()
-                driftOutputs = nil
-            }
-            for (index, event) in pending.enumerated() {
-                let message = event.message.message
-                let context = deliveryContext(track: event.track.index, sequence: event.sequence)
-                if let problem = answers.encodePrediction(row: index, outputs: outputs, message: message, id: event.id,
-                                                          topicJSON: event.track.topicJSON,
-                                                          latencyMicros: (finished - event.receivedAt) / 1000) {
-                    sendDeadLetter(message, code: "model-error", reason: problem, context: context)
-                } else {
-                    var headers = OutgoingHeaders(copying: message)
-                    answers.appendPredictionHeaders(to: &headers)
-                    send(to: outputTopic, key: message.key, headers: headers, context: context)
-                    predicted += 1
-                    if let drift { observe(row: index, event: event, drift: drift) }
+        withOutputs(primary, primaryResult) { primaryOutputs in
+            withOutputs(candidate, candidateResult) { candidateOutputs in
+                driftOutputs = primaryOutputs
+                defer {
+                    flushDriftRows()
+                    driftOutputs = nil
                 }
-                event.message.release()
+                for event in pending {
+                    let message = event.message.message
+                    let context = deliveryContext(track: event.track.index, sequence: event.sequence)
+                    let isPrimary = event.route == .primary
+                    let model = isPrimary ? primary : candidate!
+                    let result = isPrimary ? primaryResult : candidateResult
+                    model.trialEvents += 1
+                    if let error = result.error {
+                        model.trialErrors += 1
+                        sendDeadLetter(message, from: model, code: "model-error", reason: "the model failed on this batch: \(error)",
+                                       context: context)
+                    } else if let problem = model.answers.encodePrediction(
+                        row: Int(event.row), outputs: isPrimary ? primaryOutputs : candidateOutputs, message: message, id: event.id,
+                        topicJSON: event.track.topicJSON, latencyMicros: (finished - event.receivedAt) / 1000) {
+                        model.trialErrors += 1
+                        sendDeadLetter(message, from: model, code: "model-error", reason: problem, context: context)
+                    } else {
+                        var headers = OutgoingHeaders(copying: message)
+                        model.answers.appendPredictionHeaders(to: &headers, route: event.route)
+                        send(to: outputTopic, writer: model.answers.writer, key: message.key, headers: headers, context: context)
+                        predicted += 1
+                        if isPrimary, let drift = primary.drift { observe(row: Int(event.row), event: event, drift: drift) }
+                    }
+                    if event.shadowRow >= 0, let shadow = candidate { sendShadow(event, shadow, candidateResult, candidateOutputs, finished) }
+                    event.message.release()
+                }
             }
         }
         metrics.predictions.increment(by: Int64(predicted))
         metrics.predictionTotal.add(predicted, ordering: .relaxed)
         pending.removeAll(keepingCapacity: true)
+        primary.count = 0
+        candidate?.count = 0
+    }
+
+    private func withOutputs(_ model: ServingModel?, _ result: RunResult, _ body: (AnswerWriter.Outputs?) -> Void) {
+        if let model, let run = result.run { model.answers.withOutputs(of: run, body) } else { body(nil) }
+    }
+
+    /// The shadow candidate's answer to an event the primary answered: best effort to the shadow
+    /// topic (not retried, does not hold back commits); failures count against the candidate.
+    private func sendShadow(_ event: PendingEvent, _ shadow: ServingModel, _ result: RunResult,
+                            _ outputs: AnswerWriter.Outputs?, _ finished: UInt64) {
+        shadow.trialEvents += 1
+        let message = event.message.message
+        guard result.error == nil, shadow.answers.encodePrediction(
+            row: Int(event.shadowRow), outputs: outputs, message: message, id: event.id, topicJSON: event.track.topicJSON,
+            latencyMicros: (finished - event.receivedAt) / 1000) == nil, let shadowTopic else {
+            shadow.trialErrors += 1
+            return
+        }
+        var headers = OutgoingHeaders(copying: message)
+        shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
+        do {
+            try producer.send(to: shadowTopic, key: message.key, value: shadow.answers.writer.bytes, headers: headers, context: 0)
+            metrics.shadowPredictions.increment()
+            metrics.shadowTotal.add(1, ordering: .relaxed)
+        } catch {
+            log("cannot produce a shadow record to '\(shadowTopic.name)': \(error)")
+        }
+    }
+
+    /// Keeps copies of a few events per batch that the primary model read (a ring of 64).
+    private func rememberRecentEvent() {
+        let step = max(pending.count / 4, 1)
+        for index in stride(from: 0, to: pending.count, by: step) where pending[index].route == .primary {
+            guard let value = pending[index].message.message.value else { continue }
+            let copy = Array(value)
+            if recentEvents.count < 64 { recentEvents.append(copy) } else { recentEvents[recentNext] = copy }
+            recentNext = (recentNext + 1) % 64
+        }
     }
 
     /// Notes one answered event in the drift window; its values are added in column runs by
@@ -340,27 +442,27 @@ public final class Worker: @unchecked Sendable {
         let window = drift.window
         if window.closesBefore(timestampMs: timestamp) {
             flushDriftRows()
-            publishDrift()
+            publishDrift(of: primary)
         }
         window.noteEvent(timestampMs: timestamp, topic: event.track.partition.topic, partition: message.partition,
                          offset: message.offset)
         driftRows.append(Int32(row))
     }
 
-    /// Adds the noted rows' features and outputs to the open window.
+    /// Adds the noted rows' features and outputs to the primary model's open window.
     private func flushDriftRows() {
-        guard let drift, !driftRows.isEmpty, let outputs = driftOutputs else { return }
+        guard let drift = primary.drift, !driftRows.isEmpty, let outputs = driftOutputs else { return }
         driftRows.withUnsafeBufferPointer { indices in
-            drift.window.addFeatureRows(rows, rows: indices, missing: missingFlags)
+            drift.window.addFeatureRows(primary.rows, rows: indices, missing: primary.missingFlags)
             drift.window.addPredictionRows(outputs.values.baseAddress!, stride: outputs.width, rows: indices)
         }
         driftRows.removeAll(keepingCapacity: true)
     }
 
-    /// Closes the open drift window and produces its record (keyed by model name). Drift records
-    /// are not answers: their delivery does not hold back commits.
-    private func publishDrift() {
-        guard let drift, let driftTopic, !drift.window.isEmpty else { return }
+    /// Closes `model`'s open drift window and produces its record (keyed by model name). Drift
+    /// records are not answers: their delivery does not hold back commits.
+    private func publishDrift(of model: ServingModel) {
+        guard let drift = model.drift, let driftTopic, !drift.window.isEmpty else { return }
         let result = drift.window.close()
         drift.encode(result)
         metrics.recordDrift(result)
@@ -373,23 +475,78 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    private func send(to topic: ProducerTopic, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders, context: UInt) {
+    private func send(to topic: ProducerTopic, writer: JSONWriter, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders,
+                      context: UInt) {
         do {
-            try producer.send(to: topic, key: key, value: answers.writer.bytes, headers: headers, context: context)
+            try producer.send(to: topic, key: key, value: writer.bytes, headers: headers, context: context)
         } catch {
             failure = WorkerError("cannot produce to '\(topic.name)': \(error)")
         }
     }
 
-    private func sendDeadLetter(_ message: KafkaMessage, code: String, reason: String, context: UInt) {
+    private func sendDeadLetter(_ message: KafkaMessage, from model: ServingModel, code: String, reason: String, context: UInt) {
         var headers = OutgoingHeaders(copying: message)
-        answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
+        model.answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
         metrics.deadLetter(code: code)
         do {
             try producer.send(to: deadLetterTopic, key: message.key, value: message.value ?? UnsafeRawBufferPointer(start: nil, count: 0),
                               headers: headers, context: context)
         } catch {
             failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)")
+        }
+    }
+
+    // MARK: Control
+
+    /// Switches models between two batches (nothing is pending): the old primary's drift window
+    /// closes with its version, and every later event is answered by the plan's models.
+    private func applyPlan(_ plan: ServingPlan) {
+        if plan.primary !== primary {
+            flushDriftRows()
+            publishDrift(of: primary)
+            primary = plan.primary
+        }
+        candidate = plan.candidate
+        candidateMode = plan.candidate == nil ? nil : plan.mode
+        canaryThreshold = Int(((plan.percent ?? 0) * 100).rounded())
+        operatorPaused = plan.paused
+        recordServing()
+    }
+
+    private func recordServing() {
+        var routes = [("primary", primary.version, primary.ref.sha256)]
+        if let candidate, let mode = candidateMode { routes.append((mode.rawValue, candidate.version, candidate.ref.sha256)) }
+        metrics.setServing(name: bundle.manifest.name, routes)
+        let versions = (primary.version, candidate?.version)
+        serving.withLock { $0 = versions }
+    }
+
+    /// Takes the model on trial out of service when its model-error share or p99 inference time
+    /// passes the configured bound (after enough events to judge).
+    private func checkTrial() {
+        guard let trial = control.state.trial else { return }
+        let model: ServingModel
+        if let candidate, candidate.ref == trial { model = candidate } else if primary.ref == trial { model = primary } else { return }
+        guard model.trialEvents >= settings.rollbackMinEvents else { return }
+        let rate = Double(model.trialErrors) / Double(model.trialEvents)
+        if rate > settings.rollbackMaxErrorRate {
+            control.rollBackAutomatically(reason: "model-error share \(String(format: "%.3f", rate)) over \(model.trialEvents) events is above control.rollback.max-error-rate \(settings.rollbackMaxErrorRate)")
+            return
+        }
+        let p99 = model.inferenceP99Ms
+        if model.inferenceSamples >= 20 && p99 > settings.rollbackMaxP99Ms {
+            control.rollBackAutomatically(reason: "p99 batch inference time \(String(format: "%.2f", p99)) ms is above control.rollback.max-p99-ms \(settings.rollbackMaxP99Ms)")
+        }
+    }
+
+    /// Publishes a status record (keyed by worker id) when the worker has a status topic.
+    private func publishStatus(_ note: StatusNote) {
+        guard let statusTopic else { return }
+        let record = control.statusRecord(note)
+        do {
+            try producer.send(to: statusTopic, key: Array(settings.workerID.utf8), value: record, context: 0)
+        } catch {
+            log("cannot produce a status record to '\(statusTopic.name)': \(error)")
         }
     }
 
@@ -432,7 +589,7 @@ public final class Worker: @unchecked Sendable {
         let message = report.message
         var headers = [(UnsafePointer<CChar>?, String, [UInt8]?)]()
         for header in message.headers { headers.append((nil, header.name, header.value.map { Array($0) })) }
-        return RetryRecord(deadLetter: report.topic == settings.dlq, key: message.key.map { Array($0) },
+        return RetryRecord(topic: report.topic == settings.dlq ? deadLetterTopic : outputTopic, key: message.key.map { Array($0) },
                            value: message.value.map { Array($0) }, headers: headers, context: report.context)
     }
 
@@ -445,7 +602,7 @@ public final class Worker: @unchecked Sendable {
                 if let value { value.withUnsafeBytes { headers.append(name: name, value: $0) } } else { headers.append(name: name, value: nil) }
             }
             do {
-                try producer.send(to: record.deadLetter ? deadLetterTopic : outputTopic, key: record.key, value: record.value,
+                try producer.send(to: record.topic, key: record.key, value: record.value,
                                   headers: headers, context: record.context)
             } catch {
                 failure = WorkerError("cannot produce again after a failed delivery: \(error)")
@@ -507,7 +664,8 @@ public final class Worker: @unchecked Sendable {
         log("\(lost ? "lost" : "revoked") \(partitions.count) partitions")
     }
 
-    /// Pauses every owned partition while unanswered events exceed the bound; resumes below half.
+    /// Pauses every owned partition while unanswered events exceed the bound (resuming below
+    /// half), or while an operator has paused consumption through the control topic.
     private func applyBackpressure() {
         let limit = settings.maxInFlightEvents
         if !isPausedForBackpressure && inFlight >= limit {
@@ -515,16 +673,15 @@ public final class Worker: @unchecked Sendable {
             log("\(inFlight) events in flight (limit \(limit)): pausing \(assigned.count) partitions")
         } else if isPausedForBackpressure && inFlight <= limit / 2 {
             isPausedForBackpressure = false
-            if !paused.isEmpty {
-                do { try consumer.resume(Array(paused)) } catch { log("resume failed: \(error)") }
-                paused.removeAll()
-            }
         }
-        if isPausedForBackpressure {
+        if isPausedForBackpressure || operatorPaused {
             let toPause = assigned.subtracting(paused)
             if !toPause.isEmpty {
                 do { try consumer.pause(Array(toPause)); paused.formUnion(toPause) } catch { log("pause failed: \(error)") }
             }
+        } else if !paused.isEmpty {
+            do { try consumer.resume(Array(paused)) } catch { log("resume failed: \(error)") }
+            paused.removeAll()
         }
         metrics.pausedPartitions.record(paused.count)
         metrics.inFlight.record(inFlight)
@@ -553,7 +710,7 @@ public final class Worker: @unchecked Sendable {
         }
         while true {
             closeBatch()
-            publishDrift()
+            publishDrift(of: primary)
             if !retries.isEmpty { resendFailed() }
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
             do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)") }

@@ -50,9 +50,11 @@ func runWorker(settings original: WorkerSettings, bundle: ModelBundle,
     var settings = original
     var cluster: EmbeddedCluster?
     if settings.brokers == nil {
-        let topics = Array(Set(settings.input + [settings.output, settings.dlq]))
+        let topics = Array(Set(settings.input + [settings.output, settings.dlq]
+            + [settings.driftTopic, settings.statusTopic, settings.shadowTopic].compactMap { $0 }))
         do {
-            let embedded = try EmbeddedCluster(brokers: 1, topics: topics.sorted().map { ($0, 8) })
+            let embedded = try EmbeddedCluster(brokers: 1, topics: topics.sorted().map { ($0, 8) }
+                + (settings.controlTopic.map { [($0, 1)] } ?? []))
             cluster = embedded
             settings.brokers = embedded.bootstrapServers
             // The mock broker holds every empty fetch for the full fetch.wait.max.ms (a real broker

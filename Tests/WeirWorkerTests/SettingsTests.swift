@@ -50,6 +50,11 @@ import WeirWorker
         (["--output", "events"], "output: 'events' is also an input topic; the worker would read its own records"),
         (["--kafka-group-id", "x"], "kafka.group.id from --kafka-group-id: Weir sets this itself; use the brokers/group settings instead"),
         (["--metrics-port"], "--metrics-port: needs a value"),
+        (["--control-topic", "control"], "control.key-file: required with control-topic; give the file holding the shared HMAC key"),
+        (["--control-rollback-max-error-rate", "5%"], "control.rollback.max-error-rate: '5%' from --control-rollback-max-error-rate is not a number"),
+        (["--control-rollback-max-error-rate", "1.5"], "control.rollback.max-error-rate: 1.5 from --control-rollback-max-error-rate is out of range; use 0.0 to 1.0"),
+        (["--shadow-topic", "predictions"], "shadow-topic: 'predictions' is also the output or dlq topic; shadow records need their own topic"),
+        (["--status-topic", "events"], "status-topic: 'events' is also an input topic; the worker would read its own records"),
     ])
     func badFlagsNameTheSetting(arguments: [String], message: String) throws {
         #expect(throws: SettingsError.self) { try SettingsLoader.load(file: nil, environment: [:], arguments: arguments) }

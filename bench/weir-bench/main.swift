@@ -6,6 +6,7 @@ import WeirKafka
 ///   weir-bench codec [--events N]           (event decoder vs jansson)
 ///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
 ///   weir-bench worker [--events N] [--rounds R] [--model DIR]   (C floor vs Weir worker vs Python worker)
+///   weir-bench swap [--rate R] [--swaps K] [--max-delay-ms D] [--model DIR]   (longest output gap during control-topic swaps)
 ///   weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR   (run by `worker`)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -43,6 +44,10 @@ do {
                                python: text("--python", "bench/python/python_worker.py"),
                                pythonModel: text("--python-model", "bench/out/demo.int8.onnx"),
                                latencySeconds: option("--latency-seconds", default: 10))
+    case "swap":
+        let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
+        try runSwapBenchmark(rate: option("--rate", default: 20_000), swaps: option("--swaps", default: 6), model: model,
+                              maxDelayMs: option("--max-delay-ms", default: 5))
     case "model":
         guard arguments.count >= 3 else {
             FileHandle.standardError.write(Data("usage: weir-bench model MODELS_DIR PEER_JSONL [--seconds S]\n".utf8))

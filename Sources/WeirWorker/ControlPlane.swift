@@ -1,0 +1,389 @@
+import Foundation
+import Synchronization
+import WeirCodec
+import WeirControl
+import WeirKafka
+
+/// What the worker serves: the primary model, an optional candidate on trial, and whether an
+/// operator paused consumption. Applied by the worker between two batches.
+struct ServingPlan {
+    let primary: ServingModel
+    let candidate: ServingModel?
+    let mode: RolloutMode?
+    let percent: Double?
+    let paused: Bool
+}
+
+/// A status record to publish (docs/contracts.md): the state word, why, and the message it answers.
+struct StatusNote {
+    /// `serving`, `loading`, `rejected` or `paused` (`serving`/`paused` follow the rollout state).
+    var state: String?
+    var reason: String
+    var message: ControlMessage?
+}
+
+/// The worker's side of the control topic (docs/control.md). Runs on the poll thread, except
+/// bundle loading, which runs on its own queue and hands finished models back through a mailbox.
+/// Every worker reads the whole topic with its own consumer (no group), so all of them see every
+/// message and replay the same history on start.
+final class ControlPlane: @unchecked Sendable {
+    private let settings: WorkerSettings
+    private let key: [UInt8]
+    private let modelName: String
+    private let metrics: WorkerMetrics
+    private let log: @Sendable (String) -> Void
+    private let signal: EventSignal
+    private let base: ServingModel
+    private(set) var state: RolloutState
+    /// Loaded bundles by manifest sha256: the ones `state` names (plus the base).
+    private var models: [String: ServingModel]
+    private var consumer: KafkaConsumer?
+    /// Verified messages for this model, waiting for the one being loaded.
+    private var queue: [ControlMessage] = []
+    private var loading: (message: ControlMessage, next: RolloutState)?
+    private let mailbox = Mutex<Result<[ServingModel], ControlRejection>?>(nil)
+    private let loader = DispatchQueue(label: "weir-model-loader", qos: .utility)
+    /// A serving change to apply at the next batch boundary, and the status to publish after it.
+    private(set) var ready: (plan: ServingPlan, note: StatusNote)?
+    /// Status records to publish now.
+    var outbox: [StatusNote] = []
+    private let writer = JSONWriter(capacity: 1024)
+
+    init(settings: WorkerSettings, base: ServingModel, metrics: WorkerMetrics, signal: EventSignal,
+         log: @escaping @Sendable (String) -> Void) throws {
+        self.settings = settings
+        self.base = base
+        self.metrics = metrics
+        self.signal = signal
+        self.log = log
+        modelName = base.bundle.manifest.name
+        state = RolloutState(active: base.ref)
+        models = [base.ref.sha256: base]
+        if settings.controlTopic != nil {
+            guard let path = settings.controlKeyFile else {
+                throw WorkerError("control.key-file: required with control-topic; give the file holding the shared HMAC key")
+            }
+            do { key = try readControlKey(path: path) } catch { throw WorkerError("\(error)") }
+        } else {
+            key = []
+        }
+    }
+
+    var plan: ServingPlan { makePlan(state) }
+
+    private func makePlan(_ state: RolloutState) -> ServingPlan {
+        ServingPlan(primary: models[state.active.sha256]!, candidate: state.candidate.flatMap { models[$0.bundle.sha256] },
+                    mode: state.candidate?.mode, percent: state.candidate?.percent, paused: state.paused)
+    }
+
+    // MARK: Start: replay
+
+    /// Reads the control topic to its end, folds the messages for this model into the desired
+    /// state, and loads what it names. Runs before the worker consumes events (blocking is fine).
+    func replay(brokers: String, properties: [String: String]) throws {
+        guard let topic = settings.controlTopic else { return }
+        var configuration = ConsumerConfiguration(bootstrapServers: brokers, groupID: "weir-control-\(settings.workerID)")
+        configuration.clientID = settings.workerID
+        configuration.properties = properties
+        configuration.autoOffsetReset = .earliest
+        let consumer = try KafkaConsumer(configuration: configuration, signal: signal, onError: { [log] error in
+            log("kafka control consumer: \(error)")
+        })
+        self.consumer = consumer
+        let records = try readControlTopic(consumer, topic: topic, timeoutMs: 30_000)
+        var history = [state]
+        var vetted = Set([base.ref.sha256])
+        var skipped = 0
+        for record in records {
+            guard case .success(let message) = verify(record), message.model == modelName else { continue }
+            guard case .success(let next) = state.applying(message) else { skipped += 1; continue }
+            if let problem = next.bundles.lazy.filter({ !vetted.contains($0.sha256) }).compactMap({ self.vet($0) }).first {
+                log("control replay: sequence \(message.sequence) (\(message.action.rawValue)) was not applied: \(problem)")
+                skipped += 1
+                continue
+            }
+            vetted.formUnion(next.bundles.map(\.sha256))
+            state = next
+            history.append(next)
+        }
+        // Load the newest state whose bundles all load; an older one if a bundle went bad since.
+        let lastSequence = state.lastSequence
+        for candidate in history.reversed() {
+            var loadedAll = true
+            for ref in candidate.bundles where models[ref.sha256] == nil {
+                switch load(ref, recent: [], active: base.bundle.manifest) {
+                case .success(let model): models[ref.sha256] = model
+                case .failure(let rejection):
+                    log("control replay: cannot load \(ref.version) from \(ref.location): \(rejection.reason)")
+                    loadedAll = false
+                }
+                if !loadedAll { break }
+            }
+            if loadedAll {
+                state = candidate
+                state.lastSequence = lastSequence
+                break
+            }
+        }
+        prune()
+        log("control: replayed \(records.count) messages of '\(topic)' (\(skipped) not applied); serving \(state.active.version)"
+            + (state.candidate.map { ", \($0.mode.rawValue) \($0.bundle.version)" } ?? "") + (state.paused ? ", paused" : ""))
+    }
+
+    // MARK: Following
+
+    /// Takes new control messages and finished loads; starts the next load. `recent` gives the
+    /// last events the primary model decoded, for the candidate's schema check and warm-up.
+    func poll(recent: () -> [[UInt8]]) {
+        if let consumer {
+            var records = [ConsumedRecord]()
+            consumer.poll(maxMessages: 100, timeoutMs: 0) { batch in
+                for message in batch { records.append(message.record()) }
+            }
+            for record in records { receive(record) }
+        }
+        if let outcome = mailbox.withLock({ value -> Result<[ServingModel], ControlRejection>? in defer { value = nil }; return value }),
+           let (message, next) = loading {
+            loading = nil
+            switch outcome {
+            case .success(let loaded):
+                for model in loaded { models[model.ref.sha256] = model }
+                commit(next, message: message)
+            case .failure(let rejection):
+                reject(message, rejection)
+            }
+        }
+        while loading == nil && ready == nil && !queue.isEmpty {
+            start(queue.removeFirst(), recent: recent)
+        }
+    }
+
+    private func receive(_ record: ConsumedRecord) {
+        switch verify(record) {
+        case .failure(let rejection):
+            metrics.controlMessage(result: "rejected", reason: rejection.code)
+            log("control: rejected \(record.topic)[\(record.partition)]@\(record.offset): \(rejection.reason)")
+            outbox.append(StatusNote(state: "rejected", reason: "\(rejection.code): \(rejection.reason) (offset \(record.offset))", message: nil))
+        case .success(let message):
+            if message.model != modelName {
+                metrics.controlMessage(result: "ignored", reason: "other-model")
+                return
+            }
+            queue.append(message)
+        }
+    }
+
+    /// Signature first (nothing unsigned is even parsed for its fields), then the fields.
+    private func verify(_ record: ConsumedRecord) -> Result<ControlMessage, ControlRejection> {
+        guard let value = record.value else { return .failure(ControlRejection("malformed", "the control record has no value")) }
+        let header = record.headers.last { $0.name == ControlSignature.headerName }?.value
+        switch ControlSignature.verify(value: value, header: header, key: key) {
+        case .valid: break
+        case .missing: return .failure(ControlRejection("missing-signature", "no \(ControlSignature.headerName) header"))
+        case .malformed: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) is not hmac-sha256=<64 hex digits>"))
+        case .wrong: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) does not match the value under control.key-file"))
+        }
+        do { return .success(try ControlMessage.parse(value)) } catch {
+            return .failure(ControlRejection("malformed", error.description))
+        }
+    }
+
+    private func start(_ message: ControlMessage, recent: () -> [[UInt8]]) {
+        let next: RolloutState
+        switch state.applying(message) {
+        case .failure(let rejection): reject(message, rejection); return
+        case .success(let value): next = value
+        }
+        if next.candidate?.mode == .shadow && settings.shadowTopic == nil {
+            reject(message, ControlRejection("invalid-transition", "shadow-topic is not set on worker \(settings.workerID)"))
+            return
+        }
+        // A bundle already loaded is known by its manifest's sha256; the message must agree on its version.
+        for ref in next.bundles {
+            if let known = models[ref.sha256], known.version != ref.version {
+                reject(message, ControlRejection("bundle-hash", "sha256 \(ref.sha256) is the manifest of \(known.version), not \(ref.version)"))
+                return
+            }
+        }
+        let needed = next.bundles.filter { models[$0.sha256] == nil }
+        if needed.isEmpty {
+            commit(next, message: message)
+            return
+        }
+        loading = (message, next)
+        outbox.append(StatusNote(state: "loading", reason: "loading \(needed.map(\.version).joined(separator: ", ")) for \(message.action.rawValue) (sequence \(message.sequence))", message: message))
+        log("control: loading \(needed.map { "\($0.version) from \($0.location)" }.joined(separator: ", ")) for sequence \(message.sequence)")
+        let events = recent()
+        let active = models[state.active.sha256]!.bundle.manifest
+        loader.async { [self] in
+            var loaded = [ServingModel]()
+            var outcome: Result<[ServingModel], ControlRejection> = .success([])
+            for ref in needed {
+                switch load(ref, recent: events, active: active) {
+                case .success(let model): loaded.append(model)
+                case .failure(let rejection): outcome = .failure(rejection)
+                }
+                if case .failure = outcome { break }
+            }
+            if case .success = outcome { outcome = .success(loaded) }
+            mailbox.withLock { $0 = outcome }
+            signal.raise()
+        }
+    }
+
+    /// Checks a bundle a message names without compiling it: location, identity, file hashes,
+    /// model name, version, and schema against the base model (replay has no events to check).
+    private func vet(_ ref: BundleRef) -> String? {
+        let directory: URL
+        switch ref.directory() {
+        case .failure(let error): return error.description
+        case .success(let url): directory = url
+        }
+        do {
+            let (manifest, data) = try ModelBundle.readVerified(directory: directory)
+            if sha256Hex(data) != ref.sha256 { return "manifest.json at \(directory.path) is not the one the message names" }
+            if manifest.name != modelName || manifest.version != ref.version {
+                return "the bundle is \(manifest.name) \(manifest.version), not \(modelName) \(ref.version)"
+            }
+        } catch {
+            return "\(error)"
+        }
+        return nil
+    }
+
+    /// Loads, checks and warms up one bundle (loader queue, or replay).
+    private func load(_ ref: BundleRef, recent: [[UInt8]], active: BundleManifest) -> Result<ServingModel, ControlRejection> {
+        let directory: URL
+        switch ref.directory() {
+        case .failure(let error): return .failure(ControlRejection("bundle-unavailable", error.description))
+        case .success(let url): directory = url
+        }
+        guard let identity = ModelBundle.identity(of: directory) else {
+            return .failure(ControlRejection("bundle-unavailable", "cannot read \(directory.path)/manifest.json"))
+        }
+        guard identity == ref.sha256 else {
+            return .failure(ControlRejection("bundle-hash", "\(directory.path)/manifest.json has sha256 \(identity), the message says \(ref.sha256)"))
+        }
+        let bundle: ModelBundle
+        do { bundle = try ModelBundle(directory: directory) } catch {
+            let text = "\(error)"
+            return .failure(ControlRejection(text.contains("sha256 is") ? "bundle-hash" : "bundle-invalid", text))
+        }
+        guard bundle.manifest.name == modelName, bundle.manifest.version == ref.version else {
+            return .failure(ControlRejection("bundle-invalid", "the bundle is \(bundle.manifest.name) \(bundle.manifest.version), not \(modelName) \(ref.version)"))
+        }
+        let model: ServingModel
+        do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: log) } catch {
+            return .failure(ControlRejection("bundle-invalid", "\(error)"))
+        }
+        switch model.warmUp(on: recent, fallbackSchemaOf: active) {
+        case .failure(let rejection): return .failure(rejection)
+        case .success(let rows):
+            if rows > 0 { log("control: \(ref.version) warmed up on \(rows) recent events") }
+            return .success(model)
+        }
+    }
+
+    private func commit(_ next: RolloutState, message: ControlMessage) {
+        state = next
+        prune()
+        metrics.controlMessage(result: "applied", reason: message.action.rawValue)
+        let plan = makePlan(next)
+        plan.candidate?.resetTrial()
+        if next.previous != nil && next.candidate == nil && message.action == .deploy { plan.primary.resetTrial() }
+        ready = (plan, StatusNote(state: nil, reason: "applied \(message.action.rawValue) (sequence \(message.sequence))", message: message))
+        log("control: applied \(message.action.rawValue) sequence \(message.sequence): serving \(next.active.version)"
+            + (next.candidate.map { ", \($0.mode.rawValue) \($0.bundle.version)" } ?? "") + (next.paused ? ", paused" : ""))
+    }
+
+    private func reject(_ message: ControlMessage, _ rejection: ControlRejection) {
+        metrics.controlMessage(result: "rejected", reason: rejection.code)
+        log("control: rejected \(message.action.rawValue) sequence \(message.sequence): \(rejection)")
+        outbox.append(StatusNote(state: "rejected", reason: rejection.description, message: message))
+    }
+
+    /// The worker applied `ready`.
+    func didApply() { ready = nil }
+
+    /// Takes the trial bundle out of service (automatic rollback): the primary (or the previous
+    /// version after an unpromoted replace) answers alone from the next batch.
+    func rollBackAutomatically(reason: String) {
+        guard let next = state.rolledBackAutomatically() else { return }
+        let leaving = state.trial?.version ?? "?"
+        state = next
+        prune()
+        metrics.automaticRollbacks.increment()
+        metrics.automaticRollbackTotal.add(1, ordering: .relaxed)
+        ready = (makePlan(next), StatusNote(state: nil, reason: "automatic rollback of \(leaving): \(reason)", message: nil))
+        log("control: automatic rollback of \(leaving): \(reason)")
+    }
+
+    private func prune() {
+        let keep = Set(state.bundles.map(\.sha256))
+        models = models.filter { keep.contains($0.key) || $0.key == base.ref.sha256 }
+    }
+
+    // MARK: Status records
+
+    /// A status record (docs/contracts.md) for the current state.
+    func statusRecord(_ note: StatusNote) -> [UInt8] {
+        writer.reset()
+        writer.raw("{\"worker\":")
+        writer.string(settings.workerID)
+        writer.raw(",\"model\":")
+        writer.string(modelName)
+        writer.raw(",\"active\":{\"version\":")
+        writer.string(state.active.version)
+        writer.raw(",\"sha256\":")
+        writer.string(state.active.sha256)
+        writer.raw("},\"candidate\":")
+        if let candidate = state.candidate {
+            writer.raw("{\"version\":")
+            writer.string(candidate.bundle.version)
+            writer.raw(",\"sha256\":")
+            writer.string(candidate.bundle.sha256)
+            writer.raw(",\"mode\":")
+            writer.string(candidate.mode.rawValue)
+            writer.raw(",\"percent\":")
+            if let percent = candidate.percent { writer.double(percent) } else { writer.raw("null") }
+            writer.raw(UInt8(ascii: "}"))
+        } else {
+            writer.raw("null")
+        }
+        writer.raw(",\"previous\":")
+        if let previous = state.previous { writer.string(previous.version) } else { writer.raw("null") }
+        writer.raw(",\"last_sequence\":")
+        writer.integer(state.lastSequence)
+        writer.raw(",\"state\":")
+        writer.string(note.state ?? (state.paused ? "paused" : "serving"))
+        writer.raw(",\"reason\":")
+        writer.string(note.reason)
+        writer.raw(",\"message\":")
+        if let message = note.message {
+            writer.raw("{\"action\":")
+            writer.string(message.action.rawValue)
+            writer.raw(",\"sequence\":")
+            writer.integer(message.sequence)
+            writer.raw(UInt8(ascii: "}"))
+        } else {
+            writer.raw("null")
+        }
+        writer.raw(",\"ts\":")
+        writer.string(rfc3339Now())
+        writer.raw(UInt8(ascii: "}"))
+        return writer.array
+    }
+}
+
+/// The current UTC time as RFC 3339 with milliseconds.
+func rfc3339Now() -> String {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    var parts = tm()
+    var seconds = now.tv_sec
+    gmtime_r(&seconds, &parts)
+    func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+    let millis = Int(now.tv_nsec) / 1_000_000
+    let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+    return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+}

@@ -1,0 +1,147 @@
+import Foundation
+import WeirCodec
+import WeirControl
+import WeirModel
+
+/// One loaded bundle, ready to answer on the poll thread: its decoder, its batch matrix, model
+/// scratch, record writer and drift window. Built off the poll thread (the loader) and handed over
+/// whole, so a swap is one reference assignment between two batches.
+final class ServingModel: @unchecked Sendable {
+    let bundle: ModelBundle
+    let ref: BundleRef
+    let decoder: EventDecoder
+    let scratch: ModelScratch
+    let answers: AnswerWriter
+    let width: Int
+    /// Row-major feature rows of the open batch routed to this model; `count` are filled.
+    let rows: UnsafeMutablePointer<Float>
+    var count = 0
+    /// Per row and feature: whether the decoder used the default (drift counts these as missing).
+    let missingFlags: UnsafeMutablePointer<Bool>
+    /// Drift windows of this model version, when the worker has a drift topic.
+    let drift: DriftTap?
+    private let capacity: Int
+
+    /// What the model did since it went on trial (automatic rollback reads these).
+    var trialEvents = 0
+    var trialErrors = 0
+    /// Recent batch inference times in microseconds (a ring).
+    private(set) var inferenceMicros = [UInt32](repeating: 0, count: 256)
+    private(set) var inferenceSamples = 0
+
+    var version: String { bundle.manifest.version }
+
+    init(bundle: ModelBundle, ref: BundleRef, settings: WorkerSettings, log: (String) -> Void) throws {
+        self.bundle = bundle
+        self.ref = ref
+        let manifest = bundle.manifest
+        width = manifest.inputs.count
+        let path = settings.inputFeaturesPath.map { $0.split(separator: ".").map(String.init) } ?? []
+        decoder = EventDecoder(schema: FeatureSchema(names: manifest.inputs.map(\.name), defaults: manifest.inputs.map(\.default),
+                                                     featuresPath: path, maxBytes: settings.inputMaxBytes))
+        scratch = bundle.model.makeScratch()
+        answers = AnswerWriter(manifest: manifest)
+        capacity = settings.batchMaxEvents * max(width, 1)
+        rows = .allocate(capacity: capacity)
+        rows.initialize(repeating: 0, count: capacity)
+        if settings.driftTopic != nil {
+            guard let reference = bundle.reference, let referenceID = manifest.sha256["reference.json"] else {
+                rows.deallocate()
+                throw WorkerError("drift-topic: the bundle at \(bundle.directory.path) has no reference.json; package it again with weir model package")
+            }
+            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID, log: log)
+        } else {
+            drift = nil
+        }
+        let flagCount = drift == nil ? 1 : capacity
+        missingFlags = .allocate(capacity: flagCount)
+        missingFlags.initialize(repeating: false, count: flagCount)
+    }
+
+    deinit {
+        rows.deallocate()
+        missingFlags.deallocate()
+    }
+
+    /// Runs the filled rows.
+    func run() throws -> ModelRun {
+        try bundle.model.run(rows: count, input: UnsafeBufferPointer(start: rows, count: count * width), scratch: scratch)
+    }
+
+    func noteInference(nanoseconds: UInt64) {
+        inferenceMicros[inferenceSamples % inferenceMicros.count] = UInt32(min(nanoseconds / 1000, UInt64(UInt32.max)))
+        inferenceSamples += 1
+    }
+
+    /// p99 of the recent batch inference times, in milliseconds.
+    var inferenceP99Ms: Double {
+        let samples = inferenceMicros.prefix(min(inferenceSamples, inferenceMicros.count)).sorted()
+        guard !samples.isEmpty else { return 0 }
+        let index = min(samples.count - 1, Int((Double(samples.count) * 0.99).rounded(.up)) - 1)
+        return Double(samples[max(index, 0)]) / 1000
+    }
+
+    func resetTrial() {
+        trialEvents = 0
+        trialErrors = 0
+        inferenceSamples = 0
+    }
+
+    /// Decodes `events` (recent real payloads) and runs them: the candidate's warm-up and schema
+    /// check before it takes traffic. Returns the rows that decoded, or the rejection.
+    func warmUp(on events: [[UInt8]], fallbackSchemaOf active: BundleManifest?) -> Result<Int, ControlRejection> {
+        guard !events.isEmpty else {
+            // Nothing seen yet: compare schemas instead. A feature the candidate requires (no
+            // default) that the active model does not read may be absent from every event.
+            if let active {
+                let known = Set(active.inputs.map(\.name))
+                if let missing = bundle.manifest.inputs.first(where: { $0.default == nil && !known.contains($0.name) }) {
+                    return .failure(ControlRejection("incompatible-schema",
+                        "input '\(missing.name)' is required by \(version) but not read by \(active.version), and no events were seen to check it"))
+                }
+            }
+            return .success(0)
+        }
+        var failures = [String: Int]()
+        var firstFailure: String?
+        count = 0
+        for event in events {
+            let row = rows + count * width
+            let result = event.withUnsafeBytes { decoder.decode($0, into: row) }
+            switch result {
+            case .success: count += 1
+            case .failure(let failure):
+                failures[failure.code.rawValue, default: 0] += 1
+                if firstFailure == nil { firstFailure = failure.message }
+            }
+            if count * width >= capacity { break }
+        }
+        let failed = failures.values.reduce(0, +)
+        // Events the active model decoded: a candidate that cannot read more than a tenth of them
+        // would dead-letter traffic the active one answers.
+        if failed * 10 > events.count {
+            count = 0
+            return .failure(ControlRejection("incompatible-schema",
+                "\(failed) of the last \(events.count) events cannot be read by \(version): \(firstFailure ?? "")"))
+        }
+        defer { count = 0 }
+        guard count > 0 else { return .success(0) }
+        do {
+            let run = try run()
+            var finiteRows = 0
+            answers.withOutputs(of: run) { outputs in
+                guard let outputs else { return }
+                for row in 0..<count {
+                    let base = outputs.values.baseAddress! + row * outputs.width
+                    if (0..<outputs.width).allSatisfy({ base[$0].isFinite }) { finiteRows += 1 }
+                }
+            }
+            if finiteRows == 0 {
+                return .failure(ControlRejection("warm-up-failed", "\(version) gave no finite answer on any of \(count) recent events"))
+            }
+        } catch {
+            return .failure(ControlRejection("warm-up-failed", "\(version) failed on \(count) recent events: \(error)"))
+        }
+        return .success(count)
+    }
+}

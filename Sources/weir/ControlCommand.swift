@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import WeirControl
+import WeirWorker
+
+/// `weir control ACTION`: signs one control message and writes it to the control topic.
+struct ControlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control",
+        abstract: "Write one signed control message: deploy, promote, rollback, pause or resume a model on every worker.",
+        discussion: """
+        The sequence is the topic's last for the model plus one unless --sequence is given. promote and \
+        rollback name the bundle the rollout ends on (read from the topic), so a compacted topic still \
+        says what to serve. Prints what it sent, with the sequence used.
+        """)
+
+    @Argument(help: "deploy, promote, rollback, pause or resume.")
+    var action: String
+
+    @Option(help: "Kafka bootstrap servers (host:port,...).")
+    var brokers: String
+
+    @Option(help: "The control topic.")
+    var topic: String
+
+    @Option(name: .customLong("key-file"), help: "File holding the shared HMAC key (one trailing newline is ignored).")
+    var keyFile: String
+
+    @Option(help: "Model name (deploy: read from the bundle's manifest when omitted).")
+    var model: String?
+
+    @Option(help: "deploy: the bundle directory (its manifest gives the version and sha256).")
+    var bundle: String?
+
+    @Option(help: "deploy: where workers find the bundle, when not at the same path (file:///...).")
+    var location: String?
+
+    @Option(help: "deploy: replace, canary or shadow.")
+    var strategy: String = "replace"
+
+    @Option(help: "deploy --strategy canary: the share of keys (0 < percent <= 100).")
+    var percent: Double?
+
+    @Option(help: "Use this sequence instead of the topic's last plus one.")
+    var sequence: Int64?
+
+    @Option(name: .customLong("kafka"), parsing: .upToNextOption,
+            help: "librdkafka properties for the clients, as name=value (security settings and the like).")
+    var kafka: [String] = []
+
+    func run() throws {
+        guard let action = ControlAction(rawValue: action) else {
+            throw CommandFailure("'\(self.action)' is not an action; use deploy, promote, rollback, pause or resume")
+        }
+        let key: [UInt8]
+        do { key = try readControlKey(path: keyFile) } catch { throw CommandFailure("--key-file: \(error)") }
+        var properties = [String: String]()
+        for entry in kafka {
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                throw CommandFailure("--kafka '\(entry)': give name=value")
+            }
+            properties[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        var message = ControlMessage(action: action, model: model ?? "", sequence: sequence ?? 0,
+                                     issuedAt: rfc3339(Date()))
+        if action == .deploy {
+            guard let bundle else { throw CommandFailure("--bundle: a deploy needs the bundle directory") }
+            let directory = URL(fileURLWithPath: bundle).standardizedFileURL
+            let manifest: BundleManifest
+            do { manifest = try ModelBundle.readVerified(directory: directory).0 } catch {
+                throw CommandFailure("--bundle: \(error)")
+            }
+            if let model, model != manifest.name {
+                throw CommandFailure("--model: '\(model)' but the bundle is for '\(manifest.name)'")
+            }
+            guard let kind = RolloutMode(rawValue: strategy) else {
+                throw CommandFailure("--strategy: '\(strategy)' is not replace, canary or shadow")
+            }
+            if kind == .canary {
+                guard let percent, percent > 0, percent <= 100 else {
+                    throw CommandFailure("--percent: a canary needs a share of keys above 0 and at most 100")
+                }
+            }
+            message.model = manifest.name
+            message.version = manifest.version
+            var url = directory.absoluteString
+            if url.hasSuffix("/") { url.removeLast() }
+            message.bundle = location ?? url
+            message.sha256 = ModelBundle.identity(of: directory)
+            message.strategy = RolloutStrategy(kind: kind, percent: kind == .canary ? percent : nil)
+        } else {
+            guard let model, !model.isEmpty else { throw CommandFailure("--model: name the model to \(action.rawValue)") }
+            if bundle != nil { throw CommandFailure("--bundle: only a deploy takes a bundle") }
+        }
+        let client = ControlClient(brokers: brokers, topic: topic, key: key, properties: properties)
+        do {
+            let prepared = try client.prepare(message)
+            try client.send(prepared)
+            var line = "sent \(action.rawValue) \(prepared.model)"
+            if let version = prepared.version { line += " \(version)" }
+            if let strategy = prepared.strategy {
+                line += " (\(strategy.kind.rawValue)\(strategy.percent.map { " \($0)%" } ?? ""))"
+            }
+            print(line + " to \(topic) with sequence \(prepared.sequence)")
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+    }
+
+    private func rfc3339(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+}
