@@ -17,11 +17,12 @@ public final class SyntheticProducer: Sendable {
     public let sentBad = Atomic<Int>(0)
 
     /// Starts producing to `topic`. `rate` events per second (0: as fast as the client takes them);
-    /// `limit` stops after that many (nil: until `stop()`).
-    public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, maxBytes: Int = 1 << 20) throws {
+    /// `limit` stops after that many (nil: until `stop()`); `lingerMs` is the client's batching delay.
+    public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, maxBytes: Int = 1 << 20,
+                lingerMs: Int = 5) throws {
         var configuration = ProducerConfiguration(bootstrapServers: brokers)
         configuration.clientID = "weir-demo-producer"
-        configuration.lingerMs = 5
+        configuration.lingerMs = lingerMs
         producer = try KafkaProducer(configuration: configuration, onDelivery: { _ in })
         let target = try producer.topic(topic)
         let thread = Thread { [self] in

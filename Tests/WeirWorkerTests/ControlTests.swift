@@ -428,12 +428,25 @@ struct Status {
         // Signed messages only; the rollback returns to each worker's own --model, so it names none.
         #expect(history.map(\.action) == [.deploy, .pause, .resume, .rollback] && history.last?.bundle == nil,
                 "\(history.map { "\($0.action) \($0.version ?? "-")" })")
-        let again = try RunningWorker(settings: settings(cluster, worker: "worker-a", group: "control-\(UUID().uuidString)"), bundle: base)
-        try again.waitUntilReady()
-        #expect(again.worker.servingVersions.primary == "1.0.0")
-        try again.stop()
         let versions = try readTopic(cluster, "predictions").compactMap { header($0, "weir-version") }
         #expect(Set(versions) == ["1.1.0"])
+
+        // Restarted with a tight inference-time bound: a canary past it is rolled back on its own.
+        var strict = settings(cluster, worker: "worker-a", group: "control-\(UUID().uuidString)")
+        strict.rollbackMaxP99Ms = 0.001
+        strict.rollbackMinEvents = 50
+        strict.batchMaxEvents = 32
+        let again = try RunningWorker(settings: strict, bundle: base)
+        try again.waitUntilReady()
+        #expect(again.worker.servingVersions.primary == "1.0.0")
+        try client.send(try client.prepare(try deploy(v2, .canary, percent: 50)))
+        try waitFor("the canary applied") { again.worker.servingVersions.candidate == "1.1.0" }
+        try produce(cluster, events(100..<2_100))
+        try waitFor("the automatic rollback") { again.worker.metrics.automaticRollbackTotal.load(ordering: .relaxed) == 1 }
+        #expect(again.worker.servingVersions.candidate == nil)
+        try again.stop()
+        let last = try Status(try #require(readTopic(cluster, "status", partitions: 1).last))
+        #expect(last.reason.hasPrefix("automatic rollback of 1.1.0: p99 batch inference time") && last.candidate == nil, "\(last.reason)")
     }
 
     @Test func theControlCommandSignsSendsAndPrintsTheSequence() throws {

@@ -9,7 +9,7 @@ import WeirWorker
 /// to a loaded bundle). Prints the longest gap between consecutive prediction records (their
 /// produce timestamps, all partitions) around each swap and in the steady stretches between,
 /// against `batch.max-delay-ms`.
-func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int) throws {
+func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fetchWaitMs: Int, lingerMs: Int) throws {
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("weir-swap-\(getpid())")
     defer { try? FileManager.default.removeItem(at: root) }
     let first = URL(fileURLWithPath: model).standardizedFileURL
@@ -33,7 +33,7 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int) thr
     settings.controlTopic = "control"
     settings.controlKeyFile = keyFile.path
     settings.batchMaxDelayMs = maxDelayMs
-    settings.kafka["consumer.fetch.wait.max.ms"] = "5"
+    settings.kafka["consumer.fetch.wait.max.ms"] = String(fetchWaitMs)
     settings.kafka["consumer.session.timeout.ms"] = "6000"
     let bundle = try ModelBundle(directory: first)
     let worker = try Worker(settings: settings, bundle: bundle)
@@ -69,7 +69,7 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int) thr
         readerDone.signal()
     }.start()
 
-    let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: rate)
+    let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: rate, lingerMs: lingerMs)
     sleep(3)  // steady state before the first swap
     let client = ControlClient(brokers: cluster.bootstrapServers, topic: "control", key: key)
     var swapTimes = [Int64]()
@@ -121,7 +121,7 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int) thr
     }
     let delay = settings.batchMaxDelayMs
     let worst = swapGaps.max() ?? -1
-    print("swap benchmark: \(rate) events/s, \(sent) events, \(rows.count) predictions read, \(switchIndices.count) version switches seen (\(swaps) deploys)")
+    print("swap benchmark: fetch.wait.max.ms \(fetchWaitMs), producer linger.ms \(lingerMs), \(rate) events/s, \(sent) events, \(rows.count) predictions read, \(switchIndices.count) version switches seen (\(swaps) deploys)")
     print("  longest gap between predictions around each swap (ms): \(swapGaps.map(String.init).joined(separator: " "))")
     print("  longest gap in steady stretches: \(steadyGap) ms; batch.max-delay-ms \(delay)")
     print(String(format: "  swap gap / batch.max-delay-ms = %.2f (goal <= 2)", Double(worst) / Double(delay)))

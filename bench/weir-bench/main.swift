@@ -6,7 +6,7 @@ import WeirKafka
 ///   weir-bench codec [--events N]           (event decoder vs jansson)
 ///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
 ///   weir-bench worker [--events N] [--rounds R] [--model DIR]   (C floor vs Weir worker vs Python worker)
-///   weir-bench swap [--rate R] [--swaps K] [--max-delay-ms D] [--model DIR]   (longest output gap during control-topic swaps)
+///   weir-bench swap [--rate R] [--swaps K] [--max-delay-ms D] [--fetch-wait-ms F] [--linger-ms L] [--model DIR]   (longest output gap during control-topic swaps)
 ///   weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR   (run by `worker`)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -47,7 +47,8 @@ do {
     case "swap":
         let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
         try runSwapBenchmark(rate: option("--rate", default: 20_000), swaps: option("--swaps", default: 6), model: model,
-                              maxDelayMs: option("--max-delay-ms", default: 5))
+                              maxDelayMs: option("--max-delay-ms", default: 5), fetchWaitMs: option("--fetch-wait-ms", default: 5),
+                              lingerMs: option("--linger-ms", default: 5))
     case "model":
         guard arguments.count >= 3 else {
             FileHandle.standardError.write(Data("usage: weir-bench model MODELS_DIR PEER_JSONL [--seconds S]\n".utf8))
