@@ -78,7 +78,8 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirTestSupport"],
+            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirTestSupport",
+                           .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]

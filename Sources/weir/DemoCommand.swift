@@ -79,7 +79,7 @@ struct DemoCommand: ParsableCommand {
                     let elapsed = Date().timeIntervalSince(started)
                     writeLine("t=\(Int(elapsed.rounded()))s  events/s \(answered - previous)  p50 \(milliseconds(window.quantile(0.5)))"
                           + "  p99 \(milliseconds(window.quantile(0.99)))  predictions \(predictions)  dead letters \(deadLetters)"
-                          + "  model \(bundle.manifest.name) \(bundle.manifest.version)", to: STDOUT_FILENO)
+                          + "  model \(bundle.manifest.name) \(worker.servingVersions.primary)", to: STDOUT_FILENO)
                     previous = answered
                     if let duration, elapsed >= duration - 0.5 {
                         worker.stop()
@@ -91,5 +91,55 @@ struct DemoCommand: ParsableCommand {
             summary.start()
             return { producer.stop() }
         }
+    }
+}
+
+/// `weir produce`: the demo's synthetic producer against any Kafka (the compose file's producer).
+struct ProduceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "produce",
+        abstract: "Publish synthetic ~750-byte events with 32 features (the demo stream) to a topic.")
+
+    @Option(help: "Kafka bootstrap servers (host:port,...).")
+    var brokers: String
+
+    @Option(help: "The topic to publish to.")
+    var topic = "events"
+
+    @Option(help: "Events per second (0: as fast as the client takes them).")
+    var rate = 500
+
+    @Option(help: "One in this many events is bad (cycling through the dead-letter codes); 0 for none.")
+    var badEvery = 200
+
+    @Option(help: "Stop after this many seconds (default: run until Ctrl-C or SIGTERM).")
+    var duration: Double?
+
+    func validate() throws {
+        if rate < 0 { throw ValidationError("--rate must be 0 or more events per second") }
+        if badEvery < 0 { throw ValidationError("--bad-every must be 0 or more") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be a positive number of seconds") }
+    }
+
+    func run() throws {
+        let producer: SyntheticProducer
+        do {
+            producer = try SyntheticProducer(brokers: brokers, topic: topic, rate: rate, badEvery: badEvery, maxBytes: 64 << 10)
+        } catch {
+            throw CommandFailure("--brokers: cannot start a producer: \(error)")
+        }
+        let stop = DispatchSemaphore(value: 0)
+        var sources = [any DispatchSourceSignal]()
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        if let duration { _ = stop.wait(timeout: .now() + duration) } else { stop.wait() }
+        withExtendedLifetime(sources) {}
+        producer.stop()
+        logLine("produced \(producer.sent.load(ordering: .relaxed)) events to \(topic) (\(producer.failed.load(ordering: .relaxed)) refused)")
     }
 }
