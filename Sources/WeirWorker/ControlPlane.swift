@@ -95,10 +95,10 @@ final class ControlPlane: @unchecked Sendable {
         var vetted = Set([base.ref.sha256])
         var skipped = 0
         for record in records {
-            guard case .success(let message) = verify(record), message.model == modelName else { continue }
+            guard case .success(let message) = verifiedControlMessage(record, key: key), message.model == modelName else { continue }
             guard case .success(let next) = state.applying(message) else { skipped += 1; continue }
             if let problem = next.bundles.lazy.filter({ !vetted.contains($0.sha256) }).compactMap({ self.vet($0) }).first {
-                log("control replay: sequence \(message.sequence) (\(message.action.rawValue)) was not applied: \(problem)")
+                log("control replay: sequence \(message.sequence) (\(message.action.rawValue)) was not applied: \(problem.reason)")
                 skipped += 1
                 continue
             }
@@ -109,21 +109,16 @@ final class ControlPlane: @unchecked Sendable {
         // Load the newest state whose bundles all load; an older one if a bundle went bad since.
         let lastSequence = state.lastSequence
         for candidate in history.reversed() {
-            var loadedAll = true
-            for ref in candidate.bundles where models[ref.sha256] == nil {
-                switch load(ref, recent: [], active: base.bundle.manifest) {
-                case .success(let model): models[ref.sha256] = model
-                case .failure(let rejection):
-                    log("control replay: cannot load \(ref.version) from \(ref.location): \(rejection.reason)")
-                    loadedAll = false
-                }
-                if !loadedAll { break }
-            }
-            if loadedAll {
+            switch loadAll(candidate.bundles.filter { models[$0.sha256] == nil }, recent: [], active: base.bundle.manifest) {
+            case .failure(let rejection):
+                log("control replay: cannot serve sequence \(candidate.lastSequence)'s bundles: \(rejection.reason)")
+                continue
+            case .success(let loaded):
+                for model in loaded { models[model.ref.sha256] = model }
                 state = candidate
                 state.lastSequence = lastSequence
-                break
             }
+            break
         }
         prune()
         log("control: replayed \(records.count) messages of '\(topic)' (\(skipped) not applied); serving \(state.active.version)"
@@ -159,7 +154,7 @@ final class ControlPlane: @unchecked Sendable {
     }
 
     private func receive(_ record: ConsumedRecord) {
-        switch verify(record) {
+        switch verifiedControlMessage(record, key: key) {
         case .failure(let rejection):
             metrics.controlMessage(result: "rejected", reason: rejection.code)
             log("control: rejected \(record.topic)[\(record.partition)]@\(record.offset): \(rejection.reason)")
@@ -170,21 +165,6 @@ final class ControlPlane: @unchecked Sendable {
                 return
             }
             queue.append(message)
-        }
-    }
-
-    /// Signature first (nothing unsigned is even parsed for its fields), then the fields.
-    private func verify(_ record: ConsumedRecord) -> Result<ControlMessage, ControlRejection> {
-        guard let value = record.value else { return .failure(ControlRejection("malformed", "the control record has no value")) }
-        let header = record.headers.last { $0.name == ControlSignature.headerName }?.value
-        switch ControlSignature.verify(value: value, header: header, key: key) {
-        case .valid: break
-        case .missing: return .failure(ControlRejection("missing-signature", "no \(ControlSignature.headerName) header"))
-        case .malformed: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) is not hmac-sha256=<64 hex digits>"))
-        case .wrong: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) does not match the value under control.key-file"))
-        }
-        do { return .success(try ControlMessage.parse(value)) } catch {
-            return .failure(ControlRejection("malformed", error.description))
         }
     }
 
@@ -216,43 +196,36 @@ final class ControlPlane: @unchecked Sendable {
         let events = recent()
         let active = models[state.active.sha256]!.bundle.manifest
         loader.async { [self] in
-            var loaded = [ServingModel]()
-            var outcome: Result<[ServingModel], ControlRejection> = .success([])
-            for ref in needed {
-                switch load(ref, recent: events, active: active) {
-                case .success(let model): loaded.append(model)
-                case .failure(let rejection): outcome = .failure(rejection)
-                }
-                if case .failure = outcome { break }
-            }
-            if case .success = outcome { outcome = .success(loaded) }
+            let outcome = loadAll(needed, recent: events, active: active)
             mailbox.withLock { $0 = outcome }
             signal.raise()
         }
     }
 
+    /// Loads every bundle of `refs`, or says why the first that fails cannot serve.
+    private func loadAll(_ refs: [BundleRef], recent: [[UInt8]], active: BundleManifest) -> Result<[ServingModel], ControlRejection> {
+        Result { () throws(ControlRejection) -> [ServingModel] in
+            try refs.map { ref throws(ControlRejection) in try load(ref, recent: recent, active: active).get() }
+        }
+    }
+
     /// Checks a bundle a message names without compiling it: location, identity, file hashes,
-    /// model name, version, and schema against the base model (replay has no events to check).
-    private func vet(_ ref: BundleRef) -> String? {
+    /// model name and version (replay, which has no events for the schema check).
+    private func vet(_ ref: BundleRef) -> ControlRejection? {
         let directory: URL
-        switch ref.directory() {
-        case .failure(let error): return error.description
+        switch locate(ref) {
+        case .failure(let rejection): return rejection
         case .success(let url): directory = url
         }
         do {
-            let (manifest, data) = try ModelBundle.readVerified(directory: directory)
-            if sha256Hex(data) != ref.sha256 { return "manifest.json at \(directory.path) is not the one the message names" }
-            if manifest.name != modelName || manifest.version != ref.version {
-                return "the bundle is \(manifest.name) \(manifest.version), not \(modelName) \(ref.version)"
-            }
+            return mismatch(try ModelBundle.readVerified(directory: directory).0, ref)
         } catch {
-            return "\(error)"
+            return ControlRejection("\(error)".contains("sha256 is") ? "bundle-hash" : "bundle-invalid", "\(error)")
         }
-        return nil
     }
 
-    /// Loads, checks and warms up one bundle (loader queue, or replay).
-    private func load(_ ref: BundleRef, recent: [[UInt8]], active: BundleManifest) -> Result<ServingModel, ControlRejection> {
+    /// The directory of `ref`, once its `manifest.json` is the one the message names.
+    private func locate(_ ref: BundleRef) -> Result<URL, ControlRejection> {
         let directory: URL
         switch ref.directory() {
         case .failure(let error): return .failure(ControlRejection("bundle-unavailable", error.description))
@@ -264,14 +237,28 @@ final class ControlPlane: @unchecked Sendable {
         guard identity == ref.sha256 else {
             return .failure(ControlRejection("bundle-hash", "\(directory.path)/manifest.json has sha256 \(identity), the message says \(ref.sha256)"))
         }
+        return .success(directory)
+    }
+
+    /// Why a bundle's manifest is not the model and version the message names, if it is not.
+    private func mismatch(_ manifest: BundleManifest, _ ref: BundleRef) -> ControlRejection? {
+        guard manifest.name != modelName || manifest.version != ref.version else { return nil }
+        return ControlRejection("bundle-invalid", "the bundle is \(manifest.name) \(manifest.version), not \(modelName) \(ref.version)")
+    }
+
+    /// Loads, checks and warms up one bundle (loader queue, or replay).
+    private func load(_ ref: BundleRef, recent: [[UInt8]], active: BundleManifest) -> Result<ServingModel, ControlRejection> {
+        let directory: URL
+        switch locate(ref) {
+        case .failure(let rejection): return .failure(rejection)
+        case .success(let url): directory = url
+        }
         let bundle: ModelBundle
         do { bundle = try ModelBundle(directory: directory) } catch {
             let text = "\(error)"
             return .failure(ControlRejection(text.contains("sha256 is") ? "bundle-hash" : "bundle-invalid", text))
         }
-        guard bundle.manifest.name == modelName, bundle.manifest.version == ref.version else {
-            return .failure(ControlRejection("bundle-invalid", "the bundle is \(bundle.manifest.name) \(bundle.manifest.version), not \(modelName) \(ref.version)"))
-        }
+        if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
         let model: ServingModel
         do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: log) } catch {
             return .failure(ControlRejection("bundle-invalid", "\(error)"))

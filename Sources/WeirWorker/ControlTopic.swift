@@ -42,6 +42,22 @@ func readControlTopic(_ consumer: KafkaConsumer, topic: String, timeoutMs: Int) 
     return records
 }
 
+/// A control record's message, once its signature is valid under `key` (nothing of an unsigned
+/// record is even parsed), or why it cannot be used.
+func verifiedControlMessage(_ record: ConsumedRecord, key: [UInt8]) -> Result<ControlMessage, ControlRejection> {
+    guard let value = record.value else { return .failure(ControlRejection("malformed", "the control record has no value")) }
+    let header = record.headers.last { $0.name == ControlSignature.headerName }?.value
+    switch ControlSignature.verify(value: value, header: header, key: key) {
+    case .valid: break
+    case .missing: return .failure(ControlRejection("missing-signature", "no \(ControlSignature.headerName) header"))
+    case .malformed: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) is not hmac-sha256=<64 hex digits>"))
+    case .wrong: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) does not match the value under control.key-file"))
+    }
+    do { return .success(try ControlMessage.parse(value)) } catch {
+        return .failure(ControlRejection("malformed", error.description))
+    }
+}
+
 /// Writes signed control messages (`weir control`): reads the topic to pick the next sequence and,
 /// for rollback and promote, the bundle the rollout ends on, then signs and sends one message.
 public final class ControlClient {
@@ -67,10 +83,7 @@ public final class ControlClient {
         let consumer = try KafkaConsumer(configuration: configuration)
         defer { try? consumer.close() }
         return try readControlTopic(consumer, topic: topic, timeoutMs: timeoutMs).compactMap { record in
-            guard let value = record.value,
-                  ControlSignature.verify(value: value, header: record.headers.last { $0.name == ControlSignature.headerName }?.value,
-                                          key: key) == .valid else { return nil }
-            return try? ControlMessage.parse(value)
+            try? verifiedControlMessage(record, key: key).get()
         }
     }
 

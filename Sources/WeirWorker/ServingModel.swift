@@ -102,29 +102,27 @@ final class ServingModel: @unchecked Sendable {
             }
             return .success(0)
         }
-        var failures = [String: Int]()
+        var failed = 0
         var firstFailure: String?
         count = 0
+        defer { count = 0 }
         for event in events {
             let row = rows + count * width
             let result = event.withUnsafeBytes { decoder.decode($0, into: row) }
             switch result {
             case .success: count += 1
             case .failure(let failure):
-                failures[failure.code.rawValue, default: 0] += 1
+                failed += 1
                 if firstFailure == nil { firstFailure = failure.message }
             }
             if count * width >= capacity { break }
         }
-        let failed = failures.values.reduce(0, +)
         // Events the active model decoded: a candidate that cannot read more than a tenth of them
         // would dead-letter traffic the active one answers.
         if failed * 10 > events.count {
-            count = 0
             return .failure(ControlRejection("incompatible-schema",
                 "\(failed) of the last \(events.count) events cannot be read by \(version): \(firstFailure ?? "")"))
         }
-        defer { count = 0 }
         guard count > 0 else { return .success(0) }
         do {
             let run = try run()
