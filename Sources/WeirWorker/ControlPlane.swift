@@ -92,17 +92,18 @@ final class ControlPlane: @unchecked Sendable {
         self.consumer = consumer
         let records = try readControlTopic(consumer, topic: topic, timeoutMs: 30_000)
         var history = [state]
-        var vetted = Set([base.ref.sha256])
+        var vetted = [base.ref.sha256: base.version]
         var skipped = 0
         for record in records {
             guard case .success(let message) = verifiedControlMessage(record, key: key), message.model == modelName else { continue }
             guard case .success(let next) = state.applying(message) else { skipped += 1; continue }
-            if let problem = next.bundles.lazy.filter({ !vetted.contains($0.sha256) }).compactMap({ self.vet($0) }).first {
+            if let problem = versionConflict(next.bundles, known: vetted)
+                ?? next.bundles.lazy.filter({ vetted[$0.sha256] == nil }).compactMap({ self.vet($0) }).first {
                 log("control replay: sequence \(message.sequence) (\(message.action.rawValue)) was not applied: \(problem.reason)")
                 skipped += 1
                 continue
             }
-            vetted.formUnion(next.bundles.map(\.sha256))
+            for ref in next.bundles { vetted[ref.sha256] = ref.version }
             state = next
             history.append(next)
         }
@@ -178,12 +179,9 @@ final class ControlPlane: @unchecked Sendable {
             reject(message, ControlRejection("invalid-transition", "shadow-topic is not set on worker \(settings.workerID)"))
             return
         }
-        // A bundle already loaded is known by its manifest's sha256; the message must agree on its version.
-        for ref in next.bundles {
-            if let known = models[ref.sha256], known.version != ref.version {
-                reject(message, ControlRejection("bundle-hash", "sha256 \(ref.sha256) is the manifest of \(known.version), not \(ref.version)"))
-                return
-            }
+        if let conflict = versionConflict(next.bundles, known: models.mapValues(\.version)) {
+            reject(message, conflict)
+            return
         }
         let needed = next.bundles.filter { models[$0.sha256] == nil }
         if needed.isEmpty {
@@ -200,6 +198,17 @@ final class ControlPlane: @unchecked Sendable {
             mailbox.withLock { $0 = outcome }
             signal.raise()
         }
+    }
+
+    /// A bundle already known (loaded, or vetted on replay) is identified by its manifest's sha256:
+    /// a message naming that sha256 must agree on its version.
+    private func versionConflict(_ refs: [BundleRef], known: [String: String]) -> ControlRejection? {
+        for ref in refs {
+            if let version = known[ref.sha256], version != ref.version {
+                return ControlRejection("bundle-hash", "sha256 \(ref.sha256) is the manifest of \(version), not \(ref.version)")
+            }
+        }
+        return nil
     }
 
     /// Loads every bundle of `refs`, or says why the first that fails cannot serve.
@@ -275,9 +284,9 @@ final class ControlPlane: @unchecked Sendable {
         state = next
         prune()
         metrics.controlMessage(result: "applied", reason: message.action.rawValue)
+        // A deploy starts a trial afresh; other actions (pause, resume...) keep its counts.
+        if message.action == .deploy, let trial = next.trial { models[trial.sha256]?.resetTrial() }
         let plan = makePlan(next)
-        plan.candidate?.resetTrial()
-        if next.previous != nil && next.candidate == nil && message.action == .deploy { plan.primary.resetTrial() }
         ready = (plan, StatusNote(state: nil, reason: "applied \(message.action.rawValue) (sequence \(message.sequence))", message: message))
         log("control: applied \(message.action.rawValue) sequence \(message.sequence): serving \(next.active.version)"
             + (next.candidate.map { ", \($0.mode.rawValue) \($0.bundle.version)" } ?? "") + (next.paused ? ", paused" : ""))

@@ -481,4 +481,21 @@ struct Status {
         }
         #expect(try client(cluster).history().count == 2, "refused commands sent nothing")
     }
+
+    @Test func replayRefusesAKnownManifestNamedUnderAnotherVersion() throws {
+        defer { bundles.remove() }
+        let v2 = try bundles.make("1.1.0")
+        let cluster = try cluster()
+        defer { cluster.stop() }
+        // Signed, but it names the running bundle's manifest as 1.1.0: refused live, and on replay too.
+        var mislabelled = try deploy(v2, sequence: 1)
+        mislabelled.sha256 = base.id
+        try client(cluster).send(mislabelled)
+        let running = try RunningWorker(settings: settings(cluster, worker: "worker-a", group: "control-\(UUID().uuidString)"), bundle: base)
+        try running.waitUntilReady()
+        try running.stop()
+        let start = try Status(try #require(readTopic(cluster, "status", partitions: 1).first))
+        #expect(start.reason == "started" && start.active == "1.0.0", "the start record says \(start.active)")
+        #expect(running.log.lines.withLock { $0 }.contains { $0.contains("is the manifest of 1.0.0, not 1.1.0") })
+    }
 }
