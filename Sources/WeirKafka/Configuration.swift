@@ -100,6 +100,7 @@ public func isSecretProperty(_ name: String) -> Bool {
 /// Builds a native `rd_kafka_conf_t`; on failure names the property librdkafka refused.
 func makeNativeConfiguration(_ properties: [(String, String)]) throws(KafkaConfigurationError) -> OpaquePointer {
     let conf = rd_kafka_conf_new()!
+    rd_kafka_conf_set_log_cb(conf, kafkaLogCallback)
     var errorBuffer = [CChar](repeating: 0, count: 512)
     for (name, value) in properties {
         let result = rd_kafka_conf_set(conf, name, value, &errorBuffer, errorBuffer.count)

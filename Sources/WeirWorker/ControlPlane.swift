@@ -31,7 +31,7 @@ final class ControlPlane: @unchecked Sendable {
     private let key: [UInt8]
     private let modelName: String
     private let metrics: WorkerMetrics
-    private let log: @Sendable (String) -> Void
+    private let log: WorkerLog
     private let signal: EventSignal
     private let base: ServingModel
     private(set) var state: RolloutState
@@ -50,7 +50,7 @@ final class ControlPlane: @unchecked Sendable {
     private let writer = JSONWriter(capacity: 1024)
 
     init(settings: WorkerSettings, base: ServingModel, metrics: WorkerMetrics, signal: EventSignal,
-         log: @escaping @Sendable (String) -> Void) throws {
+         log: WorkerLog) throws {
         self.settings = settings
         self.base = base
         self.metrics = metrics
@@ -87,7 +87,7 @@ final class ControlPlane: @unchecked Sendable {
         configuration.properties = properties
         configuration.autoOffsetReset = .earliest
         let consumer = try KafkaConsumer(configuration: configuration, signal: signal, onError: { [log] error in
-            log("kafka control consumer: \(error)")
+            log("kafka control consumer: \(error)", level: error.isFatal ? .error : .warning)
         })
         self.consumer = consumer
         let records = try readControlTopic(consumer, topic: topic, timeoutMs: 30_000)
@@ -158,7 +158,8 @@ final class ControlPlane: @unchecked Sendable {
         switch verifiedControlMessage(record, key: key) {
         case .failure(let rejection):
             metrics.controlMessage(result: "rejected", reason: rejection.code)
-            log("control: rejected \(record.topic)[\(record.partition)]@\(record.offset): \(rejection.reason)")
+            log("control: rejected a message: \(rejection.reason)", level: .warning,
+                topic: record.topic, partition: record.partition, offset: record.offset)
             outbox.append(StatusNote(state: "rejected", reason: "\(rejection.code): \(rejection.reason) (offset \(record.offset))", message: nil))
         case .success(let message):
             if message.model != modelName {
@@ -269,13 +270,13 @@ final class ControlPlane: @unchecked Sendable {
         }
         if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
         let model: ServingModel
-        do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: log) } catch {
+        do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: { [log] in log($0, version: ref.version) }) } catch {
             return .failure(ControlRejection("bundle-invalid", "\(error)"))
         }
         switch model.warmUp(on: recent, fallbackSchemaOf: active) {
         case .failure(let rejection): return .failure(rejection)
         case .success(let rows):
-            if rows > 0 { log("control: \(ref.version) warmed up on \(rows) recent events") }
+            if rows > 0 { log("control: \(ref.version) warmed up on \(rows) recent events", version: ref.version) }
             return .success(model)
         }
     }
@@ -294,7 +295,8 @@ final class ControlPlane: @unchecked Sendable {
 
     private func reject(_ message: ControlMessage, _ rejection: ControlRejection) {
         metrics.controlMessage(result: "rejected", reason: rejection.code)
-        log("control: rejected \(message.action.rawValue) sequence \(message.sequence): \(rejection)")
+        log("control: rejected \(message.action.rawValue) sequence \(message.sequence): \(rejection)", level: .warning,
+            version: message.version)
         outbox.append(StatusNote(state: "rejected", reason: rejection.description, message: message))
     }
 
@@ -311,7 +313,7 @@ final class ControlPlane: @unchecked Sendable {
         metrics.automaticRollbacks.increment()
         metrics.automaticRollbackTotal.add(1, ordering: .relaxed)
         ready = (makePlan(next), StatusNote(state: nil, reason: "automatic rollback of \(leaving): \(reason)", message: nil))
-        log("control: automatic rollback of \(leaving): \(reason)")
+        log("control: automatic rollback of \(leaving): \(reason)", level: .warning, version: state.active.version)
     }
 
     private func prune() {

@@ -43,6 +43,8 @@ public struct WorkerSettings: Sendable, Equatable {
     public var shutdownTimeoutMs = 8_000
     /// Identifies this worker in status and drift records.
     public var workerID = defaultWorkerID()
+    /// `human` lines or `json` lines (one object each, with worker, model, version, partition).
+    public var logFormat = LogFormat.human
     /// librdkafka properties for both clients (`kafka.security.protocol` -> `security.protocol`);
     /// `kafka.consumer.<property>` / `kafka.producer.<property>` reach one client only.
     public var kafka: [String: String] = [:]
@@ -191,6 +193,13 @@ let settingsCatalog: [SettingSpec] = [
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),
     integer("shutdown-timeout-ms", "longest a stop may take to flush and commit", 100...600_000, \.shutdownTimeoutMs),
     text("worker-id", "this worker's name in status and drift records", \.workerID),
+    SettingSpec(key: "log.format", help: "human or json (one JSON object per line)", apply: { settings, values, source in
+        let value = try single("log.format", values, source)
+        guard let format = LogFormat(rawValue: value) else {
+            throw SettingsError("log.format: '\(value)' \(source) is not a log format; use human or json")
+        }
+        settings.logFormat = format
+    }, render: { $0.logFormat.rawValue }),
 ]
 
 /// Reads settings from the file, the environment and flags, in that order of precedence (lowest first).

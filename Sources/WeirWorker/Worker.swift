@@ -21,7 +21,9 @@ public final class Worker: @unchecked Sendable {
     /// The bundle the worker was started with (`--model`); the control topic may replace it.
     public let bundle: ModelBundle
     public let metrics: WorkerMetrics
-    let log: @Sendable (String) -> Void
+    let log: WorkerLog
+    /// Keeps librdkafka's lines of this worker's clients in `log` while `run` is running.
+    private var kafkaLogRoute: KafkaLogRoute?
 
     private let signal = EventSignal()
     private var consumer: KafkaConsumer!
@@ -102,17 +104,20 @@ public final class Worker: @unchecked Sendable {
         let context: UInt
     }
 
-    /// Prepares a worker (clients are created by `run`). `log` receives one line per notable event.
+    /// Prepares a worker (clients are created by `run`). `log` receives one record per notable
+    /// event, stamped with the worker id, model and version (and partition where there is one),
+    /// including librdkafka's own lines for this worker's clients while `run` is running.
     public init(settings: WorkerSettings, bundle: ModelBundle, metrics: WorkerMetrics = WorkerMetrics(),
-                log: @escaping @Sendable (String) -> Void = { _ in }) throws {
+                log: @escaping @Sendable (LogRecord) -> Void = { _ in }) throws {
         guard settings.brokers != nil else { throw WorkerError("brokers: not set; the worker needs a bootstrap address") }
         self.settings = settings
         self.bundle = bundle
         self.metrics = metrics
+        let log = WorkerLog(worker: settings.workerID, model: bundle.manifest.name, version: bundle.manifest.version, sink: log)
         self.log = log
         let base = try ServingModel(bundle: bundle, ref: BundleRef(version: bundle.manifest.version, location: bundle.directory.path,
                                                                    sha256: bundle.id),
-                                    settings: settings, log: log)
+                                    settings: settings, log: { log($0) })
         primary = base
         control = try ControlPlane(settings: settings, base: base, metrics: metrics, signal: signal, log: log)
         serving = Mutex((bundle.manifest.version, nil))
@@ -144,6 +149,8 @@ public final class Worker: @unchecked Sendable {
     /// Runs until `stop()` (returns normally) or a fatal error (throws). Call from one thread.
     public func run() throws {
         Thread.current.name = "weir-poll"
+        kafkaLogRoute = KafkaLog.route(clientID: settings.workerID) { [log] line in log.kafka(line) }
+        defer { kafkaLogRoute = nil }
         try openClients()
         if settings.controlTopic != nil {
             try control.replay(brokers: settings.brokers!, properties: kafkaProperties(for: "consumer"))
@@ -175,11 +182,11 @@ public final class Worker: @unchecked Sendable {
             partitionsRevoked: { [unowned self] partitions, lost in self.revoke(partitions, lost: lost) })
         consumer = try KafkaConsumer(configuration: consumerConfig, signal: signal, rebalance: rebalance,
                                      onError: { [log] error in
-                                         log("kafka consumer: \(error)")
+                                         log("kafka consumer: \(error)", level: error.isFatal ? .error : .warning)
                                      })
         producer = try KafkaProducer(configuration: producerConfig, serving: .callerThread(wake: signal),
                                      onDelivery: { [unowned self] reports in self.delivered(reports) },
-                                     onError: { [log] error in log("kafka producer: \(error)") })
+                                     onError: { [log] error in log("kafka producer: \(error)", level: error.isFatal ? .error : .warning) })
         outputTopic = try producer.topic(settings.output)
         deadLetterTopic = try producer.topic(settings.dlq)
         if let topic = settings.driftTopic { driftTopic = try producer.topic(topic) }
@@ -419,7 +426,7 @@ public final class Worker: @unchecked Sendable {
             metrics.shadowPredictions.increment()
             metrics.shadowTotal.add(1, ordering: .relaxed)
         } catch {
-            log("cannot produce a shadow record to '\(shadowTopic.name)': \(error)")
+            log("cannot produce a shadow record to '\(shadowTopic.name)': \(error)", level: .warning)
         }
     }
 
@@ -471,7 +478,7 @@ public final class Worker: @unchecked Sendable {
                 try producer.send(to: driftTopic, key: key, value: drift.writer.bytes, context: 0)
             }
         } catch {
-            log("cannot produce a drift record to '\(driftTopic.name)': \(error)")
+            log("cannot produce a drift record to '\(driftTopic.name)': \(error)", level: .warning)
         }
     }
 
@@ -519,6 +526,7 @@ public final class Worker: @unchecked Sendable {
         metrics.setServing(name: bundle.manifest.name, routes)
         let versions = (primary.version, candidate?.version)
         serving.withLock { $0 = versions }
+        log.setServingVersion(primary.version)
     }
 
     /// Takes the model on trial out of service when its model-error share or p99 inference time
@@ -546,7 +554,7 @@ public final class Worker: @unchecked Sendable {
         do {
             try producer.send(to: statusTopic, key: Array(settings.workerID.utf8), value: record, context: 0)
         } catch {
-            log("cannot produce a status record to '\(statusTopic.name)': \(error)")
+            log("cannot produce a status record to '\(statusTopic.name)': \(error)", level: .warning)
         }
     }
 
@@ -556,13 +564,15 @@ public final class Worker: @unchecked Sendable {
         let wallMicros = wallClockMicroseconds()
         for report in reports {
             if report.context == 0 {
-                if let error = report.error { log("a drift record was not delivered: \(error)") }
+                if let error = report.error { log("a best-effort record was not delivered: \(error)", level: .warning, topic: report.topic) }
                 continue
             }
             if let error = report.error {
                 retries.append(copyForRetry(report))
                 metrics.deliveryRetries.increment()
-                if retries.count == 1 { log("delivery to \(report.topic) failed (\(error)); sending again") }
+                if retries.count == 1 {
+                    log("delivery failed (\(error)); sending again", level: .warning, topic: report.topic, partition: report.partition)
+                }
                 continue
             }
             let (trackIndex, sequence) = unpackDeliveryContext(report.context)
@@ -627,7 +637,7 @@ public final class Worker: @unchecked Sendable {
             for offset in offsets { trackByPartition[offset.topicPartition]?.committed = offset.offset }
             return nil
         } catch {
-            if !quiet { log("commit of \(offsets.count) partitions failed (\(error)); will retry") }
+            if !quiet { log("commit of \(offsets.count) partitions failed (\(error)); will retry", level: .warning) }
             return error
         }
     }
@@ -637,7 +647,8 @@ public final class Worker: @unchecked Sendable {
     private func assign(_ partitions: [TopicPartition]) {
         assigned.formUnion(partitions)
         assignedCount.store(assigned.count, ordering: .relaxed)
-        log("assigned \(partitions.count) partitions: \(partitions.map(\.description).sorted().joined(separator: " "))")
+        log("assigned \(partitions.count) partitions: \(partitions.map(\.description).sorted().joined(separator: " "))",
+            partitions: partitions)
     }
 
     /// Before partitions leave: answer the open batch, wait for their outputs, commit them.
@@ -661,7 +672,8 @@ public final class Worker: @unchecked Sendable {
         assigned.subtract(leaving)
         paused.subtract(leaving)
         assignedCount.store(assigned.count, ordering: .relaxed)
-        log("\(lost ? "lost" : "revoked") \(partitions.count) partitions")
+        log("\(lost ? "lost" : "revoked") \(partitions.count) partitions: \(partitions.map(\.description).sorted().joined(separator: " "))",
+            level: lost ? .warning : .info, partitions: partitions)
     }
 
     /// Pauses every owned partition while unanswered events exceed the bound (resuming below
@@ -670,17 +682,18 @@ public final class Worker: @unchecked Sendable {
         let limit = settings.maxInFlightEvents
         if !isPausedForBackpressure && inFlight >= limit {
             isPausedForBackpressure = true
-            log("\(inFlight) events in flight (limit \(limit)): pausing \(assigned.count) partitions")
+            log("\(inFlight) events in flight (limit \(limit)): pausing \(assigned.count) partitions", level: .warning,
+                partitions: Array(assigned))
         } else if isPausedForBackpressure && inFlight <= limit / 2 {
             isPausedForBackpressure = false
         }
         if isPausedForBackpressure || operatorPaused {
             let toPause = assigned.subtracting(paused)
             if !toPause.isEmpty {
-                do { try consumer.pause(Array(toPause)); paused.formUnion(toPause) } catch { log("pause failed: \(error)") }
+                do { try consumer.pause(Array(toPause)); paused.formUnion(toPause) } catch { log("pause failed: \(error)", level: .warning) }
             }
         } else if !paused.isEmpty {
-            do { try consumer.resume(Array(paused)) } catch { log("resume failed: \(error)") }
+            do { try consumer.resume(Array(paused)) } catch { log("resume failed: \(error)", level: .warning) }
             paused.removeAll()
         }
         metrics.pausedPartitions.record(paused.count)
@@ -706,18 +719,18 @@ public final class Worker: @unchecked Sendable {
         // with the consumer served in between, so the rebalance or rejoin can finish (answering any
         // events it hands over before committing).
         if !assigned.isEmpty {
-            do { try consumer.pause(Array(assigned)) } catch { log("pause at stop: \(error)") }
+            do { try consumer.pause(Array(assigned)) } catch { log("pause at stop: \(error)", level: .warning) }
         }
         while true {
             closeBatch()
             publishDrift(of: primary)
             if !retries.isEmpty { resendFailed() }
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
-            do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)") }
+            do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)", level: .warning) }
             let retrying = monotonicNanoseconds() < deadline
             guard let failure = commit(async: false, quiet: true) else { break }
             guard retrying, !failure.isFatal else {
-                log("final commit failed (\(failure)); the next owner answers the uncommitted events again")
+                log("final commit failed (\(failure)); the next owner answers the uncommitted events again", level: .error)
                 break
             }
             let got = consumer.poll(maxMessages: settings.batchMaxEvents, timeoutMs: 100, retainingInto: &polled)
@@ -725,8 +738,8 @@ public final class Worker: @unchecked Sendable {
             polled.removeAll(keepingCapacity: true)
             if !assigned.isEmpty { try? consumer.pause(Array(assigned)) }
         }
-        do { try consumer.close() } catch { log("leaving the group: \(error)") }
-        do { try producer.close(timeoutMs: max(budget / 8, 100)) } catch { log("closing the producer: \(error)") }
+        do { try consumer.close() } catch { log("leaving the group: \(error)", level: .warning) }
+        do { try producer.close(timeoutMs: max(budget / 8, 100)) } catch { log("closing the producer: \(error)", level: .warning) }
         log("worker \(settings.workerID) stopped: \(metrics.consumedTotal.load(ordering: .relaxed)) consumed, \(metrics.predictionTotal.load(ordering: .relaxed)) predicted, \(metrics.deadLetterTotal.load(ordering: .relaxed)) dead letters")
     }
 }

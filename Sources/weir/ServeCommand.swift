@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Synchronization
 import WeirControl
 import WeirKafka
 import WeirWorker
@@ -48,6 +49,10 @@ struct ServeCommand: ParsableCommand {
 func runWorker(settings original: WorkerSettings, bundle: ModelBundle,
                alongside: ((Worker, String) -> (() -> Void))? = nil) throws {
     var settings = original
+    ProcessLog.shared.configure(format: settings.logFormat, worker: settings.workerID, model: bundle.manifest.name)
+    // librdkafka lines of clients no worker claims (the embedded broker's) in the same format.
+    KafkaLog.setFallback { line in ProcessLog.shared.kafka(line) }
+    defer { KafkaLog.setFallback(nil) }
     var cluster: EmbeddedCluster?
     if settings.brokers == nil {
         let topics = Array(Set(settings.input + [settings.output, settings.dlq]
@@ -73,7 +78,7 @@ func runWorker(settings original: WorkerSettings, bundle: ModelBundle,
 private func serve(settings: WorkerSettings, bundle: ModelBundle, alongside: ((Worker, String) -> (() -> Void))?) throws {
     let worker: Worker
     do {
-        worker = try Worker(settings: settings, bundle: bundle, log: { logLine($0) })
+        worker = try Worker(settings: settings, bundle: bundle, log: { ProcessLog.shared.write($0) })
     } catch {
         throw CommandFailure("\(error)")
     }
@@ -108,10 +113,35 @@ private func serve(settings: WorkerSettings, bundle: ModelBundle, alongside: ((W
     if let failure { throw CommandFailure("\(failure)") }
 }
 
-/// One log line on stderr with a UTC timestamp.
-func logLine(_ text: String) {
-    let now = Date()
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    printError("\(formatter.string(from: now)) \(text)")
+/// The process's log on stderr: one line per record, human or JSON (`log.format`), every line
+/// stamped with the worker id and model once `runWorker` knows them.
+final class ProcessLog: Sendable {
+    static let shared = ProcessLog()
+    private let context = Mutex<(format: LogFormat, worker: String?, model: String?)>((.human, nil, nil))
+
+    func configure(format: LogFormat, worker: String, model: String) {
+        context.withLock { $0 = (format, worker, model) }
+    }
+
+    /// Writes `record`, filling in the worker and model when the record has none.
+    func write(_ record: LogRecord) {
+        var record = record
+        let (format, worker, model) = context.withLock { $0 }
+        if record.worker == nil { record.worker = worker }
+        if record.model == nil { record.model = model }
+        printError(record.rendered(as: format))
+    }
+
+    /// Writes one of librdkafka's lines (from a client no worker claims).
+    func kafka(_ line: KafkaLogLine) {
+        var record = LogRecord(level: LogLevel(syslog: line.level), message: line.message)
+        record.source = "kafka"
+        record.facility = line.facility
+        write(record)
+    }
+}
+
+/// One log line of the process itself (not of the worker): on stderr, in the configured format.
+func logLine(_ text: String, level: LogLevel = .info) {
+    ProcessLog.shared.write(LogRecord(level: level, message: text))
 }

@@ -35,7 +35,7 @@ final class RunningWorker: @unchecked Sendable {
 
     init(settings: WorkerSettings, bundle: ModelBundle) throws {
         let log = self.log
-        worker = try Worker(settings: settings, bundle: bundle, log: { line in log.lines.withLock { $0.append(line) } })
+        worker = try Worker(settings: settings, bundle: bundle, log: { record in log.lines.withLock { $0.append(record.message) } })
         let thread = Thread { [self] in
             do { try worker.run() } catch { failure.withLock { $0 = "\(error)" } }
             finished.signal()

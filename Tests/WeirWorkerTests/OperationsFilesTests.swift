@@ -83,6 +83,7 @@ import Yams
         #expect(dig(container, "livenessProbe.httpGet.path") as? String == "/healthz")
         #expect(dig(container, "readinessProbe.httpGet.port") as? String == "metrics")
         #expect(dig(container, "securityContext.readOnlyRootFilesystem") as? Bool == true)
+        #expect(settings.logFormat == .json, "the cluster's log pipeline gets JSON lines")
         #expect(dig(deployment, "spec.template.spec.securityContext.runAsNonRoot") as? Bool == true)
         #expect(dig(container, "resources.requests.cpu") != nil && dig(container, "resources.limits.memory") != nil)
         let grace = try #require(dig(deployment, "spec.template.spec.terminationGracePeriodSeconds") as? Int)

@@ -55,6 +55,7 @@ import WeirWorker
         (["--control-rollback-max-error-rate", "1.5"], "control.rollback.max-error-rate: 1.5 from --control-rollback-max-error-rate is out of range; use 0.0 to 1.0"),
         (["--shadow-topic", "predictions"], "shadow-topic: 'predictions' is also the output or dlq topic; shadow records need their own topic"),
         (["--status-topic", "events"], "status-topic: 'events' is also an input topic; the worker would read its own records"),
+        (["--log-format", "xml"], "log.format: 'xml' from --log-format is not a log format; use human or json"),
     ])
     func badFlagsNameTheSetting(arguments: [String], message: String) throws {
         #expect(throws: SettingsError.self) { try SettingsLoader.load(file: nil, environment: [:], arguments: arguments) }
@@ -104,5 +105,30 @@ import WeirWorker
         #expect(printed.output.contains("kafka.ssl.key.password: '[redacted]'"))
         #expect(printed.output.contains("model: m"))
         #expect(!printed.output.contains("secret"))
+    }
+
+    /// Log records: JSON lines escape what JSON must escape and leave out fields that do not apply;
+    /// human lines show level and the partition the line is about.
+    @Test func logRecordsRenderAsOneLineEach() throws {
+        var record = LogRecord(level: .warning, message: "quote \" backslash \\ newline \n tab \t bell \u{7} é",
+                               time: Date(timeIntervalSince1970: 1_795_000_000.123))
+        record.worker = "w-1"
+        record.version = "1.2.0"
+        record.topic = "events"
+        record.partition = 3
+        record.offset = 42
+        let json = record.rendered(as: .json)
+        #expect(!json.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(object["msg"] as? String == record.message)
+        #expect(object["ts"] as? String == "2026-11-18T11:06:40.123Z")
+        #expect(object["level"] as? String == "warning" && object["worker"] as? String == "w-1")
+        #expect(object["partition"] as? Int == 3 && object["offset"] as? Int == 42 && object["topic"] as? String == "events")
+        #expect(object["model"] == nil && object["partitions"] == nil, "absent fields are left out")
+        let human = record.rendered(as: .human)
+        #expect(human.hasPrefix("2026-11-18T11:06:40.123Z warning [events[3]@42] quote"))
+        #expect(!human.contains("\n") && human.contains("newline \\n tab"), "a human line stays one line: \(human)")
+        #expect(try SettingsLoader.load(file: nil, environment: ["WEIR_LOG_FORMAT": "json"], arguments: []).logFormat == .json)
+        #expect(LogLevel(syslog: 3) == .error && LogLevel(syslog: 4) == .warning && LogLevel(syslog: 6) == .info && LogLevel(syslog: 7) == .debug)
     }
 }
