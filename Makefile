@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BUILD_FLAGS ?=
 
-.PHONY: run test bench build release bootstrap clean demo-bundle
+.PHONY: run test bench build release bootstrap clean demo-bundle fuzz
 
 bootstrap:
 	@scripts/bootstrap
@@ -33,6 +33,10 @@ test: bootstrap
 ## make bench: release build, then every benchmark against its peer in one run.
 bench: release
 	scripts/bench
+
+## make fuzz: libFuzzer targets (event decoder against jansson, control messages), FUZZ_SECONDS each (600).
+fuzz: bootstrap
+	scripts/fuzz
 
 clean:
 	rm -rf .build

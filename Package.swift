@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "WeirDrift", targets: ["WeirDrift"]),
         .library(name: "WeirControl", targets: ["WeirControl"]),
         .library(name: "WeirWorker", targets: ["WeirWorker"]),
+        // For the fuzz package (fuzz/): the jansson reference decoder the decoder fuzzer compares with.
+        .library(name: "JanssonReference", targets: ["JanssonReference"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,6 +36,8 @@ let package = Package(
 
         .target(name: "WeirKafka", dependencies: ["CRdKafka"]),
         .target(name: "WeirCodec"),
+        // The event semantics over jansson's DOM: the reference for differential tests and fuzzing.
+        .target(name: "JanssonReference", dependencies: ["WeirCodec", "CJansson"]),
         // Integer and float GEMM kernels: AVX2 through target attributes, chosen at run time.
         .target(name: "CWeirKernels"),
         .target(
@@ -69,7 +73,7 @@ let package = Package(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .target(name: "WeirTestSupport", path: "Tests/WeirTestSupport"),
-        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "CJansson"]),
+        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(
             name: "WeirModelTests",

@@ -18,6 +18,9 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     public static let coordinatorLoadInProgress = KafkaErrorCode(rawValue: 14)
     public static let coordinatorNotAvailable = KafkaErrorCode(rawValue: 15)
     public static let notCoordinator = KafkaErrorCode(rawValue: 16)
+    /// The record is over `message.max.bytes` (the producer's, or the broker's for the topic).
+    public static let messageTooLarge = KafkaErrorCode(rawValue: 10)
+    public static let recordListTooLarge = KafkaErrorCode(rawValue: 18)
     public static let notEnoughReplicas = KafkaErrorCode(rawValue: 19)
     public static let illegalGeneration = KafkaErrorCode(rawValue: 22)
     public static let rebalanceInProgress = KafkaErrorCode(rawValue: 27)

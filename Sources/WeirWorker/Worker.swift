@@ -495,13 +495,29 @@ public final class Worker: @unchecked Sendable {
         var headers = OutgoingHeaders(copying: message)
         model.answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
         metrics.deadLetter(code: code)
+        let value = message.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         do {
-            try producer.send(to: deadLetterTopic, key: message.key, value: message.value ?? UnsafeRawBufferPointer(start: nil, count: 0),
-                              headers: headers, context: context)
+            try producer.send(to: deadLetterTopic, key: message.key, value: value, headers: headers, context: context)
+        } catch where error.code == .messageTooLarge {
+            // Over the producer's message.max.bytes: the dead letter goes without the value (the
+            // source headers say where to find it) rather than stopping the worker on it.
+            var headers = OutgoingHeaders(copying: message)
+            model.answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
+            headers.append(name: Self.valueOmittedHeader, value: String(value.count))
+            do {
+                try producer.send(to: deadLetterTopic, key: message.key, value: UnsafeRawBufferPointer(start: nil, count: 0),
+                                  headers: headers, context: context)
+            } catch {
+                failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)")
+            }
         } catch {
             failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)")
         }
     }
+
+    /// On a dead letter sent without its value (too large for the producer or the broker): the
+    /// value's size in bytes. The value itself stays in the input topic at the source offset.
+    static let valueOmittedHeader = "weir-value-omitted"
 
     // MARK: Control
 
@@ -599,8 +615,15 @@ public final class Worker: @unchecked Sendable {
         let message = report.message
         var headers = [(UnsafePointer<CChar>?, String, [UInt8]?)]()
         for header in message.headers { headers.append((nil, header.name, header.value.map { Array($0) })) }
-        return RetryRecord(topic: report.topic == settings.dlq ? deadLetterTopic : outputTopic, key: message.key.map { Array($0) },
-                           value: message.value.map { Array($0) }, headers: headers, context: report.context)
+        var value = message.value.map { Array($0) }
+        let isDeadLetter = report.topic == settings.dlq
+        // The broker refused a dead letter as too large: send it again without the value.
+        if isDeadLetter, let size = value?.count, report.error == .messageTooLarge || report.error == .recordListTooLarge {
+            value = []
+            headers.append((nil, Self.valueOmittedHeader, Array(String(size).utf8)))
+        }
+        return RetryRecord(topic: isDeadLetter ? deadLetterTopic : outputTopic, key: message.key.map { Array($0) },
+                           value: value, headers: headers, context: report.context)
     }
 
     private func resendFailed() {
