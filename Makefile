@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BUILD_FLAGS ?=
 
-.PHONY: run test bench build release bootstrap clean demo-bundle fuzz
+.PHONY: run test bench build release bootstrap clean demo-bundle fuzz chaos soak
 
 bootstrap:
 	@scripts/bootstrap
@@ -33,6 +33,15 @@ test: bootstrap
 ## make bench: release build, then every benchmark against its peer in one run.
 bench: release
 	scripts/bench
+
+## make chaos: the fault scenarios at 5x the events, plus the long ones (rebalance 1 -> 3 -> 1).
+chaos: bootstrap
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	WEIR_CHAOS_SCALE=$${WEIR_CHAOS_SCALE:-5} $(SWIFT) test --skip-build --no-parallel --filter ChaosTests $(BUILD_FLAGS)
+
+## make soak: 10 minutes of the demo at SOAK_RATE; RSS after warm-up and at the end, latency percentiles.
+soak: bootstrap
+	scripts/soak
 
 ## make fuzz: libFuzzer targets (event decoder against jansson, control messages), FUZZ_SECONDS each (600).
 fuzz: bootstrap

@@ -173,10 +173,14 @@ public final class Worker: @unchecked Sendable {
         consumerConfig.clientID = settings.workerID
         consumerConfig.properties = kafkaProperties(for: "consumer")
         if consumerConfig.properties["session.timeout.ms"] == nil { consumerConfig.sessionTimeoutMs = 10_000 }
+        // librdkafka backs off reconnects up to 10 s: after a broker restart the worker would idle
+        // that long. A worker has two connections per broker; retrying each second costs nothing.
+        if consumerConfig.properties["reconnect.backoff.max.ms"] == nil { consumerConfig.properties["reconnect.backoff.max.ms"] = "1000" }
         var producerConfig = ProducerConfiguration(bootstrapServers: settings.brokers!)
         producerConfig.clientID = settings.workerID
         producerConfig.lingerMs = 5
         producerConfig.properties = kafkaProperties(for: "producer")
+        if producerConfig.properties["reconnect.backoff.max.ms"] == nil { producerConfig.properties["reconnect.backoff.max.ms"] = "1000" }
         let rebalance = RebalanceHandlers(
             partitionsAssigned: { [unowned self] partitions in self.assign(partitions) },
             partitionsRevoked: { [unowned self] partitions, lost in self.revoke(partitions, lost: lost) })
