@@ -34,14 +34,18 @@ public final class KafkaConsumer: @unchecked Sendable {
     ///   - signal: the wake-up to raise when events arrive (pass a shared one to combine sources).
     ///   - rebalance: called on the poll thread around every assignment change.
     ///   - onError: client-level errors (broker down, fatal errors) and per-message errors.
+    ///   - onCommitFailure: offsets whose commit the coordinator refused (asynchronous commits report
+    ///     only here), with the error; called on the poll thread, inside `poll`.
     public init(configuration: ConsumerConfiguration, signal: EventSignal = EventSignal(),
                 rebalance: RebalanceHandlers = RebalanceHandlers(),
-                onError: @escaping (KafkaError) -> Void = { _ in }) throws {
+                onError: @escaping (KafkaError) -> Void = { _ in },
+                onCommitFailure: @escaping ([TopicPartitionOffset], KafkaErrorCode) -> Void = { _, _ in }) throws {
         let conf = try makeNativeConfiguration(configuration.orderedProperties())
-        let context = ConsumerContext(rebalance: rebalance, onError: onError)
+        let context = ConsumerContext(rebalance: rebalance, onError: onError, onCommitFailure: onCommitFailure)
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         rd_kafka_conf_set_rebalance_cb(conf, consumerRebalanceCallback)
         rd_kafka_conf_set_error_cb(conf, consumerErrorCallback)
+        rd_kafka_conf_set_offset_commit_cb(conf, consumerCommitCallback)
         let handle = try makeClient(type: RD_KAFKA_CONSUMER, conf: conf)
         self.handle = handle
         self.context = context
@@ -305,9 +309,27 @@ final class ConsumerContext {
     var assigned = Set<TopicPartition>()
     var revokedDuringPoll = false
 
-    init(rebalance: RebalanceHandlers, onError: @escaping (KafkaError) -> Void) {
+    let onCommitFailure: ([TopicPartitionOffset], KafkaErrorCode) -> Void
+
+    init(rebalance: RebalanceHandlers, onError: @escaping (KafkaError) -> Void,
+         onCommitFailure: @escaping ([TopicPartitionOffset], KafkaErrorCode) -> Void) {
         self.rebalance = rebalance
         self.onError = onError
+        self.onCommitFailure = onCommitFailure
+    }
+
+    /// A commit's outcome: the offsets that failed (all of them on a request-level error).
+    func handleCommit(_ code: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        guard let list else { return }
+        var failed = [KafkaErrorCode: [TopicPartitionOffset]]()
+        for index in 0..<Int(list.pointee.cnt) {
+            let element = list.pointee.elems[index]
+            let error = element.err != RD_KAFKA_RESP_ERR_NO_ERROR ? element.err : code
+            // Nothing to commit is not a failure.
+            guard error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET else { continue }
+            failed[KafkaErrorCode(error), default: []].append(TopicPartitionOffset(String(cString: element.topic), element.partition, element.offset))
+        }
+        for (error, offsets) in failed { onCommitFailure(offsets, error) }
     }
 
     func handleRebalance(_ handle: OpaquePointer, _ code: rd_kafka_resp_err_t,
@@ -355,6 +377,13 @@ private let consumerRebalanceCallback:
                     UnsafeMutableRawPointer?) -> Void = { handle, code, list, opaque in
     guard let handle, let list, let opaque else { return }
     Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().handleRebalance(handle, code, list)
+}
+
+private let consumerCommitCallback:
+    @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+                    UnsafeMutableRawPointer?) -> Void = { _, code, list, opaque in
+    guard let opaque else { return }
+    Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().handleCommit(code, list)
 }
 
 private let consumerErrorCallback:

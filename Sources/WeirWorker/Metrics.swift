@@ -14,6 +14,8 @@ public final class WorkerMetrics: Sendable {
     let predictions: CoreMetrics.Counter
     let tombstones: CoreMetrics.Counter
     let deliveryRetries: CoreMetrics.Counter
+    /// Offset commits the coordinator refused (sent again on the next tick).
+    let commitFailures: CoreMetrics.Counter
     let batchSize: Recorder
     let inferenceTime: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer
@@ -61,6 +63,7 @@ public final class WorkerMetrics: Sendable {
         predictions = Counter(label: "weir_predictions_total", factory: factory)
         tombstones = Counter(label: "weir_tombstones_total", factory: factory)
         deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
+        commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
         batchSize = Recorder(label: "weir_batch_size_events", factory: factory)
         inferenceTime = Timer(label: "weir_inference_seconds", factory: factory)
         eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)

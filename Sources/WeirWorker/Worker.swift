@@ -187,7 +187,8 @@ public final class Worker: @unchecked Sendable {
         consumer = try KafkaConsumer(configuration: consumerConfig, signal: signal, rebalance: rebalance,
                                      onError: { [log] error in
                                          log("kafka consumer: \(error)", level: error.isFatal ? .error : .warning)
-                                     })
+                                     },
+                                     onCommitFailure: { [unowned self] offsets, error in self.commitFailed(offsets, error) })
         producer = try KafkaProducer(configuration: producerConfig, serving: .callerThread(wake: signal),
                                      onDelivery: { [unowned self] reports in self.delivered(reports) },
                                      onError: { [log] error in log("kafka producer: \(error)", level: error.isFatal ? .error : .warning) })
@@ -667,6 +668,19 @@ public final class Worker: @unchecked Sendable {
             if !quiet { log("commit of \(offsets.count) partitions failed (\(error)); will retry", level: .warning) }
             return error
         }
+    }
+
+    /// An asynchronous commit the coordinator refused (during a rebalance, say): its partitions
+    /// count as uncommitted again, so the next tick sends them, even if no new event arrives.
+    private func commitFailed(_ offsets: [TopicPartitionOffset], _ error: KafkaErrorCode) {
+        var reopened = 0
+        for offset in offsets {
+            guard let track = trackByPartition[offset.topicPartition], track.committed == offset.offset else { continue }
+            track.committed = nil
+            reopened += 1
+        }
+        metrics.commitFailures.increment()
+        if reopened > 0 { log("commit of \(reopened) partitions refused (\(error.name)); will send again", level: .warning) }
     }
 
     // MARK: Rebalances and backpressure
