@@ -179,6 +179,40 @@ public final class KafkaConsumer: @unchecked Sendable {
         try KafkaError.check(code, "commit")
     }
 
+    /// Commits `offsets` and waits at most `timeoutMs` for the coordinator's answer. A plain
+    /// synchronous commit can wait indefinitely: while the group rebalances, its answer may need
+    /// this very thread to serve the rebalance first. On `timedOut` the commit may still land
+    /// later; serve the consumer (`poll`) and commit again.
+    public func commit(_ offsets: [TopicPartitionOffset], timeoutMs: Int) throws(KafkaError) {
+        if offsets.isEmpty { return }
+        let list = NativePartitionList(offsets)
+        guard let replies = rd_kafka_queue_new(handle) else {
+            throw KafkaError(operation: "commit", code: .invalidState, message: "cannot create a reply queue")
+        }
+        defer { rd_kafka_queue_destroy(replies) }
+        let reply = CommitReply()
+        let code = rd_kafka_commit_queue(handle, list.pointer, replies, commitReplyCallback, Unmanaged.passUnretained(reply).toOpaque())
+        if code == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
+        try KafkaError.check(code, "commit")
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while reply.error == nil {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else {
+                throw KafkaError(operation: "commit", code: .timedOut, message: "no answer from the group coordinator within \(timeoutMs) ms")
+            }
+            let milliseconds = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            if let event = rd_kafka_queue_poll(replies, milliseconds) {
+                if rd_kafka_event_type(event) == RD_KAFKA_EVENT_OFFSET_COMMIT {
+                    reply.record(rd_kafka_event_error(event), rd_kafka_event_topic_partition_list(event))
+                }
+                rd_kafka_event_destroy(event)
+            }
+        }
+        if let error = reply.error, error != RD_KAFKA_RESP_ERR_NO_ERROR, error != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(operation: "commit", code: KafkaErrorCode(error))
+        }
+    }
+
     /// The group's committed offsets for `partitions`, asking the coordinator.
     public func committed(_ partitions: [TopicPartition], timeoutMs: Int = 10_000) throws(KafkaError)
         -> [TopicPartitionOffset]
@@ -377,6 +411,29 @@ private let consumerRebalanceCallback:
                     UnsafeMutableRawPointer?) -> Void = { handle, code, list, opaque in
     guard let handle, let list, let opaque else { return }
     Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().handleRebalance(handle, code, list)
+}
+
+/// The answer to one bounded commit: the first error (request-level or per partition), or no error.
+final class CommitReply {
+    var error: rd_kafka_resp_err_t?
+
+    func record(_ code: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        var first = code
+        if first == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
+            for index in 0..<Int(list.pointee.cnt) where list.pointee.elems[index].err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                first = list.pointee.elems[index].err
+                break
+            }
+        }
+        error = first
+    }
+}
+
+private let commitReplyCallback:
+    @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+                    UnsafeMutableRawPointer?) -> Void = { _, code, list, opaque in
+    guard let opaque else { return }
+    Unmanaged<CommitReply>.fromOpaque(opaque).takeUnretainedValue().record(code, list)
 }
 
 private let consumerCommitCallback:

@@ -650,7 +650,8 @@ public final class Worker: @unchecked Sendable {
 
     /// Commits, per partition, the offset after the longest delivered prefix. Returns the failure.
     @discardableResult
-    private func commit(async: Bool, only partitions: Set<TopicPartition>? = nil, quiet: Bool = false) -> KafkaError? {
+    private func commit(async: Bool, only partitions: Set<TopicPartition>? = nil, quiet: Bool = false,
+                        timeoutMs: Int = 2_000) -> KafkaError? {
         var offsets = [TopicPartitionOffset]()
         for track in trackByPartition.values where track.committable != nil {
             // An async commit may have failed unseen: synchronous commits (revoke, stop) send every
@@ -661,7 +662,8 @@ public final class Worker: @unchecked Sendable {
         }
         guard !offsets.isEmpty else { return nil }
         do {
-            try consumer.commit(offsets, async: async)
+            // Synchronous commits are bounded: during a rebalance the answer may wait for this thread.
+            if async { try consumer.commit(offsets, async: true) } else { try consumer.commit(offsets, timeoutMs: timeoutMs) }
             for offset in offsets { trackByPartition[offset.topicPartition]?.committed = offset.offset }
             return nil
         } catch {
@@ -702,7 +704,10 @@ public final class Worker: @unchecked Sendable {
             do { try producer.flush(timeoutMs: 100) } catch {}
             if !retries.isEmpty { resendFailed() }
         }
-        if !lost { commit(async: false, only: leaving) }
+        if !lost {
+            let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
+            commit(async: false, only: leaving, timeoutMs: max(left, 500))
+        }
         for partition in leaving {
             if let track = trackByPartition.removeValue(forKey: partition) {
                 inFlight -= track.inFlight
@@ -769,7 +774,7 @@ public final class Worker: @unchecked Sendable {
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
             do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)", level: .warning) }
             let retrying = monotonicNanoseconds() < deadline
-            guard let failure = commit(async: false, quiet: true) else { break }
+            guard let failure = commit(async: false, quiet: true, timeoutMs: min(max(left, 100), 1_000)) else { break }
             guard retrying, !failure.isFatal else {
                 log("final commit failed (\(failure)); the next owner answers the uncommitted events again", level: .error)
                 break

@@ -57,7 +57,8 @@ final class RunningWorker: @unchecked Sendable {
     /// Waits for `run` to return after `worker.stop()`.
     func waitStopped(timeoutSeconds: Double = 15) throws {
         guard finished.wait(timeout: .now() + timeoutSeconds) == .success else {
-            throw TestFailure("worker did not stop within \(timeoutSeconds) s")
+            let tail = log.lines.withLock { $0 }.filter { !$0.hasPrefix("[thrd") }.suffix(8).joined(separator: " | ")
+            throw TestFailure("worker \(worker.settings.workerID) did not stop within \(timeoutSeconds) s; last lines: \(tail)")
         }
         if let failure = failure.withLock({ $0 }) { throw TestFailure("worker failed: \(failure)") }
     }
