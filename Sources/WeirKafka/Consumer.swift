@@ -213,6 +213,16 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
+    /// Moves the fetch position of assigned partitions (to an offset, or -2 for the beginning).
+    /// Call on the poll thread: librdkafka 2.0.2 must not seek concurrently with batch consume.
+    /// Messages already fetched for those partitions are dropped.
+    public func seek(_ offsets: [TopicPartitionOffset], timeoutMs: Int = 10_000) throws(KafkaError) {
+        if offsets.isEmpty { return }
+        let list = NativePartitionList(offsets)
+        try KafkaError.check(rd_kafka_seek_partitions(handle, list.pointer, Int32(timeoutMs)), "seek")
+        if let error = list.firstError("seek") { throw error }
+    }
+
     /// The group's committed offsets for `partitions`, asking the coordinator.
     public func committed(_ partitions: [TopicPartition], timeoutMs: Int = 10_000) throws(KafkaError)
         -> [TopicPartitionOffset]

@@ -42,6 +42,10 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     public static let invalidState = KafkaErrorCode(RD_KAFKA_RESP_ERR__STATE)
     /// Client-side: the message was purged before delivery, e.g. by an aborted transaction.
     public static let purged = KafkaErrorCode(RD_KAFKA_RESP_ERR__PURGE_QUEUE)
+    /// Client-side: a newer producer with the same `transactional.id` fenced this one (`_FENCED`).
+    public static let fenced = KafkaErrorCode(RD_KAFKA_RESP_ERR__FENCED)
+    /// Broker-side: the producer id was fenced by a newer one (`PRODUCER_FENCED`).
+    public static let producerFencedByBroker = KafkaErrorCode(rawValue: 90)
     /// Client-side: nothing to commit (`_NO_OFFSET`).
     public static let noOffset = KafkaErrorCode(RD_KAFKA_RESP_ERR__NO_OFFSET)
 

@@ -16,6 +16,10 @@ public final class WorkerMetrics: Sendable {
     let deliveryRetries: CoreMetrics.Counter
     /// Offset commits the coordinator refused (sent again on the next tick).
     let commitFailures: CoreMetrics.Counter
+    private let transactionsCommitted: CoreMetrics.Counter
+    private let transactionsAborted: CoreMetrics.Counter
+    /// Transactions aborted in exactly-once mode (their events were answered again).
+    public let transactionAbortTotal = Atomic<Int>(0)
     let batchSize: Recorder
     let inferenceTime: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer
@@ -64,6 +68,8 @@ public final class WorkerMetrics: Sendable {
         tombstones = Counter(label: "weir_tombstones_total", factory: factory)
         deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
         commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
+        transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
+        transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)
         batchSize = Recorder(label: "weir_batch_size_events", factory: factory)
         inferenceTime = Timer(label: "weir_inference_seconds", factory: factory)
         eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)
@@ -118,6 +124,16 @@ public final class WorkerMetrics: Sendable {
     }
 
     /// Counts a control message by result (`applied`, `rejected`, `ignored`) and reason code.
+    /// Counts an exactly-once transaction by outcome (`committed` or `aborted`).
+    func transactions(result: String) {
+        if result == "aborted" {
+            transactionsAborted.increment()
+            transactionAbortTotal.add(1, ordering: .relaxed)
+        } else {
+            transactionsCommitted.increment()
+        }
+    }
+
     func controlMessage(result: String, reason: String) {
         let key = "\(result)\u{0}\(reason)"
         let counter = controlCounters.withLock { table in

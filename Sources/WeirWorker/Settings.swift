@@ -349,9 +349,6 @@ public enum SettingsLoader {
 
     /// Checks settings against each other.
     public static func validate(_ settings: WorkerSettings) throws {
-        if settings.guarantee == "exactly-once" {
-            throw SettingsError("guarantee: exactly-once is not available in this version; use at-least-once")
-        }
         if settings.controlTopic != nil && settings.controlKeyFile == nil {
             throw SettingsError("control.key-file: required with control-topic; give the file holding the shared HMAC key")
         }

@@ -73,6 +73,18 @@ public final class Worker: @unchecked Sendable {
     private var lastCommitAt: UInt64 = 0
     private var lastGaugesAt: UInt64 = 0
     private var retries: [RetryRecord] = []
+    /// `guarantee: exactly-once`: outputs and input offsets are committed in one transaction per
+    /// commit interval (docs/reliability.md).
+    private let transactional: Bool
+    /// A transaction is open (in exactly-once mode one always is while the worker runs).
+    private var inTransaction = false
+    /// An output of the open transaction failed: it must be aborted and its events answered again.
+    private var transactionBroken = false
+    /// Set once shutdown has committed the last transaction: no new one begins.
+    private var transactionsClosed = false
+    /// Per owned partition, the next offset the last committed transaction recorded: where an
+    /// abort rewinds to (the group's committed offset serves partitions not yet in one).
+    private var transactionCommitted: [TopicPartition: Int64] = [:]
     @exclusivity(unchecked) private var latencyScratch: [UInt64] = []
     private var failure: WorkerError?
 
@@ -113,6 +125,7 @@ public final class Worker: @unchecked Sendable {
         self.settings = settings
         self.bundle = bundle
         self.metrics = metrics
+        transactional = settings.guarantee == "exactly-once"
         let log = WorkerLog(worker: settings.workerID, model: bundle.manifest.name, version: bundle.manifest.version, sink: log)
         self.log = log
         let base = try ServingModel(bundle: bundle, ref: BundleRef(version: bundle.manifest.version, location: bundle.directory.path,
@@ -181,6 +194,11 @@ public final class Worker: @unchecked Sendable {
         producerConfig.lingerMs = 5
         producerConfig.properties = kafkaProperties(for: "producer")
         if producerConfig.properties["reconnect.backoff.max.ms"] == nil { producerConfig.properties["reconnect.backoff.max.ms"] = "1000" }
+        if transactional {
+            // One id per worker: a restarted worker with the same worker-id fences its zombie.
+            producerConfig.transactionalID = transactionalID
+            if consumerConfig.properties["isolation.level"] == nil { consumerConfig.properties["isolation.level"] = "read_committed" }
+        }
         let rebalance = RebalanceHandlers(
             partitionsAssigned: { [unowned self] partitions in self.assign(partitions) },
             partitionsRevoked: { [unowned self] partitions, lost in self.revoke(partitions, lost: lost) })
@@ -192,6 +210,11 @@ public final class Worker: @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfig, serving: .callerThread(wake: signal),
                                      onDelivery: { [unowned self] reports in self.delivered(reports) },
                                      onError: { [log] error in log("kafka producer: \(error)", level: error.isFatal ? .error : .warning) })
+        if transactional {
+            try producer.initTransactions()
+            try producer.beginTransaction()
+            inTransaction = true
+        }
         outputTopic = try producer.topic(settings.output)
         deadLetterTopic = try producer.topic(settings.dlq)
         if let topic = settings.driftTopic { driftTopic = try producer.topic(topic) }
@@ -252,9 +275,9 @@ public final class Worker: @unchecked Sendable {
             control.outbox.removeAll()
         }
         applyBackpressure()
-        if after - lastCommitAt >= UInt64(settings.commitIntervalMs) * 1_000_000 {
+        if after - lastCommitAt >= UInt64(settings.commitIntervalMs) * 1_000_000 || transactionBroken {
             lastCommitAt = after
-            commit(async: true)
+            if transactional { commitTransaction() } else { commit(async: true) }
         }
         committedAll.store(inFlight == 0 && pending.isEmpty && !trackByPartition.values.contains { $0.hasUncommitted },
                            ordering: .relaxed)
@@ -262,7 +285,7 @@ public final class Worker: @unchecked Sendable {
             lastGaugesAt = after
             updateGauges()
         }
-        if let fatal = producer.fatalError() { failure = WorkerError("producer failed: \(fatal)") }
+        if let fatal = producer.fatalError(), failure == nil { failure = producerFailure(fatal) }
     }
 
     private func take(_ messages: [RetainedMessage]) {
@@ -492,7 +515,8 @@ public final class Worker: @unchecked Sendable {
         do {
             try producer.send(to: topic, key: key, value: writer.bytes, headers: headers, context: context)
         } catch {
-            failure = WorkerError("cannot produce to '\(topic.name)': \(error)")
+            // In a transaction that has failed, sends fail too: abort and answer again.
+            if transactional && !error.isFatal { transactionBroken = true } else { failure = WorkerError("cannot produce to '\(topic.name)': \(error)") }
         }
     }
 
@@ -516,7 +540,7 @@ public final class Worker: @unchecked Sendable {
                 failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)")
             }
         } catch {
-            failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)")
+            if transactional && !error.isFatal { transactionBroken = true } else { failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)") }
         }
     }
 
@@ -586,6 +610,16 @@ public final class Worker: @unchecked Sendable {
         for report in reports {
             if report.context == 0 {
                 if let error = report.error { log("a best-effort record was not delivered: \(error)", level: .warning, topic: report.topic) }
+                continue
+            }
+            if let error = report.error, transactional {
+                // Reports of an aborted transaction's records (purged) belong to tracks already cleared.
+                guard tracks[unpackDeliveryContext(report.context).0] != nil else { continue }
+                if !transactionBroken {
+                    log("delivery failed (\(error)); aborting the transaction to answer its events again", level: .warning,
+                        topic: report.topic, partition: report.partition)
+                }
+                transactionBroken = true
                 continue
             }
             if let error = report.error {
@@ -685,10 +719,119 @@ public final class Worker: @unchecked Sendable {
         if reopened > 0 { log("commit of \(reopened) partitions refused (\(error.name)); will send again", level: .warning) }
     }
 
+    // MARK: Exactly-once
+
+    private var transactionalID: String { "weir-\(settings.group)-\(settings.workerID)" }
+
+    /// Ends the open transaction: flushes (so every answered event's output is delivered and the
+    /// delivered prefix covers every answered event), adds those offsets, commits, and begins the
+    /// next one. A broken or abortable transaction is aborted and its events answered again; a
+    /// fenced or fatal producer stops the worker.
+    private func commitTransaction(final: Bool = false) {
+        guard inTransaction else { return }
+        do { try producer.flush(timeoutMs: max(settings.shutdownTimeoutMs / 2, 1_000)) } catch {
+            transactionBroken = true
+        }
+        if transactionBroken {
+            abortTransaction(rewinding: final ? [] : assigned)
+            return
+        }
+        var offsets = [TopicPartitionOffset]()
+        for track in trackByPartition.values where track.hasUncommitted {
+            offsets.append(TopicPartitionOffset(track.partition.topic, track.partition.partition, track.committable!))
+        }
+        do {
+            if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, group: consumer.groupMetadata()) }
+            try producer.commitTransaction()
+            inTransaction = false
+            for offset in offsets {
+                trackByPartition[offset.topicPartition]?.committed = offset.offset
+                transactionCommitted[offset.topicPartition] = offset.offset
+            }
+            metrics.transactions(result: "committed")
+        } catch {
+            if error.isFatal || isFencing(error) {
+                failure = producerFailure(error)
+                inTransaction = false
+                return
+            }
+            log("transaction commit failed (\(error)); aborting to answer its events again", level: .warning)
+            abortTransaction(rewinding: final ? [] : assigned)
+            return
+        }
+        if !final { beginTransaction() }
+    }
+
+    private func isFencing(_ error: KafkaError) -> Bool {
+        [.fenced, .producerFenced, .producerFencedByBroker].contains(error.code)
+    }
+
+    /// Why the worker stops when its producer cannot go on; fencing is named as such.
+    private func producerFailure(_ error: KafkaError) -> WorkerError {
+        if transactional && (isFencing(error) || error.message.lowercased().contains("fenced")) {
+            return WorkerError("exactly-once: fenced by another producer with transactional id '\(transactionalID)' (a newer worker with worker-id '\(settings.workerID)'); stopping without committing (\(error))")
+        }
+        return WorkerError("producer failed: \(error)")
+    }
+
+    private func beginTransaction() {
+        guard !transactionsClosed, failure == nil else { return }
+        do {
+            try producer.beginTransaction()
+            inTransaction = true
+        } catch {
+            failure = WorkerError("exactly-once: cannot begin a transaction: \(error)")
+        }
+    }
+
+    /// Aborts the open transaction: its outputs are discarded and the group's offsets stay where
+    /// the last committed transaction left them. The open batch is dropped, the tracks are cleared
+    /// and `partitions` are sought back to their committed offsets, so their events are answered again.
+    private func abortTransaction(rewinding partitions: Set<TopicPartition>) {
+        if inTransaction {
+            do { try producer.abortTransaction() } catch {
+                failure = WorkerError("exactly-once: cannot abort the transaction: \(error)")
+                return
+            }
+            inTransaction = false
+        }
+        transactionBroken = false
+        metrics.transactions(result: "aborted")
+        for event in pending { event.message.release() }
+        pending.removeAll(keepingCapacity: true)
+        primary.count = 0
+        candidate?.count = 0
+        tracks.removeAll()
+        trackByPartition.removeAll()
+        lastTrack = nil
+        inFlight = 0
+        retries.removeAll()
+        if !partitions.isEmpty {
+            do {
+                let unknown = partitions.filter { transactionCommitted[$0] == nil }
+                let group = unknown.isEmpty ? [] : try consumer.committed(Array(unknown))
+                var targets = partitions.compactMap { partition in
+                    transactionCommitted[partition].map { TopicPartitionOffset(partition.topic, partition.partition, $0) }
+                }
+                // No committed offset yet: back to the beginning (auto.offset.reset is earliest).
+                targets += group.map { TopicPartitionOffset($0.topic, $0.partition, $0.offset >= 0 ? $0.offset : -2) }
+                try consumer.seek(targets)
+                log("transaction aborted; \(partitions.count) partitions rewound to their committed offsets", level: .warning,
+                    partitions: Array(partitions))
+            } catch {
+                failure = WorkerError("exactly-once: cannot rewind after an aborted transaction: \(error)")
+                return
+            }
+        }
+        beginTransaction()
+    }
+
     // MARK: Rebalances and backpressure
 
     private func assign(_ partitions: [TopicPartition]) {
         assigned.formUnion(partitions)
+        // A partition coming (back) to this worker starts from the group's offset, not an old record.
+        for partition in partitions { transactionCommitted[partition] = nil }
         assignedCount.store(assigned.count, ordering: .relaxed)
         log("assigned \(partitions.count) partitions: \(partitions.map(\.description).sorted().joined(separator: " "))",
             partitions: partitions)
@@ -704,7 +847,11 @@ public final class Worker: @unchecked Sendable {
             do { try producer.flush(timeoutMs: 100) } catch {}
             if !retries.isEmpty { resendFailed() }
         }
-        if !lost {
+        if transactional {
+            // The transaction holds every owned partition's outputs: commit it (abort if the
+            // assignment is already lost) before these partitions leave.
+            if lost { abortTransaction(rewinding: assigned.subtracting(leaving)) } else { commitTransaction() }
+        } else if !lost {
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
             commit(async: false, only: leaving, timeoutMs: max(left, 500))
         }
@@ -767,7 +914,13 @@ public final class Worker: @unchecked Sendable {
         if !assigned.isEmpty {
             do { try consumer.pause(Array(assigned)) } catch { log("pause at stop: \(error)", level: .warning) }
         }
-        while true {
+        if transactional {
+            closeBatch()
+            publishDrift(of: primary)
+            commitTransaction(final: true)
+            transactionsClosed = true
+        }
+        while !transactional {
             closeBatch()
             publishDrift(of: primary)
             if !retries.isEmpty { resendFailed() }

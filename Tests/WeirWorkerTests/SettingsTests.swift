@@ -131,4 +131,9 @@ import WeirWorker
         #expect(try SettingsLoader.load(file: nil, environment: ["WEIR_LOG_FORMAT": "json"], arguments: []).logFormat == .json)
         #expect(LogLevel(syslog: 3) == .error && LogLevel(syslog: 4) == .warning && LogLevel(syslog: 6) == .info && LogLevel(syslog: 7) == .debug)
     }
+
+    @Test func exactlyOnceIsAccepted() throws {
+        let settings = try SettingsLoader.load(file: nil, environment: ["WEIR_GUARANTEE": "exactly-once"], arguments: [])
+        #expect(settings.guarantee == "exactly-once")
+    }
 }
