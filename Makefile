@@ -37,7 +37,7 @@ bench: release
 ## make chaos: the fault scenarios at 5x the events, plus the long ones (rebalance 1 -> 3 -> 1).
 chaos: bootstrap
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
-	WEIR_CHAOS_SCALE=$${WEIR_CHAOS_SCALE:-5} $(SWIFT) test --skip-build --no-parallel --filter ChaosTests $(BUILD_FLAGS)
+	WEIR_CHAOS_SCALE=$${WEIR_CHAOS_SCALE:-5} $(SWIFT) test --skip-build --no-parallel --filter "ChaosTests|CrashRecoveryTests|ExactlyOnceTests" $(BUILD_FLAGS)
 
 ## make soak: 10 minutes of the demo at SOAK_RATE; RSS after warm-up and at the end, latency percentiles.
 soak: bootstrap
