@@ -132,6 +132,7 @@ public final class EventDecoder {
         }
         if let failure { return .failure(failure) }
         // Features in schema order: missing or null take the default, else the event is rejected.
+        defaultedCount = 0
         for index in 0..<schema.names.count {
             let seen = seenGeneration[index] == generation
             let kind = seen ? FeatureState(rawValue: state[index])! : .null
@@ -143,6 +144,7 @@ public final class EventDecoder {
             case .null:
                 if let value = schema.defaults[index] {
                     row[index] = value
+                    defaultedCount += 1
                 } else {
                     return .failure(DecodeFailure(code: .missingFeature,
                                                   message: "feature '\(schema.names[index])' is \(seen ? "null" : "missing") and has no default"))
@@ -151,6 +153,9 @@ public final class EventDecoder {
         }
         return .success(id)
     }
+
+    /// After a successful `decode`: how many features were missing or null (their defaults used).
+    public private(set) var defaultedCount = 0
 
     /// After a successful `decode`: whether feature `index` was missing or null (its default used).
     @inline(__always)

@@ -41,6 +41,10 @@ public final class WorkerMetrics: Sendable {
     let driftWindows: CoreMetrics.Counter
     /// Drift windows closed and published.
     public let driftWindowTotal = Atomic<Int>(0)
+    /// Poll-thread time spent on drift windows (adding rows, closing, encoding, publishing): what
+    /// drift costs, measured inside the run that pays for it.
+    public let driftNanosecondsTotal = Atomic<Int>(0)
+    private let driftTime: CoreMetrics.FloatingPointCounter
 
     /// Totals for summaries and tests (the same numbers as the Prometheus counters).
     public let consumedTotal = Atomic<Int>(0)
@@ -83,6 +87,13 @@ public final class WorkerMetrics: Sendable {
         shadowPredictions = Counter(label: "weir_shadow_predictions_total", factory: factory)
         driftGauges = Mutex([:])
         driftWindows = Counter(label: "weir_drift_windows_total", factory: factory)
+        driftTime = FloatingPointCounter(label: "weir_drift_seconds_total", factory: factory)
+    }
+
+    /// Adds poll-thread time spent on drift windows.
+    func addDriftTime(nanoseconds: UInt64) {
+        driftNanosecondsTotal.add(Int(nanoseconds), ordering: .relaxed)
+        driftTime.increment(by: Double(nanoseconds) / 1e9)
     }
 
     func deadLetter(code: String) {

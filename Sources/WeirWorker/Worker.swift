@@ -316,7 +316,11 @@ public final class Worker: @unchecked Sendable {
             case .success(let id):
                 if model.drift != nil {
                     let flags = model.missingFlags + row * model.width
-                    for feature in 0..<model.width { flags[feature] = model.decoder.wasDefaulted(feature) }
+                    if model.decoder.defaultedCount == 0 {
+                        flags.update(repeating: false, count: model.width)
+                    } else {
+                        for feature in 0..<model.width { flags[feature] = model.decoder.wasDefaulted(feature) }
+                    }
                 }
                 model.count += 1
                 var shadowRow: Int32 = -1
@@ -487,6 +491,8 @@ public final class Worker: @unchecked Sendable {
     /// Adds the noted rows' features and outputs to the primary model's open window.
     private func flushDriftRows() {
         guard let drift = primary.drift, !driftRows.isEmpty, let outputs = driftOutputs else { return }
+        let started = monotonicNanoseconds()
+        defer { metrics.addDriftTime(nanoseconds: monotonicNanoseconds() - started) }
         driftRows.withUnsafeBufferPointer { indices in
             drift.window.addFeatureRows(primary.rows, rows: indices, missing: primary.missingFlags)
             drift.window.addPredictionRows(outputs.values.baseAddress!, stride: outputs.width, rows: indices)
@@ -498,6 +504,8 @@ public final class Worker: @unchecked Sendable {
     /// records are not answers: their delivery does not hold back commits.
     private func publishDrift(of model: ServingModel) {
         guard let drift = model.drift, let driftTopic, !drift.window.isEmpty else { return }
+        let started = monotonicNanoseconds()
+        defer { metrics.addDriftTime(nanoseconds: monotonicNanoseconds() - started) }
         let result = drift.window.close()
         drift.encode(result)
         metrics.recordDrift(result)

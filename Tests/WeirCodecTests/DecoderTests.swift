@@ -51,6 +51,14 @@ struct DecoderTests {
         #expect(missing == .failure(DecodeFailure(code: .missingFeature, message: "feature 'score' is missing and has no default")))
         let (null, _) = decode("{\"amount\": null, \"score\": 1}", schema)
         #expect(null == .failure(DecodeFailure(code: .missingFeature, message: "feature 'amount' is null and has no default")))
+        // Which features took their defaults (drift counts those as missing), reused across events.
+        let decoder = EventDecoder(schema: schema)
+        var scratch = [Float](repeating: 0, count: 4)
+        func run(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { payload in scratch.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } } }
+        run("{\"amount\": 1, \"age\": null, \"score\": 2}")
+        #expect(decoder.defaultedCount == 2 && (0..<4).map(decoder.wasDefaulted) == [false, true, false, true])
+        run("{\"amount\": 1, \"age\": 5, \"score\": 2, \"ratio\": 1}")
+        #expect(decoder.defaultedCount == 0 && !(0..<4).contains(where: decoder.wasDefaulted))
     }
 
     @Test("wrong types are not-a-number; NaN literals and trailing data are malformed; size limit")

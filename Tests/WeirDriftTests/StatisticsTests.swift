@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import WeirDrift
+@testable import WeirDrift
 
 /// Golden values from scripts/make-drift-goldens.py (scipy, numpy), committed as data.
 struct Golden: Decodable {
@@ -47,9 +47,11 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
         let w = DriftStatistics.wasserstein(sorted: u, sorted: v)
         let both = u.withUnsafeBufferPointer { ub in v.withUnsafeBufferPointer { DriftStatistics.ksAndWasserstein(sorted: ub, sorted: $0) } }
         #expect(relativeError(both.ks, golden.ks) <= 1e-9 && relativeError(both.wasserstein, golden.wasserstein) <= 1e-9)
-        var shuffled = golden.u
-        shuffled.withUnsafeMutableBufferPointer { DriftStatistics.sortInPlace($0) }
-        #expect(shuffled == u)
+        // The window close's path: the reference prepared once, the window stepped through.
+        let prepared = u.withUnsafeBufferPointer { ReferenceCDF(sorted: v).ksAndWasserstein(sorted: $0) }
+        #expect(relativeError(prepared.ks, golden.ks) <= 1e-9, "prepared KS \(prepared.ks) vs scipy \(golden.ks)")
+        #expect(relativeError(prepared.wasserstein, golden.wasserstein) <= 1e-9,
+                "prepared Wasserstein \(prepared.wasserstein) vs scipy \(golden.wasserstein)")
         #expect(relativeError(w, golden.wasserstein) <= 1e-9, "Wasserstein \(w) vs scipy \(golden.wasserstein)")
         let js = DriftStatistics.jensenShannon(golden.window_bins, golden.reference_bins)
         #expect(relativeError(js, golden.js) <= 1e-9, "JS \(js) vs scipy \(golden.js)")
@@ -190,5 +192,165 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
             #expect(abs(x.std - y.std) <= 1e-12 * max(1, x.std))
             #expect(x.psi == y.psi && x.js == y.js && x.ks == y.ks && x.wasserstein == y.wasserstein)
         }
+    }
+}
+
+/// A small deterministic generator for the property tests (no global random state).
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
+}
+
+@Suite struct FastPathTests {
+    /// The prepared reference (segment by segment) against the plain merge, on samples with ties,
+    /// windows wider and narrower than the reference, and single values.
+    @Test func preparedReferenceEqualsTheMerge() {
+        var random = SplitMix(state: 7)
+        for trial in 0..<300 {
+            let m = random.int(1..<2_000), n = random.int(1..<300)
+            let tied = trial % 3 == 0
+            let spread = trial % 5 == 0 ? 3.0 : 1.0
+            func draw(_ shift: Double) -> Double {
+                let value = (random.uniform() - 0.5) * 10 * spread + shift
+                return tied ? value.rounded() : value
+            }
+            let reference = (0..<m).map { _ in draw(0) }.sorted()
+            let window = (0..<n).map { _ in Double(Float(draw(trial % 2 == 0 ? 0 : 1.5))) }.sorted()
+            let merged = window.withUnsafeBufferPointer { w in reference.withUnsafeBufferPointer { DriftStatistics.ksAndWasserstein(sorted: w, sorted: $0) } }
+            let prepared = window.map(Float.init).withUnsafeBufferPointer { ReferenceCDF(sorted: reference).ksAndWasserstein(sorted: $0) }
+            #expect(abs(prepared.ks - merged.ks) <= 1e-12, "trial \(trial): KS \(prepared.ks) vs \(merged.ks)")
+            #expect(abs(prepared.wasserstein - merged.wasserstein) <= 1e-11 * max(1, merged.wasserstein),
+                    "trial \(trial): Wasserstein \(prepared.wasserstein) vs \(merged.wasserstein)")
+        }
+    }
+
+    @Test(arguments: [0, 1, 2, 7, 256, 1_000])
+    func radixSortSortsFloats(count: Int) {
+        var random = SplitMix(state: UInt64(count) + 1)
+        var values = (0..<count).map { index -> Float in
+            switch index % 6 {
+            case 0: return Float(random.int(-3..<4))  // ties, zeros
+            case 1: return -Float(random.uniform() * 1e6)
+            case 2: return Float(random.uniform() * 1e-30)
+            case 3: return index % 12 == 3 ? -0.0 : .greatestFiniteMagnitude
+            default: return Float((random.uniform() - 0.5) * 100)
+            }
+        }
+        let expected = values.sorted()
+        var scratch = [Float](repeating: 0, count: max(count, 1))
+        values.withUnsafeMutableBufferPointer { buffer in scratch.withUnsafeMutableBufferPointer { DriftStatistics.radixSort(buffer, scratch: $0.baseAddress!) } }
+        #expect(values == expected)
+    }
+
+    /// Eight columns at a time with float edges against the double-edged reference rule, value by
+    /// value: bins, out-of-range counts, moments and the kept values, with 11 columns (a partial
+    /// group of eight), missing values in some rows and more rows than the reservoir keeps.
+    @Test func rowsByGroupsOfEightEqualTheReferenceRules() {
+        var random = SplitMix(state: 42)
+        let columns = 11
+        // Edges that floats cannot represent (thirds), and values placed on, just above and just below them.
+        let profiles = (0..<columns).map { column in
+            ReferenceProfile(name: "c\(column)", values: (0..<600).map { Double($0 % 97) / 3 + Double(column) / 7 })
+        }
+        let reference = DriftReference(features: profiles, predictions: [], thresholds: DriftReference.calibrate(profiles, windowEvents: 100),
+                                       createdBy: "test")
+        let rows = 700
+        var matrix = [Float](), missing = [Bool]()
+        for row in 0..<rows {
+            for column in 0..<columns {
+                let edges = profiles[column].edges
+                let edge = Float(edges[random.int(0..<edges.count)])
+                let value: Float
+                switch random.int(0..<5) {
+                case 0: value = edge
+                case 1: value = edge.nextUp
+                case 2: value = edge.nextDown
+                case 3: value = Float(random.uniform() * 40 - 5)  // out of range at both ends too
+                default: value = Float(profiles[column].max)
+                }
+                matrix.append(value)
+                missing.append(row % 50 > 40 && (row + column) % 4 == 0)
+            }
+        }
+        let window = DriftWindow(reference: reference, maxEvents: 100_000, maxMs: nil)
+        let indices = (0..<rows).filter { $0 % 9 != 8 }.map(Int32.init)
+        matrix.withUnsafeBufferPointer { values in
+            missing.withUnsafeBufferPointer { flags in
+                for start in stride(from: 0, to: indices.count, by: 128) {
+                    indices[start..<min(start + 128, indices.count)].withUnsafeBufferPointer {
+                        window.addFeatureRows(values.baseAddress!, rows: $0, missing: flags.baseAddress!)
+                    }
+                }
+            }
+        }
+        let closed = window.close()
+        for column in 0..<columns {
+            let present = indices.map { Int($0) * columns + column }.filter { !missing[$0] }.map { Double(matrix[$0]) }
+            let profile = profiles[column]
+            var bins = [Double](repeating: 0, count: profile.edges.count + 1)
+            for value in present { bins[profile.bin(of: value)] += 1 }
+            let expectedPSI = DriftStatistics.psi(window: bins.map { $0 / Double(present.count) }, reference: profile.probabilities)
+            let got = closed.features[column]
+            #expect(got.n == present.count && got.missing == indices.count - present.count)
+            #expect(got.outOfRange == present.filter { $0 < profile.min || $0 > profile.max }.count)
+            #expect(got.psi == expectedPSI, "column \(column): bins differ from the double-edged rule")
+            let mean = present.reduce(0, +) / Double(present.count)
+            let variance = present.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(present.count - 1)
+            #expect(abs(got.mean - mean) <= 1e-12 * max(1, abs(mean)))
+            #expect(abs(got.std - variance.squareRoot()) <= 1e-12 * max(1, variance.squareRoot()))
+            #expect(got.ks > 0 && got.ks <= 1)
+        }
+    }
+}
+
+@Suite struct ReservoirTests {
+    /// Beyond its limit the reservoir keeps a uniform sample: whole rows while no value is missing,
+    /// per column after one is, and only values the column really had.
+    @Test func keepsWholeRowsThenPerColumnValues() {
+        let columns = 10, limit = 64
+        let profiles = (0..<columns).map { ReferenceProfile(name: "c\($0)", values: (0..<100).map(Double.init)) }
+        let store = ColumnStore(profiles, valueLimit: limit)
+        // Value = row * 16 + column: the row is recoverable from any kept value.
+        let rows = 2_000
+        let matrix = (0..<rows * columns).map { Float(($0 / columns) * 16 + $0 % columns) }
+        var random: UInt64 = 99
+        var firstHalfKept = [[Int]]()
+        matrix.withUnsafeBufferPointer { values in
+            let firstHalf = (0..<rows / 2).map(Int32.init)
+            firstHalf.withUnsafeBufferPointer { store.addRows(values.baseAddress!, stride: columns, rows: $0, missingFlags: nil, random: &random) }
+            #expect(store.uniform && store.count(3) == rows / 2 && store.keptCount(3) == limit)
+            for slot in 0..<limit {
+                let keptRows = (0..<columns).map { Int(store.values[slot * columns + $0]) / 16 }
+                #expect(Set(keptRows).count == 1, "slot \(slot) holds one row across columns")
+                firstHalfKept.append(keptRows)
+            }
+            let spread = Set(firstHalfKept.map { $0[0] })
+            #expect(spread.count == limit && spread.contains { $0 >= rows / 4 }, "later rows replace early ones")
+            // Second half: column 0 is missing in every other row.
+            var flags = [Bool](repeating: false, count: rows * columns)
+            for row in stride(from: rows / 2, to: rows, by: 2) { flags[row * columns] = true }
+            let secondHalf = (rows / 2..<rows).map(Int32.init)
+            flags.withUnsafeBufferPointer { missing in
+                secondHalf.withUnsafeBufferPointer { store.addRows(values.baseAddress!, stride: columns, rows: $0, missingFlags: missing.baseAddress!, random: &random) }
+            }
+        }
+        #expect(!store.uniform)
+        #expect(store.count(0) == rows - rows / 4 && store.missing[0] == rows / 4 && store.count(1) == rows)
+        for column in 0..<columns {
+            let kept = store.sortedValues(column)
+            #expect(kept.count == limit)
+            #expect(kept.allSatisfy { Int($0) % 16 == column }, "column \(column) keeps only its own values")
+            #expect(kept.contains { Int($0) / 16 >= rows / 2 }, "column \(column) samples the second half too")
+        }
+        #expect(store.sortedValues(0).allSatisfy { (Int($0) / 16) < rows / 2 || (Int($0) / 16) % 2 == 1 },
+                "column 0 never keeps a value from a row where it was missing")
     }
 }

@@ -10,6 +10,8 @@ struct PassthroughResult: Decodable {
     let wall_s: Double
     let cpu_s: Double
     let context_switches: Int
+    /// Poll-thread time on drift windows (the worker with drift on only).
+    var drift_s: Double? = nil
     var eventsPerSecond: Double { Double(events) / wall_s }
     var cpuMicrosPerEvent: Double { cpu_s * 1e6 / Double(events) }
 }

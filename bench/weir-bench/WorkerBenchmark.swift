@@ -39,6 +39,7 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     let deadline = Date().addingTimeInterval(240)
     while metrics.consumedTotal.load(ordering: .relaxed) == 0 && Date() < deadline { usleep(2_000) }
     let startWall = Date(), startCPU = cpuSeconds(), startSwitches = contextSwitches()
+    let startDrift = metrics.driftNanosecondsTotal.load(ordering: .relaxed)
     // Answered counts records handed to the producer; delivered means the offsets can commit.
     while answered() < events && Date() < deadline { usleep(2_000) }
     let consumedAll = answered() >= events
@@ -47,10 +48,11 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     deliveredWall = Date()
     let wall = deliveredWall.timeIntervalSince(startWall), cpu = cpuSeconds() - startCPU
     let switches = contextSwitches() - startSwitches
+    let drift = Double(metrics.driftNanosecondsTotal.load(ordering: .relaxed) - startDrift) / 1e9
     worker.stop()
     _ = finished.wait(timeout: .now() + 30)
     let result: [String: Any] = ["contender": driftTopic == nil ? "weir" : "weir-drift", "events": consumedAll ? events : answered(), "failed": 0,
-                                 "wall_s": wall, "cpu_s": cpu, "context_switches": switches]
+                                 "wall_s": wall, "cpu_s": cpu, "context_switches": switches, "drift_s": drift]
     let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
     return consumedAll ? 0 : 1
@@ -60,15 +62,18 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
 /// topic contents (one embedded broker), rotating their order over `rounds`; then Weir's
 /// event-to-prediction latency with a producer at half of Weir's measured rate.
 func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String, python: String,
-                        pythonModel: String, latencySeconds: Int) throws {
+                        pythonModel: String, latencySeconds: Int, only: [String]? = nil) throws {
     let cluster = try EmbeddedCluster(topics: [("bench-in", partitions)])
     let bootstrap = cluster.bootstrapServers
     print("worker: \(events) events of ~750 B on \(partitions) partitions, \(rounds) rounds, model \(model), broker \(bootstrap)")
     try produceBenchmarkInput(bootstrap: bootstrap, topic: "bench-in", events: events, eventBytes: 750)
     let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let manifest = URL(fileURLWithPath: model).appendingPathComponent("manifest.json").path
-    let contenders = ["c-event", "weir", "weir-drift", "python"]
+    let every = ["c-event", "weir", "weir-drift", "python"]
+    // `--contenders a,b` runs a subset (for profiling one of them); the ratios need all four.
+    let contenders = only.map { wanted in every.filter(wanted.contains) } ?? every
     var results = [String: [PassthroughResult]]()
+    func median(_ values: [Double]) -> Double { let sorted = values.sorted(); return sorted[sorted.count / 2] }
     for round in 0..<rounds {
         for offset in 0..<contenders.count {
             let contender = contenders[(round + offset) % contenders.count]
@@ -100,12 +105,22 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
                            result.eventsPerSecond, result.cpuMicrosPerEvent, result.wall_s, result.cpu_s))
         }
     }
-    func median(_ values: [Double]) -> Double { let sorted = values.sorted(); return sorted[sorted.count / 2] }
     var rate = [String: Double](), cpu = [String: Double]()
     for contender in contenders {
         rate[contender] = median(results[contender]!.map(\.eventsPerSecond))
         cpu[contender] = median(results[contender]!.map(\.cpuMicrosPerEvent))
     }
+    // Drift's own cost inside the drift-on runs (timed on the poll thread around the window work),
+    // against the rest of those runs' CPU: free of the run-to-run spread of the on/off comparison.
+    let driftShares = (results["weir-drift"] ?? []).compactMap { result in
+        result.drift_s.map { $0 / max(result.cpu_s - $0, 1e-9) }
+    }
+    let driftMicros = (results["weir-drift"] ?? []).compactMap { result in result.drift_s.map { $0 * 1e6 / Double(result.events) } }
+    if !driftShares.isEmpty {
+        print(String(format: "  drift work timed inside the drift-on runs: %.2f µs/event, %.1f%% of the rest of their CPU (median of %d)",
+                     median(driftMicros), median(driftShares) * 100, driftShares.count))
+    }
+    guard contenders == every else { return }
     let names = ["c-event": "C passthrough floor (no decode, no model)", "weir": "Weir worker (decode, int8 model, JSON out)",
                  "weir-drift": "Weir worker with drift windows of 1000 events",
                  "python": "Python worker (confluent-kafka, json, numpy, onnxruntime int8)"]
@@ -117,6 +132,10 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     }
     print(String(format: "| Weir / C floor | %.2f× (goal ≥ 0.95×) | %.2f× (goal ≤ 1.5×) |",
                  rate["weir"]! / rate["c-event"]!, cpu["weir"]! / cpu["c-event"]!))
+    if !driftShares.isEmpty {
+        print(String(format: "| drift work timed inside the drift-on runs | | %.2f µs/event: %.2f× (goal ≤ 1.10×) |",
+                     median(driftMicros), 1 + median(driftShares)))
+    }
     print(String(format: "| drift on / off | %.2f× | %.2f× (goal ≤ 1.10×) |",
                  rate["weir-drift"]! / rate["weir"]!, cpu["weir-drift"]! / cpu["weir"]!))
     print(String(format: "| Weir / Python | %.1f× (goal ≥ 3×) | %.2f× |", rate["weir"]! / rate["python"]!, cpu["weir"]! / cpu["python"]!))
@@ -130,7 +149,8 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
                                      "weir_vs_floor_rate": rate["weir"]! / rate["c-event"]!,
                                      "weir_vs_floor_cpu": cpu["weir"]! / cpu["c-event"]!,
                                      "weir_vs_python_rate": rate["weir"]! / rate["python"]!,
-                                     "drift_cpu_overhead": cpu["weir-drift"]! / cpu["weir"]!]
+                                     "drift_cpu_overhead": cpu["weir-drift"]! / cpu["weir"]!,
+                                     "drift_timed_share": driftShares.isEmpty ? 0 : median(driftShares)]
     for contender in contenders {
         summary["\(contender)_events_per_s"] = rate[contender]!
         summary["\(contender)_cpu_us_per_event"] = cpu[contender]!
