@@ -61,6 +61,33 @@ struct DecoderTests {
         #expect(decoder.defaultedCount == 0 && !(0..<4).contains(where: decoder.wasDefaulted))
     }
 
+    @Test("numbers of every digit-run length round exactly like strtod")
+    func numberDigitRuns() {
+        var random = Random(state: 3)
+        let schema = FeatureSchema(names: ["x"], defaults: [nil])
+        let decoder = EventDecoder(schema: schema)
+        var row: [Float] = [0]
+        var checked = 0
+        for trial in 0..<20_000 {
+            func digits(_ count: Int, leadingZeros: Int = 0) -> String {
+                String(repeating: "0", count: min(leadingZeros, count)) + String((0..<max(count - leadingZeros, 0)).map { _ in Character(String(random.int(0..<10))) })
+            }
+            var text = random.int(0..<4) == 0 ? "-" : ""
+            let integerDigits = random.int(0..<22)
+            text += integerDigits == 0 ? "0" : String(random.int(1..<10)) + digits(integerDigits - 1)
+            if random.int(0..<4) > 0 { text += "." + digits(random.int(1..<24), leadingZeros: random.int(0..<3) == 0 ? random.int(0..<12) : 0) }
+            if random.int(0..<5) == 0 { text += (random.int(0..<2) == 0 ? "e" : "E-") + String(random.int(0..<40)) }
+            // Padding after the number sometimes, so runs end at the buffer's end and before it.
+            let event = "{\"x\":" + text + (trial % 2 == 0 ? "}" : "       }")
+            let result = Array(event.utf8).withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
+            guard let expected = Double(text), Float(expected).isFinite else { continue }
+            #expect(result.failureCode == nil, "\(text)")
+            #expect(row[0] == Float(expected), "\(text): \(row[0]) vs strtod \(Float(expected))")
+            checked += 1
+        }
+        #expect(checked > 15_000)
+    }
+
     @Test("wrong types are not-a-number; NaN literals and trailing data are malformed; size limit")
     func rejections() {
         func code(_ text: String, _ s: FeatureSchema? = nil) -> DecodeFailure.Code? {
