@@ -5,7 +5,7 @@ import WeirKafka
 ///   weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]
 ///   weir-bench codec [--events N]           (event decoder vs jansson)
 ///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
-///   weir-bench worker [--events N] [--rounds R] [--model DIR] [--contenders c-event,weir,weir-drift,python]
+///   weir-bench worker [--events N] [--rounds R] [--model DIR] [--drift-rounds N] [--contenders c-event,weir,weir-drift,python]
 ///                                                                (C floor vs Weir worker vs Python worker)
 ///   weir-bench swap [--rate R] [--swaps K] [--max-delay-ms D] [--fetch-wait-ms F] [--linger-ms L] [--model DIR]   (longest output gap during control-topic swaps)
 ///   weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR   (run by `worker`)
@@ -45,6 +45,7 @@ do {
                                python: text("--python", "bench/python/python_worker.py"),
                                pythonModel: text("--python-model", "bench/out/demo.int8.onnx"),
                                latencySeconds: option("--latency-seconds", default: 10),
+                               driftRounds: option("--drift-rounds", default: 6),
                                only: arguments.firstIndex(of: "--contenders").map { arguments[$0 + 1].split(separator: ",").map(String.init) })
     case "swap":
         let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
