@@ -177,7 +177,13 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         if code == RD_KAFKA_RESP_ERR__NO_OFFSET { return }
         try KafkaError.check(code, "commit")
+        if async { context.asyncCommitsInFlight += 1 }
     }
+
+    /// Asynchronous commits sent whose outcome has not been served yet. librdkafka retries a
+    /// refused commit by itself, so an older commit can land after a newer one: wait for this to
+    /// reach zero (serving the consumer) before a commit that must be the last word, as at stop.
+    public var asyncCommitsInFlight: Int { context.asyncCommitsInFlight }
 
     /// Commits `offsets` and waits at most `timeoutMs` for the coordinator's answer. A plain
     /// synchronous commit can wait indefinitely: while the group rebalances, its answer may need
@@ -354,6 +360,8 @@ final class ConsumerContext {
     var revokedDuringPoll = false
 
     let onCommitFailure: ([TopicPartitionOffset], KafkaErrorCode) -> Void
+    /// Asynchronous commits sent and not yet answered (poll thread only).
+    var asyncCommitsInFlight = 0
 
     init(rebalance: RebalanceHandlers, onError: @escaping (KafkaError) -> Void,
          onCommitFailure: @escaping ([TopicPartitionOffset], KafkaErrorCode) -> Void) {
@@ -364,6 +372,7 @@ final class ConsumerContext {
 
     /// A commit's outcome: the offsets that failed (all of them on a request-level error).
     func handleCommit(_ code: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        asyncCommitsInFlight = max(asyncCommitsInFlight - 1, 0)
         guard let list else { return }
         var failed = [KafkaErrorCode: [TopicPartitionOffset]]()
         for index in 0..<Int(list.pointee.cnt) {

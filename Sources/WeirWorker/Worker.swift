@@ -932,6 +932,14 @@ public final class Worker: @unchecked Sendable {
             closeBatch()
             publishDrift(of: primary)
             if !retries.isEmpty { resendFailed() }
+            // An older asynchronous commit that librdkafka is still retrying would land after the
+            // final one and move the group back: let those finish first.
+            while consumer.asyncCommitsInFlight > 0 && monotonicNanoseconds() < deadline {
+                let got = consumer.poll(maxMessages: settings.batchMaxEvents, timeoutMs: 20, retainingInto: &polled)
+                if got > 0 { take(polled) }
+                polled.removeAll(keepingCapacity: true)
+            }
+            if !pending.isEmpty { continue }
             let left = Int((Int64(deadline) - Int64(monotonicNanoseconds())) / 1_000_000)
             do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)", level: .warning) }
             let retrying = monotonicNanoseconds() < deadline
