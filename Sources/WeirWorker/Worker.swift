@@ -523,8 +523,20 @@ public final class Worker: @unchecked Sendable {
         do {
             try producer.send(to: topic, key: key, value: writer.bytes, headers: headers, context: context)
         } catch {
-            // In a transaction that has failed, sends fail too: abort and answer again.
-            if transactional && !error.isFatal { transactionBroken = true } else { failure = WorkerError("cannot produce to '\(topic.name)': \(error)") }
+            sendFailed(to: topic.name, error)
+        }
+    }
+
+    /// A send the producer refused. In a transaction that has failed, sends fail too: abort and
+    /// answer again. A fenced producer stops the worker naming the fencing, whichever call saw it
+    /// first (a send can, right after the transaction's end was refused).
+    private func sendFailed(to topic: String, _ error: KafkaError) {
+        if transactional && (isFencing(error) || error.message.lowercased().contains("fenced")) {
+            if failure == nil { failure = producerFailure(error) }
+        } else if transactional && !error.isFatal {
+            transactionBroken = true
+        } else if failure == nil {
+            failure = WorkerError("cannot produce to '\(topic)': \(error)")
         }
     }
 
@@ -548,7 +560,7 @@ public final class Worker: @unchecked Sendable {
                 failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)")
             }
         } catch {
-            if transactional && !error.isFatal { transactionBroken = true } else { failure = WorkerError("cannot produce to '\(settings.dlq)': \(error)") }
+            sendFailed(to: settings.dlq, error)
         }
     }
 
@@ -685,6 +697,7 @@ public final class Worker: @unchecked Sendable {
                 try producer.send(to: record.topic, key: record.key, value: record.value,
                                   headers: headers, context: record.context)
             } catch {
+                if transactional && isFencing(error) { sendFailed(to: record.topic.name, error); continue }
                 failure = WorkerError("cannot produce again after a failed delivery: \(error)")
             }
         }
@@ -788,7 +801,7 @@ public final class Worker: @unchecked Sendable {
             try producer.beginTransaction()
             inTransaction = true
         } catch {
-            failure = WorkerError("exactly-once: cannot begin a transaction: \(error)")
+            failure = isFencing(error) ? producerFailure(error) : WorkerError("exactly-once: cannot begin a transaction: \(error)")
         }
     }
 
@@ -798,7 +811,7 @@ public final class Worker: @unchecked Sendable {
     private func abortTransaction(rewinding partitions: Set<TopicPartition>) {
         if inTransaction {
             do { try producer.abortTransaction() } catch {
-                failure = WorkerError("exactly-once: cannot abort the transaction: \(error)")
+                failure = isFencing(error) ? producerFailure(error) : WorkerError("exactly-once: cannot abort the transaction: \(error)")
                 return
             }
             inTransaction = false
