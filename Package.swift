@@ -73,13 +73,13 @@ let package = Package(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .target(name: "WeirTestSupport", path: "Tests/WeirTestSupport"),
-        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference"]),
+        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "WeirTestSupport"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(
             name: "WeirModelTests",
             dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Fixtures"]),
-        .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift"], exclude: ["Fixtures"]),
+        .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift", "WeirTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
             dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirTestSupport",

@@ -1,5 +1,6 @@
 import JanssonReference
 import Testing
+import WeirTestSupport
 @testable import WeirCodec
 
 
@@ -12,20 +13,6 @@ func decode(_ bytes: [UInt8], _ schema: FeatureSchema) -> (Result<EventID?, Deco
     var row = [Float](repeating: .nan, count: schema.names.count)
     let result = bytes.withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
     return (result, row)
-}
-
-/// A small deterministic generator for the corpus.
-struct Random {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-    mutating func pick<T>(_ values: [T]) -> T { values[int(0..<values.count)] }
 }
 
 @Suite("Event decoder")
@@ -63,7 +50,7 @@ struct DecoderTests {
 
     @Test("numbers of every digit-run length round exactly like strtod")
     func numberDigitRuns() {
-        var random = Random(state: 3)
+        var random = TestRandom(state: 3)
         let schema = FeatureSchema(names: ["x"], defaults: [nil])
         let decoder = EventDecoder(schema: schema)
         var row: [Float] = [0]
@@ -122,7 +109,7 @@ struct DecoderTests {
 
     @Test("differential against jansson: same decision and the same floats, bit for bit")
     func differential() throws {
-        var random = Random(state: 20261122)
+        var random = TestRandom(state: 20261122)
         var corpus = handWritten
         for _ in 0..<3000 { corpus.append(Array(randomEvent(&random).utf8)) }
         // Mutations: truncations, byte flips, inserted characters.
@@ -174,7 +161,7 @@ struct DecoderTests {
         "{\"amount\":2.2250738585072014e-308,\"score\":9007199254740993}",
     ].map { Array($0.utf8) }
 
-    func randomEvent(_ random: inout Random) -> String {
+    func randomEvent(_ random: inout TestRandom) -> String {
         var fields = [String]()
         if random.int(0..<2) == 0 {  // half the events carry both required features
             fields.append("\"amount\": \(random.int(-500..<500)).\(random.int(0..<1000))")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeirTestSupport
 @testable import WeirDrift
 
 /// Golden values from scripts/make-drift-goldens.py (scipy, numpy), committed as data.
@@ -195,25 +196,11 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
     }
 }
 
-/// A small deterministic generator for the property tests (no global random state).
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-}
-
 @Suite struct FastPathTests {
     /// The prepared reference (segment by segment) against the plain merge, on samples with ties,
     /// windows wider and narrower than the reference, and single values.
     @Test func preparedReferenceEqualsTheMerge() {
-        var random = SplitMix(state: 7)
+        var random = TestRandom(state: 7)
         for trial in 0..<300 {
             let m = random.int(1..<2_000), n = random.int(1..<300)
             let tied = trial % 3 == 0
@@ -234,7 +221,7 @@ struct SplitMix {
 
     @Test(arguments: [0, 1, 2, 7, 256, 1_000])
     func radixSortSortsFloats(count: Int) {
-        var random = SplitMix(state: UInt64(count) + 1)
+        var random = TestRandom(state: UInt64(count) + 1)
         var values = (0..<count).map { index -> Float in
             switch index % 6 {
             case 0: return Float(random.int(-3..<4))  // ties, zeros
@@ -254,7 +241,7 @@ struct SplitMix {
     /// value: bins, out-of-range counts, moments and the kept values, with 11 columns (a partial
     /// group of eight), missing values in some rows and more rows than the reservoir keeps.
     @Test func rowsByGroupsOfEightEqualTheReferenceRules() {
-        var random = SplitMix(state: 42)
+        var random = TestRandom(state: 42)
         let columns = 11
         // Edges that floats cannot represent (thirds), and values placed on, just above and just below them.
         let profiles = (0..<columns).map { column in
