@@ -531,7 +531,7 @@ public final class Worker: @unchecked Sendable {
     /// answer again. A fenced producer stops the worker naming the fencing, whichever call saw it
     /// first (a send can, right after the transaction's end was refused).
     private func sendFailed(to topic: String, _ error: KafkaError) {
-        if transactional && (isFencing(error) || error.message.lowercased().contains("fenced")) {
+        if isFencedTransaction(error) {
             if failure == nil { failure = producerFailure(error) }
         } else if transactional && !error.isFatal {
             transactionBroken = true
@@ -787,9 +787,15 @@ public final class Worker: @unchecked Sendable {
         [.fenced, .producerFenced, .producerFencedByBroker].contains(error.code)
     }
 
+    /// In exactly-once mode, whether `error` says another producer took over this transactional id
+    /// (by its code, or by librdkafka's text when a later call reports the earlier fencing).
+    private func isFencedTransaction(_ error: KafkaError) -> Bool {
+        transactional && (isFencing(error) || error.message.lowercased().contains("fenced"))
+    }
+
     /// Why the worker stops when its producer cannot go on; fencing is named as such.
     private func producerFailure(_ error: KafkaError) -> WorkerError {
-        if transactional && (isFencing(error) || error.message.lowercased().contains("fenced")) {
+        if isFencedTransaction(error) {
             return WorkerError("exactly-once: fenced by another producer with transactional id '\(transactionalID)' (a newer worker with worker-id '\(settings.workerID)'); stopping without committing (\(error))")
         }
         return WorkerError("producer failed: \(error)")
