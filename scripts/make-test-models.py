@@ -17,6 +17,9 @@ Swift can be checked bit for bit (docs/model.md describes the scheme):
   product   acc = sum q_x * q_w (exact int32), y = f32(acc - zp * colsum(q_w)) * (s_x * s_w) + bias
 A MatMul/Gemm with a constant weight runs in int8 when it has at least 16 inputs and 8 outputs (the
 tests also lower Weir's minimum of multiply-adds per row to 0 so these small models exercise int8).
+A layer with at least 65,536 multiply-adds per row (Weir's default for its 7-bit kernel) uses the
+same rules with 7-bit operands: weights s_w = max|w| / 63, q in -63...63; inputs s_x = (hi - lo) / 127,
+zp and q in 0...127.
 A Relu that reads only the layer's output is part of the layer: the recorded tensor is the Relu's.
 Requires: numpy, onnx, onnxruntime, scikit-learn, skl2onnx.
 """
@@ -39,6 +42,7 @@ from sklearn.preprocessing import StandardScaler
 OUT = os.path.join("Tests", "WeirModelTests", "Fixtures")
 ROWS = 400
 INT8_MIN_INPUTS, INT8_MIN_OUTPUTS = 16, 8
+INT7_MIN_MULTIPLY_ADDS = 65536
 F32 = np.float32
 
 
@@ -52,31 +56,34 @@ def run_ort(path, x, input_name):
 
 # ---- Weir's int8 scheme, exactly -------------------------------------------------------------
 
-def quantize_weights(w_out_major):
-    """w_out_major: [M, K] float32. Returns q [M, K] int8, scale [M] float32."""
+def quantize_weights(w_out_major, limit=127):
+    """w_out_major: [M, K] float32. Returns q [M, K] int8 in -limit...limit, scale [M] float32."""
     maxabs = np.max(np.abs(w_out_major), axis=1).astype(F32)
-    scale = (maxabs / F32(127)).astype(F32)
+    scale = (maxabs / F32(limit)).astype(F32)
     scale[scale == 0] = F32(1)
     inverse = (F32(1) / scale).astype(F32)
-    q = np.clip(np.rint((w_out_major * inverse[:, None]).astype(F32)), -127, 127).astype(np.int8)
+    q = np.clip(np.rint((w_out_major * inverse[:, None]).astype(F32)), -limit, limit).astype(np.int8)
     return q, scale
 
 
-def quantize_rows(x):
-    """x: [N, K] float32. Returns q [N, K] uint8, scale [N], zero point [N] int32."""
+def quantize_rows(x, levels=255):
+    """x: [N, K] float32. Returns q [N, K] uint8 in 0...levels, scale [N], zero point [N] int32."""
     lo = np.minimum(F32(0), x.min(axis=1)).astype(F32)
     hi = np.maximum(F32(0), x.max(axis=1)).astype(F32)
-    scale = ((hi - lo) / F32(255)).astype(F32)
+    scale = ((hi - lo) / F32(levels)).astype(F32)
     scale[scale == 0] = F32(1)
     inverse = (F32(1) / scale).astype(F32)
-    zp = np.clip(np.rint((-lo * inverse).astype(F32)), 0, 255).astype(np.int32)
-    q = np.clip(np.rint((x * inverse[:, None]).astype(F32)).astype(np.int32) + zp[:, None], 0, 255).astype(np.uint8)
+    zp = np.clip(np.rint((-lo * inverse).astype(F32)), 0, levels).astype(np.int32)
+    q = np.clip(np.rint((x * inverse[:, None]).astype(F32)).astype(np.int32) + zp[:, None], 0, levels).astype(np.uint8)
     return q, scale, zp
 
 
 def int8_dense(x, w_out_major, bias):
-    qw, sw = quantize_weights(w_out_major)
-    qx, sx, zp = quantize_rows(x)
+    """Weir's integer layer: 8-bit operands, or 7-bit ones for layers of at least
+    INT7_MIN_MULTIPLY_ADDS multiply-adds per row."""
+    seven_bit = w_out_major.shape[0] * w_out_major.shape[1] >= INT7_MIN_MULTIPLY_ADDS
+    qw, sw = quantize_weights(w_out_major, 63 if seven_bit else 127)
+    qx, sx, zp = quantize_rows(x, 127 if seven_bit else 255)
     acc = qx.astype(np.int64) @ qw.astype(np.int64).T
     colsum = qw.astype(np.int64).sum(axis=1)
     corrected = (acc - zp[:, None].astype(np.int64) * colsum[None, :]).astype(np.int32)
@@ -262,6 +269,13 @@ def main():
     mlp = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=2).fit(x, y)
     save("mlp_multiclass", skl(mlp, x, zipmap=False), x[:ROWS], "classifier", labels=[0, 1, 2, 3],
          notes="sklearn MLPClassifier (16-64-4, relu, softmax) through skl2onnx")
+
+    # Large enough for the 7-bit kernel: the 256 -> 256 layer has 65,536 multiply-adds per row.
+    x, y = make_classification(n_samples=4000, n_features=64, n_informative=24, random_state=8)
+    x = x.astype(F32)
+    wide = MLPClassifier(hidden_layer_sizes=(256, 256), max_iter=60, random_state=8).fit(x, y)
+    save("mlp_wide", skl(wide, x, zipmap=False), x[:ROWS], "classifier", labels=[0, 1],
+         notes="sklearn MLPClassifier (64-256-256-1, relu) through skl2onnx: one int8 layer and one int7 layer")
 
     x, y = make_classification(n_samples=3000, n_features=12, n_informative=8, n_classes=3, random_state=3)
     x = (x * 5 + 20).astype(F32)

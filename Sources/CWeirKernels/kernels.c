@@ -260,13 +260,18 @@ void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float
 
 static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* A row's scale, its reciprocal and zero point from its range (both quantizers use this one rule). */
-static inline void row_parameters(float lo, float hi, float *scale, float *inverse, int32_t *zp) {
-    float s = (hi - lo) / 255.0f;
+/* A row's scale, its reciprocal and zero point from its range, for `levels` + 1 integer values
+ * (255: 8-bit, 127: 7-bit); every quantizer uses this one rule. */
+static inline void row_parameters_levels(float lo, float hi, int32_t levels, float *scale, float *inverse, int32_t *zp) {
+    float s = (hi - lo) / (float)levels;
     if (s == 0) s = 1;
     *scale = s;
     *inverse = 1.0f / s;
-    *zp = clamp_i32((int32_t)nearbyintf(-lo * *inverse), 0, 255);
+    *zp = clamp_i32((int32_t)nearbyintf(-lo * *inverse), 0, levels);
+}
+
+static inline void row_parameters(float lo, float hi, float *scale, float *inverse, int32_t *zp) {
+    row_parameters_levels(lo, hi, 255, scale, inverse, zp);
 }
 
 static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
@@ -282,8 +287,8 @@ static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q
 }
 
 #ifdef WEIR_X86
-__attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, size_t k, int16_t *q, size_t q_stride,
-                                                             float *scale_out, int32_t *zp_out) {
+/* min(0, min x) and max(0, max x) of a row. */
+__attribute__((target("avx2"))) static inline void row_range_avx2(const float *x, size_t k, float *lo_out, float *hi_out) {
     __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 8 <= k; i += 8) {
@@ -297,12 +302,20 @@ __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, si
     float lo = 0, hi = 0;
     for (int j = 0; j < 8; j++) { lo = lows[j] < lo ? lows[j] : lo; hi = highs[j] > hi ? highs[j] : hi; }
     for (; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    *lo_out = lo;
+    *hi_out = hi;
+}
+
+__attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, size_t k, int16_t *q, size_t q_stride,
+                                                             float *scale_out, int32_t *zp_out) {
+    float lo, hi;
+    row_range_avx2(x, k, &lo, &hi);
     float scale, inverse;
     int32_t zp;
     row_parameters(lo, hi, &scale, &inverse, &zp);
     __m256 vinv = _mm256_set1_ps(inverse);
     __m256i vzp = _mm256_set1_epi32(zp), vmax = _mm256_set1_epi32(255), vzero = _mm256_setzero_si256();
-    i = 0;
+    size_t i = 0;
     for (; i + 8 <= k; i += 8) {
         /* cvtps rounds with the current mode: to nearest, ties to even, like rint. */
         __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vzp);
@@ -397,4 +410,207 @@ void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b
 #endif
     weir_qgemm_u8s8_portable(a, a_stride, packed_b, scratch, m, n, m, k);
     weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+}
+
+/* ---- the 7-bit kernel for large layers: u7 activations x s7 weights with vpmaddubsw ----------- */
+
+size_t weir_qgemm7_packed_count(size_t m, size_t k) { return round_up(m, 8) * round_up(k, 8); }
+
+void weir_qgemm7_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) {
+    size_t kp = round_up(k, 8), mp = round_up(m, 8);
+    memset(packed, 0, mp * kp);
+    /* Block layout: for each group of 8 outputs, for each quad of inputs, 8 x 4 bytes. */
+    for (size_t group = 0; group < mp / 8; group++)
+        for (size_t quad = 0; quad < kp / 4; quad++)
+            for (size_t j = 0; j < 8; j++)
+                for (size_t t = 0; t < 4; t++) {
+                    size_t row = group * 8 + j, col = quad * 4 + t;
+                    if (row < m && col < k) packed[((group * (kp / 4) + quad) * 8 + j) * 4 + t] = b[row * k + col];
+                }
+}
+
+void weir_qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                          size_t n, size_t m, size_t k) {
+    size_t quads = round_up(k, 8) / 4, groups = round_up(m, 8) / 8;
+    for (size_t r = 0; r < n; r++) {
+        const uint8_t *row = a + r * a_stride;
+        for (size_t group = 0; group < groups; group++) {
+            int32_t acc[8] = {0};
+            const int8_t *block = packed_b + group * quads * 32;
+            for (size_t quad = 0; quad < quads; quad++, block += 32)
+                for (size_t j = 0; j < 8; j++)
+                    for (size_t t = 0; t < 4; t++) acc[j] += (int32_t)row[quad * 4 + t] * block[j * 4 + t];
+            for (size_t j = 0; j < 8 && group * 8 + j < m; j++) c[r * c_stride + group * 8 + j] = acc[j];
+        }
+    }
+}
+
+#ifdef WEIR_X86
+/* ROWS (1...4) rows against 16 outputs, eight inputs per step: for each output, vpmaddubsw makes
+ * two int16 pair sums per four inputs; the two steps' results are added in int16 (four products,
+ * at most 4 * 127 * 63 = 32004 < 32767, so nothing saturates) and widened by vpmaddwd with ones. */
+__attribute__((target("avx2"), always_inline)) static inline void qgemm7_block(const uint8_t *a, size_t a_stride,
+        const int8_t *packed_b, int32_t *c, size_t c_stride, size_t r, size_t group, size_t m, size_t k, const int ROWS,
+        const epilogue_t *e) {
+    size_t octets = round_up(k, 8) / 8, groups = round_up(m, 8) / 8;
+    const uint8_t *rows_[4] = {a + r * a_stride, a + (r + 1) * a_stride, a + (r + 2) * a_stride, a + (r + 3) * a_stride};
+    int two = group + 1 < groups;
+    const int8_t *b0 = packed_b + group * octets * 64;
+    const int8_t *b1 = two ? b0 + octets * 64 : b0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[4][2];
+    for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (size_t o = 0; o < octets; o++) {
+        __m256i w00 = _mm256_loadu_si256((const __m256i *)(b0 + o * 64));
+        __m256i w01 = _mm256_loadu_si256((const __m256i *)(b0 + o * 64 + 32));
+        __m256i w10 = _mm256_loadu_si256((const __m256i *)(b1 + o * 64));
+        __m256i w11 = _mm256_loadu_si256((const __m256i *)(b1 + o * 64 + 32));
+        for (int i = 0; i < ROWS; i++) {
+            int32_t x0, x1;
+            memcpy(&x0, rows_[i] + o * 8, 4);
+            memcpy(&x1, rows_[i] + o * 8 + 4, 4);
+            __m256i v0 = _mm256_set1_epi32(x0), v1 = _mm256_set1_epi32(x1);
+            __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, w00), _mm256_maddubs_epi16(v1, w01));
+            __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, w10), _mm256_maddubs_epi16(v1, w11));
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(s0, ones));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(s1, ones));
+        }
+    }
+    for (int i = 0; i < ROWS; i++) {
+        finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
+        if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
+    }
+}
+
+__attribute__((target("avx2"))) static void qgemm7_avx2(const uint8_t *a, size_t a_stride, const int8_t *packed_b,
+                                                       int32_t *c, size_t c_stride, size_t n, size_t m, size_t k,
+                                                       const epilogue_t *e) {
+    size_t groups = round_up(m, 8) / 8;
+    for (size_t group = 0; group < groups; group += 2) {
+        size_t r = 0;
+        for (; r + 4 <= n; r += 4) qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 4, e);
+        switch (n - r) {
+        case 3: qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 3, e); break;
+        case 2: qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 2, e); break;
+        case 1: qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 1, e); break;
+        default: break;
+        }
+    }
+}
+#endif
+
+void weir_qgemm7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                 size_t n, size_t m, size_t k) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) { qgemm7_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
+#endif
+    weir_qgemm7_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
+}
+
+static void quantize_row7_portable(const float *x, size_t k, uint8_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
+    float lo = 0, hi = 0;
+    for (size_t i = 0; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
+    float scale, inverse;
+    int32_t zp;
+    row_parameters_levels(lo, hi, 127, &scale, &inverse, &zp);
+    for (size_t i = 0; i < k; i++) q[i] = (uint8_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 127);
+    for (size_t i = k; i < q_stride; i++) q[i] = 0;
+    *scale_out = scale;
+    *zp_out = zp;
+}
+
+#ifdef WEIR_X86
+__attribute__((target("avx2"))) static void quantize_row7_avx2(const float *x, size_t k, uint8_t *q, size_t q_stride,
+                                                              float *scale_out, int32_t *zp_out) {
+    float lo, hi;
+    row_range_avx2(x, k, &lo, &hi);
+    float scale, inverse;
+    int32_t zp;
+    row_parameters_levels(lo, hi, 127, &scale, &inverse, &zp);
+    __m256 vinv = _mm256_set1_ps(inverse);
+    __m256i vzp = _mm256_set1_epi32(zp), vmax = _mm256_set1_epi32(127), vzero = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vzp);
+        r = _mm256_min_epi32(_mm256_max_epi32(r, vzero), vmax);
+        __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packus_epi16(words, words));
+    }
+    for (; i < k; i++) q[i] = (uint8_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 127);
+    for (; i < q_stride; i++) q[i] = 0;
+    *scale_out = scale;
+    *zp_out = zp;
+}
+#endif
+
+void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, uint8_t *q, size_t q_stride,
+                           float *scales, int32_t *zero_points) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        for (size_t r = 0; r < n; r++) quantize_row7_avx2(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < n; r++) quantize_row7_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+}
+
+void weir_qdense_u7s7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,
+                      const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
+                      const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
+                      int32_t *scratch) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        epilogue_t e = {row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride};
+        qgemm7_avx2(a, a_stride, packed_b, NULL, 0, n, m, k, &e);
+        return;
+    }
+#endif
+    weir_qgemm7_portable(a, a_stride, packed_b, scratch, m, n, m, k);
+    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+}
+
+/* ---- fp32 dense with few outputs: one dot product per output ----------------------------------- */
+
+#ifdef WEIR_X86
+__attribute__((target("avx2,fma"))) static void sgemm_dot_avx2(const float *x, size_t x_stride, const float *w, size_t m,
+                                                              float *y, size_t y_stride, size_t n, size_t k,
+                                                              const float *bias, int relu) {
+    for (size_t r = 0; r < n; r++) {
+        const float *row = x + r * x_stride;
+        for (size_t j = 0; j < m; j++) {
+            const float *column = w + j * k;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            size_t kk = 0;
+            for (; kk + 16 <= k; kk += 16) {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + kk), _mm256_loadu_ps(column + kk), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + kk + 8), _mm256_loadu_ps(column + kk + 8), a1);
+            }
+            for (; kk + 8 <= k; kk += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + kk), _mm256_loadu_ps(column + kk), a0);
+            __m256 sum8 = _mm256_add_ps(a0, a1);
+            __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
+            sum4 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+            sum4 = _mm_add_ss(sum4, _mm_movehdup_ps(sum4));
+            float acc = _mm_cvtss_f32(sum4);
+            for (; kk < k; kk++) acc += row[kk] * column[kk];
+            if (bias) acc += bias[j];
+            if (relu && !(acc > 0)) acc = 0;
+            y[r * y_stride + j] = acc;
+        }
+    }
+}
+#endif
+
+void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
+                    size_t n, size_t k, const float *bias, int relu) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) { sgemm_dot_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
+#endif
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < m; j++) {
+            float acc = 0;
+            for (size_t kk = 0; kk < k; kk++) acc += x[r * x_stride + kk] * w[j * k + kk];
+            if (bias) acc += bias[j];
+            if (relu && !(acc > 0)) acc = 0;
+            y[r * y_stride + j] = acc;
+        }
 }

@@ -5,6 +5,29 @@ import WeirModel
 /// The version of Weir that writes bundles (recorded in each manifest as `created_by`).
 public let weirVersion = "0.4.0"
 
+/// How a bundle's model runs (manifest `precision`, a Weir extension; absent means `auto`). The model's
+/// owner picks it with the accuracy they validated, and it travels with the bundle to every worker.
+public enum ModelPrecision: String, Codable, Sendable, CaseIterable {
+    /// Integer kernels where they pay: int8 on mid-sized layers, int7 (7-bit operands) on layers of
+    /// at least 65,536 multiply-adds per row.
+    case auto
+    /// Integer kernels with 8-bit operands only: never int7.
+    case int8
+    /// Everything in fp32.
+    case fp32
+
+    /// `options` with this precision applied.
+    public func applied(to options: ModelOptions) -> ModelOptions {
+        var result = options
+        switch self {
+        case .auto: break
+        case .int8: result.int7MinimumMultiplyAdds = nil
+        case .fp32: result.quantize = false
+        }
+        return result
+    }
+}
+
 /// `manifest.json` of a model bundle (docs/contracts.md): what the model is, what it reads, what it
 /// answers, and the hashes of its files.
 public struct BundleManifest: Codable, Sendable, Equatable {
@@ -49,21 +72,27 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     /// SHA-256 (hex) of each file of the bundle by file name: `model.onnx`, and `reference.json` when present.
     public var sha256: [String: String]
     public var createdBy: String
+    /// `auto`, `int8` or `fp32` (nil: `auto`); kept as text so a bad value is named by validation.
+    public var precision: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, inputs, outputs, sha256
+        case name, version, inputs, outputs, sha256, precision
         case createdBy = "created_by"
     }
 
     public init(name: String, version: String, inputs: [Input], outputs: Outputs, sha256: [String: String],
-                createdBy: String = "weir \(weirVersion)") {
+                createdBy: String = "weir \(weirVersion)", precision: ModelPrecision? = nil) {
         self.name = name
         self.version = version
         self.inputs = inputs
         self.outputs = outputs
         self.sha256 = sha256
         self.createdBy = createdBy
+        self.precision = precision?.rawValue
     }
+
+    /// The precision the model runs at.
+    public var modelPrecision: ModelPrecision { precision.flatMap(ModelPrecision.init(rawValue:)) ?? .auto }
 }
 
 /// A bundle problem, naming the file or field to fix.
@@ -90,7 +119,9 @@ public final class ModelBundle: Sendable {
         let referenceURL = directory.appendingPathComponent("reference.json")
         let modelURL = directory.appendingPathComponent("model.onnx")
         let model: Model
-        do { model = try Model(contentsOf: modelURL, options: options, inputWidth: manifest.inputs.count) } catch {
+        do {
+            model = try Model(contentsOf: modelURL, options: manifest.modelPrecision.applied(to: options), inputWidth: manifest.inputs.count)
+        } catch {
             throw BundleError("\(modelURL.path): \(error)")
         }
         try Self.check(model, fits: manifest, path: modelURL.path)
@@ -158,6 +189,9 @@ public final class ModelBundle: Sendable {
             if input.type != "float" { throw BundleError("\(path): input '\(input.name)' has type '\(input.type)'; only float is supported") }
         }
         if manifest.sha256["model.onnx"] == nil { throw BundleError("\(path): sha256 has no entry for model.onnx") }
+        if let precision = manifest.precision, ModelPrecision(rawValue: precision) == nil {
+            throw BundleError("\(path): precision '\(precision)'; use auto, int8 or fp32")
+        }
         switch manifest.outputs.task {
         case "classification":
             guard manifest.outputs.scores != nil, let labels = manifest.outputs.labels, !labels.isEmpty else {

@@ -81,9 +81,11 @@ public enum BundlePackager {
     /// with thresholds calibrated for windows of `driftWindowEvents`) and returns the manifest.
     /// The CSV header names the features in the model's input order; `labelColumn` (if present) is
     /// not a feature and gives classification labels. `task` nil: decided from the model's outputs.
+    /// `precision` other than `auto` is recorded in the manifest (and profiles the outputs at it).
     public static func package(onnx: URL, train: URL, name: String, version: String, out: URL,
                                labelColumn: String = "label", task: String? = nil,
-                               missing: MissingValuePolicy = .reject, driftWindowEvents: Int = 1000) throws -> BundleManifest {
+                               missing: MissingValuePolicy = .reject, driftWindowEvents: Int = 1000,
+                               precision: ModelPrecision = .auto) throws -> BundleManifest {
         if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
             throw BundleError("--name '\(name)' must be non-empty, without spaces or slashes")
         }
@@ -95,7 +97,9 @@ public enum BundlePackager {
         let labelIndex = table.columns.firstIndex(of: labelColumn)
         let featureColumns = table.columns.indices.filter { $0 != labelIndex }
         let model: Model
-        do { model = try Model(data: modelBytes) } catch { throw BundleError("--onnx \(onnx.path): \(error)") }
+        do { model = try Model(data: modelBytes, options: precision.applied(to: ModelOptions())) } catch {
+            throw BundleError("--onnx \(onnx.path): \(error)")
+        }
         guard model.inputWidth == featureColumns.count else {
             throw BundleError("--train \(train.path): \(featureColumns.count) feature columns, but the model reads \(model.inputWidth) features")
         }
@@ -123,7 +127,8 @@ public enum BundlePackager {
         let referenceBytes = try referenceEncoder.encode(reference)
         try referenceBytes.write(to: out.appendingPathComponent("reference.json"))
         let manifest = BundleManifest(name: name, version: version, inputs: inputs, outputs: outputs,
-                                      sha256: ["model.onnx": sha256Hex(modelBytes), "reference.json": sha256Hex(referenceBytes)])
+                                      sha256: ["model.onnx": sha256Hex(modelBytes), "reference.json": sha256Hex(referenceBytes)],
+                                      precision: precision == .auto ? nil : precision)
         try write(manifest, to: out)
         return manifest
     }

@@ -1,16 +1,36 @@
 import CWeirKernels
 
-/// y = x · W + b in fp32 (W stored input-major for the kernel).
+/// y = x · W + b in fp32 (W stored input-major for the kernel; output-major too when the layer has
+/// fewer than 8 outputs, which run as one dot product per output).
 struct DenseStep: Step {
     let input: Int
     let output: Int
     let inputs: Int
     let outputs: Int
     let weightsInputMajor: [Float]
+    /// The same weights output-major, for layers with fewer than 8 outputs; empty otherwise.
+    let weightsOutputMajor: [Float]
     let bias: [Float]?
     /// A following Relu, fused.
     let relu: Bool
     let name: String
+
+    init(input: Int, output: Int, inputs: Int, outputs: Int, weightsInputMajor: [Float], bias: [Float]?, relu: Bool, name: String) {
+        self.input = input
+        self.output = output
+        self.inputs = inputs
+        self.outputs = outputs
+        self.weightsInputMajor = weightsInputMajor
+        var outputMajor = [Float]()
+        if outputs < 8 {
+            outputMajor = [Float](repeating: 0, count: inputs * outputs)
+            for k in 0..<inputs { for j in 0..<outputs { outputMajor[j * inputs + k] = weightsInputMajor[k * outputs + j] } }
+        }
+        self.weightsOutputMajor = outputMajor
+        self.bias = bias
+        self.relu = relu
+        self.name = name
+    }
 
     var summary: String { "Dense \(inputs)→\(outputs) fp32\(relu ? " + Relu" : "")" }
 
@@ -19,41 +39,66 @@ struct DenseStep: Step {
         let rows = x.rows
         guard x.width == inputs else { throw ModelError("\(name): input has \(x.width) columns, the layer expects \(inputs)") }
         y.prepare(.float, rows: rows, width: outputs)
-        weightsInputMajor.withUnsafeBufferPointer { wp in
-            (bias ?? []).withUnsafeBufferPointer { bp in
-                weir_sgemm(x.floats, inputs, wp.baseAddress, outputs, y.floats, outputs, rows, inputs,
-                           bias == nil ? nil : bp.baseAddress, relu ? 1 : 0)
+        (bias ?? []).withUnsafeBufferPointer { bp in
+            let biasPointer = bias == nil ? nil : bp.baseAddress
+            if weightsOutputMajor.isEmpty {
+                weightsInputMajor.withUnsafeBufferPointer { wp in
+                    weir_sgemm(x.floats, inputs, wp.baseAddress, outputs, y.floats, outputs, rows, inputs, biasPointer, relu ? 1 : 0)
+                }
+            } else {
+                weightsOutputMajor.withUnsafeBufferPointer { wp in
+                    weir_sgemm_dot(x.floats, inputs, wp.baseAddress, outputs, y.floats, outputs, rows, inputs, biasPointer, relu ? 1 : 0)
+                }
             }
         }
     }
 }
 
-/// Weights quantized for the int8 kernel: int8 symmetric per output channel.
+/// The operand widths of an integer dense layer.
+enum IntegerScheme: String, Sendable {
+    /// uint8 activations × int8 weights (−127...127), widened to int16 for `vpmaddwd`: exact.
+    case int8
+    /// Activations 0...127 × weights −63...63 for `vpmaddubsw`, two results pre-added in int16
+    /// (at most 4 · 127 · 63 = 32004, never saturating): exact sums of narrower operands, for
+    /// large layers where the multiply ports are the limit.
+    case int7
+
+    /// The largest weight magnitude.
+    var weightLimit: Float { self == .int8 ? 127 : 63 }
+}
+
+/// Weights quantized for an integer kernel: symmetric per output channel.
 struct QuantizedWeights: Sendable {
     let outputs: Int
     let inputs: Int
+    let scheme: IntegerScheme
     let scales: [Float]
     /// Per output channel sum of the quantized weights, for the activation zero-point correction.
     let columnSums: [Int32]
-    /// Widened to int16 and packed for the kernel.
+    /// int8 scheme: widened to int16 and packed for the kernel.
     let packed: [Int16]
+    /// int7 scheme: packed bytes.
+    let packedBytes: [Int8]
 
-    /// Quantizes output-major fp32 weights: s = max|w| / 127 per channel, q = clamp(rint(w · (1/s))).
-    init(outputMajor weights: [Float], outputs: Int, inputs: Int) {
+    /// Quantizes output-major fp32 weights: s = max|w| / L per channel, q = clamp(rint(w · (1/s)), −L, L)
+    /// with L = 127 (int8) or 63 (int7).
+    init(outputMajor weights: [Float], outputs: Int, inputs: Int, scheme: IntegerScheme = .int8) {
         self.outputs = outputs
         self.inputs = inputs
+        self.scheme = scheme
+        let limit = scheme.weightLimit
         var values = [Int8](repeating: 0, count: outputs * inputs)
         var scales = [Float](repeating: 1, count: outputs)
         var sums = [Int32](repeating: 0, count: outputs)
         for n in 0..<outputs {
             var maxAbs: Float = 0
             for k in 0..<inputs { maxAbs = max(maxAbs, abs(weights[n * inputs + k])) }
-            var scale = maxAbs / 127
+            var scale = maxAbs / limit
             if scale == 0 { scale = 1 }
             let inverse = 1 / scale
             var sum: Int32 = 0
             for k in 0..<inputs {
-                let q = Int32(min(127, max(-127, (weights[n * inputs + k] * inverse).rounded(.toNearestOrEven))))
+                let q = Int32(min(limit, max(-limit, (weights[n * inputs + k] * inverse).rounded(.toNearestOrEven))))
                 values[n * inputs + k] = Int8(q)
                 sum += q
             }
@@ -62,24 +107,38 @@ struct QuantizedWeights: Sendable {
         }
         self.scales = scales
         self.columnSums = sums
-        var packed = [Int16](repeating: 0, count: weir_qgemm_packed_count(outputs, inputs))
-        values.withUnsafeBufferPointer { v in
-            packed.withUnsafeMutableBufferPointer { p in weir_qgemm_pack_b(v.baseAddress, outputs, inputs, p.baseAddress) }
+        switch scheme {
+        case .int8:
+            var packed = [Int16](repeating: 0, count: weir_qgemm_packed_count(outputs, inputs))
+            values.withUnsafeBufferPointer { v in
+                packed.withUnsafeMutableBufferPointer { p in weir_qgemm_pack_b(v.baseAddress, outputs, inputs, p.baseAddress) }
+            }
+            self.packed = packed
+            self.packedBytes = []
+        case .int7:
+            var packed = [Int8](repeating: 0, count: weir_qgemm7_packed_count(outputs, inputs))
+            values.withUnsafeBufferPointer { v in
+                packed.withUnsafeMutableBufferPointer { p in weir_qgemm7_pack_b(v.baseAddress, outputs, inputs, p.baseAddress) }
+            }
+            self.packed = []
+            self.packedBytes = packed
         }
-        self.packed = packed
     }
 }
 
 /// Per-step working memory of a quantized dense layer.
 final class QuantizedDenseMemory {
-    /// Quantized rows, 0...255, widened to int16 for the kernel.
+    /// int8 scheme: quantized rows, 0...255, widened to int16 for the kernel.
     var quantized: [Int16] = []
+    /// int7 scheme: quantized rows, 0...127.
+    var quantizedBytes: [UInt8] = []
     var scales: [Float] = []
     var zeroPoints: [Int32] = []
     var accumulators: [Int32] = []
 }
 
-/// y = dequantize(q(x) · q(W)) + b: uint8 activations per row, int8 weights per channel, exact int32.
+/// y = dequantize(q(x) · q(W)) + b: activations asymmetric per row, weights symmetric per channel,
+/// exact int32 sums; `weights.scheme` says how wide the operands are.
 struct QuantizedDenseStep: Step {
     let input: Int
     let output: Int
@@ -91,7 +150,12 @@ struct QuantizedDenseStep: Step {
     /// Use the portable kernel (tests compare it with the AVX2 one).
     let portable: Bool
 
-    var summary: String { "Dense \(weights.inputs)→\(weights.outputs) int8\(relu ? " + Relu" : "") (u8 activations per row × s8 weights per channel, exact int32)" }
+    var summary: String {
+        let operands = weights.scheme == .int8
+            ? "u8 activations per row × s8 weights per channel, exact int32"
+            : "u7 activations per row × s7 weights per channel, int16 pair-add bounded by 32004, exact int32"
+        return "Dense \(weights.inputs)→\(weights.outputs) \(weights.scheme.rawValue)\(relu ? " + Relu" : "") (\(operands))"
+    }
 
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
@@ -102,41 +166,57 @@ struct QuantizedDenseStep: Step {
             memory = QuantizedDenseMemory()
             scratch.stepMemory[index] = memory
         }
-        let stride = (inputs + 1) / 2 * 2
-        if memory.quantized.count < rows * stride { memory.quantized = [Int16](repeating: 0, count: rows * stride) }
         if memory.scales.count < rows {
             memory.scales = [Float](repeating: 0, count: rows)
             memory.zeroPoints = [Int32](repeating: 0, count: rows)
         }
         if memory.accumulators.count < rows * outputs { memory.accumulators = [Int32](repeating: 0, count: rows * outputs) }
         y.prepare(.float, rows: rows, width: outputs)
-
-        memory.quantized.withUnsafeMutableBufferPointer { qp in
-            memory.scales.withUnsafeMutableBufferPointer { sp in
-                memory.zeroPoints.withUnsafeMutableBufferPointer { zp in
-                    weir_quantize_rows_u8(x.floats, inputs, rows, inputs, qp.baseAddress, stride, sp.baseAddress, zp.baseAddress)
-                }
-            }
-        }
-        memory.quantized.withUnsafeBufferPointer { qp in
-            weights.packed.withUnsafeBufferPointer { wp in
+        let relu: Int32 = self.relu ? 1 : 0
+        let portable = self.portable
+        memory.scales.withUnsafeMutableBufferPointer { sp in
+            memory.zeroPoints.withUnsafeMutableBufferPointer { zp in
                 memory.accumulators.withUnsafeMutableBufferPointer { ap in
                     weights.columnSums.withUnsafeBufferPointer { cp in
                         weights.scales.withUnsafeBufferPointer { ws in
-                            memory.scales.withUnsafeBufferPointer { sp in
-                                memory.zeroPoints.withUnsafeBufferPointer { zp in
-                                    (bias ?? []).withUnsafeBufferPointer { bp in
-                                        let biasPointer = bias == nil ? nil : bp.baseAddress
-                                        if portable {
-                                            // Two passes: integer product, then y = Float(acc - zp · colsum) · (s_x · s_w) + b.
-                                            weir_qgemm_u8s8_portable(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs,
+                            (bias ?? []).withUnsafeBufferPointer { bp in
+                                let biasPointer = bias == nil ? nil : bp.baseAddress
+                                switch weights.scheme {
+                                case .int8:
+                                    let stride = (inputs + 1) / 2 * 2
+                                    if memory.quantized.count < rows * stride { memory.quantized = [Int16](repeating: 0, count: rows * stride) }
+                                    memory.quantized.withUnsafeMutableBufferPointer { qp in
+                                        weir_quantize_rows_u8(x.floats, inputs, rows, inputs, qp.baseAddress, stride, sp.baseAddress, zp.baseAddress)
+                                        weights.packed.withUnsafeBufferPointer { wp in
+                                            if portable {
+                                                // Two passes: integer product, then y = Float(acc - zp · colsum) · (s_x · s_w) + b.
+                                                weir_qgemm_u8s8_portable(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs,
+                                                                         rows, outputs, inputs)
+                                                weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, zp.baseAddress,
+                                                                     cp.baseAddress, ws.baseAddress, biasPointer, relu, y.floats, outputs)
+                                            } else {
+                                                weir_qdense_u8s8(qp.baseAddress, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
+                                                                 zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu,
+                                                                 y.floats, outputs, ap.baseAddress)
+                                            }
+                                        }
+                                    }
+                                case .int7:
+                                    let stride = (inputs + 7) / 8 * 8
+                                    if memory.quantizedBytes.count < rows * stride { memory.quantizedBytes = [UInt8](repeating: 0, count: rows * stride) }
+                                    memory.quantizedBytes.withUnsafeMutableBufferPointer { qp in
+                                        weir_quantize_rows_u7(x.floats, inputs, rows, inputs, qp.baseAddress, stride, sp.baseAddress, zp.baseAddress)
+                                        weights.packedBytes.withUnsafeBufferPointer { wp in
+                                            if portable {
+                                                weir_qgemm7_portable(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs,
                                                                      rows, outputs, inputs)
-                                            weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, zp.baseAddress,
-                                                                 cp.baseAddress, ws.baseAddress, biasPointer, relu ? 1 : 0, y.floats, outputs)
-                                        } else {
-                                            weir_qdense_u8s8(qp.baseAddress, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
-                                                             zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu ? 1 : 0,
-                                                             y.floats, outputs, ap.baseAddress)
+                                                weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, zp.baseAddress,
+                                                                     cp.baseAddress, ws.baseAddress, biasPointer, relu, y.floats, outputs)
+                                            } else {
+                                                weir_qdense_u7s7(qp.baseAddress, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
+                                                                 zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu,
+                                                                 y.floats, outputs, ap.baseAddress)
+                                            }
                                         }
                                     }
                                 }

@@ -9,6 +9,12 @@ public struct ModelOptions: Sendable {
     /// ... and at least this many multiply-adds per row (inputs × outputs): below it, quantizing the
     /// row and dequantizing the result cost more than fp32 FMA saves (measured with `make bench`).
     public var int8MinimumMultiplyAdds = 4096
+    /// An int8 layer with at least this many multiply-adds per row runs with 7-bit operands
+    /// (`int7`: activations 0...127, weights −63...63), whose kernel does about 1.6× the multiply-adds
+    /// per cycle, exactly; nil keeps every layer at 8 bits. The default, 65,536 (a 256 × 256 layer),
+    /// leaves small models, where the narrower operands cost the most accuracy and gain the least,
+    /// at 8 bits (docs/model.md gives the accuracy cost).
+    public var int7MinimumMultiplyAdds: Int? = 65_536
     /// Use the portable integer kernel instead of AVX2 (tests compare the two).
     public var portableKernels = false
     /// Larger batches run through the whole plan this many rows at a time, so intermediate values
@@ -25,7 +31,7 @@ public struct LayerDescription: Sendable, Equatable {
     /// The ONNX nodes it came from.
     public let nodes: [String]
     public let operation: String
-    /// `int8` or `fp32`.
+    /// `int8`, `int7` (7-bit operands, for large layers) or `fp32`.
     public let precision: String
     public let parameterBytes: Int
 }
@@ -417,9 +423,10 @@ struct Planner {
             && k * m >= options.int8MinimumMultiplyAdds {
             var outputMajor = [Float](repeating: 0, count: k * m)
             for kk in 0..<k { for j in 0..<m { outputMajor[j * k + kk] = inputMajor[kk * m + j] } }
-            let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k)
+            let scheme: IntegerScheme = options.int7MinimumMultiplyAdds.map { k * m >= $0 } == true ? .int7 : .int8
+            let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k, scheme: scheme)
             record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, relu: relu, name: label, portable: options.portableKernels),
-                   output: outputName, nodes: names, precision: "int8", bytes: k * m + m * 8 + (bias?.count ?? 0) * 4)
+                   output: outputName, nodes: names, precision: scheme.rawValue, bytes: k * m + m * 8 + (bias?.count ?? 0) * 4)
         } else {
             record(DenseStep(input: x.slot, output: out, inputs: k, outputs: m, weightsInputMajor: inputMajor, bias: bias, relu: relu, name: label),
                    output: outputName, nodes: names, precision: "fp32", bytes: (k * m + (bias?.count ?? 0)) * 4)

@@ -64,10 +64,12 @@ func inspectionReport(_ model: Model, source: String) -> String {
     }
     lines.append(format(header))
     for row in rows { lines.append(format(row)) }
-    let int8 = model.layers.filter { $0.precision == "int8" }
+    let int8 = model.layers.filter { $0.precision == "int8" }.count
+    let int7 = model.layers.filter { $0.precision == "int7" }.count
     let total = model.layers.reduce(0) { $0 + $1.parameterBytes }
     lines.append("")
-    lines.append("\(model.layers.count) steps, \(int8.count) in int8; \(total) parameter bytes")
+    let sevenBit = int7 > 0 ? ", \(int7) in int7 (7-bit operands for large layers, see docs/model.md)" : ""
+    lines.append("\(model.layers.count) steps, \(int8) in int8\(sevenBit); \(total) parameter bytes")
     return lines.joined(separator: "\n")
 }
 

@@ -27,17 +27,22 @@ struct PackageCommand: ParsableCommand {
     var missing = "reject"
     @Option(help: "Drift window size the thresholds in reference.json are calibrated for.")
     var driftWindowEvents = 1000
+    @Option(help: "How workers run the model: auto (int8, and 7-bit int7 on large layers), int8 (8-bit operands only) or fp32.")
+    var precision = "auto"
 
     func run() throws {
         guard let policy = MissingValuePolicy(rawValue: missing) else {
             throw CommandFailure("--missing '\(missing)': use reject, mean or zero")
+        }
+        guard let modelPrecision = ModelPrecision(rawValue: precision) else {
+            throw CommandFailure("--precision '\(precision)': use auto, int8 or fp32")
         }
         let manifest: BundleManifest
         do {
             manifest = try BundlePackager.package(
                 onnx: URL(fileURLWithPath: onnx), train: URL(fileURLWithPath: train), name: name, version: version,
                 out: URL(fileURLWithPath: out), labelColumn: label, task: task, missing: policy,
-                driftWindowEvents: driftWindowEvents)
+                driftWindowEvents: driftWindowEvents, precision: modelPrecision)
         } catch {
             throw CommandFailure("\(error)")
         }

@@ -58,9 +58,9 @@ struct Fixture {
     var labelOutput: Output? { meta.outputs.first { $0.dtype == "int64" } }
 
     static let all = ["mlp_binary", "mlp_multiclass", "scaler_logreg", "gbdt_binary", "gbdt_multiclass", "gbdt_regressor",
-                      "mlp_regressor", "torch_mlp", "ops_zoo"]
+                      "mlp_regressor", "torch_mlp", "ops_zoo", "mlp_wide"]
     static let preQuantized = ["mlp_regressor_dynamic_int8", "torch_mlp_qdq_per_tensor", "torch_mlp_qdq_per_channel"]
-    static let withInt8Layers = ["mlp_binary", "mlp_multiclass", "mlp_regressor", "torch_mlp"]
+    static let withInt8Layers = ["mlp_binary", "mlp_multiclass", "mlp_regressor", "torch_mlp", "mlp_wide"]
 }
 
 func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {

@@ -24,7 +24,7 @@ struct ModelTests {
     func fp32MatchesOnnxRuntime(name: String) throws {
         let fixture = try Fixture(name)
         let model = try Model(contentsOf: fixture.modelURL, options: fp32Options())
-        #expect(model.layers.allSatisfy { $0.precision != "int8" })
+        #expect(model.layers.allSatisfy { $0.precision == "fp32" || !$0.operation.hasPrefix("Dense") })
         let outputs = try model.run(fixture.input)
         for golden in fixture.meta.outputs {
             let ours = try #require(outputs[golden.name], "output \(golden.name)")
@@ -42,7 +42,7 @@ struct ModelTests {
     func int8Accuracy(name: String) throws {
         let fixture = try Fixture(name)
         let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere())
-        #expect(model.layers.contains { $0.precision == "int8" })
+        #expect(model.layers.contains { $0.precision == "int8" || $0.precision == "int7" })
         let outputs = try model.run(fixture.input)
         let golden = try #require(fixture.scoreOutput)
         let ours = try #require(outputs[golden.name]?.floats)
@@ -178,6 +178,28 @@ struct ModelTests {
         #expect(byDefault.layers.allSatisfy { $0.precision != "int8" })
     }
 
+    @Test("Large layers take the 7-bit kernel by default; the option keeps them at 8 bits")
+    func sevenBitPolicy() throws {
+        let url = try Fixture("mlp_wide").modelURL
+        let byDefault = try Model(contentsOf: url)
+        let dense = byDefault.layers.filter { $0.operation.hasPrefix("Dense") }
+        #expect(dense.map { String($0.operation.split(separator: " ")[1]) } == ["64→256", "256→256", "256→1"])
+        // 16,384 multiply-adds per row: 8 bits; 65,536: 7 bits; one output: fp32.
+        #expect(dense.map(\.precision) == ["int8", "int7", "fp32"])
+        #expect(dense[1].operation.contains("u7 activations") && dense[1].operation.contains("32004"))
+        var exact = ModelOptions()
+        exact.int7MinimumMultiplyAdds = nil
+        let eightBit = try Model(contentsOf: url, options: exact)
+        #expect(eightBit.layers.filter { $0.operation.hasPrefix("Dense") }.map(\.precision) == ["int8", "int8", "fp32"])
+        // Both stay within the accuracy bound of the fp32 model; 7 bits cost some accuracy, stated here.
+        let fixture = try Fixture("mlp_wide")
+        let golden = try #require(fixture.scoreOutput)
+        let reference = Fixture.floats(golden.file)
+        let sevenBitError = maxAbsDifference(try #require(try byDefault.run(fixture.input)[golden.name]?.floats), reference)
+        let eightBitError = maxAbsDifference(try #require(try eightBit.run(fixture.input)[golden.name]?.floats), reference)
+        #expect(sevenBitError <= 0.05 && eightBitError <= 0.05, "7-bit \(sevenBitError), 8-bit \(eightBitError)")
+    }
+
     @Test("AVX2 and portable integer kernels agree exactly with a naive product, at the extremes too")
     func kernelsAgree() throws {
         var generator = SystemRandomNumberGenerator()
@@ -201,6 +223,52 @@ struct ModelTests {
         check(n: 5, m: 16, k: 512, a: { 255 }, b: { -127 })
         check(n: 5, m: 16, k: 512, a: { 255 }, b: { 127 })
     }
+
+    @Test("The fp32 kernel for layers with few outputs matches a naive product, every k tail included")
+    func fewOutputKernel() throws {
+        var generator = SystemRandomNumberGenerator()
+        for (n, m, k) in [(1, 1, 1), (3, 1, 7), (5, 2, 15), (4, 3, 17), (6, 7, 33), (2, 1, 512)] {
+            let x = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let w = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let bias = (0..<m).map { _ in Float.random(in: -1...1, using: &generator) }
+            for relu in [Int32(0), 1] {
+                var y = [Float](repeating: .nan, count: n * m)
+                weir_sgemm_dot(x, k, w, m, &y, m, n, k, bias, relu)
+                for r in 0..<n {
+                    for j in 0..<m {
+                        var expected = bias[j]
+                        for c in 0..<k { expected += x[r * k + c] * w[j * k + c] }
+                        if relu == 1 { expected = max(expected, 0) }
+                        #expect(abs(y[r * m + j] - expected) <= 1e-4, "n=\(n) m=\(m) k=\(k) row \(r) output \(j)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("The 7-bit kernel (AVX2 and portable) equals a naive product, at its int16 bound too")
+    func sevenBitKernelsAgree() throws {
+        var generator = SystemRandomNumberGenerator()
+        func check(n: Int, m: Int, k: Int, a makeA: () -> UInt8, b makeB: () -> Int8) {
+            let stride = (k + 7) / 8 * 8
+            var a = [UInt8](repeating: 0, count: n * stride)
+            for r in 0..<n { for c in 0..<k { a[r * stride + c] = makeA() } }
+            let b = (0..<(m * k)).map { _ in makeB() }
+            var packed = [Int8](repeating: 0, count: weir_qgemm7_packed_count(m, k))
+            weir_qgemm7_pack_b(b, m, k, &packed)
+            var fast = [Int32](repeating: 0, count: n * m), slow = fast, naive = fast
+            weir_qgemm7(a, stride, packed, &fast, m, n, m, k)
+            weir_qgemm7_portable(a, stride, packed, &slow, m, n, m, k)
+            for r in 0..<n { for j in 0..<m { for c in 0..<k { naive[r * m + j] += Int32(a[r * stride + c]) * Int32(b[j * k + c]) } } }
+            #expect(fast == naive && slow == naive, "n=\(n) m=\(m) k=\(k)")
+        }
+        for (n, m, k) in [(1, 1, 1), (3, 9, 5), (4, 8, 8), (7, 17, 33), (13, 64, 130), (5, 24, 512)] {
+            check(n: n, m: m, k: k, a: { UInt8.random(in: 0...127, using: &generator) }, b: { Int8.random(in: -63...63, using: &generator) })
+        }
+        // Four products at 127 · ±63 meet in one int16 lane before widening: 32004, just inside.
+        check(n: 5, m: 16, k: 512, a: { 127 }, b: { -63 })
+        check(n: 5, m: 16, k: 512, a: { 127 }, b: { 63 })
+    }
 }
 
 @Suite("weir model inspect")
@@ -217,6 +285,17 @@ struct InspectCommandTests {
         #expect(denseLines.count == 3)
         #expect(denseLines[0].contains("20→32 fp32 + Relu") && denseLines[2].contains("16→1 fp32"))
         #expect(result.output.contains("11 steps, 0 in int8"))
+    }
+
+    @Test("shows int7 layers and counts them")
+    func inspectSevenBit() throws {
+        let path = Fixture.directory.appendingPathComponent("mlp_wide.onnx").path
+        let result = try run([builtProduct("weir").path, "model", "inspect", path])
+        #expect(result.status == 0)
+        let denseLines = result.output.split(separator: "\n").filter { $0.contains("Dense ") }
+        #expect(denseLines.count == 3)
+        #expect(denseLines[0].contains("64→256 int8") && denseLines[1].contains("256→256 int7") && denseLines[2].contains("256→1 fp32"))
+        #expect(result.output.contains("1 in int8, 1 in int7 (7-bit operands for large layers"))
     }
 
     @Test("an unsupported model exits 1 with one line naming the operator")

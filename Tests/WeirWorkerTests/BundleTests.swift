@@ -83,6 +83,39 @@ import WeirTestSupport
         } throws: { "\($0)".contains("--version '0.1' is not a semantic version") }
     }
 
+    @Test func theManifestPrecisionDecidesHowWorkersRunTheModel() throws {
+        let out = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: out) }
+        // A 64-256-256-1 classifier: by default its 256 × 256 layer runs with 7-bit operands.
+        let onnx = repositoryRoot.appendingPathComponent("Tests/WeirModelTests/Fixtures/mlp_wide.onnx")
+        let csv = out.appendingPathComponent("train.csv")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let header = (0..<64).map { "x\($0)" }.joined(separator: ",") + ",label"
+        var rows = [String]()
+        for r in 0..<4 {
+            let values: [String] = (0..<64).map { (c: Int) -> String in String(Double((r * 7 + c) % 11) / 5 - 1) }
+            rows.append(values.joined(separator: ",") + ",\(r % 2)")
+        }
+        try ([header] + rows).joined(separator: "\n").write(to: csv, atomically: true, encoding: .utf8)
+        func precisions(_ precision: ModelPrecision) throws -> [String] {
+            let directory = out.appendingPathComponent(precision.rawValue)
+            let manifest = try BundlePackager.package(onnx: onnx, train: csv, name: "wide", version: "1.0.0", out: directory,
+                                                      precision: precision)
+            #expect(manifest.precision == (precision == .auto ? nil : precision.rawValue))
+            return try ModelBundle(directory: directory).model.layers.filter { $0.operation.hasPrefix("Dense") }.map(\.precision)
+        }
+        #expect(try precisions(.auto) == ["int8", "int7", "fp32"])
+        #expect(try precisions(.int8) == ["int8", "int8", "fp32"])
+        #expect(try precisions(.fp32) == ["fp32", "fp32", "fp32"])
+        // An auto bundle's manifest does not mention precision, so bundles made before it keep their ids.
+        let autoManifest = try String(contentsOf: out.appendingPathComponent("auto/manifest.json"), encoding: .utf8)
+        #expect(!autoManifest.contains("precision"))
+        let url = out.appendingPathComponent("int8/manifest.json")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        try text.replacingOccurrences(of: "\"precision\" : \"int8\"", with: "\"precision\" : \"int4\"").write(to: url, atomically: true, encoding: .utf8)
+        #expect { _ = try ModelBundle(directory: out.appendingPathComponent("int8")) } throws: { "\($0)".contains("precision 'int4'; use auto, int8 or fp32") }
+    }
+
     @Test func packageAndVerifyFromTheCommandLine() throws {
         let out = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: out) }
@@ -95,6 +128,12 @@ import WeirTestSupport
         let verified = try run([weir, "model", "verify", out.path])
         #expect(verified.status == 0, "\(verified.errors)")
         #expect(verified.output.hasPrefix("ok fraud 1.0.0: hashes match"))
+        let badPrecision = try run([weir, "model", "package", "--onnx", training.appendingPathComponent("model.onnx").path,
+                                    "--train", training.appendingPathComponent("train.csv").path, "--name", "fraud",
+                                    "--version", "1.0.0", "--out", out.path + "-bad", "--precision", "int4"])
+        #expect(badPrecision.status != 0)
+        #expect(badPrecision.errors.contains("--precision 'int4': use auto, int8 or fp32"))
+        #expect(!FileManager.default.fileExists(atPath: out.path + "-bad"))
         let missing = try run([weir, "model", "verify", "/nonexistent"])
         #expect(missing.status != 0)
         #expect(missing.errors.contains("/nonexistent/manifest.json: cannot read the bundle manifest"))

@@ -17,6 +17,8 @@ struct OutputAudit: CustomStringConvertible {
     var lost = 0
     /// Outputs beyond the first for an input offset.
     var duplicated = 0
+    /// The first few duplicated input offsets and where their outputs landed.
+    var firstDuplicated = [String]()
     var predictions = 0
     var deadLetters = 0
     /// The longest gap between two consecutive outputs (by record timestamp), in milliseconds.
@@ -30,6 +32,8 @@ struct OutputAudit: CustomStringConvertible {
     /// Reads both output topics and checks them against every offset below the input's high watermarks.
     init(_ cluster: EmbeddedCluster, partitions: Int) throws {
         var count = [Int32: [Int64: Int]]()
+        // Where each source offset's outputs landed, to say what a duplicate looks like.
+        var landed = [Int32: [Int64: [String]]]()
         var stamps = [Int64]()
         for record in try readTopic(cluster, "predictions", partitions: partitions) {
             let source = try jsonObject(record)["source"] as? [String: Any] ?? [:]
@@ -37,6 +41,8 @@ struct OutputAudit: CustomStringConvertible {
                 throw TestFailure("a prediction without its source: \(record)")
             }
             count[Int32(partition), default: [:]][Int64(offset), default: 0] += 1
+            landed[Int32(partition), default: [:]][Int64(offset), default: []]
+                .append("predictions[\(record.partition)]@\(record.offset) t=\(record.timestampMilliseconds ?? -1)")
             predictions += 1
             if let stamp = record.timestampMilliseconds { stamps.append(stamp) }
         }
@@ -46,6 +52,8 @@ struct OutputAudit: CustomStringConvertible {
                 throw TestFailure("a dead letter without its source headers: \(record)")
             }
             count[partition, default: [:]][offset, default: 0] += 1
+            landed[partition, default: [:]][offset, default: []]
+                .append("dead-letters[\(record.partition)]@\(record.offset) t=\(record.timestampMilliseconds ?? -1)")
             deadLetters += 1
             if let stamp = record.timestampMilliseconds { stamps.append(stamp) }
         }
@@ -57,6 +65,9 @@ struct OutputAudit: CustomStringConvertible {
                     if firstLost.count < 5 { firstLost.append("events[\(partition)]@\(offset)") }
                 }
                 duplicated += max(0, seen - 1)
+                if seen > 1 && firstDuplicated.count < 5 {
+                    firstDuplicated.append("events[\(partition)]@\(offset) -> " + (landed[partition]?[offset] ?? []).joined(separator: ", "))
+                }
             }
         }
         stamps.sort()
@@ -96,7 +107,8 @@ struct OutputAudit: CustomStringConvertible {
         let audit = try OutputAudit(cluster, partitions: 4)
         print("chaos \(name): \(events) events: \(audit)")
         #expect(audit.lost == 0, "\(name): lost \(audit.firstLost)")
-        #expect(audit.duplicated == 0, "\(name): every offset answered once")
+        #expect(audit.duplicated == 0,
+                "\(name): every offset answered once; \(audit.firstDuplicated); log \(running.log.lines.withLock { $0 }.suffix(30))")
         #expect(audit.predictions + audit.deadLetters == events)
         #expect(try committedOffsets(cluster, group: settings.group) == (try highWatermarks(cluster)), "\(name): commits reach the end")
     }

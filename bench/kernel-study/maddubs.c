@@ -7,6 +7,8 @@
  *   maddubs+preadd:  activations 0..127, weights -63..63 (7-bit). Two vpmaddubsw results are added
  *                    in int16 before widening (4 products: at most 4 * 127 * 63 = 32004).
  *
+ * The pre-added 7-bit kernel is now Weir's `int7` (Sources/CWeirKernels/kernels.c, docs/model.md).
+ *
  * Build and run from the repository root:
  *   clang -O2 -o /tmp/kernel-study bench/kernel-study/maddubs.c Sources/CWeirKernels/kernels.c \
  *       -I Sources/CWeirKernels/include -lm && /tmp/kernel-study

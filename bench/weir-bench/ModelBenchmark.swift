@@ -22,10 +22,11 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
     let ghz = nominalGigahertz()
     // vpmaddwd: 16 multiply-adds per instruction, two per cycle.
     let limit = 32 * ghz
-    print(String(format: "inference core vs onnxruntime (one thread each); kernels: %@; int8 limit %.0f GMAC/s (32 MAC/cycle at %.2f GHz nominal)",
+    print(String(format: "inference core vs onnxruntime (one thread each); kernels: %@; exact int8 limit %.0f GMAC/s (32 MAC/cycle at %.2f GHz nominal); "
+                 + "layers of 65,536+ multiply-adds per row use the 7-bit kernel (64 MAC per 3 multiply uops), which can pass it",
                  Model.usesAVX2 ? "AVX2" : "portable", limit, ghz))
     print("")
-    print("| model | batch | Weir ns/event | onnxruntime fp32 | onnxruntime int8 | Weir / best onnxruntime | Weir / onnxruntime int8 | Weir GMAC/s | share of int8 limit |")
+    print("| model | batch | Weir ns/event | onnxruntime fp32 | onnxruntime int8 | Weir / best onnxruntime | Weir / onnxruntime int8 | Weir GMAC/s | share of exact int8 limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     var summary = [[String: Any]]()
     for name in names {
@@ -33,6 +34,10 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
         var options = ModelOptions()
         // WEIR_BENCH_FP32=1 plans every layer in fp32, to see what int8 buys.
         options.quantize = ProcessInfo.processInfo.environment["WEIR_BENCH_FP32"] == nil
+        // WEIR_BENCH_TILE=R runs the plan R rows at a time (ModelOptions.tileRows); WEIR_BENCH_EXACT=1
+        // keeps every integer layer at 8 bits, to see what the 7-bit kernel buys.
+        if let tile = ProcessInfo.processInfo.environment["WEIR_BENCH_TILE"].flatMap({ Int($0) }) { options.tileRows = tile }
+        if ProcessInfo.processInfo.environment["WEIR_BENCH_EXACT"] != nil { options.int7MinimumMultiplyAdds = nil }
         let model = try Model(contentsOf: url, options: options)
         let input = try Data(contentsOf: URL(fileURLWithPath: directory).appendingPathComponent("\(name).input.f32"))
             .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }

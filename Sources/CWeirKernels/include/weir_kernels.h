@@ -48,5 +48,34 @@ void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b
  * w is input-major; bias may be NULL. */
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
                 size_t n, size_t k, const float *bias, int relu);
+/* fp32 dense for layers with few outputs (fewer than 8, where weir_sgemm would leave most vector
+ * lanes idle): each output is a dot product along k. w is output-major (w[j][k]); bias may be NULL. */
+void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
+                    size_t n, size_t k, const float *bias, int relu);
+
+/* The 7-bit kernel for large layers: activations 0...127 (uint8) and weights -63...63 (int8) with
+ * vpmaddubsw, two results added in int16 before widening. Four products sum to at most
+ * 4 * 127 * 63 = 32004 < 32767, so every step is exact and the int32 sums equal the plain
+ * product's; the narrower operands are the price (docs/model.md gives the accuracy cost).
+ * B is packed by weir_qgemm7_pack_b into blocks of 8 outputs x 4 inputs (bytes); k padded to 8. */
+
+/* int8 elements needed for packed B with m outputs and k inputs. */
+size_t weir_qgemm7_packed_count(size_t m, size_t k);
+/* Packs row-major b[m][k] (output-major, values -63...63). Padding is zero. */
+void weir_qgemm7_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed);
+/* a: n rows of a_stride bytes (k used; k rounded up to 8 must be readable and zero there). */
+void weir_qgemm7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                 size_t n, size_t m, size_t k);
+/* The same with the portable kernel. */
+void weir_qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                          size_t n, size_t m, size_t k);
+/* weir_quantize_rows_u8's rule with 127 levels: s = (hi - lo) / 127, zp and q clamped to 0...127. */
+void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, uint8_t *q, size_t q_stride,
+                           float *scales, int32_t *zero_points);
+/* The 7-bit layer in one pass, with weir_dequantize_rows's epilogue in registers. */
+void weir_qdense_u7s7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,
+                      const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
+                      const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
+                      int32_t *scratch);
 
 #endif
