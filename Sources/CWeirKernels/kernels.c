@@ -72,15 +72,19 @@ __attribute__((target("avx2"))) static inline void finish8(__m256i acc, size_t r
         _mm256_storeu_si256((__m256i *)lanes, acc);
         for (size_t j = 0; base + j < m; j++) {
             size_t col = base + j;
-            float product = (float)(lanes[j] - e->zero_points[row] * e->column_sums[col]) * (e->row_scales[row] * e->weight_scales[col]);
+            int32_t correction = e->zero_points ? e->zero_points[row] * e->column_sums[col] : 0;
+            float product = (float)(lanes[j] - correction) * (e->row_scales[row] * e->weight_scales[col]);
             if (e->bias) product = product + e->bias[col];
             if (e->relu && !(product > 0)) product = 0;
             e->y[row * e->y_stride + col] = product;
         }
         return;
     }
-    __m256i corrected = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(e->zero_points[row]),
-                                                                 _mm256_loadu_si256((const __m256i *)(e->column_sums + base))));
+    /* Without zero points the activations came centered (q - zp): the sums need no correction. */
+    __m256i corrected = e->zero_points
+        ? _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_set1_epi32(e->zero_points[row]),
+                                                   _mm256_loadu_si256((const __m256i *)(e->column_sums + base))))
+        : acc;
     __m256 combined = _mm256_mul_ps(_mm256_set1_ps(e->row_scales[row]), _mm256_loadu_ps(e->weight_scales + base));
     __m256 product = _mm256_mul_ps(_mm256_cvtepi32_ps(corrected), combined);
     if (e->bias) product = _mm256_add_ps(product, _mm256_loadu_ps(e->bias + base));
@@ -280,7 +284,7 @@ static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q
     float scale, inverse;
     int32_t zp;
     row_parameters(lo, hi, &scale, &inverse, &zp);
-    for (size_t i = 0; i < k; i++) q[i] = (int16_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255);
+    for (size_t i = 0; i < k; i++) q[i] = (int16_t)(clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255) - zp);
     for (size_t i = k; i < q_stride; i++) q[i] = 0;
     *scale_out = scale;
     *zp_out = zp;
@@ -319,11 +323,11 @@ __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, si
     for (; i + 8 <= k; i += 8) {
         /* cvtps rounds with the current mode: to nearest, ties to even, like rint. */
         __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vzp);
-        r = _mm256_min_epi32(_mm256_max_epi32(r, vzero), vmax);
+        r = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(r, vzero), vmax), vzp);
         __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
         _mm_storeu_si128((__m128i *)(q + i), packed);
     }
-    for (; i < k; i++) q[i] = (int16_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255);
+    for (; i < k; i++) q[i] = (int16_t)(clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255) - zp);
     for (; i < q_stride; i++) q[i] = 0;
     *scale_out = scale;
     *zp_out = zp;
@@ -349,7 +353,7 @@ __attribute__((target("avx2"))) static void dequantize_rows_avx2(const int32_t *
     for (size_t r = 0; r < n; r++) {
         const int32_t *a = acc + r * m;
         float *out = y + r * y_stride;
-        __m256i zp = _mm256_set1_epi32(zero_points[r]);
+        __m256i zp = _mm256_set1_epi32(zero_points ? zero_points[r] : 0);
         __m256 scale = _mm256_set1_ps(row_scales[r]);
         size_t j = 0;
         for (; j + 8 <= m; j += 8) {
@@ -362,7 +366,7 @@ __attribute__((target("avx2"))) static void dequantize_rows_avx2(const int32_t *
             _mm256_storeu_ps(out + j, product);
         }
         for (; j < m; j++) {
-            float product = (float)(a[j] - zero_points[r] * column_sums[j]) * (row_scales[r] * weight_scales[j]);
+            float product = (float)(a[j] - (zero_points ? zero_points[r] : 0) * column_sums[j]) * (row_scales[r] * weight_scales[j]);
             out[j] = bias ? product + bias[j] : product;
             if (relu && !(out[j] > 0)) out[j] = 0;
         }
@@ -382,7 +386,7 @@ void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *r
     for (size_t r = 0; r < n; r++) {
         const int32_t *a = acc + r * m;
         float *out = y + r * y_stride;
-        int32_t zp = zero_points[r];
+        int32_t zp = zero_points ? zero_points[r] : 0;
         float scale = row_scales[r];
         for (size_t j = 0; j < m; j++) {
             float corrected = (float)(a[j] - zp * column_sums[j]);
@@ -613,4 +617,84 @@ void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, f
             if (relu && !(acc > 0)) acc = 0;
             y[r * y_stride + j] = acc;
         }
+}
+
+/* ---- softmax over rows ------------------------------------------------------------------------- */
+
+static void softmax_row_portable(const float *x, float *y, size_t width) {
+    float highest = -INFINITY;
+    for (size_t j = 0; j < width; j++) highest = x[j] > highest ? x[j] : highest;
+    float sum = 0;
+    for (size_t j = 0; j < width; j++) { y[j] = expf(x[j] - highest); sum += y[j]; }
+    for (size_t j = 0; j < width; j++) y[j] /= sum;
+}
+
+#ifdef WEIR_X86
+/* e^x for x <= 0 (softmax shifts by the row maximum), eight lanes: x = n ln2 + r with |r| <= ln2/2,
+ * e^r by a degree-6 polynomial (relative error about 1e-7), times 2^n built in the exponent bits.
+ * Lanes below -87.3 give 0, as expf does in float. */
+__attribute__((target("avx2,fma"))) static inline __m256 exp_nonpositive(__m256 x) {
+    const __m256 low = _mm256_set1_ps(-87.33654f);
+    __m256 underflow = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
+    x = _mm256_max_ps(low, x);  /* a NaN lane stays NaN (maxps returns its second operand) */
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* r = x - n ln2, with ln2 split in two for precision. */
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+    return _mm256_andnot_ps(underflow, result);
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_row_avx2(const float *x, float *y, size_t width) {
+    int32_t lanes[8];
+    size_t full = width / 8 * 8, tail = width - full;
+    for (size_t t = 0; t < 8; t++) lanes[t] = t < tail ? -1 : 0;
+    __m256i mask = _mm256_loadu_si256((const __m256i *)lanes);
+    const __m256 negative = _mm256_set1_ps(-INFINITY);
+    __m256 vmax = negative;
+    /* maxps returns its second operand when either is NaN: a NaN value is skipped here and then
+     * turns its exp, the sum and so the whole row into NaN. */
+    for (size_t j = 0; j < full; j += 8) vmax = _mm256_max_ps(_mm256_loadu_ps(x + j), vmax);
+    if (tail) vmax = _mm256_max_ps(_mm256_blendv_ps(negative, _mm256_maskload_ps(x + full, mask), _mm256_castsi256_ps(mask)), vmax);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    __m256 highest = _mm256_set1_ps(_mm_cvtss_f32(m4));
+    __m256 vsum = _mm256_setzero_ps();
+    for (size_t j = 0; j < full; j += 8) {
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + j), highest));
+        _mm256_storeu_ps(y + j, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    if (tail) {
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + full, mask), highest));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(y + full, mask, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(vsum), _mm256_extractf128_ps(vsum, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    __m256 sum = _mm256_set1_ps(_mm_cvtss_f32(s4));
+    for (size_t j = 0; j < full; j += 8) _mm256_storeu_ps(y + j, _mm256_div_ps(_mm256_loadu_ps(y + j), sum));
+    if (tail) _mm256_maskstore_ps(y + full, mask, _mm256_div_ps(_mm256_maskload_ps(y + full, mask), sum));
+}
+#endif
+
+void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        for (size_t r = 0; r < rows; r++) softmax_row_avx2(x + r * width, y + r * width, width);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < rows; r++) softmax_row_portable(x + r * width, y + r * width, width);
 }

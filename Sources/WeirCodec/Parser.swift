@@ -80,7 +80,7 @@ struct Parser {
             guard p < end else { return malformed("unexpected end") }
             if isFeatures, let index = keys.find(key) {
                 parseFeatureValue(index, depth: depth + 1)
-            } else if pathLevel == 0 && key.elementsEqual("id".utf8) {
+            } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
                 parseID()
             } else if let level = pathLevel, !isFeatures, key.elementsEqual(decoder.pathKey(level)) {
                 if p.pointee == UInt8(ascii: "{") {

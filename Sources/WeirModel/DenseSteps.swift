@@ -128,7 +128,7 @@ struct QuantizedWeights: Sendable {
 
 /// Per-step working memory of a quantized dense layer.
 final class QuantizedDenseMemory {
-    /// int8 scheme: quantized rows, 0...255, widened to int16 for the kernel.
+    /// int8 scheme: quantized rows centered on their zero point (q - zp, −255...255), as int16.
     var quantized: [Int16] = []
     /// int7 scheme: quantized rows, 0...127.
     var quantizedBytes: [UInt8] = []
@@ -188,15 +188,17 @@ struct QuantizedDenseStep: Step {
                                     memory.quantized.withUnsafeMutableBufferPointer { qp in
                                         weir_quantize_rows_u8(x.floats, inputs, rows, inputs, qp.baseAddress, stride, sp.baseAddress, zp.baseAddress)
                                         weights.packed.withUnsafeBufferPointer { wp in
+                                            // The rows come centered (q - zp), so Σ (q - zp) · q_w is already the corrected
+                                            // sum (acc - zp · colsum): no zero points go to the epilogue.
                                             if portable {
-                                                // Two passes: integer product, then y = Float(acc - zp · colsum) · (s_x · s_w) + b.
+                                                // Two passes: integer product, then y = Float(acc) · (s_x · s_w) + b.
                                                 weir_qgemm_u8s8_portable(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs,
                                                                          rows, outputs, inputs)
-                                                weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, zp.baseAddress,
+                                                weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, nil,
                                                                      cp.baseAddress, ws.baseAddress, biasPointer, relu, y.floats, outputs)
                                             } else {
                                                 weir_qdense_u8s8(qp.baseAddress, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
-                                                                 zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu,
+                                                                 nil, cp.baseAddress, ws.baseAddress, biasPointer, relu,
                                                                  y.floats, outputs, ap.baseAddress)
                                             }
                                         }

@@ -1,3 +1,4 @@
+import CWeirKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -121,21 +122,7 @@ struct SoftmaxStep: Step {
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
-        softmaxRows(x.floats, into: y.floats, rows: x.rows, width: x.width)
-    }
-}
-
-func softmaxRows(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-    for r in 0..<rows {
-        var highest = -Float.infinity
-        for j in 0..<width { highest = max(highest, x[r * width + j]) }
-        var sum: Float = 0
-        for j in 0..<width {
-            let e = expf(x[r * width + j] - highest)
-            y[r * width + j] = e
-            sum += e
-        }
-        for j in 0..<width { y[r * width + j] /= sum }
+        weir_softmax_rows(x.floats, y.floats, x.rows, x.width)
     }
 }
 

@@ -48,6 +48,7 @@ func runCodecBenchmark(events count: Int, seconds: Double, peer runPeer: Bool = 
     print("|---|---:|---:|")
     print(String(format: "| jansson DOM + lookups (C) | %.0f | 1.00× |", peer.ns_per_event))
     print(String(format: "| Weir EventDecoder | %.0f | %.3f× |", best, best / peer.ns_per_event))
+    guard runPeer else { return }  // --no-peer: a profiling run; nothing to compare or record
     try FileManager.default.createDirectory(atPath: "bench/out", withIntermediateDirectories: true)
     try JSONSerialization.data(withJSONObject: ["jansson_ns": peer.ns_per_event, "weir_ns": best, "ratio": best / peer.ns_per_event],
                                options: [.sortedKeys]).write(to: URL(fileURLWithPath: "bench/out/event-decoding.json"))

@@ -4,9 +4,10 @@
 #include <stdint.h>
 
 /* Integer GEMM for Weir's int8 layers: C[n][m] = sum_k A[n][k] * B[m][k], exact in int32.
- * A holds 8-bit activations (0...255) and B int8 weights (-127...127), both widened to int16 so
- * the products are summed with vpmaddwd into int32: every step is exact (a pair sum is at most
- * 2 * 255 * 127 = 64770), unlike vpmaddubsw's saturating int16 pair-add.
+ * A holds 8-bit activations, as 0...255 or centered on their zero point (q - zp, -255...255), and
+ * B int8 weights (-127...127), both widened to int16 so the products are summed with vpmaddwd into
+ * int32: every step is exact (a pair sum is at most 2 * 255 * 127 = 64770), unlike vpmaddubsw's
+ * saturating int16 pair-add.
  * B is packed by weir_qgemm_pack_b into blocks of 8 output channels x 2 inputs. */
 
 /* int16 elements needed for packed B with m outputs and k inputs. */
@@ -23,15 +24,17 @@ void weir_qgemm_u8s8_portable(const int16_t *a, size_t a_stride, const int16_t *
 /* 1 when the AVX2 kernels are in use. */
 int weir_kernels_have_avx2(void);
 
-/* Quantizes n rows of k floats to uint8 (widened to int16) per row, exactly as Weir's reference:
+/* Quantizes n rows of k floats to uint8 per row, exactly as Weir's reference:
  * lo = min(0, min x), hi = max(0, max x), s = (hi - lo) / 255 (1 when 0), inv = 1 / s,
  * zp = clamp(rint(-lo * inv), 0, 255), q = clamp(rint(x * inv) + zp, 0, 255); rint rounds half to even.
- * Pads each q row with zeros up to q_stride. */
+ * Writes q - zp as int16 (centered: sum (q - zp) * w needs no zero-point correction afterwards) and
+ * reports zp. Pads each row with zeros up to q_stride. */
 void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
                            float *scales, int32_t *zero_points);
 /* y[r][j] = (float)(acc[r][j] - zp[r] * colsum[j]) * (scale[r] * weight_scale[j]) (+ bias[j]), in that
  * order and without fused multiply-add, so it matches the reference bit for bit; then max(y, 0) when
- * relu is 1. bias may be NULL. */
+ * relu is 1. bias may be NULL; zero_points NULL: the sums came from centered activations and need no
+ * correction. */
 void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *row_scales, const int32_t *zero_points,
                           const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
                           size_t y_stride);
@@ -52,6 +55,9 @@ void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float
  * lanes idle): each output is a dot product along k. w is output-major (w[j][k]); bias may be NULL. */
 void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
                     size_t n, size_t k, const float *bias, int relu);
+/* Softmax of each row of `width` floats (y may equal x): exp(x - max) / sum, with a vectorized exp
+ * (relative error about 1e-7) on AVX2. A NaN in a row makes that row NaN. */
+void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width);
 
 /* The 7-bit kernel for large layers: activations 0...127 (uint8) and weights -63...63 (int8) with
  * vpmaddubsw, two results added in int16 before widening. Four products sum to at most
