@@ -246,6 +246,32 @@ struct ModelTests {
         }
     }
 
+    @Test("Softmax matches expf within 1e-6 at every width, underflows to 0, and a NaN spoils only its row")
+    func softmaxKernel() throws {
+        var generator = SystemRandomNumberGenerator()
+        for width in [1, 2, 7, 8, 9, 10, 16, 19, 33] {
+            let rows = 5
+            var x = (0..<(rows * width)).map { _ in Float.random(in: -30...30, using: &generator) }
+            x[0] = -200  // far below the row maximum: exp underflows
+            var y = [Float](repeating: .nan, count: x.count)
+            weir_softmax_rows(x, &y, rows, width)
+            for r in 0..<rows {
+                let row = x[(r * width)..<((r + 1) * width)]
+                let highest = row.max()!
+                let sum = row.reduce(Float(0)) { $0 + expf($1 - highest) }
+                for j in 0..<width {
+                    let expected = expf(x[r * width + j] - highest) / sum
+                    #expect(abs(y[r * width + j] - expected) <= 1e-6, "width \(width) row \(r) column \(j): \(y[r * width + j]) vs \(expected)")
+                }
+                #expect(abs(y[(r * width)..<((r + 1) * width)].reduce(0, +) - 1) <= 1e-5)
+            }
+        }
+        var x: [Float] = [1, 2, .nan, 4, 1, 2, 3, 4]
+        var y = [Float](repeating: 0, count: 8)
+        weir_softmax_rows(&x, &y, 2, 4)
+        #expect(y[0..<4].allSatisfy(\.isNaN) && y[4..<8].allSatisfy { $0.isFinite && $0 > 0 })
+    }
+
     @Test("The 7-bit kernel (AVX2 and portable) equals a naive product, at its int16 bound too")
     func sevenBitKernelsAgree() throws {
         var generator = SystemRandomNumberGenerator()

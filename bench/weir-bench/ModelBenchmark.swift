@@ -38,6 +38,10 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
         // keeps every integer layer at 8 bits, to see what the 7-bit kernel buys.
         if let tile = ProcessInfo.processInfo.environment["WEIR_BENCH_TILE"].flatMap({ Int($0) }) { options.tileRows = tile }
         if ProcessInfo.processInfo.environment["WEIR_BENCH_EXACT"] != nil { options.int7MinimumMultiplyAdds = nil }
+        // WEIR_BENCH_INT8_MIN=N: the smallest layer (multiply-adds per row) that runs in int8.
+        if let minimum = ProcessInfo.processInfo.environment["WEIR_BENCH_INT8_MIN"].flatMap({ Int($0) }) {
+            options.int8MinimumMultiplyAdds = minimum
+        }
         let model = try Model(contentsOf: url, options: options)
         let input = try Data(contentsOf: URL(fileURLWithPath: directory).appendingPathComponent("\(name).input.f32"))
             .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
