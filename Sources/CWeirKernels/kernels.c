@@ -122,22 +122,27 @@ __attribute__((target("avx2"), always_inline)) static inline void qgemm_block(co
     }
 }
 
-/* Column groups outside, rows inside: a 16-output slice of the weights (16 * k int16) is read
- * from memory once and reused by every row of the tile. */
+/* Calls BLOCK(r, group, ROWS) for each pair of 8-output groups (outside) and each block of up to
+ * four rows (inside): a 16-output slice of the weights is read from memory once and reused by every
+ * row of the tile. ROWS is a constant at each call, so a block's unused accumulators vanish. */
+#define WEIR_FOR_EACH_BLOCK(n, m, BLOCK)                                       \
+    for (size_t group_ = 0; group_ < round_up((m), 8) / 8; group_ += 2) {      \
+        size_t r_ = 0;                                                         \
+        for (; r_ + 4 <= (n); r_ += 4) BLOCK(r_, group_, 4);                   \
+        switch ((n) - r_) {                                                    \
+        case 3: BLOCK(r_, group_, 3); break;                                   \
+        case 2: BLOCK(r_, group_, 2); break;                                   \
+        case 1: BLOCK(r_, group_, 1); break;                                   \
+        default: break;                                                        \
+        }                                                                      \
+    }
+
 __attribute__((target("avx2"))) static void qgemm_avx2(const int16_t *a, size_t a_stride, const int16_t *packed_b,
                                                       int32_t *c, size_t c_stride, size_t n, size_t m, size_t k,
                                                       const epilogue_t *e) {
-    size_t groups = round_up(m, 8) / 8;
-    for (size_t group = 0; group < groups; group += 2) {
-        size_t r = 0;
-        for (; r + 4 <= n; r += 4) qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 4, e);
-        switch (n - r) {
-        case 3: qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 3, e); break;
-        case 2: qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 2, e); break;
-        case 1: qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 1, e); break;
-        default: break;
-        }
-    }
+#define QGEMM_BLOCK(r, group, ROWS) qgemm_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, ROWS, e)
+    WEIR_FOR_EACH_BLOCK(n, m, QGEMM_BLOCK)
+#undef QGEMM_BLOCK
 }
 #endif
 
@@ -489,17 +494,9 @@ __attribute__((target("avx2"), always_inline)) static inline void qgemm7_block(c
 __attribute__((target("avx2"))) static void qgemm7_avx2(const uint8_t *a, size_t a_stride, const int8_t *packed_b,
                                                        int32_t *c, size_t c_stride, size_t n, size_t m, size_t k,
                                                        const epilogue_t *e) {
-    size_t groups = round_up(m, 8) / 8;
-    for (size_t group = 0; group < groups; group += 2) {
-        size_t r = 0;
-        for (; r + 4 <= n; r += 4) qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 4, e);
-        switch (n - r) {
-        case 3: qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 3, e); break;
-        case 2: qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 2, e); break;
-        case 1: qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, 1, e); break;
-        default: break;
-        }
-    }
+#define QGEMM7_BLOCK(r, group, ROWS) qgemm7_block(a, a_stride, packed_b, c, c_stride, r, group, m, k, ROWS, e)
+    WEIR_FOR_EACH_BLOCK(n, m, QGEMM7_BLOCK)
+#undef QGEMM7_BLOCK
 }
 #endif
 

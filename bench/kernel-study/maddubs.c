@@ -7,7 +7,8 @@
  *   maddubs+preadd:  activations 0..127, weights -63..63 (7-bit). Two vpmaddubsw results are added
  *                    in int16 before widening (4 products: at most 4 * 127 * 63 = 32004).
  *
- * The pre-added 7-bit kernel is now Weir's `int7` (Sources/CWeirKernels/kernels.c, docs/model.md).
+ * The pre-added 7-bit kernel is now Weir's `int7` (weir_qgemm7 in Sources/CWeirKernels/kernels.c,
+ * docs/model.md), measured here through the library.
  *
  * Build and run from the repository root:
  *   clang -O2 -o /tmp/kernel-study bench/kernel-study/maddubs.c Sources/CWeirKernels/kernels.c \
@@ -22,53 +23,6 @@
 #include "weir_kernels.h"
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
-
-/* B packed: groups of 8 outputs, for each k-quad: 8 outputs x 4 bytes (32 bytes). k padded to 8. */
-static void pack_b8(const int8_t *b, size_t m, size_t k, int8_t *packed) {
-    size_t kp = (k + 7) / 8 * 8, mp = (m + 7) / 8 * 8;
-    memset(packed, 0, mp * kp);
-    for (size_t g = 0; g < mp / 8; g++)
-        for (size_t q = 0; q < kp / 4; q++)
-            for (size_t j = 0; j < 8; j++)
-                for (size_t t = 0; t < 4; t++) {
-                    size_t row = g * 8 + j, col = q * 4 + t;
-                    packed[((g * (kp / 4) + q) * 8 + j) * 4 + t] = (row < m && col < k) ? b[row * k + col] : 0;
-                }
-}
-
-/* u7 x s7 with int16 pre-add of two maddubs: 4 rows x 16 outputs. a: uint8 rows (kp bytes). */
-__attribute__((target("avx2"))) static void gemm_preadd(const uint8_t *a, size_t as, const int8_t *pb, int32_t *c, size_t n, size_t m, size_t k) {
-    size_t kp = (k + 7) / 8 * 8, quads = kp / 4, groups = (m + 7) / 8;
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (size_t g = 0; g < groups; g += 2) {
-        const int8_t *b0 = pb + g * quads * 32, *b1 = b0 + quads * 32;
-        for (size_t r = 0; r + 4 <= n; r += 4) {
-            __m256i acc[4][2];
-            for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-            const uint8_t *rows[4] = {a + r * as, a + (r + 1) * as, a + (r + 2) * as, a + (r + 3) * as};
-            for (size_t q = 0; q < quads; q += 2) {
-                __m256i w00 = _mm256_loadu_si256((const __m256i *)(b0 + q * 32));
-                __m256i w01 = _mm256_loadu_si256((const __m256i *)(b0 + q * 32 + 32));
-                __m256i w10 = _mm256_loadu_si256((const __m256i *)(b1 + q * 32));
-                __m256i w11 = _mm256_loadu_si256((const __m256i *)(b1 + q * 32 + 32));
-                for (int i = 0; i < 4; i++) {
-                    int32_t x0, x1;
-                    memcpy(&x0, rows[i] + q * 4, 4);
-                    memcpy(&x1, rows[i] + q * 4 + 4, 4);
-                    __m256i v0 = _mm256_set1_epi32(x0), v1 = _mm256_set1_epi32(x1);
-                    __m256i s0 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, w00), _mm256_maddubs_epi16(v1, w01));
-                    __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(v0, w10), _mm256_maddubs_epi16(v1, w11));
-                    acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(s0, ones));
-                    acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(s1, ones));
-                }
-            }
-            for (int i = 0; i < 4; i++) {
-                _mm256_storeu_si256((__m256i *)(c + (r + i) * m + g * 8), acc[i][0]);
-                _mm256_storeu_si256((__m256i *)(c + (r + i) * m + g * 8 + 8), acc[i][1]);
-            }
-        }
-    }
-}
 
 /* u7 x s8 without pre-add. */
 __attribute__((target("avx2"))) static void gemm_plain(const uint8_t *a, size_t as, const int8_t *pb, int32_t *c, size_t n, size_t m, size_t k) {
@@ -105,13 +59,14 @@ int main(void) {
     for (size_t i = 0; i < m * k; i++) b[i] = (int8_t)(rand() % 127 - 63);
     for (size_t i = 0; i < n * k; i++) { a8[i] = rand() % 128; a16[i] = a8[i]; }
     int16_t *p16 = malloc(weir_qgemm_packed_count(m, k) * 2); weir_qgemm_pack_b(b, m, k, p16);
-    int8_t *p8 = malloc(m * k); pack_b8(b, m, k, p8);
+    /* Both maddubs kernels read weir_qgemm7_pack_b's layout: 8 outputs x 4 inputs per 32 bytes. */
+    int8_t *p8 = malloc(weir_qgemm7_packed_count(m, k)); weir_qgemm7_pack_b(b, m, k, p8);
     int32_t *c1 = malloc(n * m * 4), *c2 = malloc(n * m * 4), *c3 = malloc(n * m * 4);
     double macs = (double)n * m * k;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now(); for (int i = 0; i < 50; i++) weir_qgemm_u8s8(a16, k, p16, c1, m, n, m, k); double t1 = now();
         for (int i = 0; i < 50; i++) gemm_plain(a8, k, p8, c2, n, m, k); double t2 = now();
-        for (int i = 0; i < 50; i++) gemm_preadd(a8, k, p8, c3, n, m, k); double t3 = now();
+        for (int i = 0; i < 50; i++) weir_qgemm7(a8, k, p8, c3, m, n, m, k); double t3 = now();
         printf("current %.1f GMAC/s  maddubs %.1f  maddubs+preadd %.1f\n", macs * 50 / (t1 - t0) / 1e9, macs * 50 / (t2 - t1) / 1e9, macs * 50 / (t3 - t2) / 1e9);
     }
     printf("equal: %d %d\n", memcmp(c1, c2, n * m * 4) == 0, memcmp(c1, c3, n * m * 4) == 0);
