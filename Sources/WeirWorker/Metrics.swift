@@ -118,15 +118,17 @@ public final class WorkerMetrics: Sendable {
         gauge.record(Double(lag))
     }
 
-    /// Sets `weir_model_info` to 1 for the bundles serving now (by route) and 0 for earlier ones.
-    func setServing(name: String, _ routes: [(route: String, version: String, bundle: String)]) {
+    /// Sets `weir_model_info` to 1 for the bundles serving now (by route) and 0 for earlier ones;
+    /// `precision` is the bundle's manifest precision (`auto`, `int8`, `fp32`).
+    func setServing(name: String, _ routes: [(route: String, version: String, bundle: String, precision: String)]) {
         infoGauges.withLock { table in
             for gauge in table.values { gauge.record(0) }
             for entry in routes {
                 let key = "\(entry.route)\u{0}\(entry.version)\u{0}\(entry.bundle)"
                 let gauge = table[key] ?? CoreMetrics.Gauge(
                     label: "weir_model_info",
-                    dimensions: [("model", name), ("version", entry.version), ("bundle", entry.bundle), ("route", entry.route)],
+                    dimensions: [("model", name), ("version", entry.version), ("bundle", entry.bundle), ("route", entry.route),
+                                 ("precision", entry.precision)],
                     factory: factory)
                 table[key] = gauge
                 gauge.record(1)

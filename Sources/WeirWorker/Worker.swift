@@ -586,8 +586,10 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func recordServing() {
-        var routes = [("primary", primary.version, primary.ref.sha256)]
-        if let candidate, let mode = candidateMode { routes.append((mode.rawValue, candidate.version, candidate.ref.sha256)) }
+        var routes = [("primary", primary.version, primary.ref.sha256, primary.bundle.manifest.modelPrecision.rawValue)]
+        if let candidate, let mode = candidateMode {
+            routes.append((mode.rawValue, candidate.version, candidate.ref.sha256, candidate.bundle.manifest.modelPrecision.rawValue))
+        }
         metrics.setServing(name: bundle.manifest.name, routes)
         let versions = (primary.version, candidate?.version)
         serving.withLock { $0 = versions }
