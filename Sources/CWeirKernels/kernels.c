@@ -92,6 +92,53 @@ __attribute__((target("avx2"))) static inline void finish8(__m256i acc, size_t r
     _mm256_storeu_ps(e->y + row * e->y_stride + base, product);
 }
 
+/* The out-of-line epilogue for blocks that reach past m or store raw sums (rare). */
+__attribute__((target("avx2"), noinline)) static void finish_block_slow(const __m256i acc[4][2], int rows, size_t r,
+        size_t group, int two, size_t m, int32_t *c, size_t c_stride, const epilogue_t *e) {
+    for (int i = 0; i < rows; i++) {
+        finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
+        if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
+    }
+}
+
+/* Dequantizes a block of `rows` rows x 16 outputs in registers: finish8's arithmetic for the common
+ * case (all 16 columns inside m), written straight so the product loop around it keeps its
+ * registers (through finish8 the loop spilled and ran about 10% slower); anything else goes to
+ * finish_block_slow. */
+__attribute__((target("avx2"), always_inline)) static inline void finish_block(const __m256i acc[4][2], const int rows,
+        size_t r, size_t group, int two, size_t m, int32_t *c, size_t c_stride, const epilogue_t *e) {
+    size_t base = group * 8;
+    if (!e || !two || base + 16 > m) {
+        finish_block_slow(acc, rows, r, group, two, m, c, c_stride, e);
+        return;
+    }
+    __m256 scale0 = _mm256_loadu_ps(e->weight_scales + base), scale1 = _mm256_loadu_ps(e->weight_scales + base + 8);
+    __m256i sums0 = _mm256_loadu_si256((const __m256i *)(e->column_sums + base));
+    __m256i sums1 = _mm256_loadu_si256((const __m256i *)(e->column_sums + base + 8));
+    for (int i = 0; i < rows; i++) {
+        size_t row = r + i;
+        __m256i a0 = acc[i][0], a1 = acc[i][1];
+        if (e->zero_points) {
+            __m256i zp = _mm256_set1_epi32(e->zero_points[row]);
+            a0 = _mm256_sub_epi32(a0, _mm256_mullo_epi32(zp, sums0));
+            a1 = _mm256_sub_epi32(a1, _mm256_mullo_epi32(zp, sums1));
+        }
+        __m256 row_scale = _mm256_set1_ps(e->row_scales[row]);
+        __m256 p0 = _mm256_mul_ps(_mm256_cvtepi32_ps(a0), _mm256_mul_ps(row_scale, scale0));
+        __m256 p1 = _mm256_mul_ps(_mm256_cvtepi32_ps(a1), _mm256_mul_ps(row_scale, scale1));
+        if (e->bias) {
+            p0 = _mm256_add_ps(p0, _mm256_loadu_ps(e->bias + base));
+            p1 = _mm256_add_ps(p1, _mm256_loadu_ps(e->bias + base + 8));
+        }
+        if (e->relu) {
+            p0 = _mm256_max_ps(p0, _mm256_setzero_ps());
+            p1 = _mm256_max_ps(p1, _mm256_setzero_ps());
+        }
+        _mm256_storeu_ps(e->y + row * e->y_stride + base, p0);
+        _mm256_storeu_ps(e->y + row * e->y_stride + base + 8, p1);
+    }
+}
+
 /* ROWS (1...4) rows of A against the two groups of 8 outputs starting at `group`; ROWS is a
  * constant at each call site, so unused accumulators vanish. */
 __attribute__((target("avx2"), always_inline)) static inline void qgemm_block(const int16_t *a, size_t a_stride,
@@ -116,10 +163,7 @@ __attribute__((target("avx2"), always_inline)) static inline void qgemm_block(co
             acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(v, w1));
         }
     }
-    for (int i = 0; i < ROWS; i++) {
-        finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
-        if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
-    }
+    finish_block(acc, ROWS, r, group, two, m, c, c_stride, e);
 }
 
 /* Calls BLOCK(r, group, ROWS) for each pair of 8-output groups (outside) and each block of up to
@@ -485,10 +529,7 @@ __attribute__((target("avx2"), always_inline)) static inline void qgemm7_block(c
             acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(s1, ones));
         }
     }
-    for (int i = 0; i < ROWS; i++) {
-        finish8(acc[i][0], r + i, group * 8, m, c, c_stride, e);
-        if (two) finish8(acc[i][1], r + i, (group + 1) * 8, m, c, c_stride, e);
-    }
+    finish_block(acc, ROWS, r, group, two, m, c, c_stride, e);
 }
 
 __attribute__((target("avx2"))) static void qgemm7_avx2(const uint8_t *a, size_t a_stride, const int8_t *packed_b,

@@ -224,6 +224,44 @@ struct ModelTests {
         check(n: 5, m: 16, k: 512, a: { 255 }, b: { 127 })
     }
 
+    @Test("Fused int8 and int7 layers equal the two-pass path bit for bit, for any number of outputs")
+    func fusedEpilogues() throws {
+        var generator = SystemRandomNumberGenerator()
+        for (n, m, k) in [(1, 8, 16), (5, 9, 33), (4, 16, 64), (7, 24, 40), (6, 40, 130), (3, 1, 20)] {
+            let rowScales = (0..<n).map { _ in Float.random(in: 0.001...0.1, using: &generator) }
+            let zeroPoints = (0..<n).map { _ in Int32.random(in: 0...127, using: &generator) }
+            let weightScales = (0..<m).map { _ in Float.random(in: 0.001...0.1, using: &generator) }
+            let bias = (0..<m).map { _ in Float.random(in: -1...1, using: &generator) }
+            let b = (0..<(m * k)).map { _ in Int8.random(in: -63...63, using: &generator) }
+            let columnSums = (0..<m).map { j in (0..<k).reduce(Int32(0)) { $0 + Int32(b[j * k + $1]) } }
+            for relu in [Int32(0), 1] {
+                // int8: centered activations, no zero points.
+                let stride16 = (k + 1) / 2 * 2
+                var a16 = [Int16](repeating: 0, count: n * stride16)
+                for r in 0..<n { for c in 0..<k { a16[r * stride16 + c] = Int16.random(in: -255...255, using: &generator) } }
+                var packed16 = [Int16](repeating: 0, count: weir_qgemm_packed_count(m, k))
+                weir_qgemm_pack_b(b, m, k, &packed16)
+                var scratch = [Int32](repeating: 0, count: n * m)
+                var fused = [Float](repeating: .nan, count: n * m), twoPass = fused
+                weir_qdense_u8s8(a16, stride16, packed16, n, m, k, rowScales, nil, columnSums, weightScales, bias, relu, &fused, m, &scratch)
+                weir_qgemm_u8s8_portable(a16, stride16, packed16, &scratch, m, n, m, k)
+                weir_dequantize_rows(scratch, n, m, rowScales, nil, columnSums, weightScales, bias, relu, &twoPass, m)
+                #expect(fused.map(\.bitPattern) == twoPass.map(\.bitPattern), "int8 n=\(n) m=\(m) k=\(k) relu=\(relu)")
+                // int7: activations 0...127 with zero points.
+                let stride8 = (k + 7) / 8 * 8
+                var a8 = [UInt8](repeating: 0, count: n * stride8)
+                for r in 0..<n { for c in 0..<k { a8[r * stride8 + c] = UInt8.random(in: 0...127, using: &generator) } }
+                var packed8 = [Int8](repeating: 0, count: weir_qgemm7_packed_count(m, k))
+                weir_qgemm7_pack_b(b, m, k, &packed8)
+                var fused7 = [Float](repeating: .nan, count: n * m), twoPass7 = fused7
+                weir_qdense_u7s7(a8, stride8, packed8, n, m, k, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &fused7, m, &scratch)
+                weir_qgemm7_portable(a8, stride8, packed8, &scratch, m, n, m, k)
+                weir_dequantize_rows(scratch, n, m, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &twoPass7, m)
+                #expect(fused7.map(\.bitPattern) == twoPass7.map(\.bitPattern), "int7 n=\(n) m=\(m) k=\(k) relu=\(relu)")
+            }
+        }
+    }
+
     @Test("The fp32 kernel for layers with few outputs matches a naive product, every k tail included")
     func fewOutputKernel() throws {
         var generator = SystemRandomNumberGenerator()
