@@ -263,7 +263,16 @@ struct KeyTableView {
             let index = Int(slots[slot])
             if index < 0 { return nil }
             let start = offsets[index], count = offsets[index + 1] - start
-            if count == key.count && (count == 0 || memcmp(bytes + start, key.baseAddress!, count) == 0) { return index }
+            if count == key.count {
+                // Feature names are short: a byte loop beats a call to memcmp.
+                if count <= 16 {
+                    var i = 0
+                    while i < count && bytes[start + i] == key[i] { i += 1 }
+                    if i == count { return index }
+                } else if memcmp(bytes + start, key.baseAddress!, count) == 0 {
+                    return index
+                }
+            }
             slot = (slot + 1) & mask
         }
     }

@@ -208,8 +208,9 @@ struct Parser {
 
     // MARK: numbers
 
-    /// Parses a JSON number (strict grammar) to the correctly rounded double; nil after reporting
-    /// a malformed number. Numbers beyond double range are malformed, as jansson treats them.
+    /// Parses a JSON number (strict grammar) to a double whose float rounding is that of the correctly
+    /// rounded double (what features need; see the fast path); nil after reporting a malformed number.
+    /// Numbers beyond double range are malformed, as jansson treats them.
     mutating func parseNumber() -> Double? {
         let start = p, end = self.end
         var q = p  // a local cursor the optimizer can keep in a register
@@ -272,7 +273,19 @@ struct Parser {
         p = q
         // Clinger's fast path: an exact mantissa and power of ten give the correctly rounded result.
         if exact && mantissa <= (1 << 53) && exponent >= -22 && exponent <= 22 {
-            let magnitude = exponent >= 0 ? Double(mantissa) * Parser.powerOfTen(exponent) : Double(mantissa) / Parser.powerOfTen(-exponent)
+            var magnitude: Double
+            if exponent >= 0 {
+                magnitude = Double(mantissa) * Parser.powerOfTen(exponent)
+            } else {
+                // Features are floats: multiplying by 10^-e (two roundings) lands within a few double
+                // ulps of the correctly rounded quotient, so both round to the same float unless they
+                // sit next to a point halfway between two floats (the 29 bits a float drops are near
+                // 0x1000_0000); only there is the division, which is slow, needed.
+                magnitude = Double(mantissa) * Parser.inversePowerOfTen(-exponent)
+                if (magnitude.bitPattern & 0x1FFF_FFFF) &- 0x0FFF_FFC0 < 0x80 {
+                    magnitude = Double(mantissa) / Parser.powerOfTen(-exponent)
+                }
+            }
             return negative ? -magnitude : magnitude
         }
         let value = decoder.slowParse(start, q - start)
@@ -282,6 +295,36 @@ struct Parser {
             return nil
         }
         return value
+    }
+
+    /// 10^-exponent for 0...22, rounded to the nearest double; a switch compiles to a constant table.
+    @inline(__always)
+    static func inversePowerOfTen(_ exponent: Int) -> Double {
+        switch exponent {
+        case 0: return 1e-0
+        case 1: return 1e-1
+        case 2: return 1e-2
+        case 3: return 1e-3
+        case 4: return 1e-4
+        case 5: return 1e-5
+        case 6: return 1e-6
+        case 7: return 1e-7
+        case 8: return 1e-8
+        case 9: return 1e-9
+        case 10: return 1e-10
+        case 11: return 1e-11
+        case 12: return 1e-12
+        case 13: return 1e-13
+        case 14: return 1e-14
+        case 15: return 1e-15
+        case 16: return 1e-16
+        case 17: return 1e-17
+        case 18: return 1e-18
+        case 19: return 1e-19
+        case 20: return 1e-20
+        case 21: return 1e-21
+        default: return 1e-22
+        }
     }
 
     /// 10^exponent for 0...22, exactly (a double holds these powers exactly); a switch compiles to a
@@ -322,13 +365,18 @@ struct Parser {
     mutating func readString() -> UnsafeBufferPointer<UInt8>? {
         p += 1
         let start = p
-        // Sixteen bytes at a time while there is nothing but plain ASCII.
-        let quotes = SIMD16<UInt8>(repeating: quote), backslashes = SIMD16<UInt8>(repeating: backslash)
-        let space = SIMD16<UInt8>(repeating: 0x20), high = SIMD16<UInt8>(repeating: 0x7F)
+        // Sixteen bytes at a time while there is nothing but plain ASCII. As signed bytes, control
+        // characters (0...31) and non-ASCII bytes (128...255, negative) are exactly those below 32:
+        // one signed compare finds both.
+        let quotes = SIMD16<Int8>(repeating: Int8(bitPattern: quote)), backslashes = SIMD16<Int8>(repeating: Int8(bitPattern: backslash))
+        let space = SIMD16<Int8>(repeating: 0x20)
         while end - p >= 16 {
-            let chunk = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<UInt8>.self)
-            let special = (chunk .== quotes) .| (chunk .== backslashes) .| (chunk .< space) .| (chunk .> high)
-            if any(special) { break }
+            let chunk = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int8>.self)
+            let special = (chunk .== quotes) .| (chunk .== backslashes) .| (chunk .< space)
+            // The mask's lanes are 0 or -1: two 64-bit halves test it faster than `any`, which
+            // reduces lane by lane.
+            let halves = unsafeBitCast(special, to: SIMD2<UInt64>.self)
+            if halves[0] | halves[1] != 0 { break }
             p += 16
         }
         // Byte by byte: no escapes, ASCII or valid UTF-8.

@@ -1,3 +1,4 @@
+import Foundation
 import JanssonReference
 import Testing
 import WeirTestSupport
@@ -73,6 +74,41 @@ struct DecoderTests {
             checked += 1
         }
         #expect(checked > 15_000)
+    }
+
+    @Test("numbers next to a point halfway between two floats round like strtod then float")
+    func halfwayNumbers() throws {
+        // The fast path multiplies by 10^-e instead of dividing; near a float halfway point only the
+        // exact quotient decides, so these are the numbers that would expose a wrong shortcut.
+        var random = TestRandom(state: 11)
+        let decoder = EventDecoder(schema: FeatureSchema(names: ["x"], defaults: [nil]))
+        var row: [Float] = [0]
+        var checked = 0
+        for _ in 0..<20_000 {
+            let magnitude = Float(random.uniform() * 2 - 1) * Float(pow(10.0, Double(random.int(-8..<8))))
+            guard magnitude.isNormal else { continue }
+            let halfway = (Double(magnitude) + Double(magnitude.nextUp)) / 2
+            // Decimals of the halfway point with 10 to 16 significant digits, at and just around it.
+            let digits = random.int(10..<17)
+            for value in [halfway, halfway.nextUp, halfway.nextDown, halfway * (1 + 1e-15), halfway * (1 - 1e-15)] {
+                let text = decimal(value, significantDigits: digits)
+                let event = Array("{\"x\":\(text)}".utf8)
+                let result = event.withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
+                guard let expected = Double(text) else { continue }
+                #expect(result.failureCode == nil, "\(text)")
+                #expect(row[0].bitPattern == Float(expected).bitPattern, "\(text): \(row[0]) vs strtod then float \(Float(expected))")
+                checked += 1
+            }
+        }
+        #expect(checked > 90_000)
+    }
+
+    /// `value` written with `significantDigits` digits in plain decimal notation (no exponent), so
+    /// the parser's fast path (negative power of ten) reads it.
+    private func decimal(_ value: Double, significantDigits: Int) -> String {
+        let exponent = Int(log10(abs(value)).rounded(.down))
+        let fractionDigits = max(0, significantDigits - 1 - exponent)
+        return String(format: "%.\(fractionDigits)f", value)
     }
 
     @Test("wrong types are not-a-number; NaN literals and trailing data are malformed; size limit")
