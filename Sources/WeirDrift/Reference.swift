@@ -137,14 +137,7 @@ public struct DriftReference: Codable, Sendable, Equatable {
     public static func calibrate(_ profiles: [ReferenceProfile], windowEvents: Int, rounds: Int = 200) -> Thresholds {
         var psi = [String: Double](), js = [String: Double]()
         var calibratedAll = true
-        var state: UInt64 = 0x5EED_0F_D81F7
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var generator = SplitMix64(seed: 0x5EED_0F_D81F7)
         for profile in profiles {
             guard profile.sample.count >= 100, windowEvents >= 10 else {
                 psi[profile.name] = Thresholds.fallbackPSI
@@ -157,7 +150,7 @@ public struct DriftReference: Codable, Sendable, Equatable {
             for _ in 0..<rounds {
                 for index in counts.indices { counts[index] = 0 }
                 for _ in 0..<windowEvents {
-                    let value = profile.sample[Int(next() % UInt64(profile.sample.count))]
+                    let value = profile.sample[Int(generator.next() % UInt64(profile.sample.count))]
                     counts[profile.bin(of: value)] += 1
                 }
                 let window = counts.map { $0 / Double(windowEvents) }

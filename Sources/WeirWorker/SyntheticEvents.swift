@@ -1,4 +1,5 @@
 import Foundation
+import WeirDrift
 
 /// Synthetic input events shaped like a fraud-scoring stream: a JSON object of about 750 bytes with
 /// an id, some string context and 32 numeric features `f0`...`f31`.
@@ -49,26 +50,5 @@ public enum SyntheticEvents {
         let magnitude = Int(abs(scaled))
         let fraction = String(magnitude % 1_000_000)
         return (negative ? "-" : "") + "\(magnitude / 1_000_000)." + String(repeating: "0", count: 6 - fraction.count) + fraction
-    }
-}
-
-/// A small deterministic generator (SplitMix64) so every run and every contender sees the same events.
-public struct SplitMix64 {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-
-    public mutating func nextGaussian() -> Double {
-        let u1 = max(nextUnit(), 1e-12), u2 = nextUnit()
-        return (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
     }
 }

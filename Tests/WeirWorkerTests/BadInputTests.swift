@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import WeirCodec
 import WeirControl
+import WeirDrift
 import WeirKafka
 import WeirTestSupport
 import WeirWorker

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WeirControl
+import WeirDrift
 import WeirKafka
 import WeirTestSupport
 import WeirWorker
