@@ -313,35 +313,54 @@ void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float
 
 static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* A row's scale, its reciprocal and zero point from its range, for `levels` + 1 integer values
- * (255: 8-bit, 127: 7-bit); every quantizer uses this one rule. */
-static inline void row_parameters_levels(float lo, float hi, int32_t levels, float *scale, float *inverse, int32_t *zp) {
+/* How one row is quantized to 0...levels (255: 8-bit, 127: 7-bit), from its range; every
+ * quantizer uses this one rule: s = (hi - lo) / levels (1 when 0), inv = 1 / s,
+ * zp = clamp(rint(-lo * inv), 0, levels). */
+typedef struct {
+    float scale, inverse;
+    int32_t zp, levels;
+} row_quantization_t;
+
+static inline row_quantization_t row_quantization(float lo, float hi, int32_t levels) {
     float s = (hi - lo) / (float)levels;
     if (s == 0) s = 1;
-    *scale = s;
-    *inverse = 1.0f / s;
-    *zp = clamp_i32((int32_t)nearbyintf(-lo * *inverse), 0, levels);
+    row_quantization_t rq = {s, 1.0f / s, 0, levels};
+    rq.zp = clamp_i32((int32_t)nearbyintf(-lo * rq.inverse), 0, levels);
+    return rq;
 }
 
-static inline void row_parameters(float lo, float hi, float *scale, float *inverse, int32_t *zp) {
-    row_parameters_levels(lo, hi, 255, scale, inverse, zp);
+/* q = clamp(rint(v * inv) + zp, 0, levels); rint rounds half to even. */
+static inline int32_t quantize_value(float v, row_quantization_t rq) {
+    return clamp_i32((int32_t)nearbyintf(v * rq.inverse) + rq.zp, 0, rq.levels);
 }
 
-static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
+static row_quantization_t row_quantization_portable(const float *x, size_t k, int32_t levels) {
     float lo = 0, hi = 0;
     for (size_t i = 0; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    float scale, inverse;
-    int32_t zp;
-    row_parameters(lo, hi, &scale, &inverse, &zp);
-    for (size_t i = 0; i < k; i++) q[i] = (int16_t)(clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255) - zp);
+    return row_quantization(lo, hi, levels);
+}
+
+/* 8-bit rows are written centered on their zero point (q - zp) as int16. */
+static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
+    row_quantization_t rq = row_quantization_portable(x, k, 255);
+    for (size_t i = 0; i < k; i++) q[i] = (int16_t)(quantize_value(x[i], rq) - rq.zp);
     for (size_t i = k; i < q_stride; i++) q[i] = 0;
-    *scale_out = scale;
-    *zp_out = zp;
+    *scale_out = rq.scale;
+    *zp_out = rq.zp;
+}
+
+/* 7-bit rows are written as they are (0...127), as bytes. */
+static void quantize_row7_portable(const float *x, size_t k, uint8_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
+    row_quantization_t rq = row_quantization_portable(x, k, 127);
+    for (size_t i = 0; i < k; i++) q[i] = (uint8_t)quantize_value(x[i], rq);
+    for (size_t i = k; i < q_stride; i++) q[i] = 0;
+    *scale_out = rq.scale;
+    *zp_out = rq.zp;
 }
 
 #ifdef WEIR_X86
-/* min(0, min x) and max(0, max x) of a row. */
-__attribute__((target("avx2"))) static inline void row_range_avx2(const float *x, size_t k, float *lo_out, float *hi_out) {
+/* The row's quantization from min(0, min x) and max(0, max x), eight lanes at a time. */
+__attribute__((target("avx2"))) static inline row_quantization_t row_quantization_avx2(const float *x, size_t k, int32_t levels) {
     __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 8 <= k; i += 8) {
@@ -355,31 +374,45 @@ __attribute__((target("avx2"))) static inline void row_range_avx2(const float *x
     float lo = 0, hi = 0;
     for (int j = 0; j < 8; j++) { lo = lows[j] < lo ? lows[j] : lo; hi = highs[j] > hi ? highs[j] : hi; }
     for (; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    *lo_out = lo;
-    *hi_out = hi;
+    return row_quantization(lo, hi, levels);
+}
+
+/* quantize_value for eight floats at x. cvtps rounds with the current mode: to nearest, ties to
+ * even, like rint. */
+__attribute__((target("avx2"))) static inline __m256i quantize8_avx2(const float *x, row_quantization_t rq) {
+    __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), _mm256_set1_ps(rq.inverse))),
+                                 _mm256_set1_epi32(rq.zp));
+    return _mm256_min_epi32(_mm256_max_epi32(r, _mm256_setzero_si256()), _mm256_set1_epi32(rq.levels));
 }
 
 __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, size_t k, int16_t *q, size_t q_stride,
                                                              float *scale_out, int32_t *zp_out) {
-    float lo, hi;
-    row_range_avx2(x, k, &lo, &hi);
-    float scale, inverse;
-    int32_t zp;
-    row_parameters(lo, hi, &scale, &inverse, &zp);
-    __m256 vinv = _mm256_set1_ps(inverse);
-    __m256i vzp = _mm256_set1_epi32(zp), vmax = _mm256_set1_epi32(255), vzero = _mm256_setzero_si256();
+    row_quantization_t rq = row_quantization_avx2(x, k, 255);
+    __m256i vzp = _mm256_set1_epi32(rq.zp);
     size_t i = 0;
     for (; i + 8 <= k; i += 8) {
-        /* cvtps rounds with the current mode: to nearest, ties to even, like rint. */
-        __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vzp);
-        r = _mm256_sub_epi32(_mm256_min_epi32(_mm256_max_epi32(r, vzero), vmax), vzp);
-        __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-        _mm_storeu_si128((__m128i *)(q + i), packed);
+        __m256i r = _mm256_sub_epi32(quantize8_avx2(x + i, rq), vzp);
+        _mm_storeu_si128((__m128i *)(q + i), _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
     }
-    for (; i < k; i++) q[i] = (int16_t)(clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 255) - zp);
+    for (; i < k; i++) q[i] = (int16_t)(quantize_value(x[i], rq) - rq.zp);
     for (; i < q_stride; i++) q[i] = 0;
-    *scale_out = scale;
-    *zp_out = zp;
+    *scale_out = rq.scale;
+    *zp_out = rq.zp;
+}
+
+__attribute__((target("avx2"))) static void quantize_row7_avx2(const float *x, size_t k, uint8_t *q, size_t q_stride,
+                                                              float *scale_out, int32_t *zp_out) {
+    row_quantization_t rq = row_quantization_avx2(x, k, 127);
+    size_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256i r = quantize8_avx2(x + i, rq);
+        __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packus_epi16(words, words));
+    }
+    for (; i < k; i++) q[i] = (uint8_t)quantize_value(x[i], rq);
+    for (; i < q_stride; i++) q[i] = 0;
+    *scale_out = rq.scale;
+    *zp_out = rq.zp;
 }
 #endif
 
@@ -392,6 +425,17 @@ void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, 
     }
 #endif
     for (size_t r = 0; r < n; r++) quantize_row_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+}
+
+void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, uint8_t *q, size_t q_stride,
+                           float *scales, int32_t *zero_points) {
+#ifdef WEIR_X86
+    if (weir_kernels_have_avx2()) {
+        for (size_t r = 0; r < n; r++) quantize_row7_avx2(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < n; r++) quantize_row7_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
 }
 
 #ifdef WEIR_X86
@@ -547,53 +591,6 @@ void weir_qgemm7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int3
     if (weir_kernels_have_avx2()) { qgemm7_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
 #endif
     weir_qgemm7_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
-}
-
-static void quantize_row7_portable(const float *x, size_t k, uint8_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
-    float lo = 0, hi = 0;
-    for (size_t i = 0; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    float scale, inverse;
-    int32_t zp;
-    row_parameters_levels(lo, hi, 127, &scale, &inverse, &zp);
-    for (size_t i = 0; i < k; i++) q[i] = (uint8_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 127);
-    for (size_t i = k; i < q_stride; i++) q[i] = 0;
-    *scale_out = scale;
-    *zp_out = zp;
-}
-
-#ifdef WEIR_X86
-__attribute__((target("avx2"))) static void quantize_row7_avx2(const float *x, size_t k, uint8_t *q, size_t q_stride,
-                                                              float *scale_out, int32_t *zp_out) {
-    float lo, hi;
-    row_range_avx2(x, k, &lo, &hi);
-    float scale, inverse;
-    int32_t zp;
-    row_parameters_levels(lo, hi, 127, &scale, &inverse, &zp);
-    __m256 vinv = _mm256_set1_ps(inverse);
-    __m256i vzp = _mm256_set1_epi32(zp), vmax = _mm256_set1_epi32(127), vzero = _mm256_setzero_si256();
-    size_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vzp);
-        r = _mm256_min_epi32(_mm256_max_epi32(r, vzero), vmax);
-        __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-        _mm_storel_epi64((__m128i *)(q + i), _mm_packus_epi16(words, words));
-    }
-    for (; i < k; i++) q[i] = (uint8_t)clamp_i32((int32_t)nearbyintf(x[i] * inverse) + zp, 0, 127);
-    for (; i < q_stride; i++) q[i] = 0;
-    *scale_out = scale;
-    *zp_out = zp;
-}
-#endif
-
-void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, uint8_t *q, size_t q_stride,
-                           float *scales, int32_t *zero_points) {
-#ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
-        for (size_t r = 0; r < n; r++) quantize_row7_avx2(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
-        return;
-    }
-#endif
-    for (size_t r = 0; r < n; r++) quantize_row7_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
 }
 
 void weir_qdense_u7s7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,

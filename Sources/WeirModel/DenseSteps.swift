@@ -21,12 +21,7 @@ struct DenseStep: Step {
         self.inputs = inputs
         self.outputs = outputs
         self.weightsInputMajor = weightsInputMajor
-        var outputMajor = [Float]()
-        if outputs < 8 {
-            outputMajor = [Float](repeating: 0, count: inputs * outputs)
-            for k in 0..<inputs { for j in 0..<outputs { outputMajor[j * inputs + k] = weightsInputMajor[k * outputs + j] } }
-        }
-        self.weightsOutputMajor = outputMajor
+        self.weightsOutputMajor = outputs < 8 ? outputMajorWeights(weightsInputMajor, inputs: inputs, outputs: outputs) : []
         self.bias = bias
         self.relu = relu
         self.name = name
@@ -52,6 +47,13 @@ struct DenseStep: Step {
             }
         }
     }
+}
+
+/// Weights stored input-major (w[k][j], as ONNX MatMul holds them) rearranged output-major (w[j][k]).
+func outputMajorWeights(_ inputMajor: [Float], inputs: Int, outputs: Int) -> [Float] {
+    var outputMajor = [Float](repeating: 0, count: inputs * outputs)
+    for k in 0..<inputs { for j in 0..<outputs { outputMajor[j * inputs + k] = inputMajor[k * outputs + j] } }
+    return outputMajor
 }
 
 /// The operand widths of an integer dense layer.

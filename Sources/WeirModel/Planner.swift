@@ -421,8 +421,7 @@ struct Planner {
         let label = node.name.isEmpty ? outputName : node.name
         if options.quantize && k >= options.int8MinimumInputs && m >= options.int8MinimumOutputs
             && k * m >= options.int8MinimumMultiplyAdds {
-            var outputMajor = [Float](repeating: 0, count: k * m)
-            for kk in 0..<k { for j in 0..<m { outputMajor[j * k + kk] = inputMajor[kk * m + j] } }
+            let outputMajor = outputMajorWeights(inputMajor, inputs: k, outputs: m)
             let scheme: IntegerScheme = options.int7MinimumMultiplyAdds.map { k * m >= $0 } == true ? .int7 : .int8
             let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k, scheme: scheme)
             record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, relu: relu, name: label, portable: options.portableKernels),
