@@ -294,19 +294,25 @@ __attribute__((target("avx2,fma"))) static void sgemm_avx2(const float *x, size_
 }
 #endif
 
+/* The portable fp32 dense, for either weight layout: w[kk][j] is w[kk * k_step + j * j_step]. */
+static void sgemm_portable(const float *x, size_t x_stride, const float *w, size_t k_step, size_t j_step, size_t m,
+                           float *y, size_t y_stride, size_t n, size_t k, const float *bias, int relu) {
+    for (size_t r = 0; r < n; r++)
+        for (size_t j = 0; j < m; j++) {
+            float acc = 0;
+            for (size_t kk = 0; kk < k; kk++) acc += x[r * x_stride + kk] * w[kk * k_step + j * j_step];
+            if (bias) acc += bias[j];
+            if (relu && !(acc > 0)) acc = 0;
+            y[r * y_stride + j] = acc;
+        }
+}
+
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
                 size_t n, size_t k, const float *bias, int relu) {
 #ifdef WEIR_X86
     if (weir_kernels_have_avx2()) { sgemm_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
 #endif
-    for (size_t r = 0; r < n; r++)
-        for (size_t j = 0; j < m; j++) {
-            float acc = 0;
-            for (size_t kk = 0; kk < k; kk++) acc += x[r * x_stride + kk] * w[kk * m + j];
-            if (bias) acc += bias[j];
-            if (relu && !(acc > 0)) acc = 0;
-            y[r * y_stride + j] = acc;
-        }
+    sgemm_portable(x, x_stride, w, m, 1, m, y, y_stride, n, k, bias, relu);  /* input-major */
 }
 
 /* ---- row quantization and dequantization ----------------------------------------------------- */
@@ -644,14 +650,7 @@ void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, f
 #ifdef WEIR_X86
     if (weir_kernels_have_avx2()) { sgemm_dot_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
 #endif
-    for (size_t r = 0; r < n; r++)
-        for (size_t j = 0; j < m; j++) {
-            float acc = 0;
-            for (size_t kk = 0; kk < k; kk++) acc += x[r * x_stride + kk] * w[j * k + kk];
-            if (bias) acc += bias[j];
-            if (relu && !(acc > 0)) acc = 0;
-            y[r * y_stride + j] = acc;
-        }
+    sgemm_portable(x, x_stride, w, 1, k, m, y, y_stride, n, k, bias, relu);  /* output-major */
 }
 
 /* ---- softmax over rows ------------------------------------------------------------------------- */
