@@ -18,6 +18,9 @@ public final class Model: Sendable {
     public let producer: String
     let plan: Plan
     let tileRows: Int
+    /// Whether steps read the caller's rows in place: always, unless the input is also a graph
+    /// output (a result must not point into memory the caller may free after `run`).
+    let readsInputInPlace: Bool
 
     /// Loads and compiles an ONNX file. Unsupported operators fail here, naming the node.
     public convenience init(contentsOf url: URL, options: ModelOptions = ModelOptions(), inputWidth: Int? = nil) throws {
@@ -39,6 +42,8 @@ public final class Model: Sendable {
         opsets = graph.opsets
         producer = graph.producer
         tileRows = options.tileRows
+        let inputSlot = plan.inputSlot
+        readsInputInPlace = !plan.outputSlots.contains { $0.slot == inputSlot }
     }
 
     /// Working memory for one thread.
@@ -46,8 +51,9 @@ public final class Model: Sendable {
         ModelScratch(slotCount: plan.slotCount, slotNames: plan.slotNames, stepCount: plan.steps.count)
     }
 
-    /// Runs `rows` rows (row-major, `inputWidth` floats each). The result reads the scratch and is
-    /// valid until the scratch's next run. A row's result does not depend on the other rows.
+    /// Runs `rows` rows (row-major, `inputWidth` floats each). The steps read `input` in place (no
+    /// copy) and never write it. The result reads the scratch and is valid until the scratch's next
+    /// run. A row's result does not depend on the other rows.
     public func run(rows: Int, input: UnsafeBufferPointer<Float>, scratch: ModelScratch) throws -> ModelRun {
         guard input.count >= rows * inputWidth else {
             throw ModelError("input holds \(input.count) floats; \(rows) rows of \(inputWidth) features need \(rows * inputWidth)")
@@ -74,8 +80,12 @@ public final class Model: Sendable {
 
     private func runTile(rows: Int, input: UnsafePointer<Float>, scratch: ModelScratch) throws {
         let first = scratch.buffers[plan.inputSlot]
-        first.prepare(.float, rows: rows, width: inputWidth)
-        _ = memcpy(first.floats, input, rows * inputWidth * MemoryLayout<Float>.stride)
+        if readsInputInPlace {
+            first.borrow(input, rows: rows, width: inputWidth)
+        } else {
+            first.prepare(.float, rows: rows, width: inputWidth)
+            _ = memcpy(first.floats, input, rows * inputWidth * MemoryLayout<Float>.stride)
+        }
         for (index, step) in plan.steps.enumerated() {
             try step.run(scratch, index: index)
         }

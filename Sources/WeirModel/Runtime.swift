@@ -18,15 +18,29 @@ final class Buffer {
     var rows = 0
     var width = 0
     var rank = 2
-    private(set) var floats = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    /// The float values: this buffer's own storage, or the caller's rows after `borrow`.
+    private(set) var floats: UnsafeMutablePointer<Float>
+    private var ownFloats = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var ints = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
     private var floatCapacity = 1
     private var intCapacity = 1
     var strings: [String] = []
 
+    init() { floats = ownFloats }
+
     deinit {
-        floats.deallocate()
+        ownFloats.deallocate()
         ints.deallocate()
+    }
+
+    /// Reads `rows` x `width` floats in place from the caller's memory instead of copying them
+    /// (for the model input: steps only read their inputs). Valid until the next `prepare`/`borrow`.
+    func borrow(_ values: UnsafePointer<Float>, rows: Int, width: Int) {
+        kind = .float
+        self.rows = rows
+        self.width = width
+        rank = 2
+        floats = UnsafeMutablePointer(mutating: values)
     }
 
     var count: Int { rows * width }
@@ -42,10 +56,11 @@ final class Buffer {
         switch kind {
         case .float:
             if floatCapacity < needed {
-                floats.deallocate()
-                floats = .allocate(capacity: needed)
+                ownFloats.deallocate()
+                ownFloats = .allocate(capacity: needed)
                 floatCapacity = needed
             }
+            floats = ownFloats
         case .int64:
             if intCapacity < needed {
                 ints.deallocate()

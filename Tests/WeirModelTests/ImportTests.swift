@@ -6,7 +6,7 @@ import Testing
 @Suite("ONNX import details")
 struct ImportTests {
     /// A Gemm + Reshape model whose initializers use the typed fields instead of raw_data.
-    private func typedFieldModel() throws -> Data {
+    private func typedFieldModel(outputsInput: Bool = false) throws -> Data {
         var weights = Onnx_TensorProto()
         weights.name = "w"
         weights.dataType = 1
@@ -51,7 +51,7 @@ struct ImportTests {
         graph.node = [gemm, reshape]
         graph.initializer = [weights, bias, shape]
         graph.input = [info("x", [nil, 3])]
-        graph.output = [info("y", [nil, 2])]
+        graph.output = [info("y", [nil, 2])] + (outputsInput ? [info("x", [nil, 3])] : [])
         var model = Onnx_ModelProto()
         model.irVersion = 8
         model.graph = graph
@@ -71,6 +71,27 @@ struct ImportTests {
         // Row 1: [1·1 + 2·0 + 3·2 + 10, 4·1 + 5·0 + 6·2 − 10] = [17, 6]; row 2: [-1 + 2 + 3 + 10, -4 + 5 + 6 − 10] = [14, -3]
         #expect(out["y"]?.floats == [17, 6, 14, -3])
         #expect(out["y"]?.shape == [2, 2])
+    }
+
+    @Test("Steps read the caller's rows in place and never write them; an input that is also an output is copied")
+    func inputInPlace() throws {
+        for fixture in try Fixture.all.map(Fixture.init) {
+            let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere())
+            let input = fixture.input
+            var rows = input
+            let scratch = model.makeScratch()
+            _ = try rows.withUnsafeBufferPointer { try model.run(rows: rows.count / model.inputWidth, input: $0, scratch: scratch) }
+            #expect(rows.map(\.bitPattern) == input.map(\.bitPattern), "\(fixture.meta.name) changed its input")
+        }
+        let model = try Model(data: try typedFieldModel(outputsInput: true))
+        let scratch = model.makeScratch()
+        let pointer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 6)
+        _ = pointer.initialize(from: [1, 0, 2, -1, 1, 1])
+        let run = try model.run(rows: 2, input: UnsafeBufferPointer(pointer), scratch: scratch)
+        pointer.update(repeating: .nan)
+        pointer.deallocate()
+        #expect(run.output(named: "x")?.floats == [1, 0, 2, -1, 1, 1])
+        #expect(run.output(named: "y")?.floats == [17, 6, 14, -3])
     }
 
     @Test("one Model serves several threads at once, each with its own scratch, with identical results")

@@ -46,23 +46,28 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fet
     while !worker.isReady && Date() < deadline { usleep(10_000) }
     guard worker.isReady else { throw WorkerError("the worker did not join the group within 60 s") }
 
-    // Every prediction's produce timestamp and version, from a reader of the output topic.
+    // Every prediction's produce timestamp and version, from a reader of the output topic; and
+    // every event's produce timestamp (version nil), to tell the input's own gaps from the worker's.
     let seen = Mutex<[(ms: Int64, version: String)]>([])
+    let inputTimes = Mutex<[Int64]>([])
     let reading = Atomic<Bool>(true)
     var readerConfiguration = ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "swap-reader")
     readerConfiguration.properties["fetch.wait.max.ms"] = "5"
     let reader = try KafkaConsumer(configuration: readerConfiguration)
-    try reader.assign((0..<Int32(8)).map { TopicPartitionOffset("predictions", $0, -2) })
+    try reader.assign((0..<Int32(8)).flatMap { [TopicPartitionOffset("predictions", $0, -2), TopicPartitionOffset("events", $0, -2)] })
     let readerDone = DispatchSemaphore(value: 0)
     Thread {
         while reading.load(ordering: .relaxed) {
             reader.poll(maxMessages: 2000, timeoutMs: 20) { batch in
                 var rows = [(ms: Int64, version: String)]()
+                var inputs = [Int64]()
                 for message in batch {
+                    if message.topic == "events" { inputs.append(message.timestamp?.milliseconds ?? 0); continue }
                     let version = message.headers.last(named: "weir-version").flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } ?? ""
                     rows.append((message.timestamp?.milliseconds ?? 0, version))
                 }
                 seen.withLock { $0.append(contentsOf: rows) }
+                inputTimes.withLock { $0.append(contentsOf: inputs) }
             }
         }
         try? reader.close()
@@ -119,13 +124,28 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fet
         if nearSwitch.contains(where: { abs($0 - rows[index].ms) <= 500 }) { continue }
         steadyGap = max(steadyGap, rows[index].ms - rows[index - 1].ms)
     }
+    // The input's own longest gap, and the gaps between the worker's batches (distinct output
+    // timestamps) in the same steady stretches: the output cannot be smoother than arrivals.
+    let inputs = inputTimes.withLock { $0 }.sorted()
+    var inputGap: Int64 = 0
+    for index in inputs.indices.dropFirst() where inputs[index] > inputs[0] + 1_000 {
+        inputGap = max(inputGap, inputs[index] - inputs[index - 1])
+    }
+    var batchGaps = [Int64]()
+    for index in rows.indices.dropFirst() where rows[index].ms > rows[0].ms + 1_000 && rows[index].ms > rows[index - 1].ms {
+        batchGaps.append(rows[index].ms - rows[index - 1].ms)
+    }
+    batchGaps.sort()
+    func percentile(_ p: Double) -> Int64 { batchGaps.isEmpty ? -1 : batchGaps[min(batchGaps.count - 1, Int(Double(batchGaps.count) * p))] }
     let delay = settings.batchMaxDelayMs
     let worst = swapGaps.max() ?? -1
     print("swap benchmark: fetch.wait.max.ms \(fetchWaitMs), producer linger.ms \(lingerMs), \(rate) events/s, \(sent) events, \(rows.count) predictions read, \(switchIndices.count) version switches seen (\(swaps) deploys)")
     print("  longest gap between predictions around each swap (ms): \(swapGaps.map(String.init).joined(separator: " "))")
     print("  longest gap in steady stretches: \(steadyGap) ms; batch.max-delay-ms \(delay)")
+    print("  input events (producer timestamps): longest gap \(inputGap) ms; gaps between output batches: median \(percentile(0.5)) ms, p99 \(percentile(0.99)) ms")
     print(String(format: "  swap gap / batch.max-delay-ms = %.2f (goal <= 2)", Double(worst) / Double(delay)))
     let result: [String: Any] = ["rate": rate, "swaps": swaps, "switches_seen": switchIndices.count, "swap_gap_ms": swapGaps,
-                                 "max_swap_gap_ms": worst, "steady_gap_ms": steadyGap, "batch_max_delay_ms": delay]
+                                 "max_swap_gap_ms": worst, "steady_gap_ms": steadyGap, "batch_max_delay_ms": delay,
+                                 "input_gap_ms": inputGap, "batch_gap_p50_ms": percentile(0.5), "batch_gap_p99_ms": percentile(0.99)]
     print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
 }
