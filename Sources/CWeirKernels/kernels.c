@@ -365,68 +365,121 @@ static void quantize_row7_portable(const float *x, size_t k, uint8_t *q, size_t 
 }
 
 #ifdef WEIR_X86
-/* The row's quantization from min(0, min x) and max(0, max x), eight lanes at a time. */
-__attribute__((target("avx2"))) static inline row_quantization_t row_quantization_avx2(const float *x, size_t k, int32_t levels) {
-    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+/* min(0, min x) and max(0, max x) of one row, eight lanes at a time. NaN elements are skipped, as
+ * in row_quantization_portable: min_ps/max_ps return their second operand when one is NaN, and the
+ * running bound (never NaN) is that operand. */
+__attribute__((target("avx2"))) static inline void row_range_avx2(const float *x, size_t k, float *lo_out, float *hi_out) {
+    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps(), vlo2 = vlo, vhi2 = vhi;
     size_t i = 0;
+    /* Two bounds per side, so consecutive vectors do not wait on each other. */
+    for (; i + 16 <= k; i += 16) {
+        __m256 v = _mm256_loadu_ps(x + i), w = _mm256_loadu_ps(x + i + 8);
+        vlo = _mm256_min_ps(v, vlo);
+        vhi = _mm256_max_ps(v, vhi);
+        vlo2 = _mm256_min_ps(w, vlo2);
+        vhi2 = _mm256_max_ps(w, vhi2);
+    }
     for (; i + 8 <= k; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        vlo = _mm256_min_ps(vlo, v);
-        vhi = _mm256_max_ps(vhi, v);
+        vlo = _mm256_min_ps(v, vlo);
+        vhi = _mm256_max_ps(v, vhi);
     }
-    float lows[8], highs[8];
-    _mm256_storeu_ps(lows, vlo);
-    _mm256_storeu_ps(highs, vhi);
-    float lo = 0, hi = 0;
-    for (int j = 0; j < 8; j++) { lo = lows[j] < lo ? lows[j] : lo; hi = highs[j] > hi ? highs[j] : hi; }
+    vlo = _mm256_min_ps(vlo2, vlo);
+    vhi = _mm256_max_ps(vhi2, vhi);
+    __m128 lo4 = _mm_min_ps(_mm256_castps256_ps128(vlo), _mm256_extractf128_ps(vlo, 1));
+    __m128 hi4 = _mm_max_ps(_mm256_castps256_ps128(vhi), _mm256_extractf128_ps(vhi, 1));
+    lo4 = _mm_min_ps(lo4, _mm_movehl_ps(lo4, lo4));
+    hi4 = _mm_max_ps(hi4, _mm_movehl_ps(hi4, hi4));
+    float lo = _mm_cvtss_f32(_mm_min_ss(lo4, _mm_shuffle_ps(lo4, lo4, 1)));
+    float hi = _mm_cvtss_f32(_mm_max_ss(hi4, _mm_shuffle_ps(hi4, hi4, 1)));
     for (; i < k; i++) { lo = x[i] < lo ? x[i] : lo; hi = x[i] > hi ? x[i] : hi; }
-    return row_quantization(lo, hi, levels);
+    *lo_out = lo;
+    *hi_out = hi;
 }
 
-/* quantize_value for eight floats at x. cvtps rounds with the current mode: to nearest, ties to
- * even, like rint. */
-__attribute__((target("avx2"))) static inline __m256i quantize8_avx2(const float *x, row_quantization_t rq) {
-    __m256i r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), _mm256_set1_ps(rq.inverse))),
-                                 _mm256_set1_epi32(rq.zp));
-    return _mm256_min_epi32(_mm256_max_epi32(r, _mm256_setzero_si256()), _mm256_set1_epi32(rq.levels));
+/* row_quantization for up to eight rows at once (lanes past `rows` are ignored): the same IEEE
+ * operations lane by lane, so the same scales and zero points, without a division chain per row. */
+__attribute__((target("avx2"))) static inline void row_quantizations_avx2(const float *lo, const float *hi, int32_t levels,
+                                                                         row_quantization_t *out, size_t rows) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    __m256 l = _mm256_loadu_ps(lo), h = _mm256_loadu_ps(hi);
+    __m256 s = _mm256_div_ps(_mm256_sub_ps(h, l), _mm256_set1_ps((float)levels));
+    s = _mm256_blendv_ps(s, one, _mm256_cmp_ps(s, zero, _CMP_EQ_OQ));
+    __m256 inverse = _mm256_div_ps(one, s);
+    __m256 negated = _mm256_xor_ps(l, _mm256_set1_ps(-0.0f));
+    __m256i zp = _mm256_cvtps_epi32(_mm256_mul_ps(negated, inverse));
+    zp = _mm256_min_epi32(_mm256_max_epi32(zp, _mm256_setzero_si256()), _mm256_set1_epi32(levels));
+    float scales[8], inverses[8];
+    int32_t zps[8];
+    _mm256_storeu_ps(scales, s);
+    _mm256_storeu_ps(inverses, inverse);
+    _mm256_storeu_si256((__m256i *)zps, zp);
+    for (size_t r = 0; r < rows; r++) out[r] = (row_quantization_t){scales[r], inverses[r], zps[r], levels};
 }
 
+/* quantize_value for eight floats at x, before the clamp: rint(v * inv) + zp. cvtps rounds with the
+ * current mode: to nearest, ties to even, like rint. */
+__attribute__((target("avx2"))) static inline __m256i quantize8_unclamped_avx2(const float *x, __m256 inverse, __m256i zp) {
+    return _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), inverse)), zp);
+}
+
+/* 8-bit rows, centered (q - zp) as int16. Sixteen at a time: packs saturates to int16 before the
+ * clamp to 0...255, which gives the clamp's result. */
 __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, size_t k, int16_t *q, size_t q_stride,
-                                                             float *scale_out, int32_t *zp_out) {
-    row_quantization_t rq = row_quantization_avx2(x, k, 255);
-    __m256i vzp = _mm256_set1_epi32(rq.zp);
+                                                             row_quantization_t rq) {
+    const __m256 inverse = _mm256_set1_ps(rq.inverse);
+    const __m256i zp = _mm256_set1_epi32(rq.zp), zp16 = _mm256_set1_epi16((int16_t)rq.zp);
+    const __m256i top = _mm256_set1_epi16((int16_t)rq.levels);
     size_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256i r = _mm256_sub_epi32(quantize8_avx2(x + i, rq), vzp);
-        _mm_storeu_si128((__m128i *)(q + i), _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    for (; i + 16 <= k; i += 16) {
+        __m256i words = _mm256_packs_epi32(quantize8_unclamped_avx2(x + i, inverse, zp), quantize8_unclamped_avx2(x + i + 8, inverse, zp));
+        words = _mm256_sub_epi16(_mm256_min_epi16(_mm256_max_epi16(words, _mm256_setzero_si256()), top), zp16);
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permute4x64_epi64(words, 0xD8));
     }
     for (; i < k; i++) q[i] = (int16_t)(quantize_value(x[i], rq) - rq.zp);
     for (; i < q_stride; i++) q[i] = 0;
-    *scale_out = rq.scale;
-    *zp_out = rq.zp;
 }
 
+/* 7-bit rows as bytes (0...127). Thirty-two at a time: packs then packus saturate to 0...255 before
+ * the clamp to 127, which gives the clamp's result. */
 __attribute__((target("avx2"))) static void quantize_row7_avx2(const float *x, size_t k, uint8_t *q, size_t q_stride,
-                                                              float *scale_out, int32_t *zp_out) {
-    row_quantization_t rq = row_quantization_avx2(x, k, 127);
+                                                              row_quantization_t rq) {
+    const __m256 inverse = _mm256_set1_ps(rq.inverse);
+    const __m256i zp = _mm256_set1_epi32(rq.zp), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i top = _mm256_set1_epi8((char)rq.levels);
     size_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256i r = quantize8_avx2(x + i, rq);
-        __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-        _mm_storel_epi64((__m128i *)(q + i), _mm_packus_epi16(words, words));
+    for (; i + 32 <= k; i += 32) {
+        __m256i ab = _mm256_packs_epi32(quantize8_unclamped_avx2(x + i, inverse, zp), quantize8_unclamped_avx2(x + i + 8, inverse, zp));
+        __m256i cd = _mm256_packs_epi32(quantize8_unclamped_avx2(x + i + 16, inverse, zp), quantize8_unclamped_avx2(x + i + 24, inverse, zp));
+        __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_min_epu8(bytes, top));
     }
     for (; i < k; i++) q[i] = (uint8_t)quantize_value(x[i], rq);
     for (; i < q_stride; i++) q[i] = 0;
-    *scale_out = rq.scale;
-    *zp_out = rq.zp;
 }
+
+/* Rows in groups of eight: each row's range, the group's scales and zero points at once, then each
+ * row's values. */
+#define WEIR_QUANTIZE_ROWS_AVX2(levels, quantize_row)                                                  \
+    for (size_t first = 0; first < n; first += 8) {                                                   \
+        size_t rows = n - first < 8 ? n - first : 8;                                                   \
+        float lo[8] = {0}, hi[8] = {0};                                                                \
+        row_quantization_t rq[8];                                                                      \
+        for (size_t r = 0; r < rows; r++) row_range_avx2(x + (first + r) * x_stride, k, lo + r, hi + r); \
+        row_quantizations_avx2(lo, hi, levels, rq, rows);                                              \
+        for (size_t r = 0; r < rows; r++) {                                                            \
+            quantize_row(x + (first + r) * x_stride, k, q + (first + r) * q_stride, q_stride, rq[r]);  \
+            scales[first + r] = rq[r].scale;                                                           \
+            zero_points[first + r] = rq[r].zp;                                                         \
+        }                                                                                              \
+    }
 #endif
 
 void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
                            float *scales, int32_t *zero_points) {
 #ifdef WEIR_X86
     if (weir_kernels_have_avx2()) {
-        for (size_t r = 0; r < n; r++) quantize_row_avx2(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+        WEIR_QUANTIZE_ROWS_AVX2(255, quantize_row_avx2)
         return;
     }
 #endif
@@ -437,7 +490,7 @@ void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, 
                            float *scales, int32_t *zero_points) {
 #ifdef WEIR_X86
     if (weir_kernels_have_avx2()) {
-        for (size_t r = 0; r < n; r++) quantize_row7_avx2(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+        WEIR_QUANTIZE_ROWS_AVX2(127, quantize_row7_avx2)
         return;
     }
 #endif

@@ -310,6 +310,48 @@ struct ModelTests {
         #expect(y[0..<4].allSatisfy(\.isNaN) && y[4..<8].allSatisfy { $0.isFinite && $0 > 0 })
     }
 
+    @Test("Row quantizers (8- and 7-bit) follow the rule exactly for any width and row count; NaN elements are skipped")
+    func rowQuantizers() throws {
+        var generator = SystemRandomNumberGenerator()
+        /// The rule in docs/model.md, element by element.
+        func reference(_ row: ArraySlice<Float>, levels: Int32) -> (scale: Float, zp: Int32, q: [Int32]) {
+            var lo: Float = 0, hi: Float = 0
+            for x in row where !x.isNaN { lo = min(lo, x); hi = max(hi, x) }
+            var scale = (hi - lo) / Float(levels)
+            if scale == 0 { scale = 1 }
+            let inverse = 1 / scale
+            let zp = min(levels, max(0, Int32((-lo * inverse).rounded(.toNearestOrEven))))
+            let q = row.map { x in x.isNaN ? 0 : min(levels, max(0, Int32((x * inverse).rounded(.toNearestOrEven)) + zp)) }
+            return (scale, zp, q)
+        }
+        for (n, k) in [(1, 1), (3, 7), (9, 8), (13, 15), (8, 16), (17, 31), (5, 32), (11, 33), (2, 64), (7, 100), (16, 512)] {
+            var x = (0..<(n * k)).map { _ in Float.random(in: -3...2, using: &generator) }
+            if n > 2 {
+                x[0] = -10                                         // row 0: its minimum, then a NaN
+                x[k > 8 ? 8 : k / 2] = .nan                        // in the same SIMD lane
+                for c in 0..<k { x[k + c] = c % 3 == 0 ? .nan : 0 }  // row 1: NaN and zeros only
+                for c in 0..<k { x[2 * k + c] = abs(x[2 * k + c]) }  // row 2: non-negative (ReLU output)
+            }
+            let stride16 = k + 3, stride8 = k + 5
+            var q16 = [Int16](repeating: -1, count: n * stride16), q8 = [UInt8](repeating: 255, count: n * stride8)
+            var scales16 = [Float](repeating: 0, count: n), scales8 = scales16
+            var zps16 = [Int32](repeating: -1, count: n), zps8 = zps16
+            weir_quantize_rows_u8(x, k, n, k, &q16, stride16, &scales16, &zps16)
+            weir_quantize_rows_u7(x, k, n, k, &q8, stride8, &scales8, &zps8)
+            for r in 0..<n {
+                let row = x[(r * k)..<((r + 1) * k)]
+                let eight = reference(row, levels: 255), seven = reference(row, levels: 127)
+                #expect(scales16[r].bitPattern == eight.scale.bitPattern && zps16[r] == eight.zp, "u8 n=\(n) k=\(k) row \(r)")
+                #expect(scales8[r].bitPattern == seven.scale.bitPattern && zps8[r] == seven.zp, "u7 n=\(n) k=\(k) row \(r)")
+                // 8-bit rows are stored centered on their zero point; the padding is zero.
+                #expect(Array(q16[(r * stride16)..<(r * stride16 + k)]).map(Int32.init) == eight.q.map { $0 - eight.zp }, "u8 n=\(n) k=\(k) row \(r)")
+                #expect(Array(q8[(r * stride8)..<(r * stride8 + k)]).map(Int32.init) == seven.q, "u7 n=\(n) k=\(k) row \(r)")
+                #expect(q16[(r * stride16 + k)..<((r + 1) * stride16)].allSatisfy { $0 == 0 })
+                #expect(q8[(r * stride8 + k)..<((r + 1) * stride8)].allSatisfy { $0 == 0 })
+            }
+        }
+    }
+
     @Test("The 7-bit kernel (AVX2 and portable) equals a naive product, at its int16 bound too")
     func sevenBitKernelsAgree() throws {
         var generator = SystemRandomNumberGenerator()

@@ -42,6 +42,10 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
         if let minimum = ProcessInfo.processInfo.environment["WEIR_BENCH_INT8_MIN"].flatMap({ Int($0) }) {
             options.int8MinimumMultiplyAdds = minimum
         }
+        // WEIR_BENCH_INT7_MIN=N: the smallest integer layer that takes the 7-bit kernel.
+        if let minimum = ProcessInfo.processInfo.environment["WEIR_BENCH_INT7_MIN"].flatMap({ Int($0) }) {
+            options.int7MinimumMultiplyAdds = minimum
+        }
         let model = try Model(contentsOf: url, options: options)
         let input = try Data(contentsOf: URL(fileURLWithPath: directory).appendingPathComponent("\(name).input.f32"))
             .withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
