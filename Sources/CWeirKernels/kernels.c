@@ -776,9 +776,42 @@ __attribute__((target("avx2,fma"))) static void softmax_row_avx2(const float *x,
 }
 #endif
 
+#ifdef WEIR_X86
+/* A row of 8 to 16 values (a classifier's scores) in two registers, without masked loads and
+ * stores (slow on some x86 cores): the second register holds the row's last eight values, and the
+ * lanes it shares with the first are set to -inf, whose exp is 0. */
+__attribute__((target("avx2,fma"))) static inline void softmax_short_row_avx2(const float *x, float *y, size_t width) {
+    static const int32_t shared[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const __m256 overlap = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(shared + (width - 8))));
+    __m256 v0 = _mm256_loadu_ps(x);
+    __m256 v1 = _mm256_blendv_ps(_mm256_loadu_ps(x + width - 8), _mm256_set1_ps(-INFINITY), overlap);
+    /* maxps returns its second operand when either is NaN: a NaN value may or may not win here;
+     * either way its exp, the sum and so the whole row are NaN. */
+    __m256 vmax = _mm256_max_ps(v1, v0);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    __m256 highest = _mm256_set1_ps(_mm_cvtss_f32(m4));
+    __m256 e0 = exp_nonpositive(_mm256_sub_ps(v0, highest));
+    __m256 e1 = _mm256_andnot_ps(overlap, exp_nonpositive(_mm256_sub_ps(v1, highest)));
+    __m256 vsum = _mm256_add_ps(e0, e1);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(vsum), _mm256_extractf128_ps(vsum, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    __m256 sum = _mm256_set1_ps(_mm_cvtss_f32(s4));
+    /* The shared lanes of the second store are rewritten by the first. */
+    _mm256_storeu_ps(y + width - 8, _mm256_div_ps(e1, sum));
+    _mm256_storeu_ps(y, _mm256_div_ps(e0, sum));
+}
+#endif
+
 void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width) {
 #ifdef WEIR_X86
     if (weir_kernels_have_avx2()) {
+        if (width >= 8 && width <= 16) {
+            for (size_t r = 0; r < rows; r++) softmax_short_row_avx2(x + r * width, y + r * width, width);
+            return;
+        }
         for (size_t r = 0; r < rows; r++) softmax_row_avx2(x + r * width, y + r * width, width);
         return;
     }

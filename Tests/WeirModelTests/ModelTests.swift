@@ -304,10 +304,17 @@ struct ModelTests {
                 #expect(abs(y[(r * width)..<((r + 1) * width)].reduce(0, +) - 1) <= 1e-5)
             }
         }
-        var x: [Float] = [1, 2, .nan, 4, 1, 2, 3, 4]
-        var y = [Float](repeating: 0, count: 8)
-        weir_softmax_rows(&x, &y, 2, 4)
-        #expect(y[0..<4].allSatisfy(\.isNaN) && y[4..<8].allSatisfy { $0.isFinite && $0 > 0 })
+        // A NaN spoils its row only, wherever it sits (the short-row path for 8...16 values loads the
+        // last eight values separately from the first eight).
+        for (width, column) in [(4, 2), (10, 3), (10, 9), (12, 5), (16, 15)] {
+            var x = (0..<(3 * width)).map { Float($0 % 7) }
+            x[width + column] = .nan
+            var y = [Float](repeating: 0, count: x.count)
+            weir_softmax_rows(&x, &y, 3, width)
+            #expect(y[width..<(2 * width)].allSatisfy { $0.isNaN }, "width \(width) column \(column)")
+            let others = Array(y[0..<width]) + Array(y[(2 * width)...])
+            #expect(others.allSatisfy { $0.isFinite && $0 > 0 }, "width \(width) column \(column)")
+        }
     }
 
     @Test("Row quantizers (8- and 7-bit) follow the rule exactly for any width and row count; NaN elements are skipped")
