@@ -220,6 +220,41 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m256 sgemm_fi
     return v;
 }
 
+/* Four rows x eight outputs from column j (masked: only mask's lanes exist, and no load touches the
+ * others) with two accumulators per row, for even and odd inputs: eight independent FMA chains keep
+ * both FMA ports busy instead of waiting on one chain per row. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_columns8(const float *x0, const float *x1,
+        const float *x2, const float *x3, const float *w, size_t m, size_t j, size_t k, __m256i mask, const int masked,
+        __m256 results[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    size_t kk = 0;
+    for (; kk + 2 <= k; kk += 2) {
+        const float *row0 = w + kk * m + j, *row1 = row0 + m;
+        __m256 w0 = masked ? _mm256_maskload_ps(row0, mask) : _mm256_loadu_ps(row0);
+        __m256 w1 = masked ? _mm256_maskload_ps(row1, mask) : _mm256_loadu_ps(row1);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
+        a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
+        b0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk + 1]), w1, b0);
+        b1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk + 1]), w1, b1);
+        b2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk + 1]), w1, b2);
+        b3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk + 1]), w1, b3);
+    }
+    if (kk < k) {
+        const float *row0 = w + kk * m + j;
+        __m256 w0 = masked ? _mm256_maskload_ps(row0, mask) : _mm256_loadu_ps(row0);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
+        a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
+    }
+    results[0] = _mm256_add_ps(a0, b0);
+    results[1] = _mm256_add_ps(a1, b1);
+    results[2] = _mm256_add_ps(a2, b2);
+    results[3] = _mm256_add_ps(a3, b3);
+}
+
 __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_block(const float *x, size_t x_stride,
         const float *w, size_t m, float *y, size_t y_stride, size_t r, size_t k, const size_t rows, const float *bias,
         int relu) {
@@ -247,30 +282,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_bloc
                 _mm256_storeu_ps(y + (r + row) * y_stride + j + 8, sgemm_finish(results[row * 2 + 1], bias, j + 8, none, 0, relu));
             }
         }
-        /* Eight or fewer outputs: two accumulators per row (even and odd inputs), so eight
-         * independent FMA chains keep both FMA ports busy instead of waiting on one chain per row. */
         for (; j + 8 <= m; j += 8) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            size_t kk = 0;
-            for (; kk + 2 <= k; kk += 2) {
-                __m256 w0 = _mm256_loadu_ps(w + kk * m + j), w1 = _mm256_loadu_ps(w + (kk + 1) * m + j);
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
-                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
-                a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
-                a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
-                b0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk + 1]), w1, b0);
-                b1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk + 1]), w1, b1);
-                b2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk + 1]), w1, b2);
-                b3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk + 1]), w1, b3);
-            }
-            if (kk < k) {
-                __m256 w0 = _mm256_loadu_ps(w + kk * m + j);
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
-                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
-                a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
-                a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
-            }
-            __m256 results[4] = {_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)};
+            __m256 results[4];
+            sgemm_columns8(x0, x1, x2, x3, w, m, j, k, none, 0, results);
             for (size_t row = 0; row < rows; row++)
                 _mm256_storeu_ps(y + (r + row) * y_stride + j, sgemm_finish(results[row], bias, j, none, 0, relu));
         }
@@ -279,27 +293,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void sgemm_bloc
             int32_t lanes[8];
             for (int t = 0; t < 8; t++) lanes[t] = j + (size_t)t < m ? -1 : 0;
             __m256i mask = _mm256_loadu_si256((const __m256i *)lanes);
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            size_t kk = 0;
-            for (; kk + 2 <= k; kk += 2) {
-                __m256 w0 = _mm256_maskload_ps(w + kk * m + j, mask), w1 = _mm256_maskload_ps(w + (kk + 1) * m + j, mask);
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
-                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
-                a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
-                a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
-                b0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk + 1]), w1, b0);
-                b1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk + 1]), w1, b1);
-                b2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk + 1]), w1, b2);
-                b3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk + 1]), w1, b3);
-            }
-            if (kk < k) {
-                __m256 w0 = _mm256_maskload_ps(w + kk * m + j, mask);
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[kk]), w0, a0);
-                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1[kk]), w0, a1);
-                a2 = _mm256_fmadd_ps(_mm256_set1_ps(x2[kk]), w0, a2);
-                a3 = _mm256_fmadd_ps(_mm256_set1_ps(x3[kk]), w0, a3);
-            }
-            __m256 results[4] = {_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)};
+            __m256 results[4];
+            sgemm_columns8(x0, x1, x2, x3, w, m, j, k, mask, 1, results);
             for (size_t row = 0; row < rows; row++)
                 _mm256_maskstore_ps(y + (r + row) * y_stride + j, mask, sgemm_finish(results[row], bias, j, mask, 1, relu));
         }
