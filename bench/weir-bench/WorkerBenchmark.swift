@@ -189,7 +189,8 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
 }
 
 /// p50/p99 (ms) of event-to-delivery latency measured by a worker while a producer publishes at `rate`.
-func measureLatency(cluster: EmbeddedCluster, rate: Int, seconds: Int, model: String, partitions: Int) throws -> (p50: Double, p99: Double) {
+func measureLatency(cluster: EmbeddedCluster, rate: Int, seconds: Int, model: String, partitions: Int,
+                    kafka: [String: String] = [:]) throws -> (p50: Double, p99: Double) {
     try cluster.createTopic("lat-in", partitions: partitions)
     try cluster.createTopic("lat-out", partitions: partitions)
     try cluster.createTopic("lat-dlq", partitions: partitions)
@@ -201,6 +202,7 @@ func measureLatency(cluster: EmbeddedCluster, rate: Int, seconds: Int, model: St
     settings.dlq = "lat-dlq"
     settings.kafka["consumer.fetch.wait.max.ms"] = "5"
     settings.kafka["consumer.session.timeout.ms"] = "6000"
+    settings.kafka.merge(kafka) { $1 }
     let worker = try Worker(settings: settings, bundle: try ModelBundle(directory: URL(fileURLWithPath: model)))
     let finished = DispatchSemaphore(value: 0)
     Thread { try? worker.run(); finished.signal() }.start()

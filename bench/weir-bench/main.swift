@@ -8,6 +8,8 @@ import WeirKafka
 ///   weir-bench worker [--events N] [--rounds R] [--model DIR] [--drift-rounds N] [--contenders c-event,weir,weir-drift,python]
 ///                                                                (C floor vs Weir worker vs Python worker)
 ///   weir-bench swap [--rate R] [--swaps K] [--max-delay-ms D] [--fetch-wait-ms F] [--linger-ms L] [--model DIR]   (longest output gap during control-topic swaps)
+///   weir-bench latency [--rate R] [--seconds S] [--partitions P] [--model DIR] [--kafka name=value ...]
+///                                                                (event-to-delivery latency at a paced rate)
 ///   weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR   (run by `worker`)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -47,6 +49,20 @@ do {
                                latencySeconds: option("--latency-seconds", default: 10),
                                driftRounds: option("--drift-rounds", default: 6),
                                only: arguments.firstIndex(of: "--contenders").map { arguments[$0 + 1].split(separator: ",").map(String.init) })
+    case "latency":
+        let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
+        let partitions = option("--partitions", default: 32), rate = option("--rate", default: 20_000)
+        let cluster = try EmbeddedCluster(topics: [])
+        var kafka = [String: String]()
+        for (index, argument) in arguments.enumerated() where argument == "--kafka" && index + 1 < arguments.count {
+            let pair = arguments[index + 1].split(separator: "=", maxSplits: 1).map(String.init)
+            if pair.count == 2 { kafka[pair[0]] = pair[1] }
+        }
+        let latency = try measureLatency(cluster: cluster, rate: rate, seconds: option("--seconds", default: 10), model: model,
+                                         partitions: partitions, kafka: kafka)
+        cluster.stop()
+        print(String(format: "event-to-delivery latency at %d events/s, %d partitions: p50 %.2f ms, p99 %.2f ms", rate, partitions,
+                     latency.p50, latency.p99))
     case "swap":
         let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
         try runSwapBenchmark(rate: option("--rate", default: 20_000), swaps: option("--swaps", default: 6), model: model,
