@@ -46,8 +46,8 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fet
     while !worker.isReady && Date() < deadline { usleep(10_000) }
     guard worker.isReady else { throw WorkerError("the worker did not join the group within 60 s") }
 
-    // Every prediction's produce timestamp and version, from a reader of the output topic; and
-    // every event's produce timestamp (version nil), to tell the input's own gaps from the worker's.
+    // Every prediction's produce timestamp and version, from a reader of the output topic; and,
+    // apart, every input event's produce timestamp, to tell the input's own gaps from the worker's.
     let seen = Mutex<[(ms: Int64, version: String)]>([])
     let inputTimes = Mutex<[Int64]>([])
     let reading = Atomic<Bool>(true)

@@ -21,6 +21,11 @@ func option(_ name: String, default value: Int) -> Int {
     return parsed
 }
 
+func option(_ name: String, default value: String) -> String {
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return value }
+    return arguments[index + 1]
+}
+
 do {
     switch arguments.first {
     case "swift-passthrough":
@@ -39,24 +44,25 @@ do {
                                     group: arguments[5], events: events, model: arguments[7],
                                     driftTopic: arguments.count == 9 ? arguments[8] : nil))
     case "worker":
-        func text(_ name: String, _ value: String) -> String {
-            arguments.firstIndex(of: name).map { arguments[$0 + 1] } ?? value
-        }
         try runWorkerBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
-                               rounds: option("--rounds", default: 3), model: text("--model", "models/demo"),
-                               python: text("--python", "bench/python/python_worker.py"),
-                               pythonModel: text("--python-model", "bench/out/demo.int8.onnx"),
+                               rounds: option("--rounds", default: 3), model: option("--model", default: "models/demo"),
+                               python: option("--python", default: "bench/python/python_worker.py"),
+                               pythonModel: option("--python-model", default: "bench/out/demo.int8.onnx"),
                                latencySeconds: option("--latency-seconds", default: 10),
                                driftRounds: option("--drift-rounds", default: 6),
                                only: arguments.firstIndex(of: "--contenders").map { arguments[$0 + 1].split(separator: ",").map(String.init) })
     case "latency":
-        let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
+        let model = option("--model", default: "models/demo")
         let partitions = option("--partitions", default: 32), rate = option("--rate", default: 20_000)
         let cluster = try EmbeddedCluster(topics: [])
         var kafka = [String: String]()
         for (index, argument) in arguments.enumerated() where argument == "--kafka" && index + 1 < arguments.count {
             let pair = arguments[index + 1].split(separator: "=", maxSplits: 1).map(String.init)
-            if pair.count == 2 { kafka[pair[0]] = pair[1] }
+            guard pair.count == 2 else {
+                FileHandle.standardError.write(Data("weir-bench latency: --kafka wants name=value, got '\(arguments[index + 1])'\n".utf8))
+                exit(2)
+            }
+            kafka[pair[0]] = pair[1]
         }
         let latency = try measureLatency(cluster: cluster, rate: rate, seconds: option("--seconds", default: 10), model: model,
                                          partitions: partitions, kafka: kafka)
@@ -64,7 +70,7 @@ do {
         print(String(format: "event-to-delivery latency at %d events/s, %d partitions: p50 %.2f ms, p99 %.2f ms", rate, partitions,
                      latency.p50, latency.p99))
     case "swap":
-        let model = arguments.firstIndex(of: "--model").map { arguments[$0 + 1] } ?? "models/demo"
+        let model = option("--model", default: "models/demo")
         try runSwapBenchmark(rate: option("--rate", default: 20_000), swaps: option("--swaps", default: 6), model: model,
                               maxDelayMs: option("--max-delay-ms", default: 5), fetchWaitMs: option("--fetch-wait-ms", default: 5),
                               lingerMs: option("--linger-ms", default: 5))
