@@ -1,14 +1,37 @@
-#include "weir_kernels.h"
-#include <math.h>
-/* Dequantization must round exactly like the numpy reference: never fuse a multiply into an add. */
-#pragma STDC FP_CONTRACT OFF
-#include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define WEIR_X86 1
-#endif
+/* The portable and AVX2 kernel sets, and the choice between sets (the AVX-512 set is in kernels_avx512.c). */
+#include "kernels_internal.h"
 
-static size_t round_up(size_t value, size_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+/* ---- kernel sets --------------------------------------------------------------------------------- */
+
+weir_kernels_t weir_kernels_best(void) {
+#ifdef WEIR_X86
+    /* Computed once; concurrent first calls compute the same value. */
+    static int cached = -1;
+    int known = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (known < 0) {
+        __builtin_cpu_init();
+        /* __builtin_cpu_supports also checks that the OS saves the wider registers. */
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                     __builtin_cpu_supports("avx512vnni");
+        known = avx512 ? WEIR_KERNELS_AVX512 : avx2 ? WEIR_KERNELS_AVX2 : WEIR_KERNELS_PORTABLE;
+        __atomic_store_n(&cached, known, __ATOMIC_RELAXED);
+    }
+    return (weir_kernels_t)known;
+#else
+    return WEIR_KERNELS_PORTABLE;
+#endif
+}
+
+weir_kernels_t weir_kernels_usable(weir_kernels_t requested) {
+    weir_kernels_t best = weir_kernels_best();
+    return requested < best ? requested : best;
+}
+
+static inline int use_avx2(weir_kernels_t requested) { return weir_kernels_usable(requested) >= WEIR_KERNELS_AVX2; }
+static inline int use_avx512(weir_kernels_t requested) { return weir_kernels_usable(requested) >= WEIR_KERNELS_AVX512; }
 
 size_t weir_qgemm_packed_count(size_t m, size_t k) { return round_up(m, 8) * round_up(k, 2); }
 
@@ -26,8 +49,8 @@ void weir_qgemm_pack_b(const int8_t *b, size_t m, size_t k, int16_t *packed) {
                 }
 }
 
-void weir_qgemm_u8s8_portable(const int16_t *a, size_t a_stride, const int16_t *packed_b, int32_t *c,
-                              size_t c_stride, size_t n, size_t m, size_t k) {
+static void qgemm_u8s8_portable(const int16_t *a, size_t a_stride, const int16_t *packed_b, int32_t *c,
+                                size_t c_stride, size_t n, size_t m, size_t k) {
     size_t kp = round_up(k, 2), groups = round_up(m, 8) / 8;
     for (size_t r = 0; r < n; r++) {
         const int16_t *row = a + r * a_stride;
@@ -190,25 +213,12 @@ __attribute__((target("avx2"))) static void qgemm_avx2(const int16_t *a, size_t 
 }
 #endif
 
-int weir_kernels_have_avx2(void) {
-#ifdef WEIR_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") ? 1 : 0;
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
-
 void weir_qgemm_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, int32_t *c, size_t c_stride,
-                     size_t n, size_t m, size_t k) {
+                     size_t n, size_t m, size_t k, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) { qgemm_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
+    if (use_avx2(kernels)) { qgemm_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
 #endif
-    weir_qgemm_u8s8_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
+    qgemm_u8s8_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
 }
 
 #ifdef WEIR_X86
@@ -329,37 +339,15 @@ static void sgemm_portable(const float *x, size_t x_stride, const float *w, size
 }
 
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
-                size_t n, size_t k, const float *bias, int relu) {
+                size_t n, size_t k, const float *bias, int relu, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) { sgemm_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
+    if (use_avx512(kernels)) { weir_avx512_sgemm(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
+    if (use_avx2(kernels)) { sgemm_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
 #endif
     sgemm_portable(x, x_stride, w, m, 1, m, y, y_stride, n, k, bias, relu);  /* input-major */
 }
 
 /* ---- row quantization and dequantization ----------------------------------------------------- */
-
-static inline int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-/* How one row is quantized to 0...levels (255: 8-bit, 127: 7-bit), from its range; every
- * quantizer uses this one rule: s = (hi - lo) / levels (1 when 0), inv = 1 / s,
- * zp = clamp(rint(-lo * inv), 0, levels). */
-typedef struct {
-    float scale, inverse;
-    int32_t zp, levels;
-} row_quantization_t;
-
-static inline row_quantization_t row_quantization(float lo, float hi, int32_t levels) {
-    float s = (hi - lo) / (float)levels;
-    if (s == 0) s = 1;
-    row_quantization_t rq = {s, 1.0f / s, 0, levels};
-    rq.zp = clamp_i32((int32_t)nearbyintf(-lo * rq.inverse), 0, levels);
-    return rq;
-}
-
-/* q = clamp(rint(v * inv) + zp, 0, levels); rint rounds half to even. */
-static inline int32_t quantize_value(float v, row_quantization_t rq) {
-    return clamp_i32((int32_t)nearbyintf(v * rq.inverse) + rq.zp, 0, rq.levels);
-}
 
 static row_quantization_t row_quantization_portable(const float *x, size_t k, int32_t levels) {
     float lo = 0, hi = 0;
@@ -376,9 +364,10 @@ static void quantize_row_portable(const float *x, size_t k, int16_t *q, size_t q
     *zp_out = rq.zp;
 }
 
-/* 7-bit rows are written as they are (0...127), as bytes. */
-static void quantize_row7_portable(const float *x, size_t k, uint8_t *q, size_t q_stride, float *scale_out, int32_t *zp_out) {
-    row_quantization_t rq = row_quantization_portable(x, k, 127);
+/* Byte rows (0...levels) are written as they are. */
+static void quantize_row_bytes_portable(const float *x, size_t k, int32_t levels, uint8_t *q, size_t q_stride, float *scale_out,
+                                        int32_t *zp_out) {
+    row_quantization_t rq = row_quantization_portable(x, k, levels);
     for (size_t i = 0; i < k; i++) q[i] = (uint8_t)quantize_value(x[i], rq);
     for (size_t i = k; i < q_stride; i++) q[i] = 0;
     *scale_out = rq.scale;
@@ -461,9 +450,9 @@ __attribute__((target("avx2"))) static void quantize_row_avx2(const float *x, si
     for (; i < q_stride; i++) q[i] = 0;
 }
 
-/* 7-bit rows as bytes (0...127). Thirty-two at a time: packs then packus saturate to 0...255 before
- * the clamp to 127, which gives the clamp's result. */
-__attribute__((target("avx2"))) static void quantize_row7_avx2(const float *x, size_t k, uint8_t *q, size_t q_stride,
+/* Byte rows (0...levels, levels <= 255). Thirty-two at a time: packs then packus saturate to 0...255
+ * before the clamp to levels, which gives the clamp's result. */
+__attribute__((target("avx2"))) static void quantize_row_bytes_avx2(const float *x, size_t k, uint8_t *q, size_t q_stride,
                                                               row_quantization_t rq) {
     const __m256 inverse = _mm256_set1_ps(rq.inverse);
     const __m256i zp = _mm256_set1_epi32(rq.zp), order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -497,9 +486,9 @@ __attribute__((target("avx2"))) static void quantize_row7_avx2(const float *x, s
 #endif
 
 void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
-                           float *scales, int32_t *zero_points) {
+                           float *scales, int32_t *zero_points, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
+    if (use_avx2(kernels)) {
         WEIR_QUANTIZE_ROWS_AVX2(255, quantize_row_avx2)
         return;
     }
@@ -507,15 +496,20 @@ void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, 
     for (size_t r = 0; r < n; r++) quantize_row_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
 }
 
-void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, uint8_t *q, size_t q_stride,
-                           float *scales, int32_t *zero_points) {
+void weir_quantize_rows_bytes(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
+                              size_t q_stride, float *scales, int32_t *zero_points, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
-        WEIR_QUANTIZE_ROWS_AVX2(127, quantize_row7_avx2)
+    if (use_avx512(kernels)) {
+        weir_avx512_quantize_rows_bytes(x, x_stride, n, k, levels, q, q_stride, scales, zero_points);
+        return;
+    }
+    if (use_avx2(kernels)) {
+        WEIR_QUANTIZE_ROWS_AVX2(levels, quantize_row_bytes_avx2)
         return;
     }
 #endif
-    for (size_t r = 0; r < n; r++) quantize_row7_portable(x + r * x_stride, k, q + r * q_stride, q_stride, scales + r, zero_points + r);
+    for (size_t r = 0; r < n; r++)
+        quantize_row_bytes_portable(x + r * x_stride, k, levels, q + r * q_stride, q_stride, scales + r, zero_points + r);
 }
 
 #ifdef WEIR_X86
@@ -551,7 +545,7 @@ void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *r
                           const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
                           size_t y_stride) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
+    if (use_avx2(WEIR_KERNELS_AVX2)) {
         dequantize_rows_avx2(acc, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
         return;
     }
@@ -577,15 +571,15 @@ void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *r
 void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, size_t n, size_t m, size_t k,
                       const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
                       const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
-                      int32_t *scratch) {
+                      int32_t *scratch, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
+    if (use_avx2(kernels)) {
         epilogue_t e = {row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride};
         qgemm_avx2(a, a_stride, packed_b, NULL, 0, n, m, k, &e);
         return;
     }
 #endif
-    weir_qgemm_u8s8_portable(a, a_stride, packed_b, scratch, m, n, m, k);
+    qgemm_u8s8_portable(a, a_stride, packed_b, scratch, m, n, m, k);
     weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
 }
 
@@ -606,8 +600,8 @@ void weir_qgemm7_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) {
                 }
 }
 
-void weir_qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
-                          size_t n, size_t m, size_t k) {
+static void qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                            size_t n, size_t m, size_t k) {
     size_t quads = round_up(k, 8) / 4, groups = round_up(m, 8) / 8;
     for (size_t r = 0; r < n; r++) {
         const uint8_t *row = a + r * a_stride;
@@ -666,25 +660,25 @@ __attribute__((target("avx2"))) static void qgemm7_avx2(const uint8_t *a, size_t
 #endif
 
 void weir_qgemm7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
-                 size_t n, size_t m, size_t k) {
+                 size_t n, size_t m, size_t k, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) { qgemm7_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
+    if (use_avx2(kernels)) { qgemm7_avx2(a, a_stride, packed_b, c, c_stride, n, m, k, NULL); return; }
 #endif
-    weir_qgemm7_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
+    qgemm7_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
 }
 
 void weir_qdense_u7s7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,
                       const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
                       const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
-                      int32_t *scratch) {
+                      int32_t *scratch, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
+    if (use_avx2(kernels)) {
         epilogue_t e = {row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride};
         qgemm7_avx2(a, a_stride, packed_b, NULL, 0, n, m, k, &e);
         return;
     }
 #endif
-    weir_qgemm7_portable(a, a_stride, packed_b, scratch, m, n, m, k);
+    qgemm7_portable(a, a_stride, packed_b, scratch, m, n, m, k);
     weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
 }
 
@@ -720,9 +714,10 @@ __attribute__((target("avx2,fma"))) static void sgemm_dot_avx2(const float *x, s
 #endif
 
 void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
-                    size_t n, size_t k, const float *bias, int relu) {
+                    size_t n, size_t k, const float *bias, int relu, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) { sgemm_dot_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
+    if (use_avx512(kernels)) { weir_avx512_sgemm_dot(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
+    if (use_avx2(kernels)) { sgemm_dot_avx2(x, x_stride, w, m, y, y_stride, n, k, bias, relu); return; }
 #endif
     sgemm_portable(x, x_stride, w, 1, k, m, y, y_stride, n, k, bias, relu);  /* output-major */
 }
@@ -826,9 +821,9 @@ __attribute__((target("avx2,fma"))) static inline void softmax_short_row_avx2(co
 }
 #endif
 
-void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width) {
+void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (weir_kernels_have_avx2()) {
+    if (use_avx2(kernels)) {
         if (width >= 8 && width <= 16) {
             for (size_t r = 0; r < rows; r++) softmax_short_row_avx2(x + r * width, y + r * width, width);
             return;

@@ -42,6 +42,7 @@ public final class Model: Sendable {
         opsets = graph.opsets
         producer = graph.producer
         tileRows = options.tileRows
+        kernels = options.kernels.usable
         let inputSlot = plan.inputSlot
         readsInputInPlace = !plan.outputSlots.contains { $0.slot == inputSlot }
     }
@@ -101,8 +102,8 @@ public final class Model: Sendable {
         return outputs
     }
 
-    /// Whether the int8 kernels use AVX2 on this machine.
-    public static var usesAVX2: Bool { weir_kernels_have_avx2() != 0 }
+    /// The kernels the model runs on (`ModelOptions.kernels`, as this CPU allows).
+    public let kernels: KernelSet
 }
 
 /// The outputs of one run, read from the scratch without copying.

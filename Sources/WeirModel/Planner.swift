@@ -15,8 +15,9 @@ public struct ModelOptions: Sendable {
     /// leaves small models, where the narrower operands cost the most accuracy and gain the least,
     /// at 8 bits (docs/model.md gives the accuracy cost).
     public var int7MinimumMultiplyAdds: Int? = 65_536
-    /// Use the portable integer kernel instead of AVX2 (tests compare the two).
-    public var portableKernels = false
+    /// The kernels to run on: the widest set this CPU runs by default. A narrower set gives the same
+    /// integer results (tests compare them); a wider one than the CPU runs falls back to the best it does.
+    public var kernels = KernelSet.best
     /// Larger batches run through the whole plan this many rows at a time, so intermediate values
     /// stay in the L1 cache (every step is row-independent, so results are the same). Intermediate
     /// values read from the scratch then hold the last tile only.
@@ -305,7 +306,7 @@ struct Planner {
             let axis = Int(node.int("axis", default: (graph.opsets[""] ?? 13) >= 13 ? -1 : 1))
             guard axis == -1 || axis == x.info.rank - 1 else { throw ModelError("\(node.label): softmax over axis \(axis) of a batch is not supported") }
             let out = newSlot(node.outputs[0], x.info)
-            record(SoftmaxStep(input: x.slot, output: out), output: node.outputs[0], nodes: [node.name], precision: "fp32", bytes: 0)
+            record(SoftmaxStep(input: x.slot, output: out, kernels: options.kernels.usable), output: node.outputs[0], nodes: [node.name], precision: "fp32", bytes: 0)
         case "Cast":
             let x = try runtime(node.inputs[0], node)
             let to = node.int("to", default: 1)
@@ -423,11 +424,13 @@ struct Planner {
             && k * m >= options.int8MinimumMultiplyAdds {
             let outputMajor = outputMajorWeights(inputMajor, inputs: k, outputs: m)
             let scheme: IntegerScheme = options.int7MinimumMultiplyAdds.map { k * m >= $0 } == true ? .int7 : .int8
-            let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k, scheme: scheme)
-            record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, relu: relu, name: label, portable: options.portableKernels),
+            let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k, scheme: scheme, kernels: options.kernels.usable)
+            record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, relu: relu, name: label,
+                                      kernels: options.kernels),
                    output: outputName, nodes: names, precision: scheme.rawValue, bytes: k * m + m * 8 + (bias?.count ?? 0) * 4)
         } else {
-            record(DenseStep(input: x.slot, output: out, inputs: k, outputs: m, weightsInputMajor: inputMajor, bias: bias, relu: relu, name: label),
+            record(DenseStep(input: x.slot, output: out, inputs: k, outputs: m, weightsInputMajor: inputMajor, bias: bias, relu: relu, name: label,
+                             kernels: options.kernels.usable),
                    output: outputName, nodes: names, precision: "fp32", bytes: (k * m + (bias?.count ?? 0)) * 4)
         }
     }

@@ -118,11 +118,12 @@ struct BinaryStep: Step {
 
 struct SoftmaxStep: Step {
     let input: Int, output: Int
+    let kernels: KernelSet
     var summary: String { "Softmax fp32" }
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
-        weir_softmax_rows(x.floats, y.floats, x.rows, x.width)
+        weir_softmax_rows(x.floats, y.floats, x.rows, x.width, kernels.c)
     }
 }
 

@@ -49,7 +49,7 @@ func inspectionReport(_ model: Model, source: String) -> String {
     for output in model.outputs {
         lines.append("output    \(output.name) \(output.elementType) \(shape(output.shape))")
     }
-    lines.append("kernels   \(Model.usesAVX2 ? "AVX2" : "portable")")
+    lines.append("kernels   \(model.kernels)")
     lines.append("")
     let header = ["#", "output", "operation", "precision", "parameter bytes"]
     var rows = [[String]]()

@@ -5,12 +5,15 @@ import WeirTestSupport
 @testable import WeirModel
 
 /// Options that run every qualifying layer of the small test models in int8, as the reference does.
-func int8Everywhere(portable: Bool = false) -> ModelOptions {
+func int8Everywhere(kernels: KernelSet = .best) -> ModelOptions {
     var options = ModelOptions()
     options.int8MinimumMultiplyAdds = 0
-    options.portableKernels = portable
+    options.kernels = kernels
     return options
 }
+
+/// The kernel sets this CPU runs, as C values, narrowest first.
+let availableKernels = KernelSet.available.map { weir_kernels_t(rawValue: UInt32($0.rawValue)) }
 
 @Suite("ONNX import and execution against onnxruntime goldens")
 struct ModelTests {
@@ -64,8 +67,8 @@ struct ModelTests {
     func int8BitExact(name: String) throws {
         let fixture = try Fixture(name)
         #expect(!fixture.meta.int8_layers.isEmpty)
-        for portable in [false, true] {
-            var options = int8Everywhere(portable: portable)
+        for kernels in KernelSet.available {
+            var options = int8Everywhere(kernels: kernels)
             options.tileRows = .max  // keep every intermediate row, to compare them all
             let model = try Model(contentsOf: fixture.modelURL, options: options)
             let scratch = model.makeScratch()
@@ -75,7 +78,7 @@ struct ModelTests {
                 let expected = Fixture.floats(layer.file)
                 let mismatches = zip(ours, expected).filter { $0.bitPattern != $1.bitPattern }.count
                 #expect(ours.count == expected.count && mismatches == 0,
-                        "\(name).\(layer.tensor) (portable: \(portable)): \(mismatches) of \(expected.count) values differ")
+                        "\(name).\(layer.tensor) (\(kernels) kernels): \(mismatches) of \(expected.count) values differ")
             }
         }
     }
@@ -200,7 +203,7 @@ struct ModelTests {
         #expect(sevenBitError <= 0.05 && eightBitError <= 0.05, "7-bit \(sevenBitError), 8-bit \(eightBitError)")
     }
 
-    @Test("AVX2 and portable integer kernels agree exactly with a naive product, at the extremes too")
+    @Test("The int8 kernels (AVX2 and portable) agree exactly with a naive product, at the extremes too")
     func kernelsAgree() throws {
         var generator = SystemRandomNumberGenerator()
         func check(n: Int, m: Int, k: Int, a makeA: () -> Int16, b makeB: () -> Int8) {
@@ -210,11 +213,13 @@ struct ModelTests {
             let b = (0..<(m * k)).map { _ in makeB() }
             var packed = [Int16](repeating: 0, count: weir_qgemm_packed_count(m, k))
             weir_qgemm_pack_b(b, m, k, &packed)
-            var fast = [Int32](repeating: 0, count: n * m), slow = fast, naive = fast
-            weir_qgemm_u8s8(a, stride, packed, &fast, m, n, m, k)
-            weir_qgemm_u8s8_portable(a, stride, packed, &slow, m, n, m, k)
+            var naive = [Int32](repeating: 0, count: n * m)
             for r in 0..<n { for j in 0..<m { for c in 0..<k { naive[r * m + j] += Int32(a[r * stride + c]) * Int32(b[j * k + c]) } } }
-            #expect(fast == naive && slow == naive, "n=\(n) m=\(m) k=\(k)")
+            for kernels in availableKernels {
+                var sums = [Int32](repeating: 0, count: n * m)
+                weir_qgemm_u8s8(a, stride, packed, &sums, m, n, m, k, kernels)
+                #expect(sums == naive, "n=\(n) m=\(m) k=\(k) kernels \(kernels.rawValue)")
+            }
         }
         for (n, m, k) in [(1, 1, 1), (3, 9, 5), (4, 8, 4), (7, 17, 33), (13, 64, 130), (5, 24, 512)] {
             check(n: n, m: m, k: k, a: { Int16.random(in: 0...255, using: &generator) }, b: { Int8.random(in: -127...127, using: &generator) })
@@ -224,10 +229,10 @@ struct ModelTests {
         check(n: 5, m: 16, k: 512, a: { 255 }, b: { 127 })
     }
 
-    @Test("Fused int8 and int7 layers equal the two-pass path bit for bit, for any number of outputs")
+    @Test("Fused int8, int7 and VNNI layers equal the two-pass path bit for bit, for any number of outputs and rows")
     func fusedEpilogues() throws {
         var generator = SystemRandomNumberGenerator()
-        for (n, m, k) in [(1, 8, 16), (5, 9, 33), (4, 16, 64), (7, 24, 40), (6, 40, 130), (3, 1, 20)] {
+        for (n, m, k) in [(1, 8, 16), (5, 9, 33), (4, 16, 64), (7, 24, 40), (6, 40, 130), (3, 1, 20), (13, 70, 37), (8, 128, 64)] {
             let rowScales = (0..<n).map { _ in Float.random(in: 0.001...0.1, using: &generator) }
             let zeroPoints = (0..<n).map { _ in Int32.random(in: 0...127, using: &generator) }
             let weightScales = (0..<m).map { _ in Float.random(in: 0.001...0.1, using: &generator) }
@@ -243,8 +248,9 @@ struct ModelTests {
                 weir_qgemm_pack_b(b, m, k, &packed16)
                 var scratch = [Int32](repeating: 0, count: n * m)
                 var fused = [Float](repeating: .nan, count: n * m), twoPass = fused
-                weir_qdense_u8s8(a16, stride16, packed16, n, m, k, rowScales, nil, columnSums, weightScales, bias, relu, &fused, m, &scratch)
-                weir_qgemm_u8s8_portable(a16, stride16, packed16, &scratch, m, n, m, k)
+                weir_qdense_u8s8(a16, stride16, packed16, n, m, k, rowScales, nil, columnSums, weightScales, bias, relu, &fused, m, &scratch,
+                                 WEIR_KERNELS_AVX2)
+                weir_qgemm_u8s8(a16, stride16, packed16, &scratch, m, n, m, k, WEIR_KERNELS_PORTABLE)
                 weir_dequantize_rows(scratch, n, m, rowScales, nil, columnSums, weightScales, bias, relu, &twoPass, m)
                 #expect(fused.map(\.bitPattern) == twoPass.map(\.bitPattern), "int8 n=\(n) m=\(m) k=\(k) relu=\(relu)")
                 // int7: activations 0...127 with zero points.
@@ -254,10 +260,23 @@ struct ModelTests {
                 var packed8 = [Int8](repeating: 0, count: weir_qgemm7_packed_count(m, k))
                 weir_qgemm7_pack_b(b, m, k, &packed8)
                 var fused7 = [Float](repeating: .nan, count: n * m), twoPass7 = fused7
-                weir_qdense_u7s7(a8, stride8, packed8, n, m, k, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &fused7, m, &scratch)
-                weir_qgemm7_portable(a8, stride8, packed8, &scratch, m, n, m, k)
+                weir_qdense_u7s7(a8, stride8, packed8, n, m, k, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &fused7, m, &scratch,
+                                 WEIR_KERNELS_AVX2)
+                weir_qgemm7(a8, stride8, packed8, &scratch, m, n, m, k, WEIR_KERNELS_PORTABLE)
                 weir_dequantize_rows(scratch, n, m, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &twoPass7, m)
                 #expect(fused7.map(\.bitPattern) == twoPass7.map(\.bitPattern), "int7 n=\(n) m=\(m) k=\(k) relu=\(relu)")
+                // VNNI: the same bytes and zero points (the int7 operands are valid u8 and s8), on its own layout.
+                let strideV = (k + 3) / 4 * 4
+                var aV = [UInt8](repeating: 0, count: n * strideV)
+                for r in 0..<n { for c in 0..<k { aV[r * strideV + c] = a8[r * stride8 + c] } }
+                var packedV = [Int8](repeating: 0, count: weir_qgemm_vnni_packed_count(m, k))
+                weir_qgemm_vnni_pack_b(b, m, k, &packedV)
+                for kernels in availableKernels {
+                    var fusedV = [Float](repeating: .nan, count: n * m)
+                    weir_qdense_vnni(aV, strideV, packedV, n, m, k, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &fusedV, m,
+                                     &scratch, kernels)
+                    #expect(fusedV.map(\.bitPattern) == twoPass7.map(\.bitPattern), "vnni n=\(n) m=\(m) k=\(k) relu=\(relu) kernels \(kernels.rawValue)")
+                }
             }
         }
     }
@@ -270,14 +289,16 @@ struct ModelTests {
             let w = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &generator) }
             let bias = (0..<m).map { _ in Float.random(in: -1...1, using: &generator) }
             for relu in [Int32(0), 1] {
-                var y = [Float](repeating: .nan, count: n * m)
-                weir_sgemm_dot(x, k, w, m, &y, m, n, k, bias, relu)
-                for r in 0..<n {
-                    for j in 0..<m {
-                        var expected = bias[j]
-                        for c in 0..<k { expected += x[r * k + c] * w[j * k + c] }
-                        if relu == 1 { expected = max(expected, 0) }
-                        #expect(abs(y[r * m + j] - expected) <= 1e-4, "n=\(n) m=\(m) k=\(k) row \(r) output \(j)")
+                for kernels in availableKernels {
+                    var y = [Float](repeating: .nan, count: n * m)
+                    weir_sgemm_dot(x, k, w, m, &y, m, n, k, bias, relu, kernels)
+                    for r in 0..<n {
+                        for j in 0..<m {
+                            var expected = bias[j]
+                            for c in 0..<k { expected += x[r * k + c] * w[j * k + c] }
+                            if relu == 1 { expected = max(expected, 0) }
+                            #expect(abs(y[r * m + j] - expected) <= 1e-4, "n=\(n) m=\(m) k=\(k) row \(r) output \(j) kernels \(kernels.rawValue)")
+                        }
                     }
                 }
             }
@@ -292,7 +313,7 @@ struct ModelTests {
             var x = (0..<(rows * width)).map { _ in Float.random(in: -30...30, using: &generator) }
             x[0] = -200  // far below the row maximum: exp underflows
             var y = [Float](repeating: .nan, count: x.count)
-            weir_softmax_rows(x, &y, rows, width)
+            weir_softmax_rows(x, &y, rows, width, WEIR_KERNELS_AVX2)
             for r in 0..<rows {
                 let row = x[(r * width)..<((r + 1) * width)]
                 let highest = row.max()!
@@ -310,14 +331,14 @@ struct ModelTests {
             var x = (0..<(3 * width)).map { Float($0 % 7) }
             x[width + column] = .nan
             var y = [Float](repeating: 0, count: x.count)
-            weir_softmax_rows(&x, &y, 3, width)
+            weir_softmax_rows(&x, &y, 3, width, WEIR_KERNELS_AVX2)
             #expect(y[width..<(2 * width)].allSatisfy { $0.isNaN }, "width \(width) column \(column)")
             let others = Array(y[0..<width]) + Array(y[(2 * width)...])
             #expect(others.allSatisfy { $0.isFinite && $0 > 0 }, "width \(width) column \(column)")
         }
     }
 
-    @Test("Row quantizers (8- and 7-bit) follow the rule exactly for any width and row count; NaN elements are skipped")
+    @Test("Row quantizers (8- and 7-bit, every kernel set) follow the rule exactly for any width and row count; NaN elements are skipped")
     func rowQuantizers() throws {
         var generator = SystemRandomNumberGenerator()
         /// The rule in docs/model.md, element by element.
@@ -331,7 +352,7 @@ struct ModelTests {
             let q = row.map { x in x.isNaN ? 0 : min(levels, max(0, Int32((x * inverse).rounded(.toNearestOrEven)) + zp)) }
             return (scale, zp, q)
         }
-        for (n, k) in [(1, 1), (3, 7), (9, 8), (13, 15), (8, 16), (17, 31), (5, 32), (11, 33), (2, 64), (7, 100), (16, 512)] {
+        for (n, k) in [(1, 1), (3, 7), (9, 8), (13, 15), (8, 16), (17, 31), (5, 32), (11, 33), (2, 64), (7, 100), (16, 512), (35, 47)] {
             var x = (0..<(n * k)).map { _ in Float.random(in: -3...2, using: &generator) }
             if n > 2 {
                 x[0] = -10                                         // row 0: its minimum, then a NaN
@@ -340,21 +361,31 @@ struct ModelTests {
                 for c in 0..<k { x[2 * k + c] = abs(x[2 * k + c]) }  // row 2: non-negative (ReLU output)
             }
             let stride16 = k + 3, stride8 = k + 5
-            var q16 = [Int16](repeating: -1, count: n * stride16), q8 = [UInt8](repeating: 255, count: n * stride8)
-            var scales16 = [Float](repeating: 0, count: n), scales8 = scales16
-            var zps16 = [Int32](repeating: -1, count: n), zps8 = zps16
-            weir_quantize_rows_u8(x, k, n, k, &q16, stride16, &scales16, &zps16)
-            weir_quantize_rows_u7(x, k, n, k, &q8, stride8, &scales8, &zps8)
-            for r in 0..<n {
-                let row = x[(r * k)..<((r + 1) * k)]
-                let eight = reference(row, levels: 255), seven = reference(row, levels: 127)
-                #expect(scales16[r].bitPattern == eight.scale.bitPattern && zps16[r] == eight.zp, "u8 n=\(n) k=\(k) row \(r)")
-                #expect(scales8[r].bitPattern == seven.scale.bitPattern && zps8[r] == seven.zp, "u7 n=\(n) k=\(k) row \(r)")
-                // 8-bit rows are stored centered on their zero point; the padding is zero.
-                #expect(Array(q16[(r * stride16)..<(r * stride16 + k)]).map(Int32.init) == eight.q.map { $0 - eight.zp }, "u8 n=\(n) k=\(k) row \(r)")
-                #expect(Array(q8[(r * stride8)..<(r * stride8 + k)]).map(Int32.init) == seven.q, "u7 n=\(n) k=\(k) row \(r)")
-                #expect(q16[(r * stride16 + k)..<((r + 1) * stride16)].allSatisfy { $0 == 0 })
-                #expect(q8[(r * stride8 + k)..<((r + 1) * stride8)].allSatisfy { $0 == 0 })
+            for kernels in availableKernels {
+                let set = "kernels \(kernels.rawValue)"
+                var q16 = [Int16](repeating: -1, count: n * stride16)
+                var scales16 = [Float](repeating: 0, count: n)
+                var zps16 = [Int32](repeating: -1, count: n)
+                weir_quantize_rows_u8(x, k, n, k, &q16, stride16, &scales16, &zps16, kernels)
+                for levels: Int32 in [255, 127] {
+                    var q8 = [UInt8](repeating: 255, count: n * stride8)
+                    var scales8 = [Float](repeating: 0, count: n)
+                    var zps8 = [Int32](repeating: -1, count: n)
+                    weir_quantize_rows_bytes(x, k, n, k, levels, &q8, stride8, &scales8, &zps8, kernels)
+                    for r in 0..<n {
+                        let expected = reference(x[(r * k)..<((r + 1) * k)], levels: levels)
+                        #expect(scales8[r].bitPattern == expected.scale.bitPattern && zps8[r] == expected.zp, "bytes \(levels) n=\(n) k=\(k) row \(r) \(set)")
+                        #expect(Array(q8[(r * stride8)..<(r * stride8 + k)]).map(Int32.init) == expected.q, "bytes \(levels) n=\(n) k=\(k) row \(r) \(set)")
+                        #expect(q8[(r * stride8 + k)..<((r + 1) * stride8)].allSatisfy { $0 == 0 })
+                    }
+                }
+                for r in 0..<n {
+                    let eight = reference(x[(r * k)..<((r + 1) * k)], levels: 255)
+                    #expect(scales16[r].bitPattern == eight.scale.bitPattern && zps16[r] == eight.zp, "u8 n=\(n) k=\(k) row \(r) \(set)")
+                    // Centered 8-bit rows are stored as q - zp; the padding is zero.
+                    #expect(Array(q16[(r * stride16)..<(r * stride16 + k)]).map(Int32.init) == eight.q.map { $0 - eight.zp }, "u8 n=\(n) k=\(k) row \(r) \(set)")
+                    #expect(q16[(r * stride16 + k)..<((r + 1) * stride16)].allSatisfy { $0 == 0 })
+                }
             }
         }
     }
@@ -369,11 +400,13 @@ struct ModelTests {
             let b = (0..<(m * k)).map { _ in makeB() }
             var packed = [Int8](repeating: 0, count: weir_qgemm7_packed_count(m, k))
             weir_qgemm7_pack_b(b, m, k, &packed)
-            var fast = [Int32](repeating: 0, count: n * m), slow = fast, naive = fast
-            weir_qgemm7(a, stride, packed, &fast, m, n, m, k)
-            weir_qgemm7_portable(a, stride, packed, &slow, m, n, m, k)
+            var naive = [Int32](repeating: 0, count: n * m)
             for r in 0..<n { for j in 0..<m { for c in 0..<k { naive[r * m + j] += Int32(a[r * stride + c]) * Int32(b[j * k + c]) } } }
-            #expect(fast == naive && slow == naive, "n=\(n) m=\(m) k=\(k)")
+            for kernels in availableKernels {
+                var sums = [Int32](repeating: 0, count: n * m)
+                weir_qgemm7(a, stride, packed, &sums, m, n, m, k, kernels)
+                #expect(sums == naive, "n=\(n) m=\(m) k=\(k) kernels \(kernels.rawValue)")
+            }
         }
         for (n, m, k) in [(1, 1, 1), (3, 9, 5), (4, 8, 8), (7, 17, 33), (13, 64, 130), (5, 24, 512)] {
             check(n: n, m: m, k: k, a: { UInt8.random(in: 0...127, using: &generator) }, b: { Int8.random(in: -63...63, using: &generator) })
@@ -381,6 +414,82 @@ struct ModelTests {
         // Four products at 127 · ±63 meet in one int16 lane before widening: 32004, just inside.
         check(n: 5, m: 16, k: 512, a: { 127 }, b: { -63 })
         check(n: 5, m: 16, k: 512, a: { 127 }, b: { 63 })
+    }
+
+    @Test("The VNNI kernel equals a naive product for any shape, at the u8 × s8 extremes and for long rows")
+    func vnniKernelAgrees() throws {
+        var generator = SystemRandomNumberGenerator()
+        func check(n: Int, m: Int, k: Int, a makeA: () -> UInt8, b makeB: () -> Int8) {
+            let stride = (k + 3) / 4 * 4
+            var a = [UInt8](repeating: 0, count: n * stride)
+            for r in 0..<n { for c in 0..<k { a[r * stride + c] = makeA() } }
+            let b = (0..<(m * k)).map { _ in makeB() }
+            var packed = [Int8](repeating: 0, count: weir_qgemm_vnni_packed_count(m, k))
+            weir_qgemm_vnni_pack_b(b, m, k, &packed)
+            var naive = [Int32](repeating: 0, count: n * m)
+            for r in 0..<n { for j in 0..<m { for c in 0..<k { naive[r * m + j] += Int32(a[r * stride + c]) * Int32(b[j * k + c]) } } }
+            for kernels in availableKernels {
+                // Output rows wider than m: nothing past column m is written.
+                var sums = [Int32](repeating: -7, count: n * (m + 3))
+                weir_qgemm_vnni(a, stride, packed, &sums, m + 3, n, m, k, kernels)
+                let written = (0..<n).flatMap { r in sums[(r * (m + 3))..<(r * (m + 3) + m)] }
+                #expect(written == naive, "n=\(n) m=\(m) k=\(k) kernels \(kernels.rawValue)")
+                #expect((0..<n).allSatisfy { r in sums[(r * (m + 3) + m)..<((r + 1) * (m + 3))].allSatisfy { $0 == -7 } })
+            }
+        }
+        for (n, m, k) in [(1, 1, 1), (3, 9, 5), (6, 16, 4), (7, 17, 33), (13, 64, 130), (5, 24, 512), (12, 65, 3), (20, 200, 64)] {
+            check(n: n, m: m, k: k, a: { UInt8.random(in: 0...255, using: &generator) }, b: { Int8.random(in: -127...127, using: &generator) })
+        }
+        // Every product at 255 · ±127: four of them meet in one int32 lane per instruction, exactly.
+        check(n: 7, m: 33, k: 512, a: { 255 }, b: { -127 })
+        check(n: 7, m: 33, k: 4099, a: { 255 }, b: { 127 })
+    }
+
+    @Test("fp32 dense kernels match a naive product for any shape on every kernel set")
+    func denseKernel() throws {
+        var generator = SystemRandomNumberGenerator()
+        for (n, m, k) in [(1, 1, 1), (3, 8, 7), (5, 10, 15), (9, 16, 17), (7, 33, 33), (13, 64, 32), (6, 70, 9), (17, 130, 64), (2, 300, 5)] {
+            let x = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &generator) }
+            let w = (0..<(k * m)).map { _ in Float.random(in: -1...1, using: &generator) }  // input-major
+            let bias = (0..<m).map { _ in Float.random(in: -1...1, using: &generator) }
+            for relu in [Int32(0), 1] {
+                for kernels in availableKernels {
+                    // Output rows wider than m: nothing past column m is written.
+                    var y = [Float](repeating: .nan, count: n * (m + 2))
+                    weir_sgemm(x, k, w, m, &y, m + 2, n, k, bias, relu, kernels)
+                    for r in 0..<n {
+                        for j in 0..<m {
+                            var expected = bias[j]
+                            for c in 0..<k { expected += x[r * k + c] * w[c * m + j] }
+                            if relu == 1 { expected = max(expected, 0) }
+                            #expect(abs(y[r * (m + 2) + j] - expected) <= 1e-4, "n=\(n) m=\(m) k=\(k) row \(r) output \(j) kernels \(kernels.rawValue)")
+                        }
+                        #expect(y[r * (m + 2) + m].isNaN && y[r * (m + 2) + m + 1].isNaN)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("Every kernel set gives the same integer layers and labels on the test models")
+    func kernelSetsAgree() throws {
+        for name in Fixture.withInt8Layers {
+            let fixture = try Fixture(name)
+            var results = [[String: Tensor]]()
+            for kernels in KernelSet.available {
+                let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere(kernels: kernels))
+                #expect(model.kernels == kernels)
+                results.append(try model.run(fixture.input))
+            }
+            for result in results.dropFirst() {
+                for (output, tensor) in result {
+                    if let labels = tensor.int64s { #expect(labels == results[0][output]?.int64s, "\(name).\(output)") }
+                    if let values = tensor.floats, let first = results[0][output]?.floats {
+                        #expect(maxAbsDifference(values, first) <= 1e-5, "\(name).\(output)")
+                    }
+                }
+            }
+        }
     }
 }
 

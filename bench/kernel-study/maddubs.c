@@ -8,11 +8,12 @@
  *                    in int16 before widening (4 products: at most 4 * 127 * 63 = 32004).
  *
  * The pre-added 7-bit kernel is now Weir's `int7` (weir_qgemm7 in Sources/CWeirKernels/kernels.c,
- * docs/model.md), measured here through the library.
+ * docs/model.md), measured here through the library, as is the AVX-512 VNNI kernel (weir_qgemm_vnni,
+ * kernels_avx512.c) on machines that have it.
  *
  * Build and run from the repository root:
  *   clang -O2 -o /tmp/kernel-study bench/kernel-study/maddubs.c Sources/CWeirKernels/kernels.c \
- *       -I Sources/CWeirKernels/include -lm && /tmp/kernel-study
+ *       Sources/CWeirKernels/kernels_avx512.c -I Sources/CWeirKernels/include -lm && /tmp/kernel-study
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -61,14 +62,19 @@ int main(void) {
     int16_t *p16 = malloc(weir_qgemm_packed_count(m, k) * 2); weir_qgemm_pack_b(b, m, k, p16);
     /* Both maddubs kernels read weir_qgemm7_pack_b's layout: 8 outputs x 4 inputs per 32 bytes. */
     int8_t *p8 = malloc(weir_qgemm7_packed_count(m, k)); weir_qgemm7_pack_b(b, m, k, p8);
-    int32_t *c1 = malloc(n * m * 4), *c2 = malloc(n * m * 4), *c3 = malloc(n * m * 4);
+    int8_t *pv = malloc(weir_qgemm_vnni_packed_count(m, k)); weir_qgemm_vnni_pack_b(b, m, k, pv);
+    int32_t *c1 = malloc(n * m * 4), *c2 = malloc(n * m * 4), *c3 = malloc(n * m * 4), *c4 = malloc(n * m * 4);
     double macs = (double)n * m * k;
+    int vnni = weir_kernels_best() == WEIR_KERNELS_AVX512;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now(); for (int i = 0; i < 50; i++) weir_qgemm_u8s8(a16, k, p16, c1, m, n, m, k); double t1 = now();
+        double t0 = now(); for (int i = 0; i < 50; i++) weir_qgemm_u8s8(a16, k, p16, c1, m, n, m, k, WEIR_KERNELS_AVX2); double t1 = now();
         for (int i = 0; i < 50; i++) gemm_plain(a8, k, p8, c2, n, m, k); double t2 = now();
-        for (int i = 0; i < 50; i++) weir_qgemm7(a8, k, p8, c3, m, n, m, k); double t3 = now();
-        printf("current %.1f GMAC/s  maddubs %.1f  maddubs+preadd %.1f\n", macs * 50 / (t1 - t0) / 1e9, macs * 50 / (t2 - t1) / 1e9, macs * 50 / (t3 - t2) / 1e9);
+        for (int i = 0; i < 50; i++) weir_qgemm7(a8, k, p8, c3, m, n, m, k, WEIR_KERNELS_AVX2); double t3 = now();
+        for (int i = 0; vnni && i < 50; i++) weir_qgemm_vnni(a8, k, pv, c4, m, n, m, k, WEIR_KERNELS_AVX512); double t4 = now();
+        printf("exact AVX2 %.1f GMAC/s  maddubs %.1f  maddubs+preadd %.1f", macs * 50 / (t1 - t0) / 1e9, macs * 50 / (t2 - t1) / 1e9, macs * 50 / (t3 - t2) / 1e9);
+        if (vnni) printf("  VNNI %.1f", macs * 50 / (t4 - t3) / 1e9);
+        printf("\n");
     }
-    printf("equal: %d %d\n", memcmp(c1, c2, n * m * 4) == 0, memcmp(c1, c3, n * m * 4) == 0);
+    printf("equal: %d %d %d\n", memcmp(c1, c2, n * m * 4) == 0, memcmp(c1, c3, n * m * 4) == 0, !vnni || memcmp(c1, c4, n * m * 4) == 0);
     return 0;
 }

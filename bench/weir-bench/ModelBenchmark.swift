@@ -20,11 +20,20 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
         peers.first { $0.model == a }!.macs_per_event < peers.first { $0.model == b }!.macs_per_event
     }
     let ghz = nominalGigahertz()
-    // vpmaddwd: 16 multiply-adds per instruction, two per cycle.
-    let limit = 32 * ghz
-    print(String(format: "inference core vs onnxruntime (one thread each); kernels: %@; exact int8 limit %.0f GMAC/s (32 MAC/cycle at %.2f GHz nominal); "
-                 + "layers of 65,536+ multiply-adds per row use the 7-bit kernel (64 MAC per 3 multiply uops), which can pass it",
-                 Model.usesAVX2 ? "AVX2" : "portable", limit, ghz))
+    // WEIR_BENCH_KERNELS=portable|avx2|avx512 caps the kernel set (ModelOptions.kernels).
+    var kernels = KernelSet.best
+    if let name = ProcessInfo.processInfo.environment["WEIR_BENCH_KERNELS"] {
+        guard let chosen = KernelSet(name: name) else { throw BenchmarkError("WEIR_BENCH_KERNELS=\(name): use portable, avx2 or avx512") }
+        kernels = chosen.usable
+    }
+    // AVX-512 VNNI: vpdpbusd, 64 multiply-adds per instruction, two per cycle; AVX2: vpmaddwd, 16, two per cycle.
+    let macsPerCycle: Double = kernels == .avx512 ? 128 : 32
+    let limit = macsPerCycle * ghz
+    let sevenBit = kernels == .avx512 ? "the VNNI kernel runs them at the same limit"
+        : "the 7-bit kernel (64 MAC per 3 multiply uops) can pass it"
+    print(String(format: "inference core vs onnxruntime (one thread each); kernels: %@; exact int8 limit %.0f GMAC/s (%.0f MAC/cycle at %.2f GHz nominal; "
+                 + "turbo clocks can pass it); layers of 65,536+ multiply-adds per row are int7: %@",
+                 kernels.description as NSString, limit, macsPerCycle, ghz, sevenBit as NSString))
     print("")
     print("| model | batch | Weir ns/event | onnxruntime fp32 | onnxruntime int8 | Weir / best onnxruntime | Weir / onnxruntime int8 | Weir GMAC/s | share of exact int8 limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -32,6 +41,7 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
     for name in names {
         let url = URL(fileURLWithPath: directory).appendingPathComponent("\(name).onnx")
         var options = ModelOptions()
+        options.kernels = kernels
         // WEIR_BENCH_FP32=1 plans every layer in fp32, to see what int8 buys.
         options.quantize = ProcessInfo.processInfo.environment["WEIR_BENCH_FP32"] == nil
         // WEIR_BENCH_TILE=R runs the plan R rows at a time (ModelOptions.tileRows); WEIR_BENCH_EXACT=1

@@ -3,6 +3,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Kernel sets, chosen at run time: every call names the set it wants and gets the best one this CPU
+ * runs that is no wider than that (asking for AVX-512 on an AVX2 machine gets AVX2). Every set gives
+ * bit-identical integer layers; fp32 sums may differ in their last bits (another summation order). */
+typedef enum {
+    WEIR_KERNELS_PORTABLE = 0,
+    /* AVX2 and FMA. */
+    WEIR_KERNELS_AVX2 = 1,
+    /* AVX-512 (F, BW, VL, DQ) with VNNI: vpdpbusd multiplies u8 by s8 and sums four products into
+     * int32 exactly (no int16 stage), 64 multiply-adds an instruction. */
+    WEIR_KERNELS_AVX512 = 2,
+} weir_kernels_t;
+
+/* The widest set this CPU (and its OS) runs. */
+weir_kernels_t weir_kernels_best(void);
+/* The set a request gets here: the request, or the best set when that is narrower. */
+weir_kernels_t weir_kernels_usable(weir_kernels_t requested);
+
 /* Integer GEMM for Weir's int8 layers: C[n][m] = sum_k A[n][k] * B[m][k], exact in int32.
  * A holds 8-bit activations, as 0...255 or centered on their zero point (q - zp, -255...255), and
  * B int8 weights (-127...127), both widened to int16 so the products are summed with vpmaddwd into
@@ -15,14 +32,9 @@ size_t weir_qgemm_packed_count(size_t m, size_t k);
 /* Packs row-major b[m][k] (output-major). Padding is zero. */
 void weir_qgemm_pack_b(const int8_t *b, size_t m, size_t k, int16_t *packed);
 /* a: n rows of a_stride int16 (k used; k rounded up to even must be readable and zero there).
- * c: n rows of c_stride int32 (m used). */
+ * c: n rows of c_stride int32 (m used). AVX2 or portable (an AVX-512 request runs AVX2). */
 void weir_qgemm_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, int32_t *c, size_t c_stride,
-                     size_t n, size_t m, size_t k);
-/* The same with the portable kernel, for tests and machines without AVX2. */
-void weir_qgemm_u8s8_portable(const int16_t *a, size_t a_stride, const int16_t *packed_b, int32_t *c,
-                              size_t c_stride, size_t n, size_t m, size_t k);
-/* 1 when the AVX2 kernels are in use. */
-int weir_kernels_have_avx2(void);
+                     size_t n, size_t m, size_t k, weir_kernels_t kernels);
 
 /* Quantizes n rows of k floats to uint8 per row, exactly as Weir's reference:
  * lo = min(0, min x), hi = max(0, max x), s = (hi - lo) / 255 (1 when 0), inv = 1 / s,
@@ -30,7 +42,7 @@ int weir_kernels_have_avx2(void);
  * Writes q - zp as int16 (centered: sum (q - zp) * w needs no zero-point correction afterwards) and
  * reports zp. Pads each row with zeros up to q_stride. */
 void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
-                           float *scales, int32_t *zero_points);
+                           float *scales, int32_t *zero_points, weir_kernels_t kernels);
 /* y[r][j] = (float)(acc[r][j] - zp[r] * colsum[j]) * (scale[r] * weight_scale[j]) (+ bias[j]), in that
  * order and without fused multiply-add, so it matches the reference bit for bit; then max(y, 0) when
  * relu is 1. bias may be NULL; zero_points NULL: the sums came from centered activations and need no
@@ -45,19 +57,19 @@ void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *r
 void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b, size_t n, size_t m, size_t k,
                       const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
                       const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
-                      int32_t *scratch);
+                      int32_t *scratch, weir_kernels_t kernels);
 
 /* fp32 dense: y[n][m] = sum_k x[n][k] * w[k][m] (+ bias[m]), then max(y, 0) when relu is 1.
  * w is input-major; bias may be NULL. */
 void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
-                size_t n, size_t k, const float *bias, int relu);
+                size_t n, size_t k, const float *bias, int relu, weir_kernels_t kernels);
 /* fp32 dense for layers with few outputs (fewer than 8, where weir_sgemm would leave most vector
  * lanes idle): each output is a dot product along k. w is output-major (w[j][k]); bias may be NULL. */
 void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
-                    size_t n, size_t k, const float *bias, int relu);
+                    size_t n, size_t k, const float *bias, int relu, weir_kernels_t kernels);
 /* Softmax of each row of `width` floats (y may equal x): exp(x - max) / sum, with a vectorized exp
- * (relative error about 1e-7) on AVX2. A NaN in a row makes that row NaN. */
-void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width);
+ * (relative error about 1e-7) on AVX2 (which an AVX-512 request runs). A NaN in a row makes that row NaN. */
+void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width, weir_kernels_t kernels);
 
 /* The 7-bit kernel for large layers: activations 0...127 (uint8) and weights -63...63 (int8) with
  * vpmaddubsw, two results added in int16 before widening. Four products sum to at most
@@ -69,19 +81,40 @@ void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width);
 size_t weir_qgemm7_packed_count(size_t m, size_t k);
 /* Packs row-major b[m][k] (output-major, values -63...63). Padding is zero. */
 void weir_qgemm7_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed);
-/* a: n rows of a_stride bytes (k used; k rounded up to 8 must be readable and zero there). */
+/* a: n rows of a_stride bytes (k used; k rounded up to 8 must be readable and zero there).
+ * AVX2 or portable (an AVX-512 request runs AVX2). */
 void weir_qgemm7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
-                 size_t n, size_t m, size_t k);
-/* The same with the portable kernel. */
-void weir_qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
-                          size_t n, size_t m, size_t k);
-/* weir_quantize_rows_u8's rule with 127 levels: s = (hi - lo) / 127, zp and q clamped to 0...127. */
-void weir_quantize_rows_u7(const float *x, size_t x_stride, size_t n, size_t k, uint8_t *q, size_t q_stride,
-                           float *scales, int32_t *zero_points);
+                 size_t n, size_t m, size_t k, weir_kernels_t kernels);
 /* The 7-bit layer in one pass, with weir_dequantize_rows's epilogue in registers. */
 void weir_qdense_u7s7(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,
                       const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
                       const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
-                      int32_t *scratch);
+                      int32_t *scratch, weir_kernels_t kernels);
+
+/* weir_quantize_rows_u8's rule with `levels` levels (255: int8, 127: int7): s = (hi - lo) / levels,
+ * zp and q clamped to 0...levels, written as they are (not centered), as bytes. */
+void weir_quantize_rows_bytes(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
+                              size_t q_stride, float *scales, int32_t *zero_points, weir_kernels_t kernels);
+
+/* The VNNI kernel (AVX-512): activations as bytes (0...255, or 0...127 for int7 layers) times int8
+ * weights with vpdpbusd, four products summed straight into int32, so the sums are exact for any
+ * operands (k up to 65,000) and both schemes run on it with the same results as their AVX2 kernels.
+ * The activations are not centered: the epilogue subtracts zp * colsum.
+ * B is packed by weir_qgemm_vnni_pack_b into blocks of 16 outputs x 4 inputs (bytes); k padded to 4. */
+
+/* int8 elements needed for packed B with m outputs and k inputs. */
+size_t weir_qgemm_vnni_packed_count(size_t m, size_t k);
+/* Packs row-major b[m][k] (output-major). Padding is zero. */
+void weir_qgemm_vnni_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed);
+/* a: n rows of a_stride bytes (k used; k rounded up to 4 must be readable and zero there). The raw sums
+ * (without zero-point correction); portable when AVX-512 is not requested or not here. */
+void weir_qgemm_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                     size_t n, size_t m, size_t k, weir_kernels_t kernels);
+/* The integer layer in one pass on the VNNI layout, with weir_dequantize_rows's epilogue (zero points
+ * required) in registers. scratch (n * m int32) is used only without AVX-512. */
+void weir_qdense_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,
+                      const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
+                      const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
+                      int32_t *scratch, weir_kernels_t kernels);
 
 #endif

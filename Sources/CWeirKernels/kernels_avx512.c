@@ -1,0 +1,384 @@
+/* The AVX-512 kernel set (F, BW, VL, DQ and VNNI), and the VNNI weight layout with its portable loop. */
+#include "kernels_internal.h"
+
+/* ---- the VNNI layout: 16 outputs x 4 inputs per 64-byte block ------------------------------------ */
+
+size_t weir_qgemm_vnni_packed_count(size_t m, size_t k) { return round_up(m, 16) * round_up(k, 4); }
+
+void weir_qgemm_vnni_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) {
+    size_t quads = round_up(k, 4) / 4, groups = round_up(m, 16) / 16;
+    memset(packed, 0, groups * quads * 64);
+    /* For each group of 16 outputs, for each quad of inputs: output j's four bytes at j * 4, which
+     * is the int32 lane vpdpbusd sums them into. */
+    for (size_t group = 0; group < groups; group++)
+        for (size_t quad = 0; quad < quads; quad++)
+            for (size_t j = 0; j < 16; j++)
+                for (size_t t = 0; t < 4; t++) {
+                    size_t row = group * 16 + j, col = quad * 4 + t;
+                    if (row < m && col < k) packed[((group * quads + quad) * 16 + j) * 4 + t] = b[row * k + col];
+                }
+}
+
+static void qgemm_vnni_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                                size_t n, size_t m, size_t k) {
+    size_t quads = round_up(k, 4) / 4, groups = round_up(m, 16) / 16;
+    for (size_t r = 0; r < n; r++) {
+        const uint8_t *row = a + r * a_stride;
+        for (size_t group = 0; group < groups; group++) {
+            int32_t acc[16] = {0};
+            const int8_t *block = packed_b + group * quads * 64;
+            for (size_t quad = 0; quad < quads; quad++, block += 64)
+                for (size_t j = 0; j < 16; j++)
+                    for (size_t t = 0; t < 4; t++) acc[j] += (int32_t)row[quad * 4 + t] * block[j * 4 + t];
+            for (size_t j = 0; j < 16 && group * 16 + j < m; j++) c[r * c_stride + group * 16 + j] = acc[j];
+        }
+    }
+}
+
+void weir_qgemm_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                     size_t n, size_t m, size_t k, weir_kernels_t kernels) {
+#ifdef WEIR_X86
+    if (weir_kernels_usable(kernels) == WEIR_KERNELS_AVX512) {
+        weir_avx512_qgemm_vnni(a, a_stride, packed_b, c, c_stride, n, m, k, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0);
+        return;
+    }
+#endif
+    qgemm_vnni_portable(a, a_stride, packed_b, c, c_stride, n, m, k);
+}
+
+void weir_qdense_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t n, size_t m, size_t k,
+                      const float *row_scales, const int32_t *zero_points, const int32_t *column_sums,
+                      const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
+                      int32_t *scratch, weir_kernels_t kernels) {
+#ifdef WEIR_X86
+    if (weir_kernels_usable(kernels) == WEIR_KERNELS_AVX512) {
+        weir_avx512_qgemm_vnni(a, a_stride, packed_b, NULL, 0, n, m, k, row_scales, zero_points, column_sums, weight_scales,
+                               bias, relu, y, y_stride);
+        return;
+    }
+#endif
+    qgemm_vnni_portable(a, a_stride, packed_b, scratch, m, n, m, k);
+    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+}
+
+#ifdef WEIR_X86
+#define WEIR_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
+#define WEIR_AVX512_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"), always_inline)) static inline
+
+/* Loops over a block's rows and groups (constant bounds) unroll fully, so the accumulators stay in
+ * registers. */
+#define UNROLLED _Pragma("clang loop unroll(full)")
+
+/* The lanes of a 16-wide group that exist when `count` values remain. */
+WEIR_AVX512_INLINE __mmask16 lanes_for(size_t count) { return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1); }
+
+/* ---- int8 / int7 layers with vpdpbusd ------------------------------------------------------------ */
+
+typedef struct {
+    const float *row_scales;
+    const int32_t *zero_points;
+    const int32_t *column_sums;
+    const float *weight_scales;
+    const float *bias;
+    int relu;
+    float *y;
+    size_t y_stride;
+} vnni_epilogue_t;
+
+/* ROWS (1...6) rows against G (1...4) groups of 16 outputs starting at `group`; both are constants at
+ * each call site, so the loops unroll and the ROWS x G accumulators stay in registers. Each step
+ * broadcasts four activation bytes of a row and multiplies them with four inputs of 16 outputs. */
+WEIR_AVX512_INLINE void vnni_block(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t quads, size_t r,
+                                   size_t group, size_t m, const int ROWS, const int G, int32_t *c, size_t c_stride,
+                                   const vnni_epilogue_t *e) {
+    const int8_t *b = packed_b + group * quads * 64;
+    const size_t group_step = quads * 64;
+    const uint8_t *rows[6];
+    UNROLLED
+    for (int i = 0; i < ROWS; i++) rows[i] = a + (r + i) * a_stride;
+    __m512i acc[6][4];
+    UNROLLED
+    for (int i = 0; i < ROWS; i++)
+        UNROLLED
+        for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_si512();
+    for (size_t q = 0; q < quads; q++) {
+        __m512i w[4];
+        UNROLLED
+        for (int g = 0; g < G; g++) w[g] = _mm512_loadu_si512((const void *)(b + g * group_step + q * 64));
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) {
+            int32_t quad;
+            memcpy(&quad, rows[i] + q * 4, 4);
+            __m512i v = _mm512_set1_epi32(quad);
+            UNROLLED
+            for (int g = 0; g < G; g++) acc[i][g] = _mm512_dpbusd_epi32(acc[i][g], v, w[g]);
+        }
+    }
+    UNROLLED
+    for (int g = 0; g < G; g++) {
+        size_t base = (group + g) * 16;
+        __mmask16 mask = lanes_for(m - base);
+        if (!e) {
+            UNROLLED
+            for (int i = 0; i < ROWS; i++) _mm512_mask_storeu_epi32(c + (r + i) * c_stride + base, mask, acc[i][g]);
+            continue;
+        }
+        /* y = f32(acc - zp * colsum) * (s_x * s_w) + b, in the reference's order, no FMA. */
+        __m512i sums = _mm512_maskz_loadu_epi32(mask, e->column_sums + base);
+        __m512 scales = _mm512_maskz_loadu_ps(mask, e->weight_scales + base);
+        __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mask, e->bias + base) : _mm512_setzero_ps();
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) {
+            size_t row = r + i;
+            __m512i corrected = _mm512_sub_epi32(acc[i][g], _mm512_mullo_epi32(_mm512_set1_epi32(e->zero_points[row]), sums));
+            __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(corrected), _mm512_mul_ps(_mm512_set1_ps(e->row_scales[row]), scales));
+            if (e->bias) product = _mm512_add_ps(product, bias);
+            if (e->relu) product = _mm512_max_ps(product, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(e->y + row * e->y_stride + base, mask, product);
+        }
+    }
+}
+
+/* Every block of up to 4 groups (64 outputs; outside) and 6 rows (inside): a 64-output slice of the
+ * weights is read once per block of rows and stays in L1 across the rows of the tile. The rows are
+ * split into blocks as even as possible (32 rows: 6, 6, 5, 5, 5, 5), since a small last block has too
+ * few accumulators to keep the multiply pipes busy. */
+#define WEIR_VNNI_ROWS(G)                                                                                  \
+    do {                                                                                                 \
+        size_t blocks = (n + 5) / 6, r = 0;                                                              \
+        for (size_t left = blocks; left > 0; left--) {                                                   \
+            size_t rows = (n - r + left - 1) / left;                                                     \
+            switch (rows) {                                                                              \
+            case 6: vnni_block(a, a_stride, packed_b, quads, r, group, m, 6, G, c, c_stride, e); break;   \
+            case 5: vnni_block(a, a_stride, packed_b, quads, r, group, m, 5, G, c, c_stride, e); break;   \
+            case 4: vnni_block(a, a_stride, packed_b, quads, r, group, m, 4, G, c, c_stride, e); break;   \
+            case 3: vnni_block(a, a_stride, packed_b, quads, r, group, m, 3, G, c, c_stride, e); break;   \
+            case 2: vnni_block(a, a_stride, packed_b, quads, r, group, m, 2, G, c, c_stride, e); break;   \
+            default: vnni_block(a, a_stride, packed_b, quads, r, group, m, 1, G, c, c_stride, e); break;  \
+            }                                                                                            \
+            r += rows;                                                                                   \
+        }                                                                                                \
+    } while (0)
+
+WEIR_AVX512 void weir_avx512_qgemm_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                                        size_t n, size_t m, size_t k, const float *row_scales, const int32_t *zero_points,
+                                        const int32_t *column_sums, const float *weight_scales, const float *bias, int relu,
+                                        float *y, size_t y_stride) {
+    vnni_epilogue_t epilogue = {row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride};
+    const vnni_epilogue_t *e = row_scales ? &epilogue : NULL;
+    size_t quads = round_up(k, 4) / 4, groups = round_up(m, 16) / 16;
+    for (size_t group = 0; group < groups; group += 4) {
+        switch (groups - group >= 4 ? 4 : groups - group) {
+        case 4: WEIR_VNNI_ROWS(4); break;
+        case 3: WEIR_VNNI_ROWS(3); break;
+        case 2: WEIR_VNNI_ROWS(2); break;
+        default: WEIR_VNNI_ROWS(1); break;
+        }
+    }
+}
+
+/* ---- row quantization to bytes -------------------------------------------------------------------- */
+
+/* min(0, min x) and max(0, max x) of one row, sixteen lanes at a time. NaN elements are skipped, as in
+ * the rule: min_ps/max_ps return their second operand when one is NaN, and the running bound (never
+ * NaN) is that operand. The tail's missing lanes load as 0, which the range holds anyway. */
+WEIR_AVX512_INLINE void row_range_avx512(const float *x, size_t k, float *lo_out, float *hi_out) {
+    __m512 lo0 = _mm512_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+    size_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+        __m512 v = _mm512_loadu_ps(x + i), w = _mm512_loadu_ps(x + i + 16);
+        lo0 = _mm512_min_ps(v, lo0);
+        hi0 = _mm512_max_ps(v, hi0);
+        lo1 = _mm512_min_ps(w, lo1);
+        hi1 = _mm512_max_ps(w, hi1);
+    }
+    for (; i < k; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(lanes_for(k - i), x + i);
+        lo0 = _mm512_min_ps(v, lo0);
+        hi0 = _mm512_max_ps(v, hi0);
+    }
+    *lo_out = _mm512_reduce_min_ps(_mm512_min_ps(lo1, lo0));
+    *hi_out = _mm512_reduce_max_ps(_mm512_max_ps(hi1, hi0));
+}
+
+/* rint(x * inv) + zp for sixteen floats, before the clamp (cvtps rounds to nearest, ties to even,
+ * like rint). */
+WEIR_AVX512_INLINE __m512i quantize16_unclamped(const float *x, __m512 inverse, __m512i zp) {
+    return _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), inverse)), zp);
+}
+
+/* q = clamp(rint(x * inv) + zp, 0, levels) for a row; the padding up to q_stride is zero. Sixty-four
+ * values at a time: packs (to int16) then packus (to 0...255) saturate before the clamp to levels,
+ * which gives the clamp's result; a dword permutation undoes the packs' lane interleaving. */
+WEIR_AVX512_INLINE void quantize_row_bytes_avx512(const float *x, size_t k, uint8_t *q, size_t q_stride, row_quantization_t rq) {
+    const __m512 inverse = _mm512_set1_ps(rq.inverse);
+    const __m512i zp = _mm512_set1_epi32(rq.zp), top = _mm512_set1_epi32(rq.levels), zero = _mm512_setzero_si512();
+    const __m512i top8 = _mm512_set1_epi8((char)rq.levels);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    size_t i = 0;
+    for (; i + 64 <= k; i += 64) {
+        __m512i words0 = _mm512_packs_epi32(quantize16_unclamped(x + i, inverse, zp), quantize16_unclamped(x + i + 16, inverse, zp));
+        __m512i words1 = _mm512_packs_epi32(quantize16_unclamped(x + i + 32, inverse, zp), quantize16_unclamped(x + i + 48, inverse, zp));
+        __m512i bytes = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(words0, words1));
+        _mm512_storeu_si512((void *)(q + i), _mm512_min_epu8(bytes, top8));
+    }
+    for (; i < k; i += 16) {
+        __mmask16 mask = lanes_for(k - i);
+        __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inverse)), zp);
+        v = _mm512_min_epi32(_mm512_max_epi32(v, zero), top);
+        _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtepi32_epi8(v));
+    }
+    if (q_stride > k) memset(q + k, 0, q_stride - k);
+}
+
+/* Rows in groups of sixteen: each row's range, the group's scales and zero points with one vector
+ * division (the rule's IEEE operations lane by lane), then each row's values. */
+WEIR_AVX512 void weir_avx512_quantize_rows_bytes(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
+                                                 size_t q_stride, float *scales, int32_t *zero_points) {
+    for (size_t first = 0; first < n; first += 16) {
+        size_t rows = n - first < 16 ? n - first : 16;
+        float lo[16] = {0}, hi[16] = {0};
+        for (size_t r = 0; r < rows; r++) row_range_avx512(x + (first + r) * x_stride, k, lo + r, hi + r);
+        const __m512 one = _mm512_set1_ps(1.0f);
+        __m512 l = _mm512_loadu_ps(lo), h = _mm512_loadu_ps(hi);
+        __m512 s = _mm512_div_ps(_mm512_sub_ps(h, l), _mm512_set1_ps((float)levels));
+        s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ), s, one);
+        __m512 inverse = _mm512_div_ps(one, s);
+        __m512i zp = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_xor_ps(l, _mm512_set1_ps(-0.0f)), inverse));
+        zp = _mm512_min_epi32(_mm512_max_epi32(zp, _mm512_setzero_si512()), _mm512_set1_epi32(levels));
+        float inverses[16];
+        _mm512_storeu_ps(inverses, inverse);
+        __mmask16 mask = lanes_for(rows);
+        _mm512_mask_storeu_ps(scales + first, mask, s);
+        _mm512_mask_storeu_epi32(zero_points + first, mask, zp);
+        for (size_t r = 0; r < rows; r++) {
+            row_quantization_t rq = {scales[first + r], inverses[r], zero_points[first + r], levels};
+            quantize_row_bytes_avx512(x + (first + r) * x_stride, k, q + (first + r) * q_stride, q_stride, rq);
+        }
+    }
+}
+
+/* ---- fp32 dense ------------------------------------------------------------------------------------ */
+
+/* ROWS rows x G groups of 16 outputs from column j (the last group may be partial: masked loads and
+ * stores touch only its outputs); w is input-major. */
+WEIR_AVX512_INLINE void sgemm_block_avx512(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
+                                           size_t r, size_t j, size_t k, const int ROWS, const int G, const float *bias,
+                                           int relu) {
+    __mmask16 masks[4];
+    UNROLLED
+    for (int g = 0; g < G; g++) masks[g] = lanes_for(m - (j + 16 * (size_t)g));
+    const float *rows[8];
+    UNROLLED
+    for (int i = 0; i < ROWS; i++) rows[i] = x + (r + i) * x_stride;
+    __m512 acc[8][4];
+    UNROLLED
+    for (int i = 0; i < ROWS; i++)
+        UNROLLED
+        for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_ps();
+    for (size_t kk = 0; kk < k; kk++) {
+        __m512 wv[4];
+        UNROLLED
+        for (int g = 0; g < G; g++) wv[g] = _mm512_maskz_loadu_ps(masks[g], w + kk * m + j + 16 * g);
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) {
+            __m512 v = _mm512_set1_ps(rows[i][kk]);
+            UNROLLED
+            for (int g = 0; g < G; g++) acc[i][g] = _mm512_fmadd_ps(v, wv[g], acc[i][g]);
+        }
+    }
+    UNROLLED
+    for (int g = 0; g < G; g++) {
+        __m512 b = bias ? _mm512_maskz_loadu_ps(masks[g], bias + j + 16 * g) : _mm512_setzero_ps();
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) {
+            __m512 v = acc[i][g];
+            if (bias) v = _mm512_add_ps(v, b);
+            if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(y + (r + i) * y_stride + j + 16 * g, masks[g], v);
+        }
+    }
+}
+
+/* Rows in blocks of ROWS for G groups: enough independent FMA chains (ROWS x G >= 8) to keep both FMA
+ * pipes busy through their latency. */
+#define WEIR_SGEMM_ROWS(ROWS_MAX, G)                                                                      \
+    do {                                                                                                \
+        size_t r = 0;                                                                                   \
+        for (; r + ROWS_MAX <= n; r += ROWS_MAX)                                                        \
+            sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, ROWS_MAX, G, bias, relu);       \
+        switch (n - r) {                                                                                \
+        case 7: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 7, G, bias, relu); break;   \
+        case 6: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 6, G, bias, relu); break;   \
+        case 5: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 5, G, bias, relu); break;   \
+        case 4: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 4, G, bias, relu); break;   \
+        case 3: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 3, G, bias, relu); break;   \
+        case 2: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 2, G, bias, relu); break;   \
+        case 1: sgemm_block_avx512(x, x_stride, w, m, y, y_stride, r, j, k, 1, G, bias, relu); break;   \
+        default: break;                                                                                 \
+        }                                                                                               \
+    } while (0)
+
+WEIR_AVX512 void weir_avx512_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride, size_t n,
+                                   size_t k, const float *bias, int relu) {
+    for (size_t j = 0; j < m; j += 64) {
+        size_t groups = (m - j + 15) / 16;
+        switch (groups >= 4 ? 4 : groups) {
+        case 4: WEIR_SGEMM_ROWS(6, 4); break;
+        case 3: WEIR_SGEMM_ROWS(8, 3); break;
+        case 2: WEIR_SGEMM_ROWS(8, 2); break;
+        default: WEIR_SGEMM_ROWS(8, 1); break;
+        }
+    }
+}
+
+/* ROWS rows' dot products with one output's weights, sixteen inputs at a time: each weight load
+ * serves every row, and the ROWS x 2 accumulators are independent FMA chains. */
+WEIR_AVX512_INLINE void sgemm_dot_block_avx512(const float *x, size_t x_stride, const float *column, size_t k, const int ROWS,
+                                               float sums[4]) {
+    __m512 a[4][2];
+    UNROLLED
+    for (int i = 0; i < ROWS; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+    size_t kk = 0;
+    for (; kk + 32 <= k; kk += 32) {
+        __m512 w0 = _mm512_loadu_ps(column + kk), w1 = _mm512_loadu_ps(column + kk + 16);
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) {
+            a[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * x_stride + kk), w0, a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * x_stride + kk + 16), w1, a[i][1]);
+        }
+    }
+    for (; kk < k; kk += 16) {
+        __mmask16 mask = lanes_for(k - kk);
+        __m512 w0 = _mm512_maskz_loadu_ps(mask, column + kk);
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) a[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + i * x_stride + kk), w0, a[i][0]);
+    }
+    UNROLLED
+    for (int i = 0; i < ROWS; i++) sums[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
+}
+
+/* Layers with few outputs: one dot product along k per output, four rows at a time. */
+WEIR_AVX512 void weir_avx512_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
+                                       size_t n, size_t k, const float *bias, int relu) {
+    for (size_t r = 0; r < n; r += 4) {
+        size_t rows = n - r < 4 ? n - r : 4;
+        for (size_t j = 0; j < m; j++) {
+            float sums[4];
+            const float *row = x + r * x_stride, *column = w + j * k;
+            switch (rows) {
+            case 4: sgemm_dot_block_avx512(row, x_stride, column, k, 4, sums); break;
+            case 3: sgemm_dot_block_avx512(row, x_stride, column, k, 3, sums); break;
+            case 2: sgemm_dot_block_avx512(row, x_stride, column, k, 2, sums); break;
+            default: sgemm_dot_block_avx512(row, x_stride, column, k, 1, sums); break;
+            }
+            for (size_t i = 0; i < rows; i++) {
+                float acc = sums[i];
+                if (bias) acc += bias[j];
+                if (relu && !(acc > 0)) acc = 0;
+                y[(r + i) * y_stride + j] = acc;
+            }
+        }
+    }
+}
+#endif
