@@ -2,12 +2,16 @@
 """Generates the ONNX test models and golden outputs that WeirModel's tests read.
 
 Run from the repository root: python3 scripts/make-test-models.py
+  (--references-only: recompute the int8 references below from the committed models and inputs,
+  without training anything again.)
 Writes Tests/WeirModelTests/Fixtures/: for each model NAME
   NAME.onnx            the model, as the real exporter wrote it
   NAME.json            what the test needs: input name and shape, outputs, tolerances
   NAME.input.f32       the input rows (float32, little-endian, row-major)
   NAME.<output>.f32 / .i64   onnxruntime's outputs (CPU provider, fp32 model)
   NAME.int8.<tensor>.f32     the exact int8 reference (below) for each int8 layer's output
+  NAME.int8only.<tensor>.f32 the same with every layer at 8 bits, for models with an int7 layer (the
+                             plan of kernel sets without a faster 7-bit kernel, AVX-512 VNNI)
 
 The int8 reference implements Weir's quantization scheme in numpy, operation for operation, so
 Swift can be checked bit for bit (docs/model.md describes the scheme):
@@ -78,10 +82,10 @@ def quantize_rows(x, levels=255):
     return q, scale, zp
 
 
-def int8_dense(x, w_out_major, bias):
-    """Weir's integer layer: 8-bit operands, or 7-bit ones for layers of at least
-    INT7_MIN_MULTIPLY_ADDS multiply-adds per row."""
-    seven_bit = w_out_major.shape[0] * w_out_major.shape[1] >= INT7_MIN_MULTIPLY_ADDS
+def int8_dense(x, w_out_major, bias, int7_min=INT7_MIN_MULTIPLY_ADDS):
+    """Weir's integer layer: 8-bit operands, or 7-bit ones for layers of at least int7_min
+    multiply-adds per row (None: never)."""
+    seven_bit = int7_min is not None and w_out_major.shape[0] * w_out_major.shape[1] >= int7_min
     qw, sw = quantize_weights(w_out_major, 63 if seven_bit else 127)
     qx, sx, zp = quantize_rows(x, 127 if seven_bit else 255)
     acc = qx.astype(np.int64) @ qw.astype(np.int64).T
@@ -94,7 +98,7 @@ def int8_dense(x, w_out_major, bias):
     return y
 
 
-def int8_reference(model, x):
+def int8_reference(model, x, int7_min=INT7_MIN_MULTIPLY_ADDS):
     """Runs the MLP-shaped graphs used here (MatMul[+Add] / Gemm, Relu, Sigmoid, Tanh, Softmax,
     Scaler, Identity, Cast), applying Weir's int8 scheme to dense layers that qualify, and returns
     the outputs of those int8 layers by tensor name."""
@@ -138,7 +142,7 @@ def int8_reference(model, x):
             if len(users) == 1 and users[0].op_type == "Relu" and out_name not in [o.name for o in model.graph.output]:
                 relu = users[0]
             if k >= INT8_MIN_INPUTS and m >= INT8_MIN_OUTPUTS:
-                y = int8_dense(a, np.ascontiguousarray(w_out_major), bias)
+                y = int8_dense(a, np.ascontiguousarray(w_out_major), bias, int7_min)
                 if relu is not None:
                     y = np.maximum(y, F32(0)).astype(F32)
                     out_name = relu.output[0]
@@ -173,6 +177,41 @@ def int8_reference(model, x):
     return layers
 
 
+def write_int8_references(name, model, x):
+    """Writes the int8 references of a model: with Weir's default 7-bit rule, and (when that rule
+    makes any layer int7) with every layer at 8 bits. Returns both lists of layer entries."""
+    def write(layers, kind):
+        entries = []
+        for tensor, value in layers.items():
+            file = f"{name}.{kind}.{tensor.replace('/', '_')}.f32"
+            np.ascontiguousarray(value).tofile(os.path.join(OUT, file))
+            entries.append({"tensor": tensor, "shape": list(value.shape), "file": file})
+        return entries
+    default = int8_reference(model, x)
+    eight_bit = int8_reference(model, x, int7_min=None)
+    differs = any(not np.array_equal(default[t].view(np.uint32), eight_bit[t].view(np.uint32)) for t in default)
+    return write(default, "int8"), write(eight_bit, "int8only") if differs else []
+
+
+def references_only():
+    """Recomputes the int8 references of every committed fixture from its model and input."""
+    for meta_file in sorted(f for f in os.listdir(OUT) if f.endswith(".json")):
+        path = os.path.join(OUT, meta_file)
+        with open(path) as f:
+            meta = json.load(f)
+        if not meta.get("int8_layers"):
+            continue
+        model = onnx.load(os.path.join(OUT, meta["model"]))
+        x = np.fromfile(os.path.join(OUT, meta["input"]["file"]), dtype=F32).reshape(meta["input"]["rows"], meta["input"]["columns"])
+        meta["int8_layers"], int8_only = write_int8_references(meta["name"], model, x)
+        meta.pop("int8_only_layers", None)
+        if int8_only:
+            meta["int8_only_layers"] = int8_only
+        with open(path, "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+        print(f"{meta['name']}: {len(meta['int8_layers'])} int8 layers, {len(int8_only)} 8-bit-only references")
+
+
 # ---- model builders ----------------------------------------------------------------------------
 
 def save(name, model, x, kind, labels=None, notes="", int8_expected=True, extra=None, run=True):
@@ -196,15 +235,12 @@ def save(name, model, x, kind, labels=None, notes="", int8_expected=True, extra=
         file = f"{name}.{out_name}.{suffix}"
         np.ascontiguousarray(value).tofile(os.path.join(OUT, file))
         outputs.append({"name": out_name, "shape": list(value.shape), "dtype": dtype, "file": file})
-    int8_layers = []
-    if int8_expected:
-        for tensor, value in int8_reference(model, x).items():
-            file = f"{name}.int8.{tensor.replace('/', '_')}.f32"
-            np.ascontiguousarray(value).tofile(os.path.join(OUT, file))
-            int8_layers.append({"tensor": tensor, "shape": list(value.shape), "file": file})
+    int8_layers, int8_only_layers = write_int8_references(name, model, x) if int8_expected else ([], [])
     meta = {"name": name, "model": name + ".onnx", "input": {"name": input_name, "rows": int(x.shape[0]),
             "columns": int(x.shape[1]), "file": name + ".input.f32"}, "outputs": outputs, "kind": kind,
             "int8_layers": int8_layers, "notes": notes}
+    if int8_only_layers:
+        meta["int8_only_layers"] = int8_only_layers
     if labels is not None:
         meta["labels"] = labels
     if extra:
@@ -252,6 +288,8 @@ def torch_like(name, sizes, rng, final="Sigmoid"):
 
 
 def main():
+    if "--references-only" in sys.argv[1:]:
+        return references_only()
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(20261122)
 

@@ -179,10 +179,11 @@ WEIR_AVX512 void weir_avx512_qgemm_vnni(const uint8_t *a, size_t a_stride, const
 
 /* ---- row quantization to bytes -------------------------------------------------------------------- */
 
-/* min(0, min x) and max(0, max x) of one row, sixteen lanes at a time. NaN elements are skipped, as in
- * the rule: min_ps/max_ps return their second operand when one is NaN, and the running bound (never
- * NaN) is that operand. The tail's missing lanes load as 0, which the range holds anyway. */
-WEIR_AVX512_INLINE void row_range_avx512(const float *x, size_t k, float *lo_out, float *hi_out) {
+/* The running bounds of one row, sixteen lanes each: lanes' min(0, x...) and max(0, x...). NaN
+ * elements are skipped, as in the rule: min_ps/max_ps return their second operand when one is NaN,
+ * and the running bound (never NaN) is that operand. The tail's missing lanes load as 0, which the
+ * range holds anyway. */
+WEIR_AVX512_INLINE void row_bounds_avx512(const float *x, size_t k, __m512 *lo_out, __m512 *hi_out) {
     __m512 lo0 = _mm512_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
     size_t i = 0;
     for (; i + 32 <= k; i += 32) {
@@ -197,9 +198,25 @@ WEIR_AVX512_INLINE void row_range_avx512(const float *x, size_t k, float *lo_out
         lo0 = _mm512_min_ps(v, lo0);
         hi0 = _mm512_max_ps(v, hi0);
     }
-    *lo_out = _mm512_reduce_min_ps(_mm512_min_ps(lo1, lo0));
-    *hi_out = _mm512_reduce_max_ps(_mm512_max_ps(hi1, hi0));
+    *lo_out = _mm512_min_ps(lo1, lo0);
+    *hi_out = _mm512_max_ps(hi1, hi0);
 }
+
+/* Sixteen rows' bounds (v[r], sixteen lanes each) folded into one vector, without a horizontal
+ * reduction per row: each level halves the lanes per row and doubles the rows per vector. MIN is
+ * _mm512_min_ps or _mm512_max_ps. Lane 4t + u of the result holds row 4u + t (`row_of_lane`). None
+ * of the lanes is NaN, so the order of the folds does not matter. */
+#define WEIR_FOLD_ROWS(v, MIN, out)                                                                              \
+    do {                                                                                                       \
+        __m512 a_[8], b_[4], c_[2];                                                                            \
+        for (int i_ = 0; i_ < 8; i_++) /* 16 lanes -> 8: rows 2i, 2i+1 side by side */                         \
+            a_[i_] = MIN(_mm512_shuffle_f32x4(v[2 * i_], v[2 * i_ + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i_], v[2 * i_ + 1], 0xEE)); \
+        for (int i_ = 0; i_ < 4; i_++) /* 8 -> 4: quarter t holds row 4i + t */                                \
+            b_[i_] = MIN(_mm512_shuffle_f32x4(a_[2 * i_], a_[2 * i_ + 1], 0x88), _mm512_shuffle_f32x4(a_[2 * i_], a_[2 * i_ + 1], 0xDD)); \
+        for (int i_ = 0; i_ < 2; i_++) /* 4 -> 2 within each quarter */                                        \
+            c_[i_] = MIN(_mm512_shuffle_ps(b_[2 * i_], b_[2 * i_ + 1], 0x44), _mm512_shuffle_ps(b_[2 * i_], b_[2 * i_ + 1], 0xEE)); \
+        out = MIN(_mm512_shuffle_ps(c_[0], c_[1], 0x88), _mm512_shuffle_ps(c_[0], c_[1], 0xDD));              \
+    } while (0)
 
 /* rint(x * inv) + zp for sixteen floats, before the clamp (cvtps rounds to nearest, ties to even,
  * like rint). */
@@ -208,8 +225,9 @@ WEIR_AVX512_INLINE __m512i quantize16_unclamped(const float *x, __m512 inverse, 
 }
 
 /* q = clamp(rint(x * inv) + zp, 0, levels) for a row; the padding up to q_stride is zero. Sixty-four
- * values at a time: packs (to int16) then packus (to 0...255) saturate before the clamp to levels,
- * which gives the clamp's result; a dword permutation undoes the packs' lane interleaving. */
+ * (then thirty-two) values at a time: packs (to int16) then packus (to 0...255) saturate before the
+ * clamp to levels, which gives the clamp's result; a dword permutation undoes the packs' lane
+ * interleaving. The last 1...31 values go sixteen at a time, masked. */
 WEIR_AVX512_INLINE void quantize_row_bytes_avx512(const float *x, size_t k, uint8_t *q, size_t q_stride, row_quantization_t rq) {
     const __m512 inverse = _mm512_set1_ps(rq.inverse);
     const __m512i zp = _mm512_set1_epi32(rq.zp), top = _mm512_set1_epi32(rq.levels), zero = _mm512_setzero_si512();
@@ -222,6 +240,12 @@ WEIR_AVX512_INLINE void quantize_row_bytes_avx512(const float *x, size_t k, uint
         __m512i bytes = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(words0, words1));
         _mm512_storeu_si512((void *)(q + i), _mm512_min_epu8(bytes, top8));
     }
+    if (i + 32 <= k) {
+        __m512i words = _mm512_packs_epi32(quantize16_unclamped(x + i, inverse, zp), quantize16_unclamped(x + i + 16, inverse, zp));
+        __m512i bytes = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(words, words));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm512_castsi512_si256(_mm512_min_epu8(bytes, top8)));
+        i += 32;
+    }
     for (; i < k; i += 16) {
         __mmask16 mask = lanes_for(k - i);
         __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inverse)), zp);
@@ -231,28 +255,111 @@ WEIR_AVX512_INLINE void quantize_row_bytes_avx512(const float *x, size_t k, uint
     if (q_stride > k) memset(q + k, 0, q_stride - k);
 }
 
-/* Rows in groups of sixteen: each row's range, the group's scales and zero points with one vector
- * division (the rule's IEEE operations lane by lane), then each row's values. */
-WEIR_AVX512 void weir_avx512_quantize_rows_bytes(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
-                                                 size_t q_stride, float *scales, int32_t *zero_points) {
+/* The lanes of a 64-byte store that exist when `count` bytes remain. */
+WEIR_AVX512_INLINE __mmask64 byte_lanes_for(size_t count) { return count >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << count) - 1); }
+
+/* One group of up to sixteen rows' scales and zero points from their folded bounds: the rule's IEEE
+ * operations lane by lane. Writes `rows` scales and zero points, returns the inverses. */
+WEIR_AVX512_INLINE __m512 group_quantizations(__m512 lows[16], __m512 highs[16], int32_t levels, size_t rows, float *scales,
+                                              int32_t *zero_points, __m512i *zps) {
+    /* Lane 4t + u of a fold holds row 4u + t: this puts row r in lane r. */
+    const __m512i row_of_lane = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 l, h;
+    WEIR_FOLD_ROWS(lows, _mm512_min_ps, l);
+    WEIR_FOLD_ROWS(highs, _mm512_max_ps, h);
+    l = _mm512_permutexvar_ps(row_of_lane, l);
+    h = _mm512_permutexvar_ps(row_of_lane, h);
+    __m512 s = _mm512_div_ps(_mm512_sub_ps(h, l), _mm512_set1_ps((float)levels));
+    s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ), s, one);
+    __m512 inverse = _mm512_div_ps(one, s);
+    __m512i zp = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_xor_ps(l, _mm512_set1_ps(-0.0f)), inverse));
+    zp = _mm512_min_epi32(_mm512_max_epi32(zp, _mm512_setzero_si512()), _mm512_set1_epi32(levels));
+    __mmask16 mask = lanes_for(rows);
+    _mm512_mask_storeu_ps(scales, mask, s);
+    _mm512_mask_storeu_epi32(zero_points, mask, zp);
+    *zps = zp;
+    return inverse;
+}
+
+/* Rows of at most 64 values (VECTORS = 1...4 vectors of sixteen, a constant at each call): loads,
+ * bounds and packing unrolled, no loops over the row, and one masked store that writes the row and
+ * its zero padding up to q_stride (<= 64). */
+WEIR_AVX512_INLINE void quantize_short_rows_avx512(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
+                                                   size_t q_stride, float *scales, int32_t *zero_points, const int VECTORS) {
+    __mmask16 masks[4];
+    UNROLLED
+    for (int j = 0; j < VECTORS; j++) masks[j] = lanes_for(k - 16 * (size_t)j);
+    const __mmask64 values = byte_lanes_for(k), stored = byte_lanes_for(q_stride);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i top8 = _mm512_set1_epi8((char)levels);
     for (size_t first = 0; first < n; first += 16) {
         size_t rows = n - first < 16 ? n - first : 16;
-        float lo[16] = {0}, hi[16] = {0};
-        for (size_t r = 0; r < rows; r++) row_range_avx512(x + (first + r) * x_stride, k, lo + r, hi + r);
-        const __m512 one = _mm512_set1_ps(1.0f);
-        __m512 l = _mm512_loadu_ps(lo), h = _mm512_loadu_ps(hi);
-        __m512 s = _mm512_div_ps(_mm512_sub_ps(h, l), _mm512_set1_ps((float)levels));
-        s = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(s, _mm512_setzero_ps(), _CMP_EQ_OQ), s, one);
-        __m512 inverse = _mm512_div_ps(one, s);
-        __m512i zp = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_xor_ps(l, _mm512_set1_ps(-0.0f)), inverse));
-        zp = _mm512_min_epi32(_mm512_max_epi32(zp, _mm512_setzero_si512()), _mm512_set1_epi32(levels));
-        float inverses[16];
-        _mm512_storeu_ps(inverses, inverse);
-        __mmask16 mask = lanes_for(rows);
-        _mm512_mask_storeu_ps(scales + first, mask, s);
-        _mm512_mask_storeu_epi32(zero_points + first, mask, zp);
+        __m512 lows[16], highs[16];
+        for (size_t r = 0; r < 16; r++) {
+            __m512 lo = _mm512_setzero_ps(), hi = lo;
+            if (r < rows) {
+                const float *row = x + (first + r) * x_stride;
+                UNROLLED
+                for (int j = 0; j < VECTORS; j++) {
+                    __m512 v = _mm512_maskz_loadu_ps(masks[j], row + 16 * j);
+                    lo = _mm512_min_ps(v, lo);  /* a NaN element keeps the bound: see row_bounds_avx512 */
+                    hi = _mm512_max_ps(v, hi);
+                }
+            }
+            lows[r] = lo;
+            highs[r] = hi;
+        }
+        __m512i zps;
+        __m512 inverses = group_quantizations(lows, highs, levels, rows, scales + first, zero_points + first, &zps);
         for (size_t r = 0; r < rows; r++) {
-            row_quantization_t rq = {scales[first + r], inverses[r], zero_points[first + r], levels};
+            const float *row = x + (first + r) * x_stride;
+            /* Row r's lanes, broadcast in registers (a load right after the masked stores would wait
+             * for them: masked stores do not forward). */
+            const __m512i lane = _mm512_set1_epi32((int)r);
+            const __m512 inverse = _mm512_permutexvar_ps(lane, inverses);
+            const __m512i zp = _mm512_permutexvar_epi32(lane, zps);
+            __m512i w[4];
+            UNROLLED
+            for (int j = 0; j < VECTORS; j++) w[j] = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(masks[j], row + 16 * j), inverse)), zp);
+            UNROLLED
+            for (int j = VECTORS; j < 4; j++) w[j] = _mm512_setzero_si512();
+            __m512i words0 = _mm512_packs_epi32(w[0], w[1]), words1 = VECTORS > 2 ? _mm512_packs_epi32(w[2], w[3]) : words0;
+            __m512i bytes = _mm512_min_epu8(_mm512_permutexvar_epi32(order, _mm512_packus_epi16(words0, words1)), top8);
+            /* Values past k (the zero-loaded lanes) become 0, and so does the padding. */
+            _mm512_mask_storeu_epi8(q + (first + r) * q_stride, stored, _mm512_maskz_mov_epi8(values, bytes));
+        }
+    }
+}
+
+/* Rows in groups of sixteen: each row's bounds, folded into the group's ranges at once, the
+ * group's scales and zero points with one vector division (the rule's IEEE operations lane by
+ * lane), then each row's values. Rows of up to 64 values (with padding to at most 64) take the
+ * unrolled path. */
+WEIR_AVX512 void weir_avx512_quantize_rows_bytes(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
+                                                 size_t q_stride, float *scales, int32_t *zero_points) {
+    if (k <= 64 && q_stride <= 64 && k > 0) {
+        switch ((k + 15) / 16) {
+        case 1: quantize_short_rows_avx512(x, x_stride, n, k, levels, q, q_stride, scales, zero_points, 1); return;
+        case 2: quantize_short_rows_avx512(x, x_stride, n, k, levels, q, q_stride, scales, zero_points, 2); return;
+        case 3: quantize_short_rows_avx512(x, x_stride, n, k, levels, q, q_stride, scales, zero_points, 3); return;
+        default: quantize_short_rows_avx512(x, x_stride, n, k, levels, q, q_stride, scales, zero_points, 4); return;
+        }
+    }
+    for (size_t first = 0; first < n; first += 16) {
+        size_t rows = n - first < 16 ? n - first : 16;
+        __m512 lows[16], highs[16];
+        for (size_t r = 0; r < 16; r++) {
+            if (r < rows) row_bounds_avx512(x + (first + r) * x_stride, k, lows + r, highs + r);
+            else lows[r] = highs[r] = _mm512_setzero_ps();
+        }
+        float inverses[16];
+        int32_t row_zps[16];
+        __m512i zps;
+        _mm512_storeu_ps(inverses, group_quantizations(lows, highs, levels, rows, scales + first, zero_points + first, &zps));
+        _mm512_storeu_si512((void *)row_zps, zps);
+        for (size_t r = 0; r < rows; r++) {
+            row_quantization_t rq = {scales[first + r], inverses[r], row_zps[r], levels};
             quantize_row_bytes_avx512(x + (first + r) * x_stride, k, q + (first + r) * q_stride, q_stride, rq);
         }
     }

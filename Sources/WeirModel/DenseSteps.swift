@@ -1,16 +1,16 @@
 import CWeirKernels
 
-/// y = x · W + b in fp32 (W stored input-major for the kernel; output-major too when the layer has
-/// fewer than 8 outputs, which run as one dot product per output).
-struct DenseStep: Step {
+/// y = x · W + b in fp32 (W stored input-major for the kernel; output-major instead when the layer
+/// has fewer than 8 outputs, which run as one dot product per output).
+final class DenseStep: Step {
     let input: Int
     let output: Int
     let inputs: Int
     let outputs: Int
-    let weightsInputMajor: [Float]
-    /// The same weights output-major, for layers with fewer than 8 outputs; empty otherwise.
-    let weightsOutputMajor: [Float]
-    let bias: [Float]?
+    /// Input-major (w[k][j]) for `weir_sgemm`, or output-major (w[j][k]) for `weir_sgemm_dot` when `dot`.
+    let weights: Constants<Float>
+    let dot: Bool
+    let bias: Constants<Float>?
     /// A following Relu, fused.
     let relu: Bool
     let name: String
@@ -22,9 +22,9 @@ struct DenseStep: Step {
         self.output = output
         self.inputs = inputs
         self.outputs = outputs
-        self.weightsInputMajor = weightsInputMajor
-        self.weightsOutputMajor = outputs < 8 ? outputMajorWeights(weightsInputMajor, inputs: inputs, outputs: outputs) : []
-        self.bias = bias
+        dot = outputs < 8
+        weights = Constants(dot ? outputMajorWeights(weightsInputMajor, inputs: inputs, outputs: outputs) : weightsInputMajor)
+        self.bias = bias.map { Constants($0) }
         self.relu = relu
         self.name = name
         self.kernels = kernels
@@ -37,18 +37,8 @@ struct DenseStep: Step {
         let rows = x.rows
         guard x.width == inputs else { throw ModelError("\(name): input has \(x.width) columns, the layer expects \(inputs)") }
         y.prepare(.float, rows: rows, width: outputs)
-        (bias ?? []).withUnsafeBufferPointer { bp in
-            let biasPointer = bias == nil ? nil : bp.baseAddress
-            if weightsOutputMajor.isEmpty {
-                weightsInputMajor.withUnsafeBufferPointer { wp in
-                    weir_sgemm(x.floats, inputs, wp.baseAddress, outputs, y.floats, outputs, rows, inputs, biasPointer, relu ? 1 : 0, kernels.c)
-                }
-            } else {
-                weightsOutputMajor.withUnsafeBufferPointer { wp in
-                    weir_sgemm_dot(x.floats, inputs, wp.baseAddress, outputs, y.floats, outputs, rows, inputs, biasPointer, relu ? 1 : 0, kernels.c)
-                }
-            }
-        }
+        let kernel = dot ? weir_sgemm_dot : weir_sgemm
+        kernel(x.floats, inputs, weights.base, outputs, y.floats, outputs, rows, inputs, bias?.base, relu ? 1 : 0, kernels.c)
     }
 }
 
@@ -76,13 +66,13 @@ enum IntegerScheme: String, Sendable {
 }
 
 /// How a layer's quantized weights are laid out for its kernel.
-enum PackedWeights: Sendable {
+enum WeightLayout: Sendable {
     /// int8 on AVX2 or portable: widened to int16, 8 outputs × 2 inputs per block.
-    case pairs([Int16])
+    case pairs
     /// int7 on AVX2 or portable: bytes, 8 outputs × 4 inputs per block.
-    case quads([Int8])
+    case quads
     /// Either scheme on AVX-512 VNNI: bytes, 16 outputs × 4 inputs per block.
-    case vnni([Int8])
+    case vnni
 }
 
 /// Weights quantized for an integer kernel: symmetric per output channel.
@@ -90,10 +80,13 @@ struct QuantizedWeights: Sendable {
     let outputs: Int
     let inputs: Int
     let scheme: IntegerScheme
-    let scales: [Float]
+    let scales: Constants<Float>
     /// Per output channel sum of the quantized weights, for the activation zero-point correction.
-    let columnSums: [Int32]
-    let packed: PackedWeights
+    let columnSums: Constants<Int32>
+    let layout: WeightLayout
+    /// The packed weights: int16 for `pairs`, bytes otherwise.
+    let pairs: Constants<Int16>?
+    let bytes: Constants<Int8>?
 
     /// Quantizes output-major fp32 weights: s = max|w| / L per channel, q = clamp(rint(w · (1/s)), −L, L)
     /// with L = 127 (int8) or 63 (int7), and packs them for `kernels`.
@@ -120,59 +113,75 @@ struct QuantizedWeights: Sendable {
             scales[n] = scale
             sums[n] = sum
         }
-        self.scales = scales
-        self.columnSums = sums
-        packed = values.withUnsafeBufferPointer { v in
-            switch (kernels.usable, scheme) {
-            case (.avx512, _):
-                var bytes = [Int8](repeating: 0, count: weir_qgemm_vnni_packed_count(outputs, inputs))
-                bytes.withUnsafeMutableBufferPointer { weir_qgemm_vnni_pack_b(v.baseAddress, outputs, inputs, $0.baseAddress) }
-                return .vnni(bytes)
-            case (_, .int8):
-                var pairs = [Int16](repeating: 0, count: weir_qgemm_packed_count(outputs, inputs))
-                pairs.withUnsafeMutableBufferPointer { weir_qgemm_pack_b(v.baseAddress, outputs, inputs, $0.baseAddress) }
-                return .pairs(pairs)
-            case (_, .int7):
-                var bytes = [Int8](repeating: 0, count: weir_qgemm7_packed_count(outputs, inputs))
-                bytes.withUnsafeMutableBufferPointer { weir_qgemm7_pack_b(v.baseAddress, outputs, inputs, $0.baseAddress) }
-                return .quads(bytes)
-            }
+        self.scales = Constants(scales)
+        self.columnSums = Constants(sums)
+        switch (kernels.usable, scheme) {
+        case (.avx512, _):
+            layout = .vnni
+            var packed = [Int8](repeating: 0, count: weir_qgemm_vnni_packed_count(outputs, inputs))
+            weir_qgemm_vnni_pack_b(values, outputs, inputs, &packed)
+            bytes = Constants(packed)
+            pairs = nil
+        case (_, .int8):
+            layout = .pairs
+            var packed = [Int16](repeating: 0, count: weir_qgemm_packed_count(outputs, inputs))
+            weir_qgemm_pack_b(values, outputs, inputs, &packed)
+            pairs = Constants(packed)
+            bytes = nil
+        case (_, .int7):
+            layout = .quads
+            var packed = [Int8](repeating: 0, count: weir_qgemm7_packed_count(outputs, inputs))
+            weir_qgemm7_pack_b(values, outputs, inputs, &packed)
+            bytes = Constants(packed)
+            pairs = nil
+        }
+    }
+
+    /// Bytes per quantized activation row (the kernel reads whole blocks of inputs; padding is zero).
+    var activationStride: Int {
+        switch layout {
+        case .pairs: (inputs + 1) / 2 * 2
+        case .quads: (inputs + 7) / 8 * 8
+        case .vnni: (inputs + 3) / 4 * 4
         }
     }
 }
 
-/// Per-step working memory of a quantized dense layer.
-final class QuantizedDenseMemory {
-    /// int8 on AVX2 or portable: quantized rows centered on their zero point (q - zp, −255...255), as int16.
-    var centered: [Int16] = []
-    /// Otherwise: quantized rows as bytes, 0...255 (int8) or 0...127 (int7).
-    var bytes: [UInt8] = []
-    var scales: [Float] = []
-    var zeroPoints: [Int32] = []
-    var accumulators: [Int32] = []
-}
-
 /// y = dequantize(q(x) · q(W)) + b: activations asymmetric per row, weights symmetric per channel,
-/// exact int32 sums; `weights.scheme` says how wide the operands are.
-struct QuantizedDenseStep: Step {
+/// exact int32 sums; `weights.scheme` says how wide the operands are. Immutable after init (its
+/// pointers address constants it owns), so it is safe to share: hence `@unchecked Sendable`.
+final class QuantizedDenseStep: Step, @unchecked Sendable {
     let input: Int
     let output: Int
     let weights: QuantizedWeights
-    let bias: [Float]?
+    let bias: Constants<Float>?
     /// A following Relu, fused into the epilogue (exact: max with 0).
     let relu: Bool
     let name: String
     /// The kernel set the weights were packed for.
     let kernels: KernelSet
+    // The constants' addresses, taken once (`weights` and `bias` keep them alive): the run reads
+    // them without touching reference counts.
+    private let columnSumsBase: UnsafePointer<Int32>
+    private let weightScalesBase: UnsafePointer<Float>
+    private let biasBase: UnsafePointer<Float>?
+    private let packedBytes: UnsafePointer<Int8>?
+    private let packedPairs: UnsafePointer<Int16>?
 
     init(input: Int, output: Int, weights: QuantizedWeights, bias: [Float]?, relu: Bool, name: String, kernels: KernelSet) {
         self.input = input
         self.output = output
         self.weights = weights
+        let bias = bias.map { Constants($0) }
         self.bias = bias
         self.relu = relu
         self.name = name
         self.kernels = kernels.usable
+        columnSumsBase = UnsafePointer(weights.columnSums.base)
+        weightScalesBase = UnsafePointer(weights.scales.base)
+        biasBase = bias.map { UnsafePointer($0.base) }
+        packedBytes = weights.bytes.map { UnsafePointer($0.base) }
+        packedPairs = weights.pairs.map { UnsafePointer($0.base) }
     }
 
     var summary: String {
@@ -186,86 +195,43 @@ struct QuantizedDenseStep: Step {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         let rows = x.rows, inputs = weights.inputs, outputs = weights.outputs
         guard x.width == inputs else { throw ModelError("\(name): input has \(x.width) columns, the layer expects \(inputs)") }
-        let memory: QuantizedDenseMemory
-        if let existing = scratch.stepMemory[index] as? QuantizedDenseMemory { memory = existing } else {
-            memory = QuantizedDenseMemory()
-            scratch.stepMemory[index] = memory
-        }
-        if memory.scales.count < rows {
-            memory.scales = [Float](repeating: 0, count: rows)
-            memory.zeroPoints = [Int32](repeating: 0, count: rows)
-        }
-        if memory.accumulators.count < rows * outputs { memory.accumulators = [Int32](repeating: 0, count: rows * outputs) }
         y.prepare(.float, rows: rows, width: outputs)
-        let relu: Int32 = self.relu ? 1 : 0
-        let kernels = self.kernels.c
+        let stride = weights.activationStride
+        let relu: Int32 = self.relu ? 1 : 0, kernels = self.kernels.c
         // The two-pass path (portable): integer product, then y = Float(acc - zp · colsum) · (s_x · s_w) + b.
         let portable = self.kernels == .portable
-        memory.scales.withUnsafeMutableBufferPointer { sp in
-            memory.zeroPoints.withUnsafeMutableBufferPointer { zp in
-                memory.accumulators.withUnsafeMutableBufferPointer { ap in
-                    weights.columnSums.withUnsafeBufferPointer { cp in
-                        weights.scales.withUnsafeBufferPointer { ws in
-                            (bias ?? []).withUnsafeBufferPointer { bp in
-                                let biasPointer = bias == nil ? nil : bp.baseAddress
-                                func bytes(stride: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Void) {
-                                    if memory.bytes.count < rows * stride { memory.bytes = [UInt8](repeating: 0, count: rows * stride) }
-                                    memory.bytes.withUnsafeMutableBufferPointer { qp in
-                                        weir_quantize_rows_bytes(x.floats, inputs, rows, inputs, weights.scheme.activationLevels, qp.baseAddress,
-                                                                 stride, sp.baseAddress, zp.baseAddress, kernels)
-                                        body(qp.baseAddress!)
-                                    }
-                                }
-                                switch weights.packed {
-                                case .vnni(let packed):
-                                    bytes(stride: (inputs + 3) / 4 * 4) { q in
-                                        packed.withUnsafeBufferPointer { wp in
-                                            weir_qdense_vnni(q, (inputs + 3) / 4 * 4, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
-                                                             zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu,
-                                                             y.floats, outputs, ap.baseAddress, kernels)
-                                        }
-                                    }
-                                case .pairs(let packed):
-                                    let stride = (inputs + 1) / 2 * 2
-                                    if memory.centered.count < rows * stride { memory.centered = [Int16](repeating: 0, count: rows * stride) }
-                                    memory.centered.withUnsafeMutableBufferPointer { qp in
-                                        weir_quantize_rows_u8(x.floats, inputs, rows, inputs, qp.baseAddress, stride, sp.baseAddress,
-                                                              zp.baseAddress, kernels)
-                                        packed.withUnsafeBufferPointer { wp in
-                                            // The rows come centered (q - zp), so Σ (q - zp) · q_w is already the corrected
-                                            // sum (acc - zp · colsum): no zero points go to the epilogue.
-                                            if portable {
-                                                weir_qgemm_u8s8(qp.baseAddress, stride, wp.baseAddress, ap.baseAddress, outputs,
-                                                                rows, outputs, inputs, kernels)
-                                                weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, nil,
-                                                                     cp.baseAddress, ws.baseAddress, biasPointer, relu, y.floats, outputs)
-                                            } else {
-                                                weir_qdense_u8s8(qp.baseAddress, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
-                                                                 nil, cp.baseAddress, ws.baseAddress, biasPointer, relu,
-                                                                 y.floats, outputs, ap.baseAddress, kernels)
-                                            }
-                                        }
-                                    }
-                                case .quads(let packed):
-                                    let stride = (inputs + 7) / 8 * 8
-                                    bytes(stride: stride) { q in
-                                        packed.withUnsafeBufferPointer { wp in
-                                            if portable {
-                                                weir_qgemm7(q, stride, wp.baseAddress, ap.baseAddress, outputs, rows, outputs, inputs, kernels)
-                                                weir_dequantize_rows(ap.baseAddress, rows, outputs, sp.baseAddress, zp.baseAddress,
-                                                                     cp.baseAddress, ws.baseAddress, biasPointer, relu, y.floats, outputs)
-                                            } else {
-                                                weir_qdense_u7s7(q, stride, wp.baseAddress, rows, outputs, inputs, sp.baseAddress,
-                                                                 zp.baseAddress, cp.baseAddress, ws.baseAddress, biasPointer, relu,
-                                                                 y.floats, outputs, ap.baseAddress, kernels)
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+        let memory = scratch.stepMemory + index
+        memory.pointee.reserve(rowBytes: rows * stride * (weights.layout == .pairs ? 2 : 1), rows: rows, sums: portable ? rows * outputs : 0)
+        let scales = memory.pointee.scales, zeroPoints = memory.pointee.zeroPoints
+        let sums = portable ? memory.pointee.sums : nil
+        let columnSums = columnSumsBase, weightScales = weightScalesBase, bias = biasBase
+        switch weights.layout {
+        case .vnni:
+            let q = memory.pointee.rows.assumingMemoryBound(to: UInt8.self)
+            weir_quantize_rows_bytes(x.floats, inputs, rows, inputs, weights.scheme.activationLevels, q, stride, scales, zeroPoints, kernels)
+            weir_qdense_vnni(q, stride, packedBytes, rows, outputs, inputs, scales, zeroPoints, columnSums, weightScales, bias,
+                             relu, y.floats, outputs, sums, kernels)
+        case .pairs:
+            // The rows come centered (q - zp), so Σ (q - zp) · q_w is already the corrected sum
+            // (acc - zp · colsum): no zero points go to the epilogue.
+            let q = memory.pointee.rows.assumingMemoryBound(to: Int16.self)
+            weir_quantize_rows_u8(x.floats, inputs, rows, inputs, q, stride, scales, zeroPoints, kernels)
+            if let sums {
+                weir_qgemm_u8s8(q, stride, packedPairs, sums, outputs, rows, outputs, inputs, kernels)
+                weir_dequantize_rows(sums, rows, outputs, scales, nil, columnSums, weightScales, bias, relu, y.floats, outputs)
+            } else {
+                weir_qdense_u8s8(q, stride, packedPairs, rows, outputs, inputs, scales, nil, columnSums, weightScales, bias, relu,
+                                 y.floats, outputs, nil, kernels)
+            }
+        case .quads:
+            let q = memory.pointee.rows.assumingMemoryBound(to: UInt8.self)
+            weir_quantize_rows_bytes(x.floats, inputs, rows, inputs, weights.scheme.activationLevels, q, stride, scales, zeroPoints, kernels)
+            if let sums {
+                weir_qgemm7(q, stride, packedBytes, sums, outputs, rows, outputs, inputs, kernels)
+                weir_dequantize_rows(sums, rows, outputs, scales, zeroPoints, columnSums, weightScales, bias, relu, y.floats, outputs)
+            } else {
+                weir_qdense_u7s7(q, stride, packedBytes, rows, outputs, inputs, scales, zeroPoints, columnSums, weightScales, bias,
+                                 relu, y.floats, outputs, nil, kernels)
             }
         }
     }

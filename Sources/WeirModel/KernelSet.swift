@@ -38,6 +38,15 @@ public enum KernelSet: Int, Sendable, CaseIterable, Comparable, CustomStringConv
         }
     }
 
+    /// The smallest dense layer (multiply-adds per row) that gains from int8 on this set, where
+    /// `ModelOptions.int8MinimumMultiplyAdds` leaves it to the set (measured with `make bench`): with
+    /// VNNI even a 32 × 32 layer does; with AVX2, quantizing a row costs more than fp32 saves below 4,096.
+    public var int8MinimumMultiplyAdds: Int { self == .avx512 ? 1024 : 4096 }
+
+    /// Whether this set's 7-bit kernel does more multiply-adds per cycle than its 8-bit one (AVX2's
+    /// `vpmaddubsw` pre-add; VNNI runs 7-bit operands at the 8-bit rate).
+    public var hasFasterSevenBitKernel: Bool { self != .avx512 }
+
     public static func < (lhs: KernelSet, rhs: KernelSet) -> Bool { lhs.rawValue < rhs.rawValue }
 
     init(_ c: weir_kernels_t) { self = KernelSet(rawValue: Int(c.rawValue)) ?? .portable }

@@ -61,7 +61,7 @@ public final class Model: Sendable {
         }
         let tile = max(1, tileRows)
         if rows <= tile {
-            scratch.gathered.removeAll(keepingCapacity: true)
+            for slot in scratch.gatheredSlots.indices { scratch.gatheredSlots[slot] = false }
             try runTile(rows: rows, input: input.baseAddress!, scratch: scratch)
             return ModelRun(plan: plan, scratch: scratch)
         }
@@ -70,9 +70,8 @@ public final class Model: Sendable {
             let count = min(tile, rows - done)
             try runTile(rows: count, input: input.baseAddress! + done * inputWidth, scratch: scratch)
             for (_, slot) in plan.outputSlots {
-                let whole = scratch.gathered[slot] ?? Buffer()
-                scratch.gathered[slot] = whole
-                whole.append(rowsOf: scratch.buffers[slot], after: done, totalRows: rows)
+                scratch.gathered[slot].append(rowsOf: scratch.buffers[slot], after: done, totalRows: rows)
+                scratch.gatheredSlots[slot] = true
             }
             done += count
         }
@@ -87,8 +86,9 @@ public final class Model: Sendable {
             first.prepare(.float, rows: rows, width: inputWidth)
             _ = memcpy(first.floats, input, rows * inputWidth * MemoryLayout<Float>.stride)
         }
-        for (index, step) in plan.steps.enumerated() {
-            try step.run(scratch, index: index)
+        // By index: each step runs in place, without copying (and retaining) its constants.
+        for index in plan.steps.indices {
+            try plan.steps[index].run(scratch, index: index)
         }
     }
 

@@ -8,13 +8,18 @@ public struct ModelOptions: Sendable {
     public var int8MinimumOutputs = 8
     /// ... and at least this many multiply-adds per row (inputs × outputs): below it, quantizing the
     /// row and dequantizing the result cost more than fp32 FMA saves (measured with `make bench`).
-    public var int8MinimumMultiplyAdds = 4096
+    /// nil: the kernel set's own threshold (`KernelSet.int8MinimumMultiplyAdds`).
+    public var int8MinimumMultiplyAdds: Int? = nil
     /// An int8 layer with at least this many multiply-adds per row runs with 7-bit operands
-    /// (`int7`: activations 0...127, weights −63...63), whose kernel does about 1.6× the multiply-adds
-    /// per cycle, exactly; nil keeps every layer at 8 bits. The default, 65,536 (a 256 × 256 layer),
-    /// leaves small models, where the narrower operands cost the most accuracy and gain the least,
-    /// at 8 bits (docs/model.md gives the accuracy cost).
+    /// (`int7`: activations 0...127, weights −63...63) on kernel sets whose 7-bit kernel is faster
+    /// (AVX2: about 1.5× the multiply-adds per cycle, exactly; not AVX-512 VNNI, where 8 bits run
+    /// as fast); nil keeps every layer at 8 bits. The default, 65,536 (a 256 × 256 layer), leaves
+    /// small models, where the narrower operands cost the most accuracy and gain the least, at 8 bits
+    /// (docs/model.md gives the accuracy cost).
     public var int7MinimumMultiplyAdds: Int? = 65_536
+    /// Apply the 7-bit rule on every kernel set, also where 8 bits run as fast (tests check the VNNI
+    /// kernel on int7 layers; a fleet can match its AVX2 workers' results this way).
+    public var int7EvenWhereNotFaster = false
     /// The kernels to run on: the widest set this CPU runs by default. A narrower set gives the same
     /// integer results (tests compare them); a wider one than the CPU runs falls back to the best it does.
     public var kernels = KernelSet.best
@@ -420,10 +425,13 @@ struct Planner {
         }
         let out = newSlot(outputName, SlotInfo(kind: .float, rank: 2, width: m))
         let label = node.name.isEmpty ? outputName : node.name
+        let kernels = options.kernels.usable
         if options.quantize && k >= options.int8MinimumInputs && m >= options.int8MinimumOutputs
-            && k * m >= options.int8MinimumMultiplyAdds {
+            && k * m >= options.int8MinimumMultiplyAdds ?? kernels.int8MinimumMultiplyAdds {
             let outputMajor = outputMajorWeights(inputMajor, inputs: k, outputs: m)
-            let scheme: IntegerScheme = options.int7MinimumMultiplyAdds.map { k * m >= $0 } == true ? .int7 : .int8
+            let sevenBit = (kernels.hasFasterSevenBitKernel || options.int7EvenWhereNotFaster)
+                && options.int7MinimumMultiplyAdds.map { k * m >= $0 } == true
+            let scheme: IntegerScheme = sevenBit ? .int7 : .int8
             let weights = QuantizedWeights(outputMajor: outputMajor, outputs: m, inputs: k, scheme: scheme, kernels: options.kernels.usable)
             record(QuantizedDenseStep(input: x.slot, output: out, weights: weights, bias: bias, relu: relu, name: label,
                                       kernels: options.kernels),

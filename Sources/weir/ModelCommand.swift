@@ -21,6 +21,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Plan everything in fp32 (what the model looks like without int8).")
     var fp32 = false
 
+    @Option(help: "Plan for these CPU kernels (auto, avx512, avx2, portable): how a machine without this one's runs it.")
+    var kernels = "auto"
+
     func run() throws {
         var url = URL(fileURLWithPath: path)
         var isDirectory: ObjCBool = false
@@ -30,6 +33,12 @@ struct InspectCommand: ParsableCommand {
         if isDirectory.boolValue { url.appendPathComponent("model.onnx") }
         var options = ModelOptions()
         options.quantize = !fp32
+        if kernels != "auto" {
+            guard let chosen = KernelSet(name: kernels) else {
+                throw ValidationError("--kernels \(kernels): use auto, avx512, avx2 or portable")
+            }
+            options.kernels = chosen
+        }
         let model: Model
         do { model = try Model(contentsOf: url, options: options) } catch {
             throw CommandFailure("\(path): \(error)")

@@ -28,6 +28,8 @@ struct Fixture {
         let outputs: [Output]
         let kind: String
         let int8_layers: [Int8Layer]
+        /// The same layers with every one at 8 bits, for models whose default plan has an int7 layer.
+        let int8_only_layers: [Int8Layer]?
         let fp32_reference: String?
     }
 

@@ -63,22 +63,29 @@ struct ModelTests {
         }
     }
 
-    @Test("int8 layers equal the exact integer reference bit for bit", arguments: Fixture.withInt8Layers)
+    @Test("int8 layers equal the exact integer reference bit for bit, on every kernel set and with 7-bit layers forced",
+          arguments: Fixture.withInt8Layers)
     func int8BitExact(name: String) throws {
         let fixture = try Fixture(name)
         #expect(!fixture.meta.int8_layers.isEmpty)
-        for kernels in KernelSet.available {
+        // Each set with its own plan, and every set with the 7-bit rule applied (VNNI runs int7
+        // operands when asked: `int7Wherever`).
+        for (kernels, int7Wherever) in KernelSet.available.map({ ($0, false) }) + KernelSet.available.map({ ($0, true) }) {
             var options = int8Everywhere(kernels: kernels)
+            options.int7EvenWhereNotFaster = int7Wherever
             options.tileRows = .max  // keep every intermediate row, to compare them all
             let model = try Model(contentsOf: fixture.modelURL, options: options)
             let scratch = model.makeScratch()
             _ = try model.run(fixture.input, scratch: scratch)
-            for layer in fixture.meta.int8_layers {
+            let planned7 = model.layers.contains { $0.precision == "int7" }
+            let references = planned7 ? fixture.meta.int8_layers : (fixture.meta.int8_only_layers ?? fixture.meta.int8_layers)
+            #expect(planned7 == (int7Wherever || kernels.hasFasterSevenBitKernel) || fixture.meta.int8_only_layers == nil)
+            for layer in references {
                 let ours = try #require(scratch.value(named: layer.tensor)?.floats, "tensor \(layer.tensor)")
                 let expected = Fixture.floats(layer.file)
                 let mismatches = zip(ours, expected).filter { $0.bitPattern != $1.bitPattern }.count
                 #expect(ours.count == expected.count && mismatches == 0,
-                        "\(name).\(layer.tensor) (\(kernels) kernels): \(mismatches) of \(expected.count) values differ")
+                        "\(name).\(layer.tensor) (\(kernels) kernels, int7 \(planned7)): \(mismatches) of \(expected.count) values differ")
             }
         }
     }
@@ -181,16 +188,23 @@ struct ModelTests {
         #expect(byDefault.layers.allSatisfy { $0.precision != "int8" })
     }
 
-    @Test("Large layers take the 7-bit kernel by default; the option keeps them at 8 bits")
+    @Test("Large layers take the 7-bit kernel on AVX2 (not on AVX-512 VNNI, where 8 bits run as fast); the option keeps them at 8 bits")
     func sevenBitPolicy() throws {
         let url = try Fixture("mlp_wide").modelURL
-        let byDefault = try Model(contentsOf: url)
+        var avx2 = ModelOptions()
+        avx2.kernels = .avx2
+        let byDefault = try Model(contentsOf: url, options: avx2)
         let dense = byDefault.layers.filter { $0.operation.hasPrefix("Dense") }
         #expect(dense.map { String($0.operation.split(separator: " ")[1]) } == ["64→256", "256→256", "256→1"])
         // 16,384 multiply-adds per row: 8 bits; 65,536: 7 bits; one output: fp32.
         #expect(dense.map(\.precision) == ["int8", "int7", "fp32"])
         #expect(dense[1].operation.contains("u7 activations") && dense[1].operation.contains("32004"))
-        var exact = ModelOptions()
+        if KernelSet.best == .avx512 {
+            let vnni = try Model(contentsOf: url)
+            #expect(vnni.kernels == .avx512)
+            #expect(vnni.layers.filter { $0.operation.hasPrefix("Dense") }.map(\.precision) == ["int8", "int8", "fp32"])
+        }
+        var exact = avx2
         exact.int7MinimumMultiplyAdds = nil
         let eightBit = try Model(contentsOf: url, options: exact)
         #expect(eightBit.layers.filter { $0.operation.hasPrefix("Dense") }.map(\.precision) == ["int8", "int8", "fp32"])
@@ -471,13 +485,15 @@ struct ModelTests {
         }
     }
 
-    @Test("Every kernel set gives the same integer layers and labels on the test models")
+    @Test("Every kernel set gives the same integer layers and labels on the test models, given the same plan")
     func kernelSetsAgree() throws {
         for name in Fixture.withInt8Layers {
             let fixture = try Fixture(name)
             var results = [[String: Tensor]]()
             for kernels in KernelSet.available {
-                let model = try Model(contentsOf: fixture.modelURL, options: int8Everywhere(kernels: kernels))
+                var options = int8Everywhere(kernels: kernels)
+                options.int7MinimumMultiplyAdds = nil  // the same plan on every set
+                let model = try Model(contentsOf: fixture.modelURL, options: options)
                 #expect(model.kernels == kernels)
                 results.append(try model.run(fixture.input))
             }
@@ -509,15 +525,18 @@ struct InspectCommandTests {
         #expect(result.output.contains("11 steps, 0 in int8"))
     }
 
-    @Test("shows int7 layers and counts them")
+    @Test("shows int7 layers (planned for AVX2) and counts them; a bad --kernels is refused")
     func inspectSevenBit() throws {
         let path = Fixture.directory.appendingPathComponent("mlp_wide.onnx").path
-        let result = try run([builtProduct("weir").path, "model", "inspect", path])
+        let result = try run([builtProduct("weir").path, "model", "inspect", "--kernels", "avx2", path])
         #expect(result.status == 0)
+        #expect(result.output.contains("kernels   AVX2"))
         let denseLines = result.output.split(separator: "\n").filter { $0.contains("Dense ") }
         #expect(denseLines.count == 3)
         #expect(denseLines[0].contains("64→256 int8") && denseLines[1].contains("256→256 int7") && denseLines[2].contains("256→1 fp32"))
         #expect(result.output.contains("1 in int8, 1 in int7 (7-bit operands for large layers"))
+        let wrong = try run([builtProduct("weir").path, "model", "inspect", "--kernels", "sse9", path])
+        #expect(wrong.status != 0 && wrong.errors.contains("--kernels sse9: use auto, avx512, avx2 or portable"))
     }
 
     @Test("an unsupported model exits 1 with one line naming the operator")
