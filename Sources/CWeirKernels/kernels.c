@@ -823,6 +823,7 @@ __attribute__((target("avx2,fma"))) static inline void softmax_short_row_avx2(co
 
 void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width, weir_kernels_t kernels) {
 #ifdef WEIR_X86
+    if (use_avx512(kernels)) { weir_avx512_softmax_rows(x, y, rows, width); return; }
     if (use_avx2(kernels)) {
         if (width >= 8 && width <= 16) {
             for (size_t r = 0; r < rows; r++) softmax_short_row_avx2(x + r * width, y + r * width, width);

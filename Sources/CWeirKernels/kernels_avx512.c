@@ -488,4 +488,61 @@ WEIR_AVX512 void weir_avx512_sgemm_dot(const float *x, size_t x_stride, const fl
         }
     }
 }
+/* ---- softmax ------------------------------------------------------------------------------------ */
+
+/* e^x for x <= 0 (softmax shifts by the row maximum), sixteen lanes: x = n ln2 + r with |r| <= ln2/2,
+ * e^r by the degree-6 polynomial of the AVX2 set (relative error about 1e-7), times 2^n by vscalefps.
+ * Lanes below -87.3 give 0, as expf does in float; a NaN lane stays NaN. */
+WEIR_AVX512_INLINE __m512 exp_nonpositive_avx512(__m512 x) {
+    const __m512 low = _mm512_set1_ps(-87.33654f);
+    __mmask16 kept = _mm512_cmp_ps_mask(x, low, _CMP_NLT_UQ);  /* not below -87.3, or NaN */
+    x = _mm512_max_ps(low, x);  /* a NaN lane stays NaN (maxps returns its second operand) */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_scalef_ps(kept, p, n);
+}
+
+/* Softmax of each row: one masked vector per sixteen values (lanes past the row load as -inf, whose
+ * exp is 0), the maximum and the sum reduced in registers, one division per row. A NaN in a row
+ * turns its exps, its sum and so the whole row into NaN. */
+WEIR_AVX512 void weir_avx512_softmax_rows(const float *x, float *y, size_t rows, size_t width) {
+    const __m512 negative = _mm512_set1_ps(-INFINITY);
+    if (width <= 16) {
+        const __mmask16 mask = lanes_for(width);
+        for (size_t r = 0; r < rows; r++) {
+            __m512 v = _mm512_mask_loadu_ps(negative, mask, x + r * width);
+            __m512 e = exp_nonpositive_avx512(_mm512_sub_ps(v, _mm512_set1_ps(_mm512_reduce_max_ps(v))));
+            float sum = _mm512_reduce_add_ps(_mm512_maskz_mov_ps(mask, e));
+            _mm512_mask_storeu_ps(y + r * width, mask, _mm512_mul_ps(e, _mm512_set1_ps(1.0f / sum)));
+        }
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * width;
+        float *out = y + r * width;
+        __m512 vmax = negative;
+        for (size_t j = 0; j < width; j += 16) vmax = _mm512_max_ps(_mm512_mask_loadu_ps(negative, lanes_for(width - j), row + j), vmax);
+        const __m512 highest = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        __m512 vsum = _mm512_setzero_ps();
+        for (size_t j = 0; j < width; j += 16) {
+            __mmask16 mask = lanes_for(width - j);
+            __m512 e = _mm512_maskz_mov_ps(mask, exp_nonpositive_avx512(_mm512_sub_ps(_mm512_mask_loadu_ps(negative, mask, row + j), highest)));
+            _mm512_mask_storeu_ps(out + j, mask, e);
+            vsum = _mm512_add_ps(vsum, e);
+        }
+        const __m512 scale = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+        for (size_t j = 0; j < width; j += 16) {
+            __mmask16 mask = lanes_for(width - j);
+            _mm512_mask_storeu_ps(out + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, out + j), scale));
+        }
+    }
+}
 #endif

@@ -44,6 +44,7 @@ void weir_avx512_sgemm_dot(const float *x, size_t x_stride, const float *w, size
                            size_t k, const float *bias, int relu);
 void weir_avx512_quantize_rows_bytes(const float *x, size_t x_stride, size_t n, size_t k, int32_t levels, uint8_t *q,
                                      size_t q_stride, float *scales, int32_t *zero_points);
+void weir_avx512_softmax_rows(const float *x, float *y, size_t rows, size_t width);
 /* row_scales NULL: c receives the raw sums; otherwise y the dequantized layer (zero points required). */
 void weir_avx512_qgemm_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
                             size_t n, size_t m, size_t k, const float *row_scales, const int32_t *zero_points,

@@ -319,36 +319,39 @@ struct ModelTests {
         }
     }
 
-    @Test("Softmax matches expf within 1e-6 at every width, underflows to 0, and a NaN spoils only its row")
+    @Test("Softmax (every kernel set) matches expf within 1e-6 at every width, underflows to 0, and a NaN spoils only its row")
     func softmaxKernel() throws {
         var generator = SystemRandomNumberGenerator()
-        for width in [1, 2, 7, 8, 9, 10, 16, 19, 33] {
-            let rows = 5
-            var x = (0..<(rows * width)).map { _ in Float.random(in: -30...30, using: &generator) }
-            x[0] = -200  // far below the row maximum: exp underflows
-            var y = [Float](repeating: .nan, count: x.count)
-            weir_softmax_rows(x, &y, rows, width, WEIR_KERNELS_AVX2)
-            for r in 0..<rows {
-                let row = x[(r * width)..<((r + 1) * width)]
-                let highest = row.max()!
-                let sum = row.reduce(Float(0)) { $0 + expf($1 - highest) }
-                for j in 0..<width {
-                    let expected = expf(x[r * width + j] - highest) / sum
-                    #expect(abs(y[r * width + j] - expected) <= 1e-6, "width \(width) row \(r) column \(j): \(y[r * width + j]) vs \(expected)")
+        for kernels in availableKernels {
+            for width in [1, 2, 7, 8, 9, 10, 16, 17, 19, 33] {
+                let rows = 5
+                var x = (0..<(rows * width)).map { _ in Float.random(in: -30...30, using: &generator) }
+                x[0] = -200  // far below the row maximum: exp underflows
+                var y = [Float](repeating: .nan, count: x.count)
+                weir_softmax_rows(x, &y, rows, width, kernels)
+                for r in 0..<rows {
+                    let row = x[(r * width)..<((r + 1) * width)]
+                    let highest = row.max()!
+                    let sum = row.reduce(Float(0)) { $0 + expf($1 - highest) }
+                    for j in 0..<width {
+                        let expected = expf(x[r * width + j] - highest) / sum
+                        #expect(abs(y[r * width + j] - expected) <= 1e-6,
+                                "kernels \(kernels.rawValue) width \(width) row \(r) column \(j): \(y[r * width + j]) vs \(expected)")
+                    }
+                    #expect(abs(y[(r * width)..<((r + 1) * width)].reduce(0, +) - 1) <= 1e-5)
                 }
-                #expect(abs(y[(r * width)..<((r + 1) * width)].reduce(0, +) - 1) <= 1e-5)
             }
-        }
-        // A NaN spoils its row only, wherever it sits (the short-row path for 8...16 values loads the
-        // last eight values separately from the first eight).
-        for (width, column) in [(4, 2), (10, 3), (10, 9), (12, 5), (16, 15)] {
-            var x = (0..<(3 * width)).map { Float($0 % 7) }
-            x[width + column] = .nan
-            var y = [Float](repeating: 0, count: x.count)
-            weir_softmax_rows(&x, &y, 3, width, WEIR_KERNELS_AVX2)
-            #expect(y[width..<(2 * width)].allSatisfy { $0.isNaN }, "width \(width) column \(column)")
-            let others = Array(y[0..<width]) + Array(y[(2 * width)...])
-            #expect(others.allSatisfy { $0.isFinite && $0 > 0 }, "width \(width) column \(column)")
+            // A NaN spoils its row only, wherever it sits (the AVX2 short-row path for 8...16 values
+            // loads the last eight values separately from the first eight).
+            for (width, column) in [(4, 2), (10, 3), (10, 9), (12, 5), (16, 15), (20, 18)] {
+                var x = (0..<(3 * width)).map { Float($0 % 7) }
+                x[width + column] = .nan
+                var y = [Float](repeating: 0, count: x.count)
+                weir_softmax_rows(&x, &y, 3, width, kernels)
+                #expect(y[width..<(2 * width)].allSatisfy { $0.isNaN }, "kernels \(kernels.rawValue) width \(width) column \(column)")
+                let others = Array(y[0..<width]) + Array(y[(2 * width)...])
+                #expect(others.allSatisfy { $0.isFinite && $0 > 0 }, "kernels \(kernels.rawValue) width \(width) column \(column)")
+            }
         }
     }
 

@@ -68,7 +68,7 @@ void weir_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float
 void weir_sgemm_dot(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride,
                     size_t n, size_t k, const float *bias, int relu, weir_kernels_t kernels);
 /* Softmax of each row of `width` floats (y may equal x): exp(x - max) / sum, with a vectorized exp
- * (relative error about 1e-7) on AVX2 (which an AVX-512 request runs). A NaN in a row makes that row NaN. */
+ * (relative error about 1e-7) on AVX2 and AVX-512. A NaN in a row makes that row NaN. */
 void weir_softmax_rows(const float *x, float *y, size_t rows, size_t width, weir_kernels_t kernels);
 
 /* The 7-bit kernel for large layers: activations 0...127 (uint8) and weights -63...63 (int8) with
