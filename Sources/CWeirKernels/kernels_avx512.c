@@ -85,7 +85,7 @@ typedef struct {
     size_t y_stride;
 } vnni_epilogue_t;
 
-/* ROWS (1...6) rows against G (1...4) groups of 16 outputs starting at `group`; both are constants at
+/* ROWS (1...12) rows against G (1...4) groups of 16 outputs starting at `group`; both are constants at
  * each call site, so the loops unroll and the ROWS x G accumulators stay in registers. Each step
  * broadcasts four activation bytes of a row and multiplies them with four inputs of 16 outputs. */
 WEIR_AVX512_INLINE void vnni_block(const uint8_t *a, size_t a_stride, const int8_t *packed_b, size_t quads, size_t r,
@@ -93,10 +93,10 @@ WEIR_AVX512_INLINE void vnni_block(const uint8_t *a, size_t a_stride, const int8
                                    const vnni_epilogue_t *e) {
     const int8_t *b = packed_b + group * quads * 64;
     const size_t group_step = quads * 64;
-    const uint8_t *rows[6];
+    const uint8_t *rows[12];
     UNROLLED
     for (int i = 0; i < ROWS; i++) rows[i] = a + (r + i) * a_stride;
-    __m512i acc[6][4];
+    __m512i acc[12][4];
     UNROLLED
     for (int i = 0; i < ROWS; i++)
         UNROLLED
@@ -143,17 +143,23 @@ WEIR_AVX512_INLINE void vnni_block(const uint8_t *a, size_t a_stride, const int8
  * weights is read once per block of rows and stays in L1 across the rows of the tile. The rows are
  * split into blocks as even as possible (32 rows: 6, 6, 5, 5, 5, 5), since a small last block has too
  * few accumulators to keep the multiply pipes busy. */
-#define WEIR_VNNI_ROWS(G)                                                                                  \
+#define WEIR_VNNI_ROWS(G, ROWS_MAX)                                                                        \
     do {                                                                                                 \
-        size_t blocks = (n + 5) / 6, r = 0;                                                              \
+        size_t blocks = (n + (ROWS_MAX) - 1) / (ROWS_MAX), r = 0;                                        \
         for (size_t left = blocks; left > 0; left--) {                                                   \
             size_t rows = (n - r + left - 1) / left;                                                     \
             switch (rows) {                                                                              \
-            case 6: vnni_block(a, a_stride, packed_b, quads, r, group, m, 6, G, c, c_stride, e); break;   \
-            case 5: vnni_block(a, a_stride, packed_b, quads, r, group, m, 5, G, c, c_stride, e); break;   \
-            case 4: vnni_block(a, a_stride, packed_b, quads, r, group, m, 4, G, c, c_stride, e); break;   \
-            case 3: vnni_block(a, a_stride, packed_b, quads, r, group, m, 3, G, c, c_stride, e); break;   \
-            case 2: vnni_block(a, a_stride, packed_b, quads, r, group, m, 2, G, c, c_stride, e); break;   \
+            case 12: vnni_block(a, a_stride, packed_b, quads, r, group, m, 12, G, c, c_stride, e); break; \
+            case 11: vnni_block(a, a_stride, packed_b, quads, r, group, m, 11, G, c, c_stride, e); break; \
+            case 10: vnni_block(a, a_stride, packed_b, quads, r, group, m, 10, G, c, c_stride, e); break; \
+            case 9: vnni_block(a, a_stride, packed_b, quads, r, group, m, 9, G, c, c_stride, e); break; \
+            case 8: vnni_block(a, a_stride, packed_b, quads, r, group, m, 8, G, c, c_stride, e); break; \
+            case 7: vnni_block(a, a_stride, packed_b, quads, r, group, m, 7, G, c, c_stride, e); break; \
+            case 6: vnni_block(a, a_stride, packed_b, quads, r, group, m, 6, G, c, c_stride, e); break; \
+            case 5: vnni_block(a, a_stride, packed_b, quads, r, group, m, 5, G, c, c_stride, e); break; \
+            case 4: vnni_block(a, a_stride, packed_b, quads, r, group, m, 4, G, c, c_stride, e); break; \
+            case 3: vnni_block(a, a_stride, packed_b, quads, r, group, m, 3, G, c, c_stride, e); break; \
+            case 2: vnni_block(a, a_stride, packed_b, quads, r, group, m, 2, G, c, c_stride, e); break; \
             default: vnni_block(a, a_stride, packed_b, quads, r, group, m, 1, G, c, c_stride, e); break;  \
             }                                                                                            \
             r += rows;                                                                                   \
@@ -169,10 +175,10 @@ WEIR_AVX512 void weir_avx512_qgemm_vnni(const uint8_t *a, size_t a_stride, const
     size_t quads = round_up(k, 4) / 4, groups = round_up(m, 16) / 16;
     for (size_t group = 0; group < groups; group += 4) {
         switch (groups - group >= 4 ? 4 : groups - group) {
-        case 4: WEIR_VNNI_ROWS(4); break;
-        case 3: WEIR_VNNI_ROWS(3); break;
-        case 2: WEIR_VNNI_ROWS(2); break;
-        default: WEIR_VNNI_ROWS(1); break;
+        case 4: WEIR_VNNI_ROWS(4, 6); break;
+        case 3: WEIR_VNNI_ROWS(3, 8); break;
+        case 2: WEIR_VNNI_ROWS(2, 12); break;
+        default: WEIR_VNNI_ROWS(1, 12); break;
         }
     }
 }
@@ -516,12 +522,33 @@ WEIR_AVX512_INLINE __m512 exp_nonpositive_avx512(__m512 x) {
 WEIR_AVX512 void weir_avx512_softmax_rows(const float *x, float *y, size_t rows, size_t width) {
     const __m512 negative = _mm512_set1_ps(-INFINITY);
     if (width <= 16) {
+        /* Sixteen rows at a time, all in registers: their maxima and sums folded across rows (no
+         * horizontal reduction per row), one vector division for the sixteen reciprocals. Rows past
+         * the end repeat the last row and are not stored. */
         const __mmask16 mask = lanes_for(width);
-        for (size_t r = 0; r < rows; r++) {
-            __m512 v = _mm512_mask_loadu_ps(negative, mask, x + r * width);
-            __m512 e = exp_nonpositive_avx512(_mm512_sub_ps(v, _mm512_set1_ps(_mm512_reduce_max_ps(v))));
-            float sum = _mm512_reduce_add_ps(_mm512_maskz_mov_ps(mask, e));
-            _mm512_mask_storeu_ps(y + r * width, mask, _mm512_mul_ps(e, _mm512_set1_ps(1.0f / sum)));
+        /* Row i's lane in a fold (lane 4t + u holds row 4u + t). */
+#define WEIR_LANE_OF_ROW(i) _mm512_set1_epi32(4 * ((i) % 4) + (i) / 4)
+        for (size_t first = 0; first < rows; first += 16) {
+            size_t count = rows - first < 16 ? rows - first : 16;
+            __m512 v[16], e[16];
+            UNROLLED
+            for (int i = 0; i < 16; i++) v[i] = _mm512_mask_loadu_ps(negative, mask, x + (first + ((size_t)i < count ? (size_t)i : count - 1)) * width);
+            __m512 maxima;
+            WEIR_FOLD_ROWS(v, _mm512_max_ps, maxima);
+            UNROLLED
+            for (int i = 0; i < 16; i++) {
+                __m512 highest = _mm512_permutexvar_ps(WEIR_LANE_OF_ROW(i), maxima);
+                e[i] = exp_nonpositive_avx512(_mm512_sub_ps(v[i], highest));
+            }
+            __m512 sums;
+            WEIR_FOLD_ROWS(e, _mm512_add_ps, sums);
+            const __m512 inverses = _mm512_div_ps(_mm512_set1_ps(1.0f), sums);
+            UNROLLED
+            for (int i = 0; i < 16; i++) {
+                if ((size_t)i >= count) break;
+                __m512 scale = _mm512_permutexvar_ps(WEIR_LANE_OF_ROW(i), inverses);
+                _mm512_mask_storeu_ps(y + (first + i) * width, mask, _mm512_mul_ps(e[i], scale));
+            }
         }
         return;
     }

@@ -41,7 +41,8 @@ public final class Model: Sendable {
         layers = plan.layers
         opsets = graph.opsets
         producer = graph.producer
-        tileRows = options.tileRows
+        let widest = plan.slotInfo.map(\.width).max() ?? 1
+        tileRows = options.tileRows ?? min(256, max(32, (256 * 1024) / (MemoryLayout<Float>.stride * max(widest, 1))))
         kernels = options.kernels.usable
         let inputSlot = plan.inputSlot
         readsInputInPlace = !plan.outputSlots.contains { $0.slot == inputSlot }

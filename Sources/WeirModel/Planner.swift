@@ -24,9 +24,11 @@ public struct ModelOptions: Sendable {
     /// integer results (tests compare them); a wider one than the CPU runs falls back to the best it does.
     public var kernels = KernelSet.best
     /// Larger batches run through the whole plan this many rows at a time, so intermediate values
-    /// stay in the L1 cache (every step is row-independent, so results are the same). Intermediate
-    /// values read from the scratch then hold the last tile only.
-    public var tileRows = 32
+    /// stay in the core's caches (every step is row-independent, so results are the same).
+    /// Intermediate values read from the scratch then hold the last tile only. nil: as many rows as
+    /// keep the widest intermediate value within 256 KiB, from 32 to 256 (measured with `make bench`:
+    /// each tile costs every step's fixed work once, so small models gain from long tiles).
+    public var tileRows: Int? = nil
     public init() {}
 }
 
