@@ -8,8 +8,8 @@ public let weirVersion = "0.4.0"
 /// How a bundle's model runs (manifest `precision`, a Weir extension; absent means `auto`). The model's
 /// owner picks it with the accuracy they validated, and it travels with the bundle to every worker.
 public enum ModelPrecision: String, Codable, Sendable, CaseIterable {
-    /// Integer kernels where they pay: int8 on mid-sized layers, int7 (7-bit operands) on layers of
-    /// at least 65,536 multiply-adds per row.
+    /// Integer kernels where they pay: int8 on mid-sized layers and, on AVX2 (whose 7-bit kernel is
+    /// faster), int7 (7-bit operands) on layers of at least 65,536 multiply-adds per row.
     case auto
     /// Integer kernels with 8-bit operands only: never int7.
     case int8

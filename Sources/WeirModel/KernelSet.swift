@@ -30,6 +30,15 @@ public enum KernelSet: Int, Sendable, CaseIterable, Comparable, CustomStringConv
         }
     }
 
+    /// The setting's spelling: `portable`, `avx2` or `avx512`.
+    public var name: String {
+        switch self {
+        case .portable: "portable"
+        case .avx2: "avx2"
+        case .avx512: "avx512"
+        }
+    }
+
     public var description: String {
         switch self {
         case .portable: "portable"

@@ -264,7 +264,7 @@ final class ControlPlane: @unchecked Sendable {
         case .success(let url): directory = url
         }
         let bundle: ModelBundle
-        do { bundle = try ModelBundle(directory: directory) } catch {
+        do { bundle = try ModelBundle(directory: directory, options: settings.modelOptions) } catch {
             let text = "\(error)"
             return .failure(ControlRejection(text.contains("sha256 is") ? "bundle-hash" : "bundle-invalid", text))
         }

@@ -119,8 +119,9 @@ public final class WorkerMetrics: Sendable {
     }
 
     /// Sets `weir_model_info` to 1 for the bundles serving now (by route) and 0 for earlier ones;
-    /// `precision` is the bundle's manifest precision (`auto`, `int8`, `fp32`).
-    func setServing(name: String, _ routes: [(route: String, version: String, bundle: String, precision: String)]) {
+    /// `precision` is the bundle's manifest precision (`auto`, `int8`, `fp32`), `kernels` the CPU
+    /// kernels it runs on (`avx512`, `avx2`, `portable`): together they say how its layers are planned.
+    func setServing(name: String, _ routes: [(route: String, version: String, bundle: String, precision: String, kernels: String)]) {
         infoGauges.withLock { table in
             for gauge in table.values { gauge.record(0) }
             for entry in routes {
@@ -128,7 +129,7 @@ public final class WorkerMetrics: Sendable {
                 let gauge = table[key] ?? CoreMetrics.Gauge(
                     label: "weir_model_info",
                     dimensions: [("model", name), ("version", entry.version), ("bundle", entry.bundle), ("route", entry.route),
-                                 ("precision", entry.precision)],
+                                 ("precision", entry.precision), ("kernels", entry.kernels)],
                     factory: factory)
                 table[key] = gauge
                 gauge.record(1)

@@ -1,5 +1,6 @@
 import Foundation
 import WeirKafka
+import WeirModel
 import Yams
 
 /// Everything `weir serve` can be told (docs/contracts.md). Each setting has a file key
@@ -18,6 +19,10 @@ public struct WorkerSettings: Sendable, Equatable {
     public var shadowTopic: String?
     /// The model bundle directory served until the control topic says otherwise.
     public var model: String?
+    /// The CPU kernels models run on; nil: the widest this machine runs. Integer layers give the
+    /// same results on every set, but the plan (which layers are int8, int7 or fp32) follows the
+    /// set, so a fleet of mixed machines that must score alike sets the narrowest they share.
+    public var kernels: KernelSet?
     public var batchMaxEvents = 256
     public var batchMaxDelayMs = 5
     public var driftWindowEvents: Int?
@@ -50,6 +55,13 @@ public struct WorkerSettings: Sendable, Equatable {
     public var kafka: [String: String] = [:]
 
     public init() {}
+
+    /// How this worker compiles models (the `kernels` setting).
+    public var modelOptions: ModelOptions {
+        var options = ModelOptions()
+        if let kernels { options.kernels = kernels }
+        return options
+    }
 }
 
 func defaultWorkerID() -> String {
@@ -170,6 +182,14 @@ let settingsCatalog: [SettingSpec] = [
     optionalText("status-topic", "topic for worker status records", \.statusTopic),
     optionalText("shadow-topic", "topic for shadow predictions", \.shadowTopic),
     optionalText("model", "model bundle directory to serve", \.model),
+    SettingSpec(key: "kernels", help: "CPU kernels for models: auto, avx512, avx2 or portable", apply: { settings, values, source in
+        let value = try single("kernels", values, source)
+        if value == "auto" { settings.kernels = nil; return }
+        guard let kernels = KernelSet(name: value) else {
+            throw SettingsError("kernels: '\(value)' \(source) is not a kernel set; use auto, avx512, avx2 or portable")
+        }
+        settings.kernels = kernels
+    }, render: { $0.kernels.map { "\($0.name)" } ?? "auto" }),
     integer("batch.max-events", "a batch closes at this many events", 1...65_536, \.batchMaxEvents),
     integer("batch.max-delay-ms", "...or when its oldest event has waited this long", 0...60_000, \.batchMaxDelayMs),
     optionalInteger("drift.window-events", "drift window size in events", 1...100_000_000, \.driftWindowEvents),

@@ -590,9 +590,11 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func recordServing() {
-        var routes = [("primary", primary.version, primary.ref.sha256, primary.bundle.manifest.modelPrecision.rawValue)]
+        var routes = [("primary", primary.version, primary.ref.sha256, primary.bundle.manifest.modelPrecision.rawValue,
+                       primary.bundle.model.kernels.name)]
         if let candidate, let mode = candidateMode {
-            routes.append((mode.rawValue, candidate.version, candidate.ref.sha256, candidate.bundle.manifest.modelPrecision.rawValue))
+            routes.append((mode.rawValue, candidate.version, candidate.ref.sha256, candidate.bundle.manifest.modelPrecision.rawValue,
+                           candidate.bundle.model.kernels.name))
         }
         metrics.setServing(name: bundle.manifest.name, routes)
         let versions = (primary.version, candidate?.version)

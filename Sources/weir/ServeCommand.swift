@@ -37,7 +37,7 @@ struct ServeCommand: ParsableCommand {
             throw CommandFailure("model: not set; give --model DIR (a bundle made by weir model package) or WEIR_MODEL")
         }
         let bundle: ModelBundle
-        do { bundle = try ModelBundle(directory: URL(fileURLWithPath: modelPath)) } catch {
+        do { bundle = try ModelBundle(directory: URL(fileURLWithPath: modelPath), options: settings.modelOptions) } catch {
             throw CommandFailure("model: \(error)")
         }
         try runWorker(settings: settings, bundle: bundle)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeirModel
 import WeirCodec
 import WeirControl
 import WeirKafka
@@ -274,7 +275,7 @@ import WeirWorker
         #expect(status == 200)
         for name in ["weir_events_consumed_total 500", "weir_predictions_total 500", "weir_batch_size_events_bucket",
                      "weir_event_latency_seconds_bucket", "weir_inference_seconds_count", "weir_consumer_lag{",
-                     "weir_model_info{", "version=\"1.0.0\"", "precision=\"auto\""] {
+                     "weir_model_info{", "version=\"1.0.0\"", "precision=\"auto\"", "kernels=\"\(KernelSet.best.name)\""] {
             #expect(body.contains(name), "/metrics lacks \(name)")
         }
         #expect(try get("/nowhere").0 == 404)

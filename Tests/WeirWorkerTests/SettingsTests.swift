@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeirModel
 import WeirTestSupport
 import WeirWorker
 
@@ -56,6 +57,7 @@ import WeirWorker
         (["--shadow-topic", "predictions"], "shadow-topic: 'predictions' is also the output or dlq topic; shadow records need their own topic"),
         (["--status-topic", "events"], "status-topic: 'events' is also an input topic; the worker would read its own records"),
         (["--log-format", "xml"], "log.format: 'xml' from --log-format is not a log format; use human or json"),
+        (["--kernels", "sse9"], "kernels: 'sse9' from --kernels is not a kernel set; use auto, avx512, avx2 or portable"),
     ])
     func badFlagsNameTheSetting(arguments: [String], message: String) throws {
         #expect(throws: SettingsError.self) { try SettingsLoader.load(file: nil, environment: [:], arguments: arguments) }
@@ -65,6 +67,19 @@ import WeirWorker
             #expect("\(error)" == message)
             #expect(!"\(error)".contains("\n"))
         }
+    }
+
+    /// `kernels` caps the CPU kernels a worker compiles models for (a mixed fleet scores alike on
+    /// the narrowest set its machines share); auto leaves them to the machine.
+    @Test func kernelsSettingReachesTheModelOptions() throws {
+        let auto = try SettingsLoader.load(file: nil, environment: [:], arguments: [])
+        #expect(auto.kernels == nil && auto.modelOptions.kernels == KernelSet.best)
+        #expect(SettingsLoader.render(auto).contains("kernels: auto"))
+        let avx2 = try SettingsLoader.load(file: nil, environment: ["WEIR_KERNELS": "avx2"], arguments: [])
+        #expect(avx2.kernels == .avx2 && avx2.modelOptions.kernels == .avx2)
+        #expect(SettingsLoader.render(avx2).contains("kernels: avx2"))
+        let flag = try SettingsLoader.load(file: try writeConfig("kernels: avx512\n"), environment: [:], arguments: ["--kernels", "portable"])
+        #expect(flag.kernels == .portable)
     }
 
     @Test func badFileAndEnvironmentValuesNameTheSettingAndSource() throws {
