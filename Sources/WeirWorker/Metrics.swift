@@ -16,6 +16,8 @@ public final class WorkerMetrics: Sendable {
     let deliveryRetries: CoreMetrics.Counter
     /// Offset commits the coordinator refused (sent again on the next tick).
     let commitFailures: CoreMetrics.Counter
+    /// Times the worker woke librdkafka's fetcher, stalled on its full prefetch queue (`Worker.wakeStalledFetcher`).
+    let fetcherWakeups: CoreMetrics.Counter
     private let transactionsCommitted: CoreMetrics.Counter
     private let transactionsAborted: CoreMetrics.Counter
     /// Transactions aborted in exactly-once mode (their events were answered again).
@@ -48,6 +50,8 @@ public final class WorkerMetrics: Sendable {
 
     /// Totals for summaries and tests (the same numbers as the Prometheus counters).
     public let consumedTotal = Atomic<Int>(0)
+    /// Times the worker woke librdkafka's stalled fetcher (`weir_fetcher_wakeups_total`).
+    public let fetcherWakeupTotal = Atomic<Int>(0)
     public let predictionTotal = Atomic<Int>(0)
     public let deadLetterTotal = Atomic<Int>(0)
     public let tombstoneTotal = Atomic<Int>(0)
@@ -72,6 +76,7 @@ public final class WorkerMetrics: Sendable {
         tombstones = Counter(label: "weir_tombstones_total", factory: factory)
         deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
         commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
+        fetcherWakeups = Counter(label: "weir_fetcher_wakeups_total", factory: factory)
         transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
         transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)
         batchSize = Recorder(label: "weir_batch_size_events", factory: factory)

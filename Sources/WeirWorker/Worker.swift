@@ -71,6 +71,10 @@ public final class Worker: @unchecked Sendable {
     private var paused = Set<TopicPartition>()
     private var isPausedForBackpressure = false
     private var lastCommitAt: UInt64 = 0
+    /// When the poll last returned events, and when the fetcher was last woken (`wakeStalledFetcher`).
+    private var lastConsumedAt: UInt64 = 0
+    private var lastFetcherWakeAt: UInt64 = 0
+    private var fetcherWakeRotation = 0
     private var lastGaugesAt: UInt64 = 0
     private var retries: [RetryRecord] = []
     /// `guarantee: exactly-once`: outputs and input offsets are committed in one transaction per
@@ -250,7 +254,12 @@ public final class Worker: @unchecked Sendable {
         }
         let room = settings.batchMaxEvents - pending.count
         let consumed = consumer.poll(maxMessages: max(room, 1), timeoutMs: timeoutMs, retainingInto: &polled)
-        if consumed > 0 { take(polled) }
+        if consumed > 0 {
+            take(polled)
+            lastConsumedAt = monotonicNanoseconds()
+        } else {
+            wakeStalledFetcher()
+        }
         polled.removeAll(keepingCapacity: true)
         producer.serveDeliveryReports()
         let after = monotonicNanoseconds()
@@ -926,6 +935,36 @@ public final class Worker: @unchecked Sendable {
         }
         metrics.pausedPartitions.record(paused.count)
         metrics.inFlight.record(inFlight)
+    }
+
+    /// librdkafka 2.0.2 stops fetching a partition while its prefetched messages pass
+    /// `queued.min.messages` or `queued.max.messages.kbytes`, and its broker thread looks again only
+    /// on its next wake-up, up to a second later (2.1.0 made this `fetch.queue.backoff.ms`). A
+    /// worker catching up on a backlog drains the queue far sooner and then sat idle: rounds of the
+    /// worker benchmark stalled 0.5–0.8 s (6 of 16 rounds here). When nothing has arrived for 20 ms
+    /// but a partition's last fetch saw more messages than were consumed, asking its leader for the
+    /// watermarks (one small request, which goes through that broker's thread) wakes the fetcher.
+    /// One partition per wake-up, rotating, so several leaders all get their turn; at most one
+    /// wake-up per 50 ms, and nothing while partitions are paused.
+    private func wakeStalledFetcher() {
+        let now = monotonicNanoseconds()
+        guard now - lastConsumedAt >= 20_000_000, now - lastFetcherWakeAt >= 50_000_000,
+              paused.isEmpty, !assigned.isEmpty else { return }
+        lastFetcherWakeAt = now
+        var lagging = [TopicPartition]()
+        for partition in assigned {
+            guard let end = trackByPartition[partition]?.consumedEnd,
+                  let marks = consumer.cachedWatermarks(partition.topic, partition.partition), marks.high > end else { continue }
+            lagging.append(partition)
+        }
+        guard !lagging.isEmpty else { return }
+        lagging.sort { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+        fetcherWakeRotation = (fetcherWakeRotation + 1) % lagging.count
+        let partition = lagging[fetcherWakeRotation]
+        metrics.fetcherWakeups.increment()
+        metrics.fetcherWakeupTotal.add(1, ordering: .relaxed)
+        // The answer itself is not needed; a failure (broker down) is the fetcher's to report.
+        _ = try? consumer.watermarks(partition.topic, partition.partition, timeoutMs: 50)
     }
 
     private func updateGauges() {

@@ -22,7 +22,21 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     if driftTopic != nil { settings.driftWindowEvents = 1000 }
     settings.kafka["consumer.fetch.wait.max.ms"] = "5"
     settings.kafka["consumer.session.timeout.ms"] = "6000"
-    let worker = try Worker(settings: settings, bundle: bundle)
+    // Knobs for studying the worker contender: WEIR_BENCH_WORKER_KAFKA=k=v,k=v (librdkafka settings,
+    // `consumer.`/`producer.` prefixed as in `kafka.*`), WEIR_BENCH_MAX_IN_FLIGHT, WEIR_BENCH_BATCH_EVENTS,
+    // WEIR_BENCH_WORKER_LOG=1 (the worker's log on stderr), WEIR_BENCH_TIMELINE=1 (consumed/answered
+    // every 50 ms on stderr, which shows stalls).
+    let env = ProcessInfo.processInfo.environment
+    for pair in (env["WEIR_BENCH_WORKER_KAFKA"] ?? "").split(separator: ",") {
+        let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        if parts.count == 2 { settings.kafka[parts[0]] = parts[1] }
+    }
+    if let value = env["WEIR_BENCH_MAX_IN_FLIGHT"].flatMap({ Int($0) }) { settings.maxInFlightEvents = value }
+    if let value = env["WEIR_BENCH_BATCH_EVENTS"].flatMap({ Int($0) }) { settings.batchMaxEvents = value }
+    let verbose = env["WEIR_BENCH_WORKER_LOG"] != nil
+    let worker = try Worker(settings: settings, bundle: bundle, log: { record in
+        if verbose { FileHandle.standardError.write(Data((record.rendered(as: .human) + "\n").utf8)) }
+    })
     let finished = DispatchSemaphore(value: 0)
     let thread = Thread {
         do { try worker.run() } catch { FileHandle.standardError.write(Data("weir-bench worker: \(error)\n".utf8)) }
@@ -41,7 +55,17 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     let startWall = Date(), startCPU = cpuSeconds(), startSwitches = contextSwitches()
     let startDrift = metrics.driftNanosecondsTotal.load(ordering: .relaxed)
     // Answered counts records handed to the producer; delivered means the offsets can commit.
-    while answered() < events && Date() < deadline { usleep(2_000) }
+    var timeline = [(Double, Int, Int)]()
+    while answered() < events && Date() < deadline {
+        usleep(2_000)
+        if env["WEIR_BENCH_TIMELINE"] != nil { timeline.append((Date().timeIntervalSince(startWall), metrics.consumedTotal.load(ordering: .relaxed), answered())) }
+    }
+    if env["WEIR_BENCH_TIMELINE"] != nil {
+        var line = ""
+        var last = (0.0, 0, 0)
+        for point in timeline where point.0 - last.0 >= 0.05 { line += String(format: " %.2f:%d/%d", point.0, point.1, point.2); last = point }
+        FileHandle.standardError.write(Data("timeline\(line)\n".utf8))
+    }
     let consumedAll = answered() >= events
     var deliveredWall = Date()
     while !worker.committedEverything && Date() < deadline { usleep(2_000) }
