@@ -170,18 +170,20 @@ struct ConcatStep: Step {
         let rows = parts[0].rows, width = parts.reduce(0) { $0 + $1.width }
         let y = scratch.buffers[output]
         y.prepare(parts[0].kind, rows: rows, width: width)
-        for r in 0..<rows {
-            var column = 0
-            for part in parts {
-                for j in 0..<part.width {
-                    switch part.kind {
-                    case .float: y.floats[r * width + column] = part.floats[r * part.width + j]
-                    case .int64: y.ints[r * width + column] = part.ints[r * part.width + j]
-                    case .string: y.strings[r * width + column] = part.strings[r * part.width + j]
-                    }
-                    column += 1
-                }
+        var column = 0
+        for part in parts {
+            let partWidth = part.width
+            switch part.kind {
+            case .float:
+                let source = part.floats, target = y.floats
+                for r in 0..<rows { (target + r * width + column).update(from: source + r * partWidth, count: partWidth) }
+            case .int64:
+                let source = part.ints, target = y.ints
+                for r in 0..<rows { (target + r * width + column).update(from: source + r * partWidth, count: partWidth) }
+            case .string:
+                for r in 0..<rows { for j in 0..<partWidth { y.strings[r * width + column + j] = part.strings[r * partWidth + j] } }
             }
+            column += partWidth
         }
     }
 }
@@ -256,11 +258,20 @@ struct ScalerStep: Step {
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         y.prepare(.float, rows: x.rows, width: x.width)
-        let width = x.width
-        for r in 0..<x.rows {
-            for j in 0..<width {
-                let o = offset.count == 1 ? offset[0] : offset[j], s = scale.count == 1 ? scale[0] : scale[j]
-                y.floats[r * width + j] = (x.floats[r * width + j] - o) * s
+        let width = x.width, rows = x.rows
+        guard (offset.count == 1 || offset.count == width) && (scale.count == 1 || scale.count == width) else {
+            throw ModelError("Scaler: \(offset.count) offsets and \(scale.count) scales for \(width) features")
+        }
+        // Per-column parameters spread to the row's width once, then one tight loop per row.
+        let offsets = offset.count == width ? offset : [Float](repeating: offset[0], count: width)
+        let scales = scale.count == width ? scale : [Float](repeating: scale[0], count: width)
+        let xp = x.floats, yp = y.floats
+        offsets.withUnsafeBufferPointer { o in
+            scales.withUnsafeBufferPointer { sc in
+                for r in 0..<rows {
+                    let row = xp + r * width, out = yp + r * width
+                    for j in 0..<width { out[j] = (row[j] - o[j]) * sc[j] }
+                }
             }
         }
     }

@@ -319,7 +319,8 @@ public final class Worker: @unchecked Sendable {
             }
             if pending.isEmpty { batchOpenedAt = now }
             var route = Route.primary
-            var model = primary
+            // Unowned: `primary` and `candidate` hold the models for the whole call.
+            unowned(unsafe) var model = primary
             if let candidate, candidateMode == .canary, let key = message.key, CanaryRouting.bucket(key) < canaryThreshold {
                 route = .canary
                 model = candidate
@@ -406,6 +407,11 @@ public final class Worker: @unchecked Sendable {
         metrics.inferenceTime.recordNanoseconds(Int64(finished - started))
         rememberRecentEvent()
         var predicted = 0
+        // Per event, nothing below copies a struct holding references (an event, a run result) or
+        // takes a model out of an optional: each such copy costs reference-count traffic per event.
+        let primaryError = primaryResult.error, candidateError = candidateResult.error
+        let primaryModel = primary, candidateModel = candidate
+        let primaryDrift = primary.drift
         withOutputs(primary, primaryResult) { primaryOutputs in
             withOutputs(candidate, candidateResult) { candidateOutputs in
                 driftOutputs = primaryOutputs
@@ -413,31 +419,35 @@ public final class Worker: @unchecked Sendable {
                     flushDriftRows()
                     driftOutputs = nil
                 }
-                for event in pending {
-                    let message = event.message.message
-                    let context = deliveryContext(track: event.track.index, sequence: event.sequence)
-                    let isPrimary = event.route == .primary
-                    let model = isPrimary ? primary : candidate!
-                    let result = isPrimary ? primaryResult : candidateResult
-                    model.trialEvents += 1
-                    if let error = result.error {
-                        model.trialErrors += 1
-                        sendDeadLetter(message, from: model, code: "model-error", reason: "the model failed on this batch: \(error)",
-                                       context: context)
-                    } else if let problem = model.answers.encodePrediction(
-                        row: Int(event.row), outputs: isPrimary ? primaryOutputs : candidateOutputs, message: message, id: event.id,
-                        topicJSON: event.track.topicJSON, latencyMicros: (finished - event.receivedAt) / 1000) {
-                        model.trialErrors += 1
-                        sendDeadLetter(message, from: model, code: "model-error", reason: problem, context: context)
-                    } else {
-                        var headers = OutgoingHeaders(copying: message)
-                        model.answers.appendPredictionHeaders(to: &headers, route: event.route)
-                        send(to: outputTopic, writer: model.answers.writer, key: message.key, headers: headers, context: context)
-                        predicted += 1
-                        if isPrimary, let drift = primary.drift { observe(row: Int(event.row), event: event, drift: drift) }
+                pending.withUnsafeBufferPointer { events in
+                    for index in events.indices {
+                        let message = events[index].message.message
+                        let context = deliveryContext(track: events[index].track.index, sequence: events[index].sequence)
+                        let isPrimary = events[index].route == .primary
+                        unowned(unsafe) let model = isPrimary ? primaryModel : candidateModel.unsafelyUnwrapped
+                        model.trialEvents += 1
+                        if let error = isPrimary ? primaryError : candidateError {
+                            model.trialErrors += 1
+                            sendDeadLetter(message, from: model, code: "model-error", reason: "the model failed on this batch: \(error)",
+                                           context: context)
+                        } else if let problem = model.answers.encodePrediction(
+                            row: Int(events[index].row), outputs: isPrimary ? primaryOutputs : candidateOutputs, message: message,
+                            id: events[index].id, topicJSON: events[index].track.topicJSON,
+                            latencyMicros: (finished - events[index].receivedAt) / 1000) {
+                            model.trialErrors += 1
+                            sendDeadLetter(message, from: model, code: "model-error", reason: problem, context: context)
+                        } else {
+                            var headers = OutgoingHeaders(copying: message)
+                            model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
+                            send(to: outputTopic, writer: model.answers.writer, key: message.key, headers: headers, context: context)
+                            predicted += 1
+                            if isPrimary, let primaryDrift { observe(row: Int(events[index].row), event: events[index], drift: primaryDrift) }
+                        }
+                        if events[index].shadowRow >= 0, let shadow = candidateModel {
+                            sendShadow(events[index], shadow, candidateResult, candidateOutputs, finished)
+                        }
+                        events[index].message.release()
                     }
-                    if event.shadowRow >= 0, let shadow = candidate { sendShadow(event, shadow, candidateResult, candidateOutputs, finished) }
-                    event.message.release()
                 }
             }
         }

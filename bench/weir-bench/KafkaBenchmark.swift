@@ -171,6 +171,19 @@ func countMessages(bootstrap: String, topic: String, partitions: Int) throws -> 
 /// contender, as the difference between a 40k-event and a 10k-event run (start-up, group join and
 /// shutdown cancel out). Nil when valgrind is not installed.
 func instructionsPerEvent(cluster: EmbeddedCluster, commands: [String: [String]], partitions: Int) throws -> [String: Double]? {
+    try instructionsPerEvent(cluster: cluster, contenders: ["c-event", "swift"], partitions: partitions) { contender, events, output, _ in
+        var command = commands[contender]! + [cluster.bootstrapServers, "bench-in", output, output, String(events)]
+        if contender.hasPrefix("c-") { command.append(String(contender.dropFirst(2))) }
+        return command
+    }
+}
+
+/// The same for any contenders: `command(contender, events, output, input)` is the command line
+/// that answers `events` events into the fresh topic `output` (and `output`-dlq, created here too).
+/// With `ownInputs`, each run reads a topic holding exactly its events (`input`), so a consumer's
+/// prefetch past the events it answers is not counted; else `input` is "bench-in".
+func instructionsPerEvent(cluster: EmbeddedCluster, contenders: [String], partitions: Int, ownInputs: Bool = false,
+                          command: (String, Int, String, String) throws -> [String]) throws -> [String: Double]? {
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/valgrind") else {
         print("(valgrind not installed: instruction counts skipped)")
         return nil
@@ -182,20 +195,25 @@ func instructionsPerEvent(cluster: EmbeddedCluster, commands: [String: [String]]
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { if kept == nil { try? FileManager.default.removeItem(at: directory) } }
     var result = [String: Double]()
-    for contender in ["c-event", "swift"] {
+    if ownInputs {
+        for events in [10_000, 40_000] {
+            try cluster.createTopic("cg-in-\(events)", partitions: partitions)
+            try produceBenchmarkInput(bootstrap: cluster.bootstrapServers, topic: "cg-in-\(events)", events: events, eventBytes: 750)
+        }
+    }
+    for contender in contenders {
         var totals = [Int: Double]()
         for events in [10_000, 40_000] {
             let output = "cg-\(contender)-\(events)"
             try cluster.createTopic(output, partitions: partitions)
+            try cluster.createTopic(output + "-dlq", partitions: partitions)
             let file = directory.appendingPathComponent("\(contender)-\(events).out").path
-            var command = commands[contender]!
-            command[0] = try withoutDebugInfo(command[0], in: directory)
-            command += [cluster.bootstrapServers, "bench-in", output, "cg-\(contender)-\(events)", String(events)]
-            if contender.hasPrefix("c-") { command.append(String(contender.dropFirst(2))) }
-            _ = try runContender(command, wrapper: ["valgrind", "--tool=callgrind", "--callgrind-out-file=\(file)"])
+            var line = try command(contender, events, output, ownInputs ? "cg-in-\(events)" : "bench-in")
+            line[0] = try withoutDebugInfo(line[0], in: directory)
+            _ = try runContender(line, wrapper: ["valgrind", "--tool=callgrind", "--callgrind-out-file=\(file)"])
             let text = try String(contentsOfFile: file, encoding: .utf8)
-            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }),
-                  let total = Double(line.split(separator: " ").last!) else {
+            guard let summary = text.split(separator: "\n").first(where: { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }),
+                  let total = Double(summary.split(separator: " ").last!) else {
                 throw BenchmarkError("no totals in \(file)")
             }
             totals[events] = total

@@ -94,6 +94,14 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let manifest = URL(fileURLWithPath: model).appendingPathComponent("manifest.json").path
     let every = ["c-event", "weir", "weir-drift", "python"]
+    // WEIR_BENCH_INSTRUCTIONS_ONLY=1: only the callgrind comparison of the floor and Weir.
+    if ProcessInfo.processInfo.environment["WEIR_BENCH_INSTRUCTIONS_ONLY"] != nil {
+        if let counted = workerInstructionsPerEvent(cluster: cluster, directory: directory, partitions: partitions, model: model) {
+            print(String(format: "instructions/event (callgrind, 40k - 10k events): C floor %.0f, Weir %.0f: %.2f×",
+                         counted["c-event"]!, counted["weir"]!, counted["weir"]! / counted["c-event"]!))
+        }
+        return
+    }
     // `--contenders a,b` runs a subset (for profiling one of them); the ratios need all four.
     let contenders = only.map { wanted in every.filter(wanted.contains) } ?? every
     var results = [String: [PassthroughResult]]()
@@ -190,6 +198,11 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     print(String(format: "| drift on / off (CPU: median of %d back-to-back pairs) | %.2f× | %.2f× (goal ≤ 1.10×) |",
                  driftPairs.count, rate["weir-drift"]! / rate["weir"]!, median(driftPairs)))
     print(String(format: "| Weir / Python | %.1f× (goal ≥ 3×) | %.2f× |", rate["weir"]! / rate["python"]!, cpu["weir"]! / cpu["python"]!))
+    let instructions = workerInstructionsPerEvent(cluster: cluster, directory: directory, partitions: partitions, model: model)
+    if let instructions {
+        print(String(format: "| instructions/event (callgrind, 40k - 10k events; AVX2 kernels, and the decoder does more per instruction than librdkafka) | C floor %.0f, Weir %.0f | %.2f× |",
+                     instructions["c-event"]!, instructions["weir"]!, instructions["weir"]! / instructions["c-event"]!))
+    }
 
     // Latency at half of Weir's rate: a paced producer, one worker, event-time to delivery.
     let halfRate = Int(rate["weir"]! / 2)
@@ -197,6 +210,7 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     print(String(format: "| Weir event-to-prediction latency at %d events/s (half its max) | p50 %.2f ms | p99 %.2f ms |",
                  halfRate, latency.p50, latency.p99))
     var summary: [String: Double] = ["latency_rate": Double(halfRate), "latency_p50_ms": latency.p50, "latency_p99_ms": latency.p99,
+                                     "weir_vs_floor_instructions": instructions.map { $0["weir"]! / $0["c-event"]! } ?? -1,
                                      "weir_vs_floor_rate": rate["weir"]! / rate["c-event"]!,
                                      "weir_vs_floor_cpu": cpu["weir"]! / cpu["c-event"]!,
                                      "weir_vs_python_rate": rate["weir"]! / rate["python"]!,
@@ -241,4 +255,22 @@ func measureLatency(cluster: EmbeddedCluster, rate: Int, seconds: Int, model: St
     worker.stop()
     _ = finished.wait(timeout: .now() + 30)
     return (Double(window.quantile(0.5) ?? 0) / 1000, Double(window.quantile(0.99) ?? 0) / 1000)
+}
+
+/// CPU per event the VM's noise cannot move: instructions counted by callgrind for the C floor and
+/// Weir's worker (valgrind runs the AVX2 kernels: it does not emulate AVX-512). Nil when skipped.
+func workerInstructionsPerEvent(cluster: EmbeddedCluster, directory: URL, partitions: Int, model: String) -> [String: Double]? {
+    let bootstrap = cluster.bootstrapServers
+    do {
+        return try instructionsPerEvent(cluster: cluster, contenders: ["c-event", "weir"], partitions: partitions,
+                                        ownInputs: true) { contender, count, output, input in
+            contender == "c-event"
+                ? [directory.appendingPathComponent("c-passthrough").path, bootstrap, input, output, output, String(count), "event"]
+                : [directory.appendingPathComponent("weir-bench").path, "worker-contender", bootstrap, input, output, output + "-dlq",
+                   output, String(count), model]
+        }
+    } catch {
+        print("| instructions/event (callgrind) | skipped: \(error) | |")
+        return nil
+    }
 }
