@@ -85,6 +85,35 @@ typedef struct {
     size_t y_stride;
 } vnni_epilogue_t;
 
+/* y = f32(acc - zp * colsum) * (s_x * s_w) + b for a block, in the reference's order, no FMA
+ * (CORRECT 0: every zero point of the block is 0, so acc is already the corrected sum). */
+WEIR_AVX512_INLINE void vnni_epilogue(__m512i acc[12][4], const int ROWS, const int G, size_t r, size_t group, size_t m,
+                                      const vnni_epilogue_t *e, const int CORRECT) {
+    const int32_t *const column_sums = e->column_sums, *const zero_points = e->zero_points;
+    const float *const weight_scales = e->weight_scales, *const bias_values = e->bias, *const row_scales = e->row_scales;
+    const int relu = e->relu;
+    float *const y = e->y;
+    const size_t y_stride = e->y_stride;
+    UNROLLED
+    for (int g = 0; g < G; g++) {
+        size_t base = (group + g) * 16;
+        __mmask16 mask = lanes_for(m - base);
+        __m512i sums = CORRECT ? _mm512_maskz_loadu_epi32(mask, column_sums + base) : _mm512_setzero_si512();
+        __m512 scales = _mm512_maskz_loadu_ps(mask, weight_scales + base);
+        __m512 bias = bias_values ? _mm512_maskz_loadu_ps(mask, bias_values + base) : _mm512_setzero_ps();
+        UNROLLED
+        for (int i = 0; i < ROWS; i++) {
+            size_t row = r + i;
+            __m512i corrected = CORRECT ? _mm512_sub_epi32(acc[i][g], _mm512_mullo_epi32(_mm512_set1_epi32(zero_points[row]), sums))
+                                        : acc[i][g];
+            __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(corrected), _mm512_mul_ps(_mm512_set1_ps(row_scales[row]), scales));
+            if (bias_values) product = _mm512_add_ps(product, bias);
+            if (relu) product = _mm512_max_ps(product, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(y + row * y_stride + base, mask, product);
+        }
+    }
+}
+
 /* ROWS (1...12) rows against G (1...4) groups of 16 outputs starting at `group`; both are constants at
  * each call site, so the loops unroll and the ROWS x G accumulators stay in registers. Each step
  * broadcasts four activation bytes of a row and multiplies them with four inputs of 16 outputs. */
@@ -114,29 +143,22 @@ WEIR_AVX512_INLINE void vnni_block(const uint8_t *a, size_t a_stride, const int8
             for (int g = 0; g < G; g++) acc[i][g] = _mm512_dpbusd_epi32(acc[i][g], v, w[g]);
         }
     }
-    UNROLLED
-    for (int g = 0; g < G; g++) {
-        size_t base = (group + g) * 16;
-        __mmask16 mask = lanes_for(m - base);
-        if (!e) {
-            UNROLLED
-            for (int i = 0; i < ROWS; i++) _mm512_mask_storeu_epi32(c + (r + i) * c_stride + base, mask, acc[i][g]);
-            continue;
-        }
-        /* y = f32(acc - zp * colsum) * (s_x * s_w) + b, in the reference's order, no FMA. */
-        __m512i sums = _mm512_maskz_loadu_epi32(mask, e->column_sums + base);
-        __m512 scales = _mm512_maskz_loadu_ps(mask, e->weight_scales + base);
-        __m512 bias = e->bias ? _mm512_maskz_loadu_ps(mask, e->bias + base) : _mm512_setzero_ps();
+    if (!e) {
         UNROLLED
-        for (int i = 0; i < ROWS; i++) {
-            size_t row = r + i;
-            __m512i corrected = _mm512_sub_epi32(acc[i][g], _mm512_mullo_epi32(_mm512_set1_epi32(e->zero_points[row]), sums));
-            __m512 product = _mm512_mul_ps(_mm512_cvtepi32_ps(corrected), _mm512_mul_ps(_mm512_set1_ps(e->row_scales[row]), scales));
-            if (e->bias) product = _mm512_add_ps(product, bias);
-            if (e->relu) product = _mm512_max_ps(product, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(e->y + row * e->y_stride + base, mask, product);
+        for (int g = 0; g < G; g++) {
+            size_t base = (group + g) * 16;
+            UNROLLED
+            for (int i = 0; i < ROWS; i++) _mm512_mask_storeu_epi32(c + (r + i) * c_stride + base, lanes_for(m - base), acc[i][g]);
         }
+        return;
     }
+    /* Rows whose zero point is 0 (every row after a ReLU: its range starts at 0) need no correction;
+     * when the whole block has them, the epilogue skips the multiply and subtract. */
+    int32_t any_zero_point = 0;
+    UNROLLED
+    for (int i = 0; i < ROWS; i++) any_zero_point |= e->zero_points[r + i];
+    if (any_zero_point) vnni_epilogue(acc, ROWS, G, r, group, m, e, 1);
+    else vnni_epilogue(acc, ROWS, G, r, group, m, e, 0);
 }
 
 /* Every block of up to 4 groups (64 outputs; outside) and 6 rows (inside): a 64-output slice of the
