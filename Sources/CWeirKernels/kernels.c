@@ -587,33 +587,40 @@ void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b
 
 size_t weir_qgemm7_packed_count(size_t m, size_t k) { return round_up(m, 8) * round_up(k, 8); }
 
-void weir_qgemm7_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) {
-    size_t kp = round_up(k, 8), mp = round_up(m, 8);
-    memset(packed, 0, mp * kp);
-    /* Block layout: for each group of 8 outputs, for each quad of inputs, 8 x 4 bytes. */
-    for (size_t group = 0; group < mp / 8; group++)
-        for (size_t quad = 0; quad < kp / 4; quad++)
-            for (size_t j = 0; j < 8; j++)
+void weir_pack_quad_blocks(const int8_t *b, size_t m, size_t k, size_t width, size_t k_align, int8_t *packed) {
+    size_t quads = round_up(k, k_align) / 4, groups = round_up(m, width) / width;
+    memset(packed, 0, groups * quads * width * 4);
+    for (size_t group = 0; group < groups; group++)
+        for (size_t quad = 0; quad < quads; quad++)
+            for (size_t j = 0; j < width; j++)
                 for (size_t t = 0; t < 4; t++) {
-                    size_t row = group * 8 + j, col = quad * 4 + t;
-                    if (row < m && col < k) packed[((group * (kp / 4) + quad) * 8 + j) * 4 + t] = b[row * k + col];
+                    size_t row = group * width + j, col = quad * 4 + t;
+                    if (row < m && col < k) packed[((group * quads + quad) * width + j) * 4 + t] = b[row * k + col];
                 }
 }
 
-static void qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
-                            size_t n, size_t m, size_t k) {
-    size_t quads = round_up(k, 8) / 4, groups = round_up(m, 8) / 8;
+void weir_qgemm_quad_blocks_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c,
+                                     size_t c_stride, size_t n, size_t m, size_t k, size_t width, size_t k_align) {
+    size_t quads = round_up(k, k_align) / 4, groups = round_up(m, width) / width;
     for (size_t r = 0; r < n; r++) {
         const uint8_t *row = a + r * a_stride;
         for (size_t group = 0; group < groups; group++) {
-            int32_t acc[8] = {0};
-            const int8_t *block = packed_b + group * quads * 32;
-            for (size_t quad = 0; quad < quads; quad++, block += 32)
-                for (size_t j = 0; j < 8; j++)
+            int32_t acc[16] = {0};
+            const int8_t *block = packed_b + group * quads * width * 4;
+            for (size_t quad = 0; quad < quads; quad++, block += width * 4)
+                for (size_t j = 0; j < width; j++)
                     for (size_t t = 0; t < 4; t++) acc[j] += (int32_t)row[quad * 4 + t] * block[j * 4 + t];
-            for (size_t j = 0; j < 8 && group * 8 + j < m; j++) c[r * c_stride + group * 8 + j] = acc[j];
+            for (size_t j = 0; j < width && group * width + j < m; j++) c[r * c_stride + group * width + j] = acc[j];
         }
     }
+}
+
+/* Blocks of 8 outputs x 4 inputs, k padded to 8. */
+void weir_qgemm7_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) { weir_pack_quad_blocks(b, m, k, 8, 8, packed); }
+
+static void qgemm7_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
+                            size_t n, size_t m, size_t k) {
+    weir_qgemm_quad_blocks_portable(a, a_stride, packed_b, c, c_stride, n, m, k, 8, 8);
 }
 
 #ifdef WEIR_X86
@@ -737,19 +744,19 @@ static void softmax_row_portable(const float *x, float *y, size_t width) {
  * e^r by a degree-6 polynomial (relative error about 1e-7), times 2^n built in the exponent bits.
  * Lanes below -87.3 give 0, as expf does in float. */
 __attribute__((target("avx2,fma"))) static inline __m256 exp_nonpositive(__m256 x) {
-    const __m256 low = _mm256_set1_ps(-87.33654f);
+    const __m256 low = _mm256_set1_ps(WEIR_EXP_LOW);
     __m256 underflow = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
     x = _mm256_max_ps(low, x);  /* a NaN lane stays NaN (maxps returns its second operand) */
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(WEIR_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     /* r = x - n ln2, with ln2 split in two for precision. */
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(WEIR_EXP_LN2_HIGH), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(WEIR_EXP_LN2_LOW), r);
+    __m256 p = _mm256_set1_ps(WEIR_EXP_C6);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(WEIR_EXP_C5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(WEIR_EXP_C4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(WEIR_EXP_C3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(WEIR_EXP_C2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(WEIR_EXP_C1));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(scale));

@@ -5,34 +5,13 @@
 
 size_t weir_qgemm_vnni_packed_count(size_t m, size_t k) { return round_up(m, 16) * round_up(k, 4); }
 
-void weir_qgemm_vnni_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) {
-    size_t quads = round_up(k, 4) / 4, groups = round_up(m, 16) / 16;
-    memset(packed, 0, groups * quads * 64);
-    /* For each group of 16 outputs, for each quad of inputs: output j's four bytes at j * 4, which
-     * is the int32 lane vpdpbusd sums them into. */
-    for (size_t group = 0; group < groups; group++)
-        for (size_t quad = 0; quad < quads; quad++)
-            for (size_t j = 0; j < 16; j++)
-                for (size_t t = 0; t < 4; t++) {
-                    size_t row = group * 16 + j, col = quad * 4 + t;
-                    if (row < m && col < k) packed[((group * quads + quad) * 16 + j) * 4 + t] = b[row * k + col];
-                }
-}
+/* Blocks of 16 outputs x 4 inputs, k padded to 4: output j's four bytes at j * 4, the int32 lane
+ * vpdpbusd sums them into. */
+void weir_qgemm_vnni_pack_b(const int8_t *b, size_t m, size_t k, int8_t *packed) { weir_pack_quad_blocks(b, m, k, 16, 4, packed); }
 
 static void qgemm_vnni_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
                                 size_t n, size_t m, size_t k) {
-    size_t quads = round_up(k, 4) / 4, groups = round_up(m, 16) / 16;
-    for (size_t r = 0; r < n; r++) {
-        const uint8_t *row = a + r * a_stride;
-        for (size_t group = 0; group < groups; group++) {
-            int32_t acc[16] = {0};
-            const int8_t *block = packed_b + group * quads * 64;
-            for (size_t quad = 0; quad < quads; quad++, block += 64)
-                for (size_t j = 0; j < 16; j++)
-                    for (size_t t = 0; t < 4; t++) acc[j] += (int32_t)row[quad * 4 + t] * block[j * 4 + t];
-            for (size_t j = 0; j < 16 && group * 16 + j < m; j++) c[r * c_stride + group * 16 + j] = acc[j];
-        }
-    }
+    weir_qgemm_quad_blocks_portable(a, a_stride, packed_b, c, c_stride, n, m, k, 16, 4);
 }
 
 void weir_qgemm_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c, size_t c_stride,
@@ -522,18 +501,18 @@ WEIR_AVX512 void weir_avx512_sgemm_dot(const float *x, size_t x_stride, const fl
  * e^r by the degree-6 polynomial of the AVX2 set (relative error about 1e-7), times 2^n by vscalefps.
  * Lanes below -87.3 give 0, as expf does in float; a NaN lane stays NaN. */
 WEIR_AVX512_INLINE __m512 exp_nonpositive_avx512(__m512 x) {
-    const __m512 low = _mm512_set1_ps(-87.33654f);
+    const __m512 low = _mm512_set1_ps(WEIR_EXP_LOW);
     __mmask16 kept = _mm512_cmp_ps_mask(x, low, _CMP_NLT_UQ);  /* not below -87.3, or NaN */
     x = _mm512_max_ps(low, x);  /* a NaN lane stays NaN (maxps returns its second operand) */
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(WEIR_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(WEIR_EXP_LN2_HIGH), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(WEIR_EXP_LN2_LOW), r);
+    __m512 p = _mm512_set1_ps(WEIR_EXP_C6);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(WEIR_EXP_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(WEIR_EXP_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(WEIR_EXP_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(WEIR_EXP_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(WEIR_EXP_C1));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_maskz_scalef_ps(kept, p, n);
 }

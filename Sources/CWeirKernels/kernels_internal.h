@@ -36,6 +36,28 @@ static inline int32_t quantize_value(float v, row_quantization_t rq) {
     return clamp_i32((int32_t)nearbyintf(v * rq.inverse) + rq.zp, 0, rq.levels);
 }
 
+/* e^x for the vector softmaxes (AVX2 and AVX-512 share them, so both sets give the same exps):
+ * x = n ln2 + r, ln2 split in a short high part and a low part for precision; e^r by a degree-6
+ * polynomial with these coefficients (r^6 ... r^2 terms). Below WEIR_EXP_LOW the result is 0. */
+#define WEIR_EXP_LOW (-87.33654f)
+#define WEIR_EXP_LOG2E 1.44269504088896341f
+#define WEIR_EXP_LN2_HIGH 0.693359375f
+#define WEIR_EXP_LN2_LOW (-2.12194440e-4f)
+#define WEIR_EXP_C6 1.9875691500e-4f
+#define WEIR_EXP_C5 1.3981999507e-3f
+#define WEIR_EXP_C4 8.3334519073e-3f
+#define WEIR_EXP_C3 4.1665795894e-2f
+#define WEIR_EXP_C2 1.6666665459e-1f
+#define WEIR_EXP_C1 5.0000001201e-1f
+
+/* The layout the 7-bit kernel (width 8, inputs padded to 8) and the VNNI kernel (width 16, inputs
+ * padded to 4) read: for each group of `width` outputs, for each quad of inputs, output j's four
+ * bytes at j * 4. `width` is at most 16. */
+void weir_pack_quad_blocks(const int8_t *b, size_t m, size_t k, size_t width, size_t k_align, int8_t *packed);
+/* The exact int32 sums of rows of `a` against weights packed by weir_pack_quad_blocks, in plain C. */
+void weir_qgemm_quad_blocks_portable(const uint8_t *a, size_t a_stride, const int8_t *packed_b, int32_t *c,
+                                     size_t c_stride, size_t n, size_t m, size_t k, size_t width, size_t k_align);
+
 #ifdef WEIR_X86
 /* The AVX-512 set (kernels_avx512.c); callers check weir_kernels_usable first. */
 void weir_avx512_sgemm(const float *x, size_t x_stride, const float *w, size_t m, float *y, size_t y_stride, size_t n,
