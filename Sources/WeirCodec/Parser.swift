@@ -374,9 +374,19 @@ struct Parser {
             let chunk = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int8>.self)
             let special = (chunk .== quotes) .| (chunk .== backslashes) .| (chunk .< space)
             // The mask's lanes are 0 or -1: two 64-bit halves test it faster than `any`, which
-            // reduces lane by lane.
+            // reduces lane by lane, and their trailing zeros give the first special byte.
             let halves = unsafeBitCast(special, to: SIMD2<UInt64>.self)
-            if halves[0] | halves[1] != 0 { break }
+            if halves[0] | halves[1] != 0 {
+                p += halves[0] != 0 ? halves[0].trailingZeroBitCount >> 3 : 8 + halves[1].trailingZeroBitCount >> 3
+                // The closing quote (a short key ends in its first chunk) ends the string here; an
+                // escape, a control or a non-ASCII byte goes on byte by byte from it.
+                if p.pointee == quote {
+                    let slice = UnsafeBufferPointer(start: start, count: p - start)
+                    p += 1
+                    return slice
+                }
+                break
+            }
             p += 16
         }
         // Byte by byte: no escapes, ASCII or valid UTF-8.

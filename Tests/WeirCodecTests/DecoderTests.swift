@@ -30,6 +30,34 @@ struct DecoderTests {
         #expect(row == [-1.25, 41, 300, 0.000001])
     }
 
+    @Test("feature names of every length find their own value: shared prefixes and suffixes, escapes, UTF-8, short payloads")
+    func keyLookup() throws {
+        // Lengths 1...20, names that share their first or last 8 bytes (or both, differing in the
+        // middle), and a non-ASCII name.
+        var names = (1...20).map { String(repeating: "k", count: $0 - 1) + "z" }
+        names += ["abcdefgh", "abcdefgi", "transaction_amount_a", "transaction_amount_b", "a_transaction", "b_transaction",
+                  "x_middle1_y_long_name", "x_middle2_y_long_name", "prefix_12345678_suffix", "prefix_87654321_suffix", "ünïcødé"]
+        let schema = FeatureSchema(names: names, defaults: names.map { _ in nil })
+        var body = names.enumerated().map { "\"\($0.element)\": \($0.offset + 1)" }
+        // Keys that are not features but share a word with one, and an escaped spelling of a feature.
+        body += ["\"abcdefgj\": -1", "\"transaction_amount_c\": -1", "\"x_middle3_y_long_name\": -1", "\"kkkkkkkkkkkkkkkz\\u0041\": -1", "\"k\": -1"]
+        body.swapAt(0, body.count - 1)
+        let (result, row) = decode("{" + body.joined(separator: ", ") + "}", schema)
+        #expect(result.failureCode == nil)
+        #expect(row == (1...names.count).map(Float.init))
+        let (escaped, escapedRow) = decode("{" + names.enumerated().map { index, name in
+            let spelled = index == 20 ? "\\u0061bcdefgh" : index == 22 ? "transaction_amount\\u005fa" : name
+            return "\"\(spelled)\": \(index + 1)"
+        }.joined(separator: ",") + "}", schema)
+        #expect(escaped.failureCode == nil)
+        #expect(escapedRow == (1...names.count).map(Float.init))
+        // A payload shorter than one word after the key: the key is read byte by byte.
+        let (short, shortRow) = decode("{\"z\":7}", FeatureSchema(names: ["z"], defaults: [nil]))
+        #expect(short.failureCode == nil && shortRow == [7])
+        let (missing, _) = decode("{\"zz\":7}", FeatureSchema(names: ["z"], defaults: [nil]))
+        #expect(missing.failureCode == .missingFeature)
+    }
+
     @Test("null or missing takes the default; without one the event is rejected naming the field")
     func defaultsAndMissing() {
         let (ok, row) = decode("{\"amount\": 1, \"age\": null, \"score\": 2}", schema)
