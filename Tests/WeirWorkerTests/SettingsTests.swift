@@ -4,10 +4,16 @@ import WeirModel
 import WeirTestSupport
 import WeirWorker
 
-@Suite struct SettingsTests {
+@Suite final class SettingsTests {
+    /// Config files this test wrote, removed when it ends (a suite instance lives for one test).
+    private var written = [URL]()
+
+    deinit { for url in written { try? FileManager.default.removeItem(at: url) } }
+
     func writeConfig(_ text: String) throws -> String {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("weir-\(UUID().uuidString).yaml")
         try text.write(to: url, atomically: true, encoding: .utf8)
+        written.append(url)
         return url.path
     }
 
