@@ -609,12 +609,11 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func recordServing() {
-        var routes = [("primary", primary.version, primary.ref.sha256, primary.bundle.manifest.modelPrecision.rawValue,
-                       primary.bundle.model.kernels.name)]
-        if let candidate, let mode = candidateMode {
-            routes.append((mode.rawValue, candidate.version, candidate.ref.sha256, candidate.bundle.manifest.modelPrecision.rawValue,
-                           candidate.bundle.model.kernels.name))
+        func entry(_ route: String, _ model: ServingModel) -> (String, String, String, String, String) {
+            (route, model.version, model.ref.sha256, model.bundle.manifest.modelPrecision.rawValue, model.bundle.model.kernels.name)
         }
+        var routes = [entry("primary", primary)]
+        if let candidate, let mode = candidateMode { routes.append(entry(mode.rawValue, candidate)) }
         metrics.setServing(name: bundle.manifest.name, routes)
         let versions = (primary.version, candidate?.version)
         serving.withLock { $0 = versions }
