@@ -59,6 +59,12 @@ public final class EventDecoder {
         get { generationCell.pointee }
         set { generationCell.pointee = newValue }
     }
+    /// Per generation: [0] how many distinct features have a mark, [1] how many marks were not a
+    /// number. With every feature marked and none other than a number, `decode` skips its check of
+    /// each feature.
+    let tally: UnsafeMutablePointer<Int>
+    /// The features object's keys by position, learned from the events before (see `MemberLayout`).
+    let layout = MemberLayout()
     private var keyScratch: [UInt8] = []
     private var numberScratch: [CChar] = []
     private var pathKeys: [[UInt8]]
@@ -93,6 +99,8 @@ public final class EventDecoder {
         state.initialize(repeating: FeatureState.null.rawValue, count: max(schema.names.count, 1))
         generationCell = .allocate(capacity: 1)
         generationCell.initialize(to: 0)
+        tally = .allocate(capacity: 2)
+        tally.initialize(repeating: 0, count: 2)
         pathKeys = schema.featuresPath.map { Array($0.utf8) }
         keyScratch.reserveCapacity(256)
         numberScratch.reserveCapacity(64)
@@ -102,6 +110,7 @@ public final class EventDecoder {
         seenGeneration.deallocate()
         state.deallocate()
         generationCell.deallocate()
+        tally.deallocate()
     }
 
     /// Decodes one payload, writing `schema.names.count` floats to `row`. Returns the event's id
@@ -131,8 +140,10 @@ public final class EventDecoder {
             if parser.p != parser.end { fail(.malformedJSON, "unexpected data after the JSON value at byte \(parser.offset)") }
         }
         if let failure { return .failure(failure) }
-        // Features in schema order: missing or null take the default, else the event is rejected.
         defaultedCount = 0
+        // The common case: every feature was given a number.
+        if tally[0] == schema.names.count && tally[1] == 0 { return .success(id) }
+        // Features in schema order: missing or null take the default, else the event is rejected.
         for index in 0..<schema.names.count {
             let seen = seenGeneration[index] == generation
             let kind = seen ? FeatureState(rawValue: state[index])! : .null
@@ -173,6 +184,8 @@ public final class EventDecoder {
     /// Starts a new generation of feature marks: a new event, or a repeated features container
     /// (which replaces the previous one: last key wins, as in jansson).
     func bumpGeneration() {
+        tally[0] = 0
+        tally[1] = 0
         generation &+= 1
         if generation == 0 {  // wrapped: forget every stale mark
             seenGeneration.update(repeating: 0, count: max(schema.names.count, 1))
@@ -181,6 +194,10 @@ public final class EventDecoder {
     }
 
     func setID(_ value: EventID?) { id = value }
+
+    /// Forgets the key layout learned from earlier events, so the next decode takes the full path
+    /// for every member (tests and fuzzing use it to make one decode independent of the ones before).
+    public func forgetLayout() { layout.reset() }
 
     func pathKey(_ level: Int) -> [UInt8] { pathKeys[level] }
 

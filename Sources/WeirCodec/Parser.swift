@@ -17,6 +17,8 @@ struct Parser {
     let seen: UnsafeMutablePointer<UInt32>
     let state: UnsafeMutablePointer<UInt8>
     let generation: UnsafeMutablePointer<UInt32>
+    let tally: UnsafeMutablePointer<Int>
+    let layout: MemberLayoutView
     let pathDepth: Int
     let featureCount: Int
     /// Set once the document is known to be malformed: parsing unwinds.
@@ -32,14 +34,21 @@ struct Parser {
         seen = decoder.seenGeneration
         state = decoder.state
         generation = decoder.generationCell
+        tally = decoder.tally
+        layout = decoder.layout.view
         pathDepth = decoder.pathDepth
         featureCount = decoder.schema.names.count
     }
 
     @inline(__always)
     private func record(_ index: Int, _ value: EventDecoder.FeatureState) {
-        seen[index] = generation.pointee
+        let current = generation.pointee
+        if seen[index] != current {
+            seen[index] = current
+            tally[0] &+= 1
+        }
         state[index] = value.rawValue
+        if value != .value { tally[1] &+= 1 }
     }
 
     var offset: Int { p - base }
@@ -69,31 +78,65 @@ struct Parser {
         if isFeatures { decoder.bumpGeneration() }
         skipWhitespace()
         if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
+        var position = 0
         while true {
             skipWhitespace()
             guard p < end, p.pointee == quote else { return malformed("expected a key") }
-            guard let key = readString() else { return }
-            skipWhitespace()
-            guard p < end, p.pointee == UInt8(ascii: ":") else { return malformed("expected ':'") }
-            p += 1
-            skipWhitespace()
-            guard p < end else { return malformed("unexpected end") }
-            if isFeatures, let index = keys.find(key) {
-                parseFeatureValue(index, depth: depth + 1)
-            } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
-                parseID()
-            } else if let level = pathLevel, !isFeatures, key.elementsEqual(decoder.pathKey(level)) {
-                if p.pointee == UInt8(ascii: "{") {
-                    parseObject(depth: depth + 1, pathLevel: level + 1)
-                } else if p.pointee == UInt8(ascii: "[") && level + 1 == pathDepth {
-                    parseArray(depth: depth + 1, features: true)
+            if isFeatures, let learned = layout.match(position, at: p, before: end) {
+                // The key this position had last time, colon included.
+                p += learned.length
+                skipWhitespace()
+                guard p < end else { return malformed("unexpected end") }
+                if learned.action >= 0 {
+                    parseFeatureValue(Int(learned.action), depth: depth + 1)
+                } else if learned.action == MemberAction.id {
+                    parseID()
                 } else {
                     skipValue(depth: depth + 1)
                 }
             } else {
-                skipValue(depth: depth + 1)
+                let keyStart = p
+                guard let key = readString() else { return }
+                // Learnable: no escapes (the key is a slice of the payload) and the colon right after.
+                let learnable = isFeatures && key.baseAddress == keyStart + 1 && p < end && p.pointee == UInt8(ascii: ":")
+                skipWhitespace()
+                guard p < end, p.pointee == UInt8(ascii: ":") else { return malformed("expected ':'") }
+                p += 1
+                let keyEnd = p
+                skipWhitespace()
+                guard p < end else { return malformed("unexpected end") }
+                if isFeatures {
+                    var action = MemberAction.skip
+                    if let index = keys.find(key) {
+                        action = Int32(index)
+                    } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
+                        action = MemberAction.id
+                    }
+                    layout.learn(position, key: learnable ? UnsafeBufferPointer(start: keyStart, count: keyEnd - keyStart) : nil,
+                                 action: action)
+                    if action >= 0 {
+                        parseFeatureValue(Int(action), depth: depth + 1)
+                    } else if action == MemberAction.id {
+                        parseID()
+                    } else {
+                        skipValue(depth: depth + 1)
+                    }
+                } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
+                    parseID()
+                } else if let level = pathLevel, key.elementsEqual(decoder.pathKey(level)) {
+                    if p.pointee == UInt8(ascii: "{") {
+                        parseObject(depth: depth + 1, pathLevel: level + 1)
+                    } else if p.pointee == UInt8(ascii: "[") && level + 1 == pathDepth {
+                        parseArray(depth: depth + 1, features: true)
+                    } else {
+                        skipValue(depth: depth + 1)
+                    }
+                } else {
+                    skipValue(depth: depth + 1)
+                }
             }
             if isMalformed { return }
+            position &+= 1
             skipWhitespace()
             guard p < end else { return malformed("unexpected end inside an object") }
             if p.pointee == UInt8(ascii: ",") { p += 1; continue }
@@ -217,59 +260,55 @@ struct Parser {
         let negative = q.pointee == UInt8(ascii: "-")
         if negative { q += 1 }
         guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
+        // Every digit goes into `mantissa`; it is exact while there are at most 19 (below 2^64).
+        // Longer runs, rare in events, are re-read by `exactDigits`.
         var mantissa: UInt64 = 0
-        var significant = 0  // digits held in `mantissa`
-        var exponent = 0
-        var exact = true
+        let integerStart = q
         if q.pointee == UInt8(ascii: "0") {
             q += 1
         } else {
             while q < end {
                 let digit = q.pointee &- 48
                 if digit >= 10 { break }
-                if significant < 19 {
-                    mantissa = mantissa &* 10 &+ UInt64(digit)
-                    significant += 1
-                } else {
-                    exponent += 1
-                    exact = false
-                }
+                mantissa = mantissa &* 10 &+ UInt64(digit)
                 q += 1
             }
         }
+        var digits = q - integerStart
+        var exponent = 0
         if q < end, q.pointee == UInt8(ascii: ".") {
             q += 1
+            let fractionStart = q
             guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
             while q < end {
                 let digit = q.pointee &- 48
                 if digit >= 10 { break }
-                if significant < 19 {
-                    mantissa = mantissa &* 10 &+ UInt64(digit)
-                    if mantissa != 0 { significant += 1 }
-                    exponent -= 1
-                } else if digit != 0 {
-                    exact = false
-                }
+                mantissa = mantissa &* 10 &+ UInt64(digit)
                 q += 1
             }
+            exponent = fractionStart - q
+            digits += q - fractionStart
         }
+        let digitsEnd = q
+        var written = 0
+        var exponentNegative = false
         if q < end, q.pointee | 0x20 == UInt8(ascii: "e") {
             q += 1
-            var exponentNegative = false
             if q < end, q.pointee == UInt8(ascii: "+") || q.pointee == UInt8(ascii: "-") {
                 exponentNegative = q.pointee == UInt8(ascii: "-")
                 q += 1
             }
             guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
-            var written = 0
             while q < end {
                 let digit = q.pointee &- 48
                 if digit >= 10 { break }
                 if written < 100_000 { written = written * 10 + Int(digit) }
                 q += 1
             }
-            exponent += exponentNegative ? -written : written
         }
+        var exact = true
+        if digits > 19 { (mantissa, exponent, exact) = Parser.significantDigits(integerStart, digitsEnd) }
+        exponent += exponentNegative ? -written : written
         p = q
         // Clinger's fast path: an exact mantissa and power of ten give the correctly rounded result.
         if exact && mantissa <= (1 << 53) && exponent >= -22 && exponent <= 22 {
@@ -295,6 +334,33 @@ struct Parser {
             return nil
         }
         return value
+    }
+
+    /// The first 19 significant digits of the digit runs in `start..<end` (integer part, optional
+    /// fraction; leading zeros skipped) as a mantissa and a power of ten, and whether no dropped
+    /// digit was other than zero (else only strtod can round the number).
+    @inline(never)
+    static func significantDigits(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> (UInt64, Int, Bool) {
+        var q = start
+        var mantissa: UInt64 = 0
+        var significant = 0, exponent = 0
+        var exact = true
+        var inFraction = false
+        while q < end {
+            let c = q.pointee
+            q += 1
+            if c == UInt8(ascii: ".") { inFraction = true; continue }
+            let digit = c &- 48
+            if significant < 19 {
+                mantissa = mantissa &* 10 &+ UInt64(digit)
+                if mantissa != 0 { significant += 1 }
+                if inFraction { exponent -= 1 }
+            } else {
+                if !inFraction { exponent += 1 }
+                if digit != 0 { exact = false }
+            }
+        }
+        return (mantissa, exponent, exact)
     }
 
     /// 10^-exponent for 0...22, rounded to the nearest double; a switch compiles to a constant table.

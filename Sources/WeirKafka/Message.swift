@@ -152,6 +152,17 @@ public struct OutgoingHeaders: ~Copyable {
         }
     }
 
+    /// The consumed message's parsed headers, taken over instead of copied (no allocation per
+    /// header). The message itself is unchanged: a later read of its headers parses them afresh.
+    public init(takingFrom message: KafkaMessage) {
+        var detached: OpaquePointer?
+        if rd_kafka_message_detach_headers(message.pointer, &detached) == RD_KAFKA_RESP_ERR_NO_ERROR, let detached {
+            handle = detached
+        } else {
+            handle = rd_kafka_headers_new(4)
+        }
+    }
+
     deinit {
         if let handle { rd_kafka_headers_destroy(handle) }
     }

@@ -437,7 +437,7 @@ public final class Worker: @unchecked Sendable {
                             model.trialErrors += 1
                             sendDeadLetter(message, from: model, code: "model-error", reason: problem, context: context)
                         } else {
-                            var headers = OutgoingHeaders(copying: message)
+                            var headers = OutgoingHeaders(takingFrom: message)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
                             send(to: outputTopic, writer: model.answers.writer, key: message.key, headers: headers, context: context)
                             predicted += 1

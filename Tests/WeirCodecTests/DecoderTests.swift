@@ -211,6 +211,104 @@ struct DecoderTests {
         #expect(tally["not-a-number", default: 0] > 50)
     }
 
+    @Test("a decoder that learned the last event's key layout decodes the next like jansson: reordered, renamed, escaped, spaced, long or cut keys")
+    func learnedLayout() throws {
+        // A long feature name (two 16-byte compares), a key too long to learn, and the usual ones.
+        let names = ["amount", "age", "score", "ratio", "transaction_amount_7d_mean"]
+        let schema = FeatureSchema(names: names, defaults: [nil, 30, nil, 0.5, -1])
+        let decoder = EventDecoder(schema: schema)
+        var row = [Float](repeating: .nan, count: names.count)
+        func run(_ bytes: [UInt8]) -> Result<EventID?, DecodeFailure> {
+            for index in row.indices { row[index] = .nan }
+            return bytes.withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
+        }
+        func check(_ bytes: [UInt8], after primer: [UInt8], _ tally: inout [String: Int]) {
+            decoder.forgetLayout()
+            _ = run(primer)
+            let ours = run(bytes)
+            switch (ours, referenceDecode(bytes, schema)) {
+            case (.success, .accepted(let values)):
+                #expect(row.map(\.bitPattern) == values.map(\.bitPattern), "\(String(decoding: bytes, as: UTF8.self)) after \(String(decoding: primer, as: UTF8.self))")
+                tally["accepted", default: 0] += 1
+            case (.failure(let failure), .rejected(let code)):
+                #expect(failure.code == code, "\(String(decoding: bytes, as: UTF8.self)) after \(String(decoding: primer, as: UTF8.self)): ours \(failure), jansson \(code)")
+                tally[code.rawValue, default: 0] += 1
+            case (_, .undecided):
+                break
+            default:
+                Issue.record("decision differs for \(String(decoding: bytes, as: UTF8.self)) after \(String(decoding: primer, as: UTF8.self)): ours \(ours)")
+            }
+        }
+        let base = "{\"id\":\"evt-1\",\"amount\":12.5,\"age\":41,\"note\":\"a string long enough to leave 32 bytes after every key\","
+            + "\"transaction_amount_7d_mean\":0.25,\"a_key_far_too_long_to_be_learned_at_all\":1,\"score\":-3e2,\"ratio\":0.5,\"tail\":[1,2,3]}"
+        var tally = [String: Int]()
+        // Hand-made neighbours of the learned event, each at the positions it learned.
+        func swap(_ old: String, _ new: String) -> String { base.replacingOccurrences(of: old, with: new) }
+        let variants: [String] = [
+            base,
+            swap("\"amount\":12.5,\"age\":41", "\"age\":41,\"amount\":12.5"),  // swapped
+            swap("\"age\":", "\"agf\":"),  // renamed: default taken
+            swap("\"score\":", "\"scor\":"),  // renamed: missing
+            swap("\"score\":", "\"scores\":"),  // longer key
+            swap("\"amount\":", "\"am\\u006fu\\u006et\":"),  // escaped spelling
+            swap("\"amount\":", "\"amount\" :"),  // space before the colon
+            swap("\"amount\":", "\"amount\"\t:\n"),
+            swap("\"amount\":", "\"amount\",:"),  // malformed right after the key
+            swap("\"amount\":", "\"amount\"::"),
+            swap("\"amount\":12.5", "\"amount\":\"12.5\""),  // wrong type at a learned key
+            swap("\"id\":\"evt-1\"", "\"id\":7"),
+            swap("\"id\":", "\"ie\":"),
+            swap("7d_mean\":", "7d_meam\":"),  // differs in the second 16 bytes
+            swap("\"amount\":12.5,", ""),  // every later position shifts
+            swap("{", "{\"extra\":null,"),
+            swap("\"ratio\":0.5", "\"ratio\":0.5,\"score\":\"x\""),  // a later duplicate
+            swap("\"score\":-3e2,", "\"score\":-3e2,\"score\":7,"),
+        ]
+        for variant in variants {
+            check(Array(variant.utf8), after: Array(base.utf8), &tally)
+            // Cut anywhere: the 32 bytes a compare reads are never past the end.
+            for cut in stride(from: 1, to: variant.utf8.count, by: 7) { check(Array(variant.utf8.prefix(cut)), after: Array(base.utf8), &tally) }
+        }
+        // Random events, each after a random other one and after itself, and their mutations after them.
+        var random = TestRandom(state: 20261201)
+        // Most padded at the end, so that every key has the 32 bytes after it that a compare reads.
+        let events = (0..<1500).map { index in
+            let event = randomEvent(&random, keys: names + ["id", "other", "a_key_far_too_long_to_be_learned_at_all"])
+            return Array((index % 4 == 0 || event == "{}" ? event : event.dropLast() + ",\"pad\":\"" + String(repeating: "p", count: 40) + "\"}").utf8)
+        }
+        for (index, event) in events.enumerated() {
+            check(event, after: events[(index * 7 + 3) % events.count], &tally)
+            check(event, after: event, &tally)
+            var mutant = event
+            switch random.int(0..<4) {
+            case 0: mutant = Array(mutant.prefix(random.int(0..<mutant.count)))
+            case 1: mutant[random.int(0..<mutant.count)] = UInt8(truncatingIfNeeded: random.next())
+            case 2: mutant.insert(random.pick(Array("{}[]\":,.-+eE0\\ u".utf8)), at: random.int(0..<mutant.count))
+            default: mutant.remove(at: random.int(0..<mutant.count))
+            }
+            check(mutant, after: event, &tally)
+        }
+        #expect(tally["accepted", default: 0] > 700)
+        #expect(tally["malformed-json", default: 0] > 300)
+        #expect(tally["missing-feature", default: 0] > 50)
+        #expect(tally["not-a-number", default: 0] > 50)
+
+        // The learned layout is what the next decode reads: with the action learned for "amount"
+        // pointed at "age", the value lands in age's column.
+        decoder.forgetLayout()
+        let event = Array("{\"amount\":1,\"age\":2,\"score\":3,\"ratio\":4,\"transaction_amount_7d_mean\":5,\"pad\":\"................................\"}".utf8)
+        _ = run(event)
+        #expect(row == [1, 2, 3, 4, 5])
+        #expect(decoder.layout.lengths[0] == UInt8("\"amount\":".utf8.count) && decoder.layout.actions[0] == 0)
+        decoder.layout.actions[0] = 1
+        _ = run(event)
+        #expect(row[1] == 2 || row[1] == 1)
+        #expect(row[0].isNaN, "the second decode took the learned path: amount's value went to the column the layout names")
+        decoder.forgetLayout()
+        _ = run(event)
+        #expect(row == [1, 2, 3, 4, 5])
+    }
+
     let handWritten: [[UInt8]] = [
         "{}", "{\"amount\":1,\"score\":2}", "{\"amount\":-0,\"score\":0.0}", "{\"amount\":1.5e+3,\"score\":-2E-2}",
         "{\"amount\":123456789012345678901234567890,\"score\":1}", "{\"amount\":0.1234567890123456789012345,\"score\":1}",
@@ -225,13 +323,12 @@ struct DecoderTests {
         "{\"amount\":2.2250738585072014e-308,\"score\":9007199254740993}",
     ].map { Array($0.utf8) }
 
-    func randomEvent(_ random: inout TestRandom) -> String {
+    func randomEvent(_ random: inout TestRandom, keys: [String] = ["amount", "age", "score", "ratio", "id", "other", "nested", "amount"]) -> String {
         var fields = [String]()
         if random.int(0..<2) == 0 {  // half the events carry both required features
             fields.append("\"amount\": \(random.int(-500..<500)).\(random.int(0..<1000))")
             fields.append("\"score\":\(random.int(0..<99))e-\(random.int(0..<5))")
         }
-        let keys = ["amount", "age", "score", "ratio", "id", "other", "nested", "amount"]
         for _ in 0..<random.int(0..<9) {
             let key = random.pick(keys)
             let value: String

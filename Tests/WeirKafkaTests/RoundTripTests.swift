@@ -52,6 +52,44 @@ struct RoundTripTests {
         #expect(loop.errors.withLock { $0 }.isEmpty)
     }
 
+    @Test("Headers taken over from a consumed message are produced as they were; the message still reads its own")
+    func headersTakenOver() throws {
+        let cluster = try EmbeddedCluster(topics: [("take-in", 1), ("take-out", 1)])
+        _ = try produceSequence(cluster.bootstrapServers, topic: "take-in", range: 0..<3)
+        let consumer = try joinedConsumer(cluster.bootstrapServers, group: uniqueGroup("take"), topics: ["take-in"], expectPartitions: 1)
+        let tally = DeliveryTally()
+        let producer = try makeProducer(cluster.bootstrapServers, tally: tally)
+        let topic = try producer.topic("take-out")
+        var taken = 0
+        let deadline = monotonicMilliseconds() + 30_000
+        while taken < 3 && monotonicMilliseconds() < deadline {
+            try consumer.poll(maxMessages: 10, timeoutMs: 200) { (batch: KafkaMessageBatch) throws(KafkaError) in
+                for message in batch {
+                    var headers = OutgoingHeaders(takingFrom: message)
+                    // A later read parses the message's headers afresh: the same, and not the list given away.
+                    #expect(message.headers.map(\.name) == ["seq"])
+                    headers.append(name: "added", value: "yes")
+                    try producer.send(to: topic, key: nil, value: message.value.map(Array.init), headers: headers)
+                    taken += 1
+                }
+            }
+        }
+        #expect(taken == 3)
+        try consumer.close()
+        try producer.flush(timeoutMs: 10_000)
+        #expect(tally.delivered.withLock { $0 } == 3)
+        let collector = RecordCollector()
+        let loop = ConsumerLoop(name: "take", bootstrap: cluster.bootstrapServers, group: uniqueGroup("take-check"),
+                                topics: ["take-out"], collector: collector)
+        #expect(collector.waitForCount(3))
+        loop.stop()
+        for record in collector.all {
+            let sequence = sequenceNumber(record)
+            #expect(record.headers.map(\.name) == ["seq", "added"])
+            #expect(record.headers.first?.value == Array(String(sequence).utf8))
+        }
+    }
+
     @Test("A tombstone is delivered as a null value, an empty value as empty")
     func tombstone() throws {
         let cluster = try EmbeddedCluster(topics: [("tomb", 1)])

@@ -132,8 +132,8 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
             throw BenchmarkError("\(contender) round \(tag): answered \(result.events), failed \(result.failed), output holds \(written); expected \(events)")
         }
         print("  round \(tag) \(contender.padding(toLength: 8, withPad: " ", startingAt: 0)) "
-              + String(format: "%9.0f events/s  %6.2f µs CPU/event  (%.2f s wall, %.2f s CPU)",
-                       result.eventsPerSecond, result.cpuMicrosPerEvent, result.wall_s, result.cpu_s))
+              + String(format: "%9.0f events/s  %6.2f µs CPU/event  (%.2f s wall, %.2f s CPU, %d context switches)",
+                       result.eventsPerSecond, result.cpuMicrosPerEvent, result.wall_s, result.cpu_s, result.context_switches))
         return result
     }
     // Drift on against off, round by round: the runs of a pair are back to back, so the VM's slow

@@ -18,13 +18,30 @@ private let schemas: [FeatureSchema] = {
 nonisolated(unsafe) private let decoders = schemas.map { EventDecoder(schema: $0) }
 nonisolated(unsafe) private var row = [Float](repeating: 0, count: 4)
 
-/// One input: byte 0 picks the schema, the rest is the event value. Any difference from jansson
-/// (decision, dead-letter code or a float's bits) is a crash, so libFuzzer keeps the input.
+/// One input: byte 0 picks the schema (bits 0-2) and how the decoder's learned key layout is primed
+/// (bit 3); the rest is the event value. Bit 3 clear: the value is decoded twice, the second time
+/// with the layout learned from itself. Bit 3 set: the value is split at its first 0xFF byte (never
+/// valid in JSON), and the part before primes the layout for the part after. Each decode starts from
+/// a forgotten layout plus the primer only, so an input always replays the same way. Any difference
+/// from jansson (decision, dead-letter code or a float's bits) is a crash, so libFuzzer keeps the input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
-    let variant = Int(data[0]) % schemas.count
+    let variant = Int(data[0]) & 7
     let payload = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
+    let decoder = decoders[variant]
+    decoder.forgetLayout()
+    if data[0] & 8 != 0, let split = payload.firstIndex(of: 0xFF) {
+        compare(UnsafeRawBufferPointer(rebasing: payload[..<split]), variant)
+        compare(UnsafeRawBufferPointer(rebasing: payload[(split + 1)...]), variant)
+    } else {
+        compare(payload, variant)
+        compare(payload, variant)
+    }
+    return 0
+}
+
+private func compare(_ payload: UnsafeRawBufferPointer, _ variant: Int) {
     for index in row.indices { row[index] = .nan }
     let ours = row.withUnsafeMutableBufferPointer { decoders[variant].decode(payload, into: $0.baseAddress!) }
     let reference = referenceDecode(Array(payload), schemas[variant])
@@ -40,5 +57,4 @@ public func fuzzDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     default:
         fatalError("decisions differ for \(Array(payload)) (schema \(variant)): ours \(ours), jansson \(reference)")
     }
-    return 0
 }
