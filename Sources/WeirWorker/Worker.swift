@@ -93,6 +93,11 @@ public final class Worker: @unchecked Sendable {
     private var failure: WorkerError?
 
     private let stopRequested = Atomic<Bool>(false)
+    /// Tests: resume every partition inside librdkafka on the next step without telling the
+    /// worker, as librdkafka 2.0.2 itself can just after an incremental assign.
+    private let resumeBehindTheWorker = Atomic<Bool>(false)
+    /// Paused partitions a message arrived from in the current `take` (librdkafka resumed them).
+    private var flowingWhilePaused = Set<TopicPartition>()
     private let assignedCount = Atomic<Int>(0)
     private let running = Atomic<Bool>(false)
     private let committedAll = Atomic<Bool>(false)
@@ -156,6 +161,13 @@ public final class Worker: @unchecked Sendable {
 
     /// The version answering on the primary route, and the candidate's (canary or shadow), if any.
     public var servingVersions: (primary: String, candidate: String?) { serving.withLock { $0 } }
+
+    /// Tests only: makes librdkafka resume every owned partition while the worker still holds them
+    /// paused, which librdkafka 2.0.2 does on its own after an incremental assign (docs/reliability.md).
+    func resumeInsideLibrdkafkaForTesting() {
+        resumeBehindTheWorker.store(true, ordering: .relaxed)
+        signal.raise()
+    }
 
     /// Asks `run` to stop: finish the batch, flush, commit, leave the group. Safe from any thread.
     public func stop() {
@@ -246,6 +258,10 @@ public final class Worker: @unchecked Sendable {
     // MARK: The loop
 
     private func step() {
+        if resumeBehindTheWorker.load(ordering: .relaxed) {
+            resumeBehindTheWorker.store(false, ordering: .relaxed)
+            try? consumer.resume(Array(assigned))
+        }
         let now = monotonicNanoseconds()
         var timeoutMs = 100
         if !pending.isEmpty {
@@ -308,6 +324,7 @@ public final class Worker: @unchecked Sendable {
         for retained in messages {
             let message = retained.message
             let track = trackFor(message)
+            if !paused.isEmpty && paused.contains(track.partition) { flowingWhilePaused.insert(track.partition) }
             inFlight += 1
             let sequence = track.track(offset: message.offset, timestampMs: message.timestamp?.milliseconds ?? 0)
             guard let value = message.value else {
@@ -357,6 +374,20 @@ public final class Worker: @unchecked Sendable {
             }
             if pending.count >= settings.batchMaxEvents { closeBatch() }
         }
+        if !flowingWhilePaused.isEmpty { pauseAgain() }
+    }
+
+    /// librdkafka 2.0.2 can resume the partitions of an incremental assign when it starts their
+    /// fetchers, undoing the pause the worker issued right after the assignment (under backpressure
+    /// or an operator pause). A message from a partition the worker holds paused shows it: the
+    /// pause is issued again. That message and any fetched with it are answered as usual, so
+    /// nothing is lost or repeated; an operator's pause holds again from the next fetch.
+    private func pauseAgain() {
+        let partitions = Array(flowingWhilePaused)
+        flowingWhilePaused.removeAll()
+        log("librdkafka resumed paused partitions \(partitions.map(\.description).sorted().joined(separator: " ")): pausing them again",
+            level: .warning, partitions: partitions)
+        do { try consumer.pause(partitions) } catch { log("pause failed: \(error)", level: .warning) }
     }
 
     private func trackFor(_ message: KafkaMessage) -> PartitionTrack {
