@@ -66,7 +66,7 @@ let package = Package(
         // Benchmarks: a Swift passthrough over WeirKafka, its C twin written against
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
-            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirWorker"], path: "bench/weir-bench"),
+            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker"], path: "bench/weir-bench"),
         .executableTarget(
             name: "jansson-peer", dependencies: ["CJansson"], path: "bench/jansson-peer"),
         .executableTarget(

@@ -120,6 +120,7 @@ public final class EventDecoder {
             return .failure(DecodeFailure(code: .tooLarge, message: "value is \(payload.count) bytes; the limit is \(schema.maxBytes)"))
         }
         bumpGeneration()
+        layout.startEvent()
         failure = nil
         isMalformed = false
         id = nil

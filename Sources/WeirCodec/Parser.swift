@@ -78,11 +78,13 @@ struct Parser {
         if isFeatures { decoder.bumpGeneration() }
         skipWhitespace()
         if p < end && p.pointee == UInt8(ascii: "}") { p += 1; return }
-        var position = 0
+        let usesLayout = isFeatures && layout.isActive
+        var position = 0, matched = 0, mismatched = 0
         while true {
             skipWhitespace()
             guard p < end, p.pointee == quote else { return malformed("expected a key") }
-            if isFeatures, let learned = layout.match(position, at: p, before: end) {
+            if usesLayout, let learned = layout.match(position, at: p, before: end) {
+                matched &+= 1
                 // The key this position had last time, colon included.
                 p += learned.length
                 skipWhitespace()
@@ -112,8 +114,11 @@ struct Parser {
                     } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
                         action = MemberAction.id
                     }
-                    layout.learn(position, key: learnable ? UnsafeBufferPointer(start: keyStart, count: keyEnd - keyStart) : nil,
-                                 action: action)
+                    if usesLayout {
+                        if layout.hasLearned(position) { mismatched &+= 1 }
+                        layout.learn(position, key: learnable ? UnsafeBufferPointer(start: keyStart, count: keyEnd - keyStart) : nil,
+                                     end: end, action: action)
+                    }
                     if action >= 0 {
                         parseFeatureValue(Int(action), depth: depth + 1)
                     } else if action == MemberAction.id {
@@ -140,7 +145,12 @@ struct Parser {
             skipWhitespace()
             guard p < end else { return malformed("unexpected end inside an object") }
             if p.pointee == UInt8(ascii: ",") { p += 1; continue }
-            if p.pointee == UInt8(ascii: "}") { p += 1; return }
+            if p.pointee == UInt8(ascii: "}") {
+                p += 1
+                // Keys in a new order each time: stop paying for relearning for a while.
+                if mismatched > matched { layout.rest() }
+                return
+            }
             return malformed("expected ',' or '}'")
         }
     }

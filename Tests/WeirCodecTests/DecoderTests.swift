@@ -307,6 +307,21 @@ struct DecoderTests {
         decoder.forgetLayout()
         _ = run(event)
         #expect(row == [1, 2, 3, 4, 5])
+
+        // Keys in a new order: more mismatches than matches forget the layout and rest it for 64
+        // events (full path only, nothing learned); then it learns again, and the next event matches.
+        let reordered = Array("{\"ratio\":4,\"score\":3,\"age\":2,\"amount\":1,\"transaction_amount_7d_mean\":5,\"pad\":\"................................\"}".utf8)
+        #expect(run(reordered).failureCode == nil && row == [1, 2, 3, 4, 5])
+        #expect(decoder.layout.lengths[0] == 0)
+        for _ in 0..<MemberLayout.restEvents {
+            #expect(run(event).failureCode == nil && row == [1, 2, 3, 4, 5])
+            #expect(decoder.layout.lengths[0] == 0, "nothing learned while resting")
+        }
+        _ = run(event)
+        #expect(decoder.layout.lengths[0] == UInt8("\"amount\":".utf8.count), "learning again after the rest")
+        decoder.layout.actions[0] = 1
+        _ = run(event)
+        #expect(row[0].isNaN, "and using what it learned")
     }
 
     let handWritten: [[UInt8]] = [
