@@ -65,6 +65,9 @@ public final class Worker: @unchecked Sendable {
     private var trackByPartition: [TopicPartition: PartitionTrack] = [:]
     private var nextTrackIndex: UInt64 = 1
     @exclusivity(unchecked) private var lastTrack: PartitionTrack?
+    /// The track of the last delivery report (reports come in runs per partition); cleared with
+    /// `lastTrack` whenever tracks are removed, so a late report of a revoked partition is ignored.
+    @exclusivity(unchecked) private var lastDeliveredTrack: PartitionTrack?
     @exclusivity(unchecked) private var lastTopicPointer: UnsafePointer<CChar>?
     @exclusivity(unchecked) private var inFlight = 0
     private var assigned = Set<TopicPartition>()
@@ -708,7 +711,14 @@ public final class Worker: @unchecked Sendable {
                 continue
             }
             let (trackIndex, sequence) = unpackDeliveryContext(report.context)
-            guard let track = tracks[trackIndex] else { continue }
+            let track: PartitionTrack
+            if let last = lastDeliveredTrack, last.index == trackIndex {
+                track = last
+            } else {
+                guard let found = tracks[trackIndex] else { continue }
+                track = found
+                lastDeliveredTrack = found
+            }
             finish(track, Int64(sequence), deliveredAt: wallMicros)
         }
         if !latencyScratch.isEmpty {
@@ -888,6 +898,7 @@ public final class Worker: @unchecked Sendable {
         tracks.removeAll()
         trackByPartition.removeAll()
         lastTrack = nil
+        lastDeliveredTrack = nil
         inFlight = 0
         retries.removeAll()
         if !partitions.isEmpty {
@@ -946,6 +957,7 @@ public final class Worker: @unchecked Sendable {
             }
         }
         lastTrack = nil
+        lastDeliveredTrack = nil
         assigned.subtract(leaving)
         paused.subtract(leaving)
         assignedCount.store(assigned.count, ordering: .relaxed)
