@@ -190,19 +190,7 @@ struct DecoderTests {
         var tally = [String: Int]()
         for bytes in corpus {
             let (ours, row) = decode(bytes, schema)
-            let reference = referenceDecode(bytes, schema)
-            switch (ours, reference) {
-            case (.success, .accepted(let values)):
-                #expect(row.map(\.bitPattern) == values.map(\.bitPattern), "\(String(decoding: bytes, as: UTF8.self))")
-                tally["accepted", default: 0] += 1
-            case (.failure(let failure), .rejected(let code)):
-                #expect(failure.code == code, "\(String(decoding: bytes, as: UTF8.self)): ours \(failure), jansson \(code)")
-                tally[code.rawValue, default: 0] += 1
-            case (_, .undecided):
-                tally["undecided", default: 0] += 1
-            default:
-                Issue.record("decision differs for \(String(decoding: bytes, as: UTF8.self)): ours \(ours), jansson \(reference)")
-            }
+            compareWithJansson(bytes, ours, row, schema, &tally)
         }
         // The corpus exercises every outcome.
         #expect(tally["accepted", default: 0] > 1000)
@@ -226,18 +214,7 @@ struct DecoderTests {
             decoder.forgetLayout()
             _ = run(primer)
             let ours = run(bytes)
-            switch (ours, referenceDecode(bytes, schema)) {
-            case (.success, .accepted(let values)):
-                #expect(row.map(\.bitPattern) == values.map(\.bitPattern), "\(String(decoding: bytes, as: UTF8.self)) after \(String(decoding: primer, as: UTF8.self))")
-                tally["accepted", default: 0] += 1
-            case (.failure(let failure), .rejected(let code)):
-                #expect(failure.code == code, "\(String(decoding: bytes, as: UTF8.self)) after \(String(decoding: primer, as: UTF8.self)): ours \(failure), jansson \(code)")
-                tally[code.rawValue, default: 0] += 1
-            case (_, .undecided):
-                break
-            default:
-                Issue.record("decision differs for \(String(decoding: bytes, as: UTF8.self)) after \(String(decoding: primer, as: UTF8.self)): ours \(ours)")
-            }
+            compareWithJansson(bytes, ours, row, schema, &tally, after: primer)
         }
         let base = "{\"id\":\"evt-1\",\"amount\":12.5,\"age\":41,\"note\":\"a string long enough to leave 32 bytes after every key\","
             + "\"transaction_amount_7d_mean\":0.25,\"a_key_far_too_long_to_be_learned_at_all\":1,\"score\":-3e2,\"ratio\":0.5,\"tail\":[1,2,3]}"
@@ -322,6 +299,26 @@ struct DecoderTests {
         decoder.layout.actions[0] = 1
         _ = run(event)
         #expect(row[0].isNaN, "and using what it learned")
+    }
+
+    /// Expects our decision (and floats, bit for bit) to be jansson's for `bytes`, and counts the
+    /// outcome in `tally`. `primer`: the event decoded just before by the same decoder.
+    func compareWithJansson(_ bytes: [UInt8], _ ours: Result<EventID?, DecodeFailure>, _ row: [Float], _ schema: FeatureSchema,
+                            _ tally: inout [String: Int], after primer: [UInt8]? = nil) {
+        let context = String(decoding: bytes, as: UTF8.self) + (primer.map { " after " + String(decoding: $0, as: UTF8.self) } ?? "")
+        let reference = referenceDecode(bytes, schema)
+        switch (ours, reference) {
+        case (.success, .accepted(let values)):
+            #expect(row.map(\.bitPattern) == values.map(\.bitPattern), "\(context)")
+            tally["accepted", default: 0] += 1
+        case (.failure(let failure), .rejected(let code)):
+            #expect(failure.code == code, "\(context): ours \(failure), jansson \(code)")
+            tally[code.rawValue, default: 0] += 1
+        case (_, .undecided):
+            tally["undecided", default: 0] += 1
+        default:
+            Issue.record("decision differs for \(context): ours \(ours), jansson \(reference)")
+        }
     }
 
     let handWritten: [[UInt8]] = [
