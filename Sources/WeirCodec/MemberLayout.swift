@@ -56,10 +56,7 @@ final class MemberLayout {
     }
 
     /// Forgets every position, and ends a rest.
-    func reset() {
-        lengths.update(repeating: 0, count: MemberLayout.capacity)
-        control[0] = 0
-    }
+    func reset() { view.forget(restingFor: 0) }
 
     /// Called once per event: counts down a rest.
     @inline(__always)
@@ -90,11 +87,12 @@ struct MemberLayoutView {
     @inline(__always)
     var isActive: Bool { control[0] == 0 }
 
-    /// Rests the layout after an object that mostly mismatched it, for the next `restEvents`
-    /// events (each event's start counts one down), and forgets it: the first event after the rest
-    /// learns afresh instead of mismatching what was learned before it.
-    func rest() {
-        control[0] = MemberLayout.restEvents + 1
+    /// Forgets every position and rests for the next `events` events (full path only; each event's
+    /// start counts one down). After an object that mostly mismatched the layout, so that the first
+    /// event after the rest learns afresh instead of mismatching what was learned before it.
+    func forget(restingFor events: Int) {
+        // The current event's start has passed: the count-down begins with the next one.
+        control[0] = events == 0 ? 0 : events + 1
         lengths.update(repeating: 0, count: MemberLayout.capacity)
     }
 

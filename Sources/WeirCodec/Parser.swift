@@ -89,13 +89,7 @@ struct Parser {
                 p += learned.length
                 skipWhitespace()
                 guard p < end else { return malformed("unexpected end") }
-                if learned.action >= 0 {
-                    parseFeatureValue(Int(learned.action), depth: depth + 1)
-                } else if learned.action == MemberAction.id {
-                    parseID()
-                } else {
-                    skipValue(depth: depth + 1)
-                }
+                parseMemberValue(learned.action, depth: depth + 1)
             } else {
                 let keyStart = p
                 guard let key = readString() else { return }
@@ -107,26 +101,16 @@ struct Parser {
                 let keyEnd = p
                 skipWhitespace()
                 guard p < end else { return malformed("unexpected end") }
+                let isID = pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d")
                 if isFeatures {
-                    var action = MemberAction.skip
-                    if let index = keys.find(key) {
-                        action = Int32(index)
-                    } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
-                        action = MemberAction.id
-                    }
+                    let action = keys.find(key).map(Int32.init) ?? (isID ? MemberAction.id : MemberAction.skip)
                     if usesLayout {
                         if layout.hasLearned(position) { mismatched &+= 1 }
                         layout.learn(position, key: learnable ? UnsafeBufferPointer(start: keyStart, count: keyEnd - keyStart) : nil,
                                      end: end, action: action)
                     }
-                    if action >= 0 {
-                        parseFeatureValue(Int(action), depth: depth + 1)
-                    } else if action == MemberAction.id {
-                        parseID()
-                    } else {
-                        skipValue(depth: depth + 1)
-                    }
-                } else if pathLevel == 0 && key.count == 2 && key[0] == UInt8(ascii: "i") && key[1] == UInt8(ascii: "d") {
+                    parseMemberValue(action, depth: depth + 1)
+                } else if isID {
                     parseID()
                 } else if let level = pathLevel, key.elementsEqual(decoder.pathKey(level)) {
                     if p.pointee == UInt8(ascii: "{") {
@@ -148,10 +132,22 @@ struct Parser {
             if p.pointee == UInt8(ascii: "}") {
                 p += 1
                 // Keys in a new order each time: stop paying for relearning for a while.
-                if mismatched > matched { layout.rest() }
+                if mismatched > matched { layout.forget(restingFor: MemberLayout.restEvents) }
                 return
             }
             return malformed("expected ',' or '}'")
+        }
+    }
+
+    /// A features object's member value, by what its key means (`MemberAction`, or a feature index).
+    @inline(__always)
+    private mutating func parseMemberValue(_ action: Int32, depth: Int) {
+        if action >= 0 {
+            parseFeatureValue(Int(action), depth: depth)
+        } else if action == MemberAction.id {
+            parseID()
+        } else {
+            skipValue(depth: depth)
         }
     }
 
@@ -271,7 +267,7 @@ struct Parser {
         if negative { q += 1 }
         guard q < end, q.pointee &- 48 < 10 else { p = q; malformed("invalid number"); return nil }
         // Every digit goes into `mantissa`; it is exact while there are at most 19 (below 2^64).
-        // Longer runs, rare in events, are re-read by `exactDigits`.
+        // Longer runs, rare in events, are re-read by `significantDigits`.
         var mantissa: UInt64 = 0
         let integerStart = q
         if q.pointee == UInt8(ascii: "0") {
