@@ -99,8 +99,6 @@ public final class Worker: @unchecked Sendable {
     /// Tests: resume every partition inside librdkafka on the next step without telling the
     /// worker, as librdkafka 2.0.2 itself can just after an incremental assign.
     private let resumeBehindTheWorker = Atomic<Bool>(false)
-    /// Paused partitions a message arrived from in the current `take` (librdkafka resumed them).
-    private var flowingWhilePaused = Set<TopicPartition>()
     private let assignedCount = Atomic<Int>(0)
     private let running = Atomic<Bool>(false)
     private let committedAll = Atomic<Bool>(false)
@@ -324,10 +322,16 @@ public final class Worker: @unchecked Sendable {
         metrics.eventsIn.increment(by: Int64(messages.count))
         metrics.consumedTotal.add(messages.count, ordering: .relaxed)
         let now = monotonicNanoseconds()
+        // librdkafka 2.0.2 can resume the partitions of an incremental assign when it starts their
+        // fetchers, undoing the pause the worker issued right after the assignment (under
+        // backpressure or an operator pause). A message from a partition the worker holds paused
+        // shows it: the partition no longer counts as paused, so this step's `applyBackpressure`
+        // pauses it again. Its messages are answered as usual, so nothing is lost or repeated.
+        var resumedBehindTheWorker: [TopicPartition] = []
         for retained in messages {
             let message = retained.message
             let track = trackFor(message)
-            if !paused.isEmpty && paused.contains(track.partition) { flowingWhilePaused.insert(track.partition) }
+            if !paused.isEmpty, paused.remove(track.partition) != nil { resumedBehindTheWorker.append(track.partition) }
             inFlight += 1
             let sequence = track.track(offset: message.offset, timestampMs: message.timestamp?.milliseconds ?? 0)
             guard let value = message.value else {
@@ -377,20 +381,10 @@ public final class Worker: @unchecked Sendable {
             }
             if pending.count >= settings.batchMaxEvents { closeBatch() }
         }
-        if !flowingWhilePaused.isEmpty { pauseAgain() }
-    }
-
-    /// librdkafka 2.0.2 can resume the partitions of an incremental assign when it starts their
-    /// fetchers, undoing the pause the worker issued right after the assignment (under backpressure
-    /// or an operator pause). A message from a partition the worker holds paused shows it: the
-    /// pause is issued again. That message and any fetched with it are answered as usual, so
-    /// nothing is lost or repeated; an operator's pause holds again from the next fetch.
-    private func pauseAgain() {
-        let partitions = Array(flowingWhilePaused)
-        flowingWhilePaused.removeAll()
-        log("librdkafka resumed paused partitions \(partitions.map(\.description).sorted().joined(separator: " ")): pausing them again",
-            level: .warning, partitions: partitions)
-        do { try consumer.pause(partitions) } catch { log("pause failed: \(error)", level: .warning) }
+        if !resumedBehindTheWorker.isEmpty {
+            log("librdkafka resumed paused partitions \(resumedBehindTheWorker.map(\.description).sorted().joined(separator: " ")): pausing them again",
+                level: .warning, partitions: resumedBehindTheWorker)
+        }
     }
 
     private func trackFor(_ message: KafkaMessage) -> PartitionTrack {
