@@ -7,12 +7,35 @@ public struct RebalanceHandlers {
     public var partitionsAssigned: ([TopicPartition]) -> Void
     /// `lost` is true when the partitions were already taken away (session timeout): do not commit.
     public var partitionsRevoked: (_ partitions: [TopicPartition], _ lost: Bool) -> Void
+    /// When true the handlers are not called inside `poll`: the change waits in `pendingRebalance`
+    /// until the owner calls `completeRebalance()` at a point of its own choosing.
+    let deferred: Bool
 
     public init(partitionsAssigned: @escaping ([TopicPartition]) -> Void = { _ in },
                 partitionsRevoked: @escaping ([TopicPartition], Bool) -> Void = { _, _ in }) {
         self.partitionsAssigned = partitionsAssigned
         self.partitionsRevoked = partitionsRevoked
+        deferred = false
     }
+
+    /// Rebalances wait for the owner: `poll` stops at one and returns what it has; the owner reads
+    /// `pendingRebalance`, finishes its own work and calls `completeRebalance()`. librdkafka holds
+    /// the group's change until then (within `max.poll.interval.ms`). During `close` changes
+    /// complete at once, since the owner has nothing in flight by then.
+    public static var deferred: RebalanceHandlers { RebalanceHandlers(deferred: true) }
+
+    private init(deferred: Bool) {
+        partitionsAssigned = { _ in }
+        partitionsRevoked = { _, _ in }
+        self.deferred = deferred
+    }
+}
+
+/// A change of assignment the owner has not yet applied (`RebalanceHandlers.deferred`).
+public enum RebalanceEvent: Equatable, Sendable {
+    case assigned([TopicPartition])
+    /// `lost`: the partitions were already taken away (session timeout): do not commit them.
+    case revoked([TopicPartition], lost: Bool)
 }
 
 /// A group consumer over librdkafka. All methods except `wakeUp()` must be called from one thread,
@@ -103,8 +126,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Fills the front of `buffer` with up to `maxMessages` kept messages (see `compact`), waiting
-    /// on `signal` for at most `timeoutMs` when none are ready. Returns how many.
+    /// on `signal` for at most `timeoutMs` when none are ready. Returns how many. With a deferred
+    /// rebalance waiting, consumes nothing: the owner completes it first.
     private func consumeKept(maxMessages: Int, timeoutMs: Int) -> Int {
+        if !context.pending.isEmpty { return 0 }
         if maxMessages > bufferCapacity {
             buffer.deallocate()
             bufferCapacity = maxMessages
@@ -112,10 +137,20 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         context.revokedDuringPoll = false
         var count = consumeReady(maxMessages)
-        if count == 0 && timeoutMs > 0 && signal.wait(timeoutMs: timeoutMs) {
+        if count == 0 && timeoutMs > 0 && context.pending.isEmpty && signal.wait(timeoutMs: timeoutMs) {
             count = consumeReady(maxMessages)
         }
         return count == 0 ? 0 : compact(count)
+    }
+
+    /// The oldest assignment change waiting for the owner (`RebalanceHandlers.deferred`), if any.
+    public var pendingRebalance: RebalanceEvent? { context.pending.first?.event }
+
+    /// Applies the oldest waiting assignment change in librdkafka (assign or unassign), after the
+    /// owner has finished with it. Errors go to `onError`.
+    public func completeRebalance() {
+        guard !context.pending.isEmpty else { return }
+        context.complete(context.pending.removeFirst())
     }
 
     private func consumeReady(_ maxMessages: Int) -> Int {
@@ -320,6 +355,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func close() throws(KafkaError) {
         guard !closed else { return }
         closed = true
+        while !context.pending.isEmpty { context.complete(context.pending.removeFirst()) }
+        context.closing = true
         try KafkaError.check(rd_kafka_consumer_close(handle), "close consumer")
     }
 }
@@ -362,6 +399,17 @@ final class ConsumerContext {
     let onCommitFailure: ([TopicPartitionOffset], KafkaErrorCode) -> Void
     /// Asynchronous commits sent and not yet answered (poll thread only).
     var asyncCommitsInFlight = 0
+    /// Deferred mode: changes recorded by the callback, applied by `complete` when the owner says.
+    var pending: [DeferredRebalance] = []
+    /// Set by `close`: from then on changes complete inside the callback.
+    var closing = false
+
+    /// One recorded change: what the owner sees, and librdkafka's list (a copy) to apply.
+    struct DeferredRebalance {
+        let event: RebalanceEvent
+        let list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        let cooperative: Bool
+    }
 
     init(rebalance: RebalanceHandlers, onError: @escaping (KafkaError) -> Void,
          onCommitFailure: @escaping ([TopicPartitionOffset], KafkaErrorCode) -> Void) {
@@ -389,6 +437,21 @@ final class ConsumerContext {
                          _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
         let partitions = NativePartitionList.partitions(of: list)
         let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        if rebalance.deferred {
+            let event: RebalanceEvent
+            switch code {
+            case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS: event = .assigned(partitions)
+            case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS: event = .revoked(partitions, lost: rd_kafka_assignment_lost(handle) != 0)
+            default:
+                onError(KafkaError(operation: "rebalance", code: KafkaErrorCode(code)))
+                event = .revoked(Array(assigned), lost: true)
+            }
+            let change = DeferredRebalance(event: event, list: code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                                           || code == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS ? rd_kafka_topic_partition_list_copy(list) : nil,
+                                           cooperative: cooperative)
+            if closing { complete(change) } else { pending.append(change) }
+            return
+        }
         switch code {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             rebalance.partitionsAssigned(partitions)
@@ -417,6 +480,35 @@ final class ConsumerContext {
             assigned.removeAll()
             revokedDuringPoll = true
             report(rd_kafka_assign(handle, nil), "unassign after rebalance error")
+        }
+    }
+
+    /// Applies a recorded change in librdkafka and in `assigned`.
+    func complete(_ change: DeferredRebalance) {
+        guard let handle else { return }
+        defer { if let list = change.list { rd_kafka_topic_partition_list_destroy(list) } }
+        switch change.event {
+        case .assigned(let partitions):
+            assigned.formUnion(partitions)
+            if change.cooperative {
+                if let error = rd_kafka_incremental_assign(handle, change.list) {
+                    onError(KafkaError(operation: "incremental assign", consuming: error))
+                }
+            } else {
+                report(rd_kafka_assign(handle, change.list), "assign")
+            }
+        case .revoked(let partitions, _):
+            assigned.subtract(partitions)
+            if change.list == nil {
+                assigned.removeAll()
+                report(rd_kafka_assign(handle, nil), "unassign after rebalance error")
+            } else if change.cooperative {
+                if let error = rd_kafka_incremental_unassign(handle, change.list) {
+                    onError(KafkaError(operation: "incremental unassign", consuming: error))
+                }
+            } else {
+                report(rd_kafka_assign(handle, nil), "unassign")
+            }
         }
     }
 

@@ -49,6 +49,9 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     /// Client-side: nothing to commit (`_NO_OFFSET`).
     public static let noOffset = KafkaErrorCode(RD_KAFKA_RESP_ERR__NO_OFFSET)
 
+    /// Whether this code says a newer producer with the same `transactional.id` took over.
+    public var isFencing: Bool { self == .fenced || self == .producerFenced || self == .producerFencedByBroker }
+
     /// The librdkafka symbolic name, e.g. `NOT_LEADER_FOR_PARTITION`.
     public var name: String { String(cString: rd_kafka_err2name(native)) }
     /// librdkafka's human description.

@@ -8,6 +8,9 @@ import WeirDrift
 final class DriftTap {
     let window: DriftWindow
     let writer = JSONWriter(capacity: 16_384)
+    /// Rows of the batch being answered that joined the window; their values are added in column
+    /// runs by `flush` (before the window closes, and after the batch).
+    @exclusivity(unchecked) private var rows: [Int32] = []
     private let modelName: String
     private let modelVersion: String
     private let referenceID: String
@@ -30,6 +33,43 @@ final class DriftTap {
         self.referenceID = referenceID
         workerID = settings.workerID
         featureNames = bundle.manifest.inputs.map(\.name)
+    }
+
+    /// The batch whose answered rows `observe` notes: its feature matrix, defaulted flags, outputs.
+    struct Batch {
+        let features: UnsafeMutablePointer<Float>
+        let missing: UnsafeMutablePointer<Bool>
+        let outputs: AnswerWriter.Outputs
+    }
+
+    /// Notes one answered event. When its timestamp falls past the open window, the window is
+    /// closed first (rows noted so far are added) and `publish` is called with its record in `writer`.
+    func observe(row: Int32, timestampMs: Int64, topic: String, partition: Int32, offset: Int64, batch: Batch,
+                 publish: (WindowDrift) -> Void) {
+        if window.closesBefore(timestampMs: timestampMs) {
+            flush(batch)
+            if let result = closeWindow() { publish(result) }
+        }
+        window.noteEvent(timestampMs: timestampMs, topic: topic, partition: partition, offset: offset)
+        rows.append(row)
+    }
+
+    /// Adds the noted rows' features and outputs to the open window.
+    func flush(_ batch: Batch) {
+        guard !rows.isEmpty else { return }
+        rows.withUnsafeBufferPointer { indices in
+            window.addFeatureRows(batch.features, rows: indices, missing: batch.missing)
+            window.addPredictionRows(batch.outputs.values.baseAddress!, stride: batch.outputs.width, rows: indices)
+        }
+        rows.removeAll(keepingCapacity: true)
+    }
+
+    /// Closes the open window (nil when it holds nothing) and writes its record into `writer`.
+    func closeWindow() -> WindowDrift? {
+        guard !window.isEmpty else { return nil }
+        let result = window.close()
+        encode(result)
+        return result
     }
 
     /// Writes the record of a closed window into `writer`.

@@ -144,8 +144,11 @@ public final class WorkerMetrics: Sendable {
 
     /// Counts a control message by result (`applied`, `rejected`, `ignored`) and reason code.
     /// Counts an exactly-once transaction by outcome (`committed` or `aborted`).
-    func transactions(result: String) {
-        if result == "aborted" {
+    /// How a transaction ended.
+    enum TransactionOutcome { case committed, aborted }
+
+    func transactions(_ outcome: TransactionOutcome) {
+        if outcome == .aborted {
             transactionsAborted.increment()
             transactionAbortTotal.add(1, ordering: .relaxed)
         } else {

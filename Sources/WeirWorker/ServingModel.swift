@@ -63,6 +63,17 @@ final class ServingModel: @unchecked Sendable {
         missingFlags.deallocate()
     }
 
+    /// Records which features of `row` the decoder defaulted (drift counts them as missing).
+    @inline(__always)
+    func noteDefaults(row: Int) {
+        let flags = missingFlags + row * width
+        if decoder.defaultedCount == 0 {
+            flags.update(repeating: false, count: width)
+        } else {
+            for feature in 0..<width { flags[feature] = decoder.wasDefaulted(feature) }
+        }
+    }
+
     /// Runs the filled rows.
     func run() throws -> ModelRun {
         try bundle.model.run(rows: count, input: UnsafeBufferPointer(start: rows, count: count * width), scratch: scratch)

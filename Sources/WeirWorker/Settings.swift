@@ -37,7 +37,7 @@ public struct WorkerSettings: Sendable, Equatable {
     /// Port of `/metrics`, `/healthz`, `/readyz`; 0 picks a free port (logged).
     public var metricsPort = 9464
     public var metricsHost = "0.0.0.0"
-    public var guarantee = "at-least-once"
+    public var guarantee = Guarantee.atLeastOnce
     /// Dotted path to the object or array holding the features (`input.features-path`).
     public var inputFeaturesPath: String?
     /// Larger event values go to the dead-letter topic as `too-large`.
@@ -202,11 +202,11 @@ let settingsCatalog: [SettingSpec] = [
     text("metrics-host", "address the metrics server listens on", \.metricsHost),
     SettingSpec(key: "guarantee", help: "at-least-once or exactly-once", apply: { settings, values, source in
         let value = try single("guarantee", values, source)
-        guard ["at-least-once", "exactly-once"].contains(value) else {
+        guard let guarantee = Guarantee(rawValue: value) else {
             throw SettingsError("guarantee: '\(value)' \(source) is not a guarantee; use at-least-once or exactly-once")
         }
-        settings.guarantee = value
-    }, render: { $0.guarantee }),
+        settings.guarantee = guarantee
+    }, render: { $0.guarantee.rawValue }),
     optionalText("input.features-path", "dotted path to the object or array holding the features", \.inputFeaturesPath),
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
@@ -406,4 +406,19 @@ public enum SettingsLoader {
         let plain = value.allSatisfy { $0.isLetter || $0.isNumber || "-_.:/,@".contains($0) } && !value.isEmpty
         return plain ? value : "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
     }
+}
+
+/// What the worker promises about each input event's answer (docs/reliability.md).
+public enum Guarantee: String, Sendable, CaseIterable {
+    /// Every event is answered at least once: offsets are committed after their answers are
+    /// delivered; after a crash or rebalance, uncommitted events are answered again.
+    case atLeastOnce = "at-least-once"
+    /// Answers and input offsets are committed in one Kafka transaction: readers with
+    /// `isolation.level=read_committed` see each event's answer once.
+    case exactlyOnce = "exactly-once"
+}
+
+extension WorkerSettings {
+    /// One transactional id per worker: a restarted worker with the same worker-id fences its zombie.
+    var transactionalID: String { "weir-\(group)-\(workerID)" }
 }

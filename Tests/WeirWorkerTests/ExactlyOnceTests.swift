@@ -15,7 +15,7 @@ import WeirWorker
 
     func settings(_ cluster: EmbeddedCluster) -> WorkerSettings {
         var settings = testSettings(cluster)
-        settings.guarantee = "exactly-once"
+        settings.guarantee = .exactlyOnce
         settings.commitIntervalMs = 200
         return settings
     }

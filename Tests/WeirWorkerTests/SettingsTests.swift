@@ -155,6 +155,6 @@ import WeirWorker
 
     @Test func exactlyOnceIsAccepted() throws {
         let settings = try SettingsLoader.load(file: nil, environment: ["WEIR_GUARANTEE": "exactly-once"], arguments: [])
-        #expect(settings.guarantee == "exactly-once")
+        #expect(settings.guarantee == .exactlyOnce)
     }
 }

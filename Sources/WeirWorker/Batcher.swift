@@ -1,0 +1,296 @@
+import WeirCodec
+import WeirControl
+import WeirDrift
+import WeirKafka
+import WeirModel
+
+/// Which model answers which event, decided per event when it is consumed.
+struct Routing {
+    /// The model answering every event the candidate does not take.
+    var primary: ServingModel
+    /// A canary or shadow candidate on trial.
+    var candidate: ServingModel?
+    var mode: RolloutMode?
+    /// Canary keys are those whose bucket (0..<10000) is below this.
+    var canaryThreshold = 0
+
+    init(primary: ServingModel) { self.primary = primary }
+
+    init(_ plan: ServingPlan) {
+        primary = plan.primary
+        candidate = plan.candidate
+        mode = plan.candidate == nil ? nil : plan.mode
+        canaryThreshold = Int(((plan.percent ?? 0) * 100).rounded())
+    }
+}
+
+/// The open batch: decodes consumed events into the answering model's rows (routing each to the
+/// primary or a canary, and to a shadow too), then runs the models and answers every event in
+/// consumption order. Poll thread only.
+final class Batcher {
+    /// An event in the open batch: the consumed message is kept (zero-copy) until it is answered.
+    struct PendingEvent {
+        let message: RetainedMessage
+        let track: PartitionTrack
+        /// The delivery context of its answer (track and sequence in the ledger).
+        let context: UInt
+        let id: EventID?
+        let receivedAt: UInt64
+        /// The model answering it, and its row in that model's batch matrix.
+        let route: Route
+        let row: Int32
+        /// Its row in the shadow candidate's matrix; -1 when there is no shadow (or it could not read it).
+        let shadowRow: Int32
+    }
+
+    private(set) var routing: Routing
+    @exclusivity(unchecked) private var pending: [PendingEvent] = []
+    /// When the oldest pending event arrived (monotonic nanoseconds).
+    @exclusivity(unchecked) private(set) var openedAt: UInt64 = 0
+    private let maxEvents: Int
+    private let maxDelayNanoseconds: UInt64
+    private let ledger: OffsetLedger
+    private let outputs: Outputs
+    private let metrics: WorkerMetrics
+    private let modelKey: [UInt8]
+    /// The last few event values the primary model decoded: a candidate's schema check and warm-up.
+    private(set) var recentEvents: [[UInt8]] = []
+    private var recentNext = 0
+
+    init(primary: ServingModel, settings: WorkerSettings, ledger: OffsetLedger, outputs: Outputs, metrics: WorkerMetrics) {
+        routing = Routing(primary: primary)
+        maxEvents = settings.batchMaxEvents
+        maxDelayNanoseconds = UInt64(settings.batchMaxDelayMs) * 1_000_000
+        self.ledger = ledger
+        self.outputs = outputs
+        self.metrics = metrics
+        modelKey = Array(primary.bundle.manifest.name.utf8)
+        pending.reserveCapacity(maxEvents)
+    }
+
+    var isEmpty: Bool { pending.isEmpty }
+    var count: Int { pending.count }
+    /// Room left before the batch is full.
+    var room: Int { maxEvents - pending.count }
+    /// When the open batch must close (nil when there is none).
+    var deadline: UInt64? { pending.isEmpty ? nil : openedAt + maxDelayNanoseconds }
+
+    /// Whether the open batch is full or its oldest event has waited the delay.
+    func isDue(at now: UInt64) -> Bool {
+        !pending.isEmpty && (pending.count >= maxEvents || now >= openedAt + maxDelayNanoseconds)
+    }
+
+    // MARK: Taking events
+
+    /// Starts tracking each message in the ledger and decodes it into its model's rows; an event no
+    /// model can read is answered by a dead letter at once, a tombstone by nothing (it is counted).
+    func take(_ messages: [RetainedMessage], now: UInt64) {
+        metrics.eventsIn.increment(by: Int64(messages.count))
+        metrics.consumedTotal.add(messages.count, ordering: .relaxed)
+        for retained in messages {
+            let message = retained.message
+            let track = ledger.track(for: message)
+            let context = ledger.begin(track, offset: message.offset, timestampMs: message.timestamp?.milliseconds ?? 0)
+            guard let value = message.value else {
+                metrics.tombstones.increment()
+                metrics.tombstoneTotal.add(1, ordering: .relaxed)
+                _ = ledger.answer(context)
+                retained.release()
+                continue
+            }
+            if pending.isEmpty { openedAt = now }
+            var route = Route.primary
+            // Unowned: `routing` holds the models for the whole call.
+            unowned(unsafe) var model = routing.primary
+            if let candidate = routing.candidate, routing.mode == .canary, let key = message.key,
+               CanaryRouting.bucket(key) < routing.canaryThreshold {
+                route = .canary
+                model = candidate
+            }
+            let row = model.count
+            switch model.decoder.decode(value, into: model.rows + row * model.width) {
+            case .success(let id):
+                if model.drift != nil { model.noteDefaults(row: row) }
+                model.count += 1
+                pending.append(PendingEvent(message: retained, track: track, context: context, id: id, receivedAt: now,
+                                            route: route, row: Int32(row), shadowRow: decodeForShadow(value)))
+            case .failure(let failure):
+                outputs.sendDeadLetter(message, answers: model.answers, code: failure.code.rawValue, reason: failure.message,
+                                       context: context)
+                retained.release()
+            }
+            if pending.count >= maxEvents { close() }
+        }
+    }
+
+    /// The event's row in the shadow candidate's matrix, or -1 (no shadow, or it cannot read it).
+    @inline(__always)
+    private func decodeForShadow(_ value: UnsafeRawBufferPointer) -> Int32 {
+        guard routing.mode == .shadow, let shadow = routing.candidate else { return -1 }
+        guard case .success = shadow.decoder.decode(value, into: shadow.rows + shadow.count * shadow.width) else {
+            // The primary reads this event and the candidate cannot: a candidate failure.
+            shadow.trialEvents += 1
+            shadow.trialErrors += 1
+            return -1
+        }
+        shadow.count += 1
+        return Int32(shadow.count - 1)
+    }
+
+    // MARK: Answering
+
+    /// One model's run over its rows of the batch.
+    private struct RunResult {
+        var run: ModelRun?
+        var error: (any Error)?
+    }
+
+    private func runRows(of model: ServingModel) -> RunResult {
+        guard model.count > 0 else { return RunResult() }
+        let started = monotonicNanoseconds()
+        defer { model.noteInference(nanoseconds: monotonicNanoseconds() - started) }
+        do { return RunResult(run: try model.run()) } catch { return RunResult(error: error) }
+    }
+
+    /// Runs the open batch through its models and sends one prediction (or model-error dead
+    /// letter) per event, in consumption order; shadow records follow their primary answer.
+    func close() {
+        let count = pending.count
+        guard count > 0 else { return }
+        metrics.batchSize.record(count)
+        let started = monotonicNanoseconds()
+        let primaryModel = routing.primary, candidateModel = routing.candidate
+        let primaryResult = runRows(of: primaryModel)
+        let candidateResult = candidateModel.map { runRows(of: $0) } ?? RunResult()
+        let finished = monotonicNanoseconds()
+        metrics.inferenceTime.recordNanoseconds(Int64(finished - started))
+        rememberRecentEvents()
+        var predicted = 0
+        // Per event, nothing below copies a struct holding references (an event, a run result) or
+        // takes a model out of an optional: each such copy costs reference-count traffic per event.
+        let primaryError = primaryResult.error, candidateError = candidateResult.error
+        let primaryDrift = primaryModel.drift
+        withOutputs(primaryModel, primaryResult) { primaryOutputs in
+            withOutputs(candidateModel, candidateResult) { candidateOutputs in
+                let driftBatch = primaryOutputs.map {
+                    DriftTap.Batch(features: primaryModel.rows, missing: primaryModel.missingFlags, outputs: $0)
+                }
+                pending.withUnsafeBufferPointer { events in
+                    for index in events.indices {
+                        let message = events[index].message.message
+                        let context = events[index].context
+                        let isPrimary = events[index].route == .primary
+                        unowned(unsafe) let model = isPrimary ? primaryModel : candidateModel.unsafelyUnwrapped
+                        model.trialEvents += 1
+                        if let error = isPrimary ? primaryError : candidateError {
+                            model.trialErrors += 1
+                            outputs.sendDeadLetter(message, answers: model.answers, code: "model-error",
+                                                   reason: "the model failed on this batch: \(error)", context: context)
+                        } else if let problem = model.answers.encodePrediction(
+                            row: Int(events[index].row), outputs: isPrimary ? primaryOutputs : candidateOutputs, message: message,
+                            id: events[index].id, topicJSON: events[index].track.topicJSON,
+                            latencyMicros: (finished - events[index].receivedAt) / 1000) {
+                            model.trialErrors += 1
+                            outputs.sendDeadLetter(message, answers: model.answers, code: "model-error", reason: problem, context: context)
+                        } else {
+                            var headers = OutgoingHeaders(takingFrom: message)
+                            model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
+                            outputs.sendPrediction(model.answers.writer, key: message.key, headers: headers, context: context)
+                            predicted += 1
+                            if isPrimary, let primaryDrift, let driftBatch {
+                                observe(events[index], row: events[index].row, drift: primaryDrift, batch: driftBatch)
+                            }
+                        }
+                        if events[index].shadowRow >= 0, let shadow = candidateModel {
+                            answerShadow(events[index], shadow, candidateResult, candidateOutputs, finished)
+                        }
+                        events[index].message.release()
+                    }
+                }
+                if let primaryDrift, let driftBatch { timedDrift { primaryDrift.flush(driftBatch) } }
+            }
+        }
+        metrics.predictions.increment(by: Int64(predicted))
+        metrics.predictionTotal.add(predicted, ordering: .relaxed)
+        pending.removeAll(keepingCapacity: true)
+        primaryModel.count = 0
+        candidateModel?.count = 0
+    }
+
+    /// Drops the open batch unanswered (an aborted transaction: its events are read again).
+    func discard() {
+        for event in pending { event.message.release() }
+        pending.removeAll(keepingCapacity: true)
+        routing.primary.count = 0
+        routing.candidate?.count = 0
+    }
+
+    private func withOutputs(_ model: ServingModel?, _ result: RunResult, _ body: (AnswerWriter.Outputs?) -> Void) {
+        if let model, let run = result.run { model.answers.withOutputs(of: run, body) } else { body(nil) }
+    }
+
+    /// The shadow candidate's answer to an event the primary answered; failures count against it.
+    private func answerShadow(_ event: PendingEvent, _ shadow: ServingModel, _ result: RunResult,
+                              _ modelOutputs: AnswerWriter.Outputs?, _ finished: UInt64) {
+        shadow.trialEvents += 1
+        let message = event.message.message
+        guard result.error == nil, outputs.shadow != nil, shadow.answers.encodePrediction(
+            row: Int(event.shadowRow), outputs: modelOutputs, message: message, id: event.id, topicJSON: event.track.topicJSON,
+            latencyMicros: (finished - event.receivedAt) / 1000) == nil else {
+            shadow.trialErrors += 1
+            return
+        }
+        var headers = OutgoingHeaders(copying: message)
+        shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
+        outputs.sendShadow(shadow.answers.writer, of: message, headers: headers)
+    }
+
+    /// Keeps copies of a few events per batch that the primary model read (a ring of 64).
+    private func rememberRecentEvents() {
+        let step = max(pending.count / 4, 1)
+        for index in stride(from: 0, to: pending.count, by: step) where pending[index].route == .primary {
+            guard let value = pending[index].message.message.value else { continue }
+            let copy = Array(value)
+            if recentEvents.count < 64 { recentEvents.append(copy) } else { recentEvents[recentNext] = copy }
+            recentNext = (recentNext + 1) % 64
+        }
+    }
+
+    // MARK: Drift
+
+    private func observe(_ event: PendingEvent, row: Int32, drift: DriftTap, batch: DriftTap.Batch) {
+        let message = event.message.message
+        drift.observe(row: row, timestampMs: message.timestamp?.milliseconds ?? 0, topic: event.track.partition.topic,
+                      partition: message.partition, offset: message.offset, batch: batch) { result in
+            metrics.recordDrift(result)
+            outputs.sendDrift(drift.writer, key: modelKey)
+        }
+    }
+
+    private func timedDrift(_ body: () -> Void) {
+        let started = monotonicNanoseconds()
+        body()
+        metrics.addDriftTime(nanoseconds: monotonicNanoseconds() - started)
+    }
+
+    /// Closes `model`'s open drift window and produces its record (keyed by model name). Drift
+    /// records are not answers: their delivery does not hold back commits.
+    func publishDrift(of model: ServingModel) {
+        guard let drift = model.drift else { return }
+        timedDrift {
+            guard let result = drift.closeWindow() else { return }
+            metrics.recordDrift(result)
+            outputs.sendDrift(drift.writer, key: modelKey)
+        }
+    }
+
+    // MARK: Swaps
+
+    /// Switches models between two batches (call with nothing pending): the old primary's drift
+    /// window closes with its version, and every later event is answered by the plan's models.
+    func apply(_ plan: ServingPlan) {
+        precondition(pending.isEmpty, "a serving plan is applied between two batches")
+        if plan.primary !== routing.primary { publishDrift(of: routing.primary) }
+        routing = Routing(plan)
+    }
+}

@@ -1,0 +1,344 @@
+import Foundation
+import WeirCodec
+import WeirControl
+import WeirKafka
+
+/// The poll thread's loop: wakes on librdkafka's queue event, takes events into the batch, and at
+/// one fixed point per turn applies what callbacks recorded (delivery reports, rebalances,
+/// refused commits), closes due batches, swaps models, commits and adjusts pauses. The parts it
+/// wires together each own one job: `OffsetLedger`, `Batcher`, `Outputs`, `PartitionFlow`, the
+/// guarantee's `Committer`, `ControlPlane`. Confined to the thread that calls `run`.
+final class PollLoop {
+    private let settings: WorkerSettings
+    private let shared: WorkerShared
+    private let metrics: WorkerMetrics
+    private let log: WorkerLog
+    private let control: ControlPlane
+    private let signal: EventSignal
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let inbox: DeliveryInbox
+    private let ledger = OffsetLedger()
+    private let outputs: Outputs
+    private let batcher: Batcher
+    private let flow: PartitionFlow
+    private var committer: (any Committer)!
+    /// Offsets whose asynchronous commit the coordinator refused, recorded inside `poll`.
+    private var refusedCommits: [([TopicPartitionOffset], KafkaErrorCode)] = []
+    @exclusivity(unchecked) private var polled: [RetainedMessage] = []
+    @exclusivity(unchecked) private var latencyScratch: [UInt64] = []
+    private var commitTimer: Periodic
+    private var controlTimer = Periodic(milliseconds: 10)
+    private var trialTimer = Periodic(milliseconds: 100)
+    private var gaugeTimer = Periodic(milliseconds: 1_000)
+    private var failure: WorkerError?
+    private let workerKey: [UInt8]
+
+    /// Opens the clients (nothing is consumed until `run`).
+    init(settings: WorkerSettings, primary: ServingModel, control: ControlPlane, signal: EventSignal, shared: WorkerShared,
+         metrics: WorkerMetrics, log: WorkerLog) throws {
+        self.settings = settings
+        self.shared = shared
+        self.metrics = metrics
+        self.log = log
+        self.control = control
+        self.signal = signal
+        let clients = ClientSettings(settings)
+        let inbox = DeliveryInbox()
+        self.inbox = inbox
+        var refused: (([TopicPartitionOffset], KafkaErrorCode) -> Void)?
+        consumer = try KafkaConsumer(configuration: clients.consumer, signal: signal, rebalance: .deferred,
+                                     onError: { [log] error in log("kafka consumer: \(error)", level: error.isFatal ? .error : .warning) },
+                                     onCommitFailure: { offsets, error in refused?(offsets, error) })
+        producer = try KafkaProducer(configuration: clients.producer, serving: .callerThread(wake: signal),
+                                     onDelivery: { reports in inbox.record(reports) },
+                                     onError: { [log] error in log("kafka producer: \(error)", level: error.isFatal ? .error : .warning) })
+        outputs = try Outputs(producer: producer, settings: settings, metrics: metrics, log: log)
+        batcher = Batcher(primary: primary, settings: settings, ledger: ledger, outputs: outputs, metrics: metrics)
+        flow = PartitionFlow(consumer: consumer, ledger: ledger, settings: settings, metrics: metrics, log: log)
+        commitTimer = Periodic(milliseconds: settings.commitIntervalMs)
+        workerKey = Array(settings.workerID.utf8)
+        polled.reserveCapacity(settings.batchMaxEvents)
+        latencyScratch.reserveCapacity(1024)
+        refused = { [unowned self] offsets, error in refusedCommits.append((offsets, error)) }
+        committer = makeCommitter(settings, consumer: consumer, producer: producer, ledger: ledger, batcher: batcher,
+                                  outputs: outputs, flow: flow, metrics: metrics, log: log,
+                                  settle: { [unowned self] in applyDeliveries() })
+    }
+
+    /// Runs until `stop()` (returns normally) or something no record can fix (throws).
+    func run() throws {
+        try committer.start()
+        if settings.controlTopic != nil {
+            try control.replay(brokers: settings.brokers!, properties: settings.kafkaProperties(for: "consumer"))
+            apply(control.plan)
+        }
+        shared.lifecycle(.running)
+        publishStatus(StatusNote(state: nil, reason: "started", message: nil))
+        try consumer.subscribe(settings.input)
+        log("worker \(settings.workerID): serving \(batcher.routing.primary.bundle.manifest.name) \(batcher.routing.primary.version) from \(settings.input.joined(separator: ",")) to \(settings.output)")
+        while !shared.stopRequested && failure == nil {
+            step()
+        }
+        shared.lifecycle(.stopping)
+        shutDown()
+        if let failure { throw failure }
+    }
+
+    // MARK: One turn
+
+    private func step() {
+        #if DEBUG
+        if shared.takeResumeRequest() { flow.resumeInsideLibrdkafka() }
+        #endif
+        let now = monotonicNanoseconds()
+        var timeoutMs = 100
+        if let deadline = batcher.deadline {
+            timeoutMs = deadline > now ? Int((deadline - now + 999_999) / 1_000_000) : 0
+        }
+        let consumed = consumer.poll(maxMessages: max(batcher.room, 1), timeoutMs: timeoutMs, retainingInto: &polled)
+        if consumed > 0 {
+            let takenAt = monotonicNanoseconds()
+            // Before `take`, which may release messages (tombstones, dead letters).
+            flow.noteConsumed(polled, at: takenAt)
+            batcher.take(polled, now: takenAt)
+        } else if consumer.pendingRebalance == nil {
+            flow.wakeStalledFetcher(now: monotonicNanoseconds())
+        }
+        polled.removeAll(keepingCapacity: true)
+        producer.serveDeliveryReports()
+        settle(at: monotonicNanoseconds())
+    }
+
+    /// The fixed point: everything recorded since the last turn is applied here, in this order,
+    /// with no batch half answered and no callback running.
+    private func settle(at now: UInt64) {
+        applyDeliveries()
+        applyRefusedCommits()
+        while let change = consumer.pendingRebalance { applyRebalance(change) }
+        if batcher.isDue(at: now) { batcher.close() }
+        outputs.resendRetries()
+        if settings.controlTopic != nil && controlTimer.isDue(now) {
+            control.poll(recent: { batcher.recentEvents })
+        }
+        if trialTimer.isDue(now) { checkTrial() }
+        if let ready = control.ready {
+            // Between two batches: answer what is open with the old models, then swap.
+            batcher.close()
+            apply(ready.plan)
+            control.didApply()
+            publishStatus(ready.note)
+        }
+        if !control.outbox.isEmpty {
+            for note in control.outbox { publishStatus(note) }
+            control.outbox.removeAll()
+        }
+        flow.applyBackpressure()
+        if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+        if commitTimer.isDue(now) || committer.wantsTurn {
+            commitTimer.restart(now)
+            committer.commit()
+        }
+        shared.committedEverything(ledger.inFlight == 0 && batcher.isEmpty && inbox.isEmpty && !ledger.hasUncommitted)
+        if gaugeTimer.isDue(now) { flow.updateLagGauges() }
+        noteFailures()
+    }
+
+    /// Stops the loop for what no record can fix: the committer's verdict, or a fatal producer.
+    private func noteFailures() {
+        guard failure == nil else { return }
+        if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+        if let verdict = committer.failure {
+            failure = verdict
+        } else if let fatal = producer.fatalError() {
+            failure = WorkerError("producer failed: \(fatal)", kind: fatal.code.isFencing ? .fenced : .producerFailed)
+        }
+    }
+
+    /// Applies the recorded delivery reports: answered events leave the ledger (latency is
+    /// recorded), failed answers go to the committer, failed best-effort records are logged.
+    func applyDeliveries() {
+        guard !inbox.isEmpty else { return }
+        inbox.drain { delivered, runEnds, runTimes, failed, bestEffort in
+            var index = 0
+            for run in runEnds.indices {
+                let wallMicros = runTimes[run]
+                while index < runEnds[run] {
+                    if let timestampMs = ledger.answer(delivered[index]), timestampMs > 0 {
+                        recordLatency(wallMicros: wallMicros, timestampMs: timestampMs)
+                    }
+                    index += 1
+                }
+            }
+            for failure in failed {
+                committer.deliveryFailed(failure) { outputs.scheduleRetry($0) }
+            }
+            for (topic, error) in bestEffort {
+                log("a best-effort record was not delivered: \(error)", level: .warning, topic: topic)
+            }
+        }
+        if !latencyScratch.isEmpty {
+            latencyScratch.withUnsafeBufferPointer { metrics.latency.record($0) }
+            latencyScratch.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Event-to-delivery latency from the event's timestamp; timestamps that are not milliseconds
+    /// of a plausible time (nanoseconds, the far future) are skipped rather than trapping.
+    @inline(__always)
+    private func recordLatency(wallMicros: Int64, timestampMs: Int64) {
+        let (eventMicros, overflow) = timestampMs.multipliedReportingOverflow(by: 1000)
+        guard !overflow, eventMicros <= wallMicros else { return }
+        let latency = wallMicros - eventMicros
+        metrics.eventLatency.recordNanoseconds(latency.multipliedReportingOverflow(by: 1000).overflow ? .max : latency * 1000)
+        latencyScratch.append(UInt64(latency))
+    }
+
+    private func applyRefusedCommits() {
+        guard !refusedCommits.isEmpty else { return }
+        for (offsets, error) in refusedCommits { committer.commitRefused(offsets, error) }
+        refusedCommits.removeAll()
+    }
+
+    // MARK: Rebalances
+
+    /// A new assignment, or partitions leaving: before they leave, the open batch is answered,
+    /// their outputs delivered and their offsets committed; then librdkafka applies the change.
+    private func applyRebalance(_ change: RebalanceEvent) {
+        switch change {
+        case .assigned(let partitions):
+            flow.assign(partitions)
+            committer.assigned(partitions)
+            shared.assignedPartitions(flow.assigned.count)
+        case .revoked(let partitions, let lost):
+            let leaving = Set(partitions)
+            batcher.close()
+            outputs.resendRetries()
+            let deadline = monotonicNanoseconds() + UInt64(settings.shutdownTimeoutMs) * 1_000_000
+            applyDeliveries()
+            while leaving.contains(where: { ledger.inFlight(of: $0) > 0 }) && monotonicNanoseconds() < deadline {
+                do { try producer.flush(timeoutMs: 100) } catch {}
+                applyDeliveries()
+                if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+                outputs.resendRetries()
+            }
+            committer.revoke(leaving, lost: lost, staying: flow.assigned.subtracting(leaving), deadline: deadline)
+            ledger.remove(leaving)
+            flow.revoke(partitions, lost: lost)
+            shared.assignedPartitions(flow.assigned.count)
+        }
+        consumer.completeRebalance()
+    }
+
+    // MARK: Control
+
+    private func apply(_ plan: ServingPlan) {
+        batcher.apply(plan)
+        flow.operatorPaused = plan.paused
+        shared.recordServing(batcher.routing, metrics: metrics, log: log)
+    }
+
+    /// Takes the model on trial out of service when its model-error share or p99 inference time
+    /// passes the configured bound (after enough events to judge).
+    private func checkTrial() {
+        guard let trial = control.state.trial else { return }
+        let routing = batcher.routing
+        let model: ServingModel
+        if let candidate = routing.candidate, candidate.ref == trial { model = candidate } else if routing.primary.ref == trial {
+            model = routing.primary
+        } else { return }
+        guard model.trialEvents >= settings.rollbackMinEvents else { return }
+        let rate = Double(model.trialErrors) / Double(model.trialEvents)
+        if rate > settings.rollbackMaxErrorRate {
+            control.rollBackAutomatically(reason: "model-error share \(String(format: "%.3f", rate)) over \(model.trialEvents) events is above control.rollback.max-error-rate \(settings.rollbackMaxErrorRate)")
+            return
+        }
+        let p99 = model.inferenceP99Ms
+        if model.inferenceSamples >= 20 && p99 > settings.rollbackMaxP99Ms {
+            control.rollBackAutomatically(reason: "p99 batch inference time \(String(format: "%.2f", p99)) ms is above control.rollback.max-p99-ms \(settings.rollbackMaxP99Ms)")
+        }
+    }
+
+    /// Publishes a status record (keyed by worker id) when the worker has a status topic.
+    private func publishStatus(_ note: StatusNote) {
+        guard outputs.status != nil else { return }
+        outputs.sendStatus(control.statusRecord(note), key: workerKey)
+    }
+
+    // MARK: Shutdown
+
+    /// No new events from here on: pause everything, answer what is held, then commit. A commit
+    /// refused while the group rebalances (or after this member was timed out of it) is retried
+    /// with the consumer served in between, so the rebalance or rejoin can finish (answering any
+    /// events it hands over before committing). One deadline bounds it all.
+    private func shutDown() {
+        let budget = settings.shutdownTimeoutMs
+        let deadline = monotonicNanoseconds() + UInt64(budget * 3 / 4) * 1_000_000
+        flow.pauseAll()
+        while true {
+            batcher.close()
+            batcher.publishDrift(of: batcher.routing.primary)
+            outputs.resendRetries()
+            // An older asynchronous commit that librdkafka is still retrying would land after the
+            // final one and move the group back: let those finish first.
+            while consumer.asyncCommitsInFlight > 0 && monotonicNanoseconds() < deadline {
+                serveWhileStopping(timeoutMs: 20)
+            }
+            if !batcher.isEmpty { continue }
+            let left = millisecondsLeft(until: deadline)
+            do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)", level: .warning) }
+            applyDeliveries()
+            let mayRetry = monotonicNanoseconds() < deadline
+            if committer.commitAtStop(timeoutMs: max(millisecondsLeft(until: deadline), 100), mayRetry: mayRetry) == .done { break }
+            serveWhileStopping(timeoutMs: 100)
+            flow.pauseAll()
+        }
+        noteFailures()
+        do { try consumer.close() } catch { log("leaving the group: \(error)", level: .warning) }
+        do { try producer.close(timeoutMs: max(budget / 8, 100)) } catch { log("closing the producer: \(error)", level: .warning) }
+        log("worker \(settings.workerID) stopped: \(metrics.consumedTotal.load(ordering: .relaxed)) consumed, \(metrics.predictionTotal.load(ordering: .relaxed)) predicted, \(metrics.deadLetterTotal.load(ordering: .relaxed)) dead letters")
+    }
+
+    /// Serves the consumer at stop: events it still hands over are taken (and answered before the
+    /// last commit), rebalances and reports applied.
+    private func serveWhileStopping(timeoutMs: Int) {
+        let got = consumer.poll(maxMessages: settings.batchMaxEvents, timeoutMs: timeoutMs, retainingInto: &polled)
+        if got > 0 { batcher.take(polled, now: monotonicNanoseconds()) }
+        polled.removeAll(keepingCapacity: true)
+        producer.serveDeliveryReports()
+        applyDeliveries()
+        applyRefusedCommits()
+        while let change = consumer.pendingRebalance { applyRebalance(change) }
+    }
+}
+
+/// A timer read by the loop: due once `interval` has passed since it last fired.
+struct Periodic {
+    let interval: UInt64
+    private var last: UInt64 = 0
+
+    init(milliseconds: Int) { interval = UInt64(milliseconds) * 1_000_000 }
+
+    /// Whether the interval has passed; if so, the timer restarts at `now`.
+    mutating func isDue(_ now: UInt64) -> Bool {
+        guard now &- last >= interval else { return false }
+        last = now
+        return true
+    }
+
+    mutating func restart(_ now: UInt64) { last = now }
+}
+
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+@inline(__always)
+func wallClockMicroseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+}

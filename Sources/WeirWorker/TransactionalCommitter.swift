@@ -1,0 +1,210 @@
+import WeirKafka
+
+/// Exactly-once: outputs and input offsets are committed in one transaction per commit interval
+/// (docs/reliability.md). A failed output aborts the transaction: its outputs are discarded, the
+/// open batch is dropped and every owned partition is sought back to its last committed offset, so
+/// its events are answered again. A fenced or fatal producer stops the worker.
+final class TransactionalCommitter: Committer {
+    /// The transaction's life. `open` → `broken` when an output fails; `broken` → (abort) → `open`;
+    /// `open` → (commit) → `open`; any → `closed` after the final commit at stop, or when the
+    /// producer can no longer go on (then `failure` says why).
+    enum State: Equatable {
+        /// Before `start`.
+        case idle
+        case open
+        /// An output of the open transaction failed: abort at the next turn.
+        case broken
+        /// No transaction is open and none begins.
+        case closed
+    }
+
+    private(set) var state = State.idle
+    private(set) var failure: WorkerError?
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let ledger: OffsetLedger
+    private let batcher: Batcher
+    private let outputs: Outputs
+    private let flow: PartitionFlow
+    private let metrics: WorkerMetrics
+    private let log: WorkerLog
+    /// Flushes what the producer holds and applies the delivery reports (the poll loop's).
+    private let settle: () -> Void
+    private let flushTimeoutMs: Int
+    private let transactionalID: String
+    private let workerID: String
+    /// Per owned partition, the next offset the last committed transaction recorded: where an
+    /// abort rewinds to (the group's committed offset serves partitions not yet in one).
+    private var committedByTransaction: [TopicPartition: Int64] = [:]
+
+    init(settings: WorkerSettings, consumer: KafkaConsumer, producer: KafkaProducer, ledger: OffsetLedger, batcher: Batcher,
+         outputs: Outputs, flow: PartitionFlow, metrics: WorkerMetrics, log: WorkerLog, settle: @escaping () -> Void) {
+        self.flow = flow
+        self.consumer = consumer
+        self.producer = producer
+        self.ledger = ledger
+        self.batcher = batcher
+        self.outputs = outputs
+        self.metrics = metrics
+        self.log = log
+        self.settle = settle
+        flushTimeoutMs = max(settings.shutdownTimeoutMs / 2, 1_000)
+        transactionalID = settings.transactionalID
+        workerID = settings.workerID
+    }
+
+    func start() throws(WorkerError) {
+        do {
+            try producer.initTransactions()
+        } catch {
+            throw producerFailure(error, doing: "cannot register the transactional id")
+        }
+        begin()
+        if let failure { throw failure }
+    }
+
+    var wantsTurn: Bool { state == .broken }
+
+    func commit() { commitTransaction(final: false) }
+
+    func deliveryFailed(_ failed: FailedDelivery, retry: (FailedDelivery) -> Void) {
+        // Reports of an aborted transaction's records (purged) belong to tracks already cleared.
+        guard ledger.owns(failed.context) else { return }
+        if state == .open {
+            log("delivery failed (\(failed.error)); aborting the transaction to answer its events again", level: .warning,
+                topic: failed.topic, partition: failed.partition)
+            state = .broken
+        }
+    }
+
+    /// In a transaction that has failed, sends fail too: abort and answer again. A fenced
+    /// producer stops the worker naming the fencing, whichever call saw it first (a send can,
+    /// right after the transaction's end was refused).
+    func sendRefused(_ fault: SendFault) {
+        if isFenced(fault.error) || fault.error.isFatal || fault.kind == .deadLetterRefused {
+            stop(producerFailure(fault.error, doing: "cannot produce to '\(fault.topic)'"))
+        } else if state == .open {
+            state = .broken
+        }
+    }
+
+    func commitRefused(_ offsets: [TopicPartitionOffset], _ error: KafkaErrorCode) {}
+
+    func assigned(_ partitions: [TopicPartition]) {
+        // A partition coming (back) to this worker starts from the group's offset, not an old record.
+        for partition in partitions { committedByTransaction[partition] = nil }
+    }
+
+    /// The transaction holds every owned partition's outputs: commit it (abort if the assignment
+    /// is already lost) before these partitions leave.
+    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) {
+        if lost { abort(rewinding: staying) } else { commitTransaction(final: false, rewinding: staying) }
+        for partition in leaving { committedByTransaction[partition] = nil }
+    }
+
+    func commitAtStop(timeoutMs: Int, mayRetry: Bool) -> StopCommit {
+        commitTransaction(final: true)
+        if failure == nil { state = .closed }
+        return .done
+    }
+
+    // MARK: Transactions
+
+    /// Ends the open transaction: flushes (so every answered event's output is delivered and the
+    /// delivered prefix covers every answered event), adds those offsets, commits, and begins the
+    /// next one unless `final`. A broken transaction is aborted and `rewinding` answered again.
+    private func commitTransaction(final: Bool, rewinding: Set<TopicPartition>? = nil) {
+        guard state == .open || state == .broken else { return }
+        do { try producer.flush(timeoutMs: flushTimeoutMs) } catch {
+            if state == .open { state = .broken }
+        }
+        settle()
+        let partitions = rewinding ?? flow.assigned
+        if state == .broken {
+            abort(rewinding: final ? [] : partitions, final: final)
+            return
+        }
+        let offsets = ledger.commitPoints(onlyMoved: true)
+        do {
+            if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, group: consumer.groupMetadata()) }
+            try producer.commitTransaction()
+            ledger.markCommitted(offsets)
+            for offset in offsets { committedByTransaction[offset.topicPartition] = offset.offset }
+            metrics.transactions(.committed)
+        } catch {
+            if error.isFatal || isFenced(error) {
+                stop(producerFailure(error, doing: "cannot commit the transaction"))
+                return
+            }
+            log("transaction commit failed (\(error)); aborting to answer its events again", level: .warning)
+            state = .broken
+            abort(rewinding: final ? [] : partitions, final: final)
+            return
+        }
+        if final { state = .closed } else { begin() }
+    }
+
+    private func begin() {
+        guard failure == nil else { return }
+        do {
+            try producer.beginTransaction()
+            state = .open
+        } catch {
+            stop(producerFailure(error, doing: "cannot begin a transaction"))
+        }
+    }
+
+    /// Aborts the open transaction: its outputs are discarded and the group's offsets stay where
+    /// the last committed transaction left them. The open batch is dropped, the ledger cleared and
+    /// `partitions` sought back to their committed offsets, so their events are answered again.
+    /// Unless `final`, the next transaction begins.
+    private func abort(rewinding partitions: Set<TopicPartition>, final: Bool = false) {
+        guard state == .open || state == .broken else { return }
+        do { try producer.abortTransaction() } catch {
+            stop(producerFailure(error, doing: "cannot abort the transaction"))
+            return
+        }
+        metrics.transactions(.aborted)
+        batcher.discard()
+        ledger.removeAll()
+        outputs.discardRetries()
+        if !partitions.isEmpty {
+            do {
+                let unknown = partitions.filter { committedByTransaction[$0] == nil }
+                let group = unknown.isEmpty ? [] : try consumer.committed(Array(unknown))
+                var targets = partitions.compactMap { partition in
+                    committedByTransaction[partition].map { TopicPartitionOffset(partition.topic, partition.partition, $0) }
+                }
+                // No committed offset yet: back to the beginning (auto.offset.reset is earliest).
+                targets += group.map { TopicPartitionOffset($0.topic, $0.partition, $0.offset >= 0 ? $0.offset : -2) }
+                try consumer.seek(targets)
+                log("transaction aborted; \(partitions.count) partitions rewound to their committed offsets", level: .warning,
+                    partitions: Array(partitions))
+            } catch {
+                stop(WorkerError("exactly-once: cannot rewind after an aborted transaction: \(error)", kind: .transaction))
+                return
+            }
+        }
+        if final { state = .closed } else { begin() }
+    }
+
+    private func stop(_ error: WorkerError) {
+        if failure == nil { failure = error }
+        state = .closed
+    }
+
+    /// Whether `error` says another producer took over this transactional id: by its own code, or,
+    /// for a later call that reports the earlier fencing, by the producer's fatal error.
+    private func isFenced(_ error: KafkaError) -> Bool {
+        error.code.isFencing || producer.fatalError()?.code.isFencing == true
+    }
+
+    /// Why the worker stops when its producer cannot go on; fencing is named as such.
+    private func producerFailure(_ error: KafkaError, doing what: String) -> WorkerError {
+        if isFenced(error) {
+            return WorkerError("exactly-once: fenced by another producer with transactional id '\(transactionalID)' (a newer worker with worker-id '\(workerID)'); stopping without committing (\(error))",
+                               kind: .fenced)
+        }
+        return WorkerError("exactly-once: \(what): \(error)", kind: error.isFatal ? .producerFailed : .transaction)
+    }
+}
