@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
-        .target(name: "WeirTestSupport", dependencies: ["WeirDrift"], path: "Tests/WeirTestSupport"),
+        .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka"], path: "Tests/WeirTestSupport"),
         .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "WeirTestSupport"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(

@@ -21,7 +21,7 @@ public func referenceDecode(_ bytes: [UInt8], _ schema: FeatureSchema) -> Refere
     let flags = JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL
     guard let root = bytes.withUnsafeBufferPointer({ json_loadb(UnsafeRawPointer($0.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }, $0.count, Int(flags), &error) }) else {
         let text = withUnsafeBytes(of: error.text) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if text.contains("NUL byte in object key") { return .undecided(text) }
+        if json_error_code(&error) == json_error_null_byte_in_key { return .undecided(text) }
         return .rejected(.malformedJSON)
     }
     defer { json_decref(root) }

@@ -97,8 +97,22 @@ public struct BundleManifest: Codable, Sendable, Equatable {
 
 /// A bundle problem, naming the file or field to fix.
 public struct BundleError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong, for callers that react by kind (a control message's rejection code).
+    public enum Kind: Sendable, Equatable {
+        /// A file is missing or cannot be read.
+        case unreadable
+        /// A file's sha256 is not the one manifest.json lists.
+        case hashMismatch
+        /// The manifest, reference or model is malformed or does not fit together.
+        case invalid
+    }
+
+    public let kind: Kind
     public let description: String
-    public init(_ description: String) { self.description = description }
+    public init(_ description: String, kind: Kind = .invalid) {
+        self.kind = kind
+        self.description = description
+    }
 }
 
 /// A verified model bundle, loaded and compiled: what a worker serves.
@@ -148,7 +162,7 @@ public final class ModelBundle: Sendable {
     public static func readVerified(directory: URL) throws -> (BundleManifest, Data) {
         let manifestURL = directory.appendingPathComponent("manifest.json")
         guard let manifestData = try? Data(contentsOf: manifestURL) else {
-            throw BundleError("\(manifestURL.path): cannot read the bundle manifest")
+            throw BundleError("\(manifestURL.path): cannot read the bundle manifest", kind: .unreadable)
         }
         let manifest: BundleManifest
         do { manifest = try JSONDecoder().decode(BundleManifest.self, from: manifestData) } catch {
@@ -158,11 +172,11 @@ public final class ModelBundle: Sendable {
         for (file, expected) in manifest.sha256.sorted(by: { $0.key < $1.key }) {
             let url = directory.appendingPathComponent(file)
             guard let bytes = try? Data(contentsOf: url) else {
-                throw BundleError("\(url.path): listed in manifest.json sha256 but cannot be read")
+                throw BundleError("\(url.path): listed in manifest.json sha256 but cannot be read", kind: .unreadable)
             }
             let actual = sha256Hex(bytes)
             guard actual == expected.lowercased() else {
-                throw BundleError("\(url.path): sha256 is \(actual) but manifest.json says \(expected)")
+                throw BundleError("\(url.path): sha256 is \(actual) but manifest.json says \(expected)", kind: .hashMismatch)
             }
         }
         let referenceURL = directory.appendingPathComponent("reference.json")

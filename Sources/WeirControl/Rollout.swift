@@ -45,15 +45,28 @@ public struct RolloutCandidate: Sendable, Equatable {
 
 /// Why a control message cannot apply: a stable code (for metrics and status records) and text.
 public struct ControlRejection: Error, Sendable, Equatable, CustomStringConvertible {
-    /// `missing-signature`, `bad-signature`, `malformed`, `stale-sequence`, `invalid-transition`,
-    /// `bundle-unavailable`, `bundle-hash`, `bundle-invalid`, `incompatible-schema`, `warm-up-failed`.
-    public let code: String
+    /// The documented rejection codes (docs/contracts.md); the raw value is what status records,
+    /// logs and `weir_control_messages_total{reason}` carry.
+    public enum Code: String, Sendable, CaseIterable {
+        case missingSignature = "missing-signature"
+        case badSignature = "bad-signature"
+        case malformed
+        case staleSequence = "stale-sequence"
+        case invalidTransition = "invalid-transition"
+        case bundleUnavailable = "bundle-unavailable"
+        case bundleHash = "bundle-hash"
+        case bundleInvalid = "bundle-invalid"
+        case incompatibleSchema = "incompatible-schema"
+        case warmUpFailed = "warm-up-failed"
+    }
+
+    public let code: Code
     public let reason: String
-    public init(_ code: String, _ reason: String) {
+    public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
-    public var description: String { "\(code): \(reason)" }
+    public var description: String { "\(code.rawValue): \(reason)" }
 }
 
 /// What one model's workers should serve, as the control topic has said so far. Pure: applying
@@ -82,7 +95,7 @@ public struct RolloutState: Sendable, Equatable {
     /// the caller checks that the bundles it names are real and compatible.
     public func applying(_ message: ControlMessage) -> Result<RolloutState, ControlRejection> {
         guard message.sequence > lastSequence else {
-            return .failure(ControlRejection("stale-sequence", "sequence \(message.sequence) is not above the last applied \(lastSequence) for \(message.model)"))
+            return .failure(ControlRejection(.staleSequence, "sequence \(message.sequence) is not above the last applied \(lastSequence) for \(message.model)"))
         }
         var next = self
         next.lastSequence = message.sequence
@@ -90,7 +103,7 @@ public struct RolloutState: Sendable, Equatable {
         switch message.action {
         case .deploy:
             guard let named, let strategy = message.strategy else {
-                return .failure(ControlRejection("malformed", "a deploy needs version, bundle, sha256 and strategy"))
+                return .failure(ControlRejection(.malformed, "a deploy needs version, bundle, sha256 and strategy"))
             }
             switch strategy.kind {
             case .replace:
@@ -99,14 +112,14 @@ public struct RolloutState: Sendable, Equatable {
                 next.candidate = nil
             case .canary, .shadow:
                 if named.sha256 == active.sha256 {
-                    return .failure(ControlRejection("invalid-transition", "\(named.version) is already the active version; a \(strategy.kind.rawValue) needs a different bundle"))
+                    return .failure(ControlRejection(.invalidTransition, "\(named.version) is already the active version; a \(strategy.kind.rawValue) needs a different bundle"))
                 }
                 next.candidate = RolloutCandidate(bundle: named, mode: strategy.kind, percent: strategy.kind == .canary ? strategy.percent : nil)
             }
         case .promote:
             if let candidate {
                 if let named, named.sha256 != candidate.bundle.sha256 {
-                    return .failure(ControlRejection("invalid-transition", "promote names \(named.version) (\(named.sha256.prefix(12))) but the candidate is \(candidate.bundle.version) (\(candidate.bundle.sha256.prefix(12)))"))
+                    return .failure(ControlRejection(.invalidTransition, "promote names \(named.version) (\(named.sha256.prefix(12))) but the candidate is \(candidate.bundle.version) (\(candidate.bundle.sha256.prefix(12)))"))
                 }
                 next.active = candidate.bundle
                 next.candidate = nil
@@ -118,7 +131,7 @@ public struct RolloutState: Sendable, Equatable {
             } else if previous != nil || named != nil {
                 next.previous = nil
             } else {
-                return .failure(ControlRejection("invalid-transition", "nothing to promote: no candidate and no rollout in progress"))
+                return .failure(ControlRejection(.invalidTransition, "nothing to promote: no candidate and no rollout in progress"))
             }
         case .rollback:
             if candidate != nil {
@@ -129,7 +142,7 @@ public struct RolloutState: Sendable, Equatable {
             } else if let named, named.sha256 != active.sha256 {
                 next.active = named
             } else if named == nil {
-                return .failure(ControlRejection("invalid-transition", "nothing to roll back: no candidate and no previous version loaded"))
+                return .failure(ControlRejection(.invalidTransition, "nothing to roll back: no candidate and no previous version loaded"))
             }
         case .pause:
             next.paused = true

@@ -117,13 +117,63 @@ func makeNativeConfiguration(_ properties: [(String, String)]) throws(KafkaConfi
 
 /// Creates a client handle; the conf is consumed whether or not this succeeds.
 func makeClient(type: rd_kafka_type_t, conf: OpaquePointer) throws(KafkaConfigurationError) -> OpaquePointer {
+    var bootstrap = [CChar](repeating: 0, count: 1024)
+    var bootstrapSize = bootstrap.count
+    if rd_kafka_conf_get(conf, "bootstrap.servers", &bootstrap, &bootstrapSize) != RD_KAFKA_CONF_OK { bootstrap[0] = 0 }
     var errorBuffer = [CChar](repeating: 0, count: 512)
     guard let handle = rd_kafka_new(type, conf, &errorBuffer, errorBuffer.count) else {
         rd_kafka_conf_destroy(conf)
         let reason = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         throw KafkaConfigurationError(property: propertyNamed(in: reason) ?? "(client)", value: nil, reason: reason)
     }
+    KafkaClients.opened(handle, bootstrap: String(decoding: bootstrap.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     return handle
+}
+
+/// Destroys a client handle made by `makeClient` (and forgets it in `KafkaClients`).
+func destroyClient(_ handle: OpaquePointer) {
+    KafkaClients.closed(handle)
+    rd_kafka_destroy(handle)
+}
+
+/// The librdkafka clients this process holds open: a test can check that every client it opened
+/// was destroyed (a leaked one keeps reconnecting to a stopped broker, flooding the log).
+public enum KafkaClients {
+    private static let open = Locked([UInt: (name: String, bootstrap: String)]())
+
+    private static func key(_ handle: OpaquePointer) -> UInt { UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle))) }
+
+    static func opened(_ handle: OpaquePointer, bootstrap: String) {
+        let name = String(cString: rd_kafka_name(handle))
+        open.withLock { $0[key(handle)] = (name, bootstrap) }
+    }
+
+    /// Raised whenever a client is destroyed.
+    private static let closedSignal = EventSignal()
+
+    static func closed(_ handle: OpaquePointer) {
+        _ = open.withLock { $0.removeValue(forKey: key(handle)) }
+        closedSignal.raise()
+    }
+
+    /// Waits (at most `timeoutMs`) until no client connecting to `bootstrap` is open, and returns
+    /// those still open then. A producer dropped by its owner is destroyed by its delivery thread
+    /// once that finishes serving its current round, a moment later.
+    public static func waitUntilClosed(connectingTo bootstrap: String, timeoutMs: Int) -> [String] {
+        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
+        while true {
+            let left = live(connectingTo: bootstrap)
+            let remaining = deadline - monotonicMilliseconds()
+            if left.isEmpty || remaining <= 0 { return left }
+            closedSignal.wait(timeoutMs: Int(min(remaining, 100)))
+        }
+    }
+
+    /// Instance names (`client.id#consumer-N`) of the clients not yet destroyed whose
+    /// `bootstrap.servers` is `bootstrap`.
+    public static func live(connectingTo bootstrap: String) -> [String] {
+        open.withLock { clients in clients.values.filter { $0.bootstrap == bootstrap }.map(\.name).sorted() }
+    }
 }
 
 /// librdkafka's cross-property errors quote the property: `` `acks` must be set to `all` ``.

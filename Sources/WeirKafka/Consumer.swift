@@ -85,7 +85,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         if !closed { try? close() }
         signal.detach(from: queue)
         rd_kafka_queue_destroy(queue)
-        rd_kafka_destroy(handle)
+        destroyClient(handle)
         buffer.deallocate()
     }
 

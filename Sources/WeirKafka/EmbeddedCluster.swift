@@ -40,7 +40,7 @@ public final class EmbeddedCluster: @unchecked Sendable {
         let conf = try makeNativeConfiguration([("log_level", "3"), ("client.id", "weir-embedded-broker")])
         handle = try makeClient(type: RD_KAFKA_PRODUCER, conf: conf)
         guard let cluster = rd_kafka_mock_cluster_new(handle, Int32(brokers)) else {
-            rd_kafka_destroy(handle)
+            destroyClient(handle)
             throw KafkaError(operation: "start embedded cluster", code: .transport,
                              message: "librdkafka could not start \(brokers) mock brokers")
         }
@@ -57,7 +57,7 @@ public final class EmbeddedCluster: @unchecked Sendable {
         let wasStopped = stopped.withLock { flag -> Bool in defer { flag = true }; return flag }
         guard !wasStopped else { return }
         rd_kafka_mock_cluster_destroy(cluster)
-        rd_kafka_destroy(handle)
+        destroyClient(handle)
     }
 
     /// Creates a topic (the mock broker has no CreateTopics API).

@@ -84,7 +84,18 @@ public final class KafkaProducer: @unchecked Sendable {
         }
         wakeSignal.attach(to: mainQueue)
         if ownsThread {
-            thread = OSThread { [unowned self] in self.deliveryLoop() }
+            // The thread holds the producer only while serving one round, never while waiting: a
+            // method call on `unowned self` would hold it for the loop's whole life, so a producer
+            // its owner dropped without `close()` would never be destroyed (and would keep
+            // reconnecting to a broker long gone).
+            thread = OSThread { [weak self, running, wakeSignal] in
+                while running.withLock({ $0 }) {
+                    wakeSignal.wait(timeoutMs: 1_000)
+                    guard let self else { return }
+                    _ = self.serveEvents(waitMs: 0)
+                }
+                _ = self?.serveEvents(waitMs: 0)
+            }
         }
     }
 
@@ -93,7 +104,7 @@ public final class KafkaProducer: @unchecked Sendable {
         wakeSignal.detach(from: mainQueue)
         for (_, topic) in topics.withLock({ $0 }) { rd_kafka_topic_destroy(topic) }
         rd_kafka_queue_destroy(mainQueue)
-        rd_kafka_destroy(handle)
+        destroyClient(handle)
         reportBuffer.deallocate()
     }
 
@@ -103,14 +114,6 @@ public final class KafkaProducer: @unchecked Sendable {
         wakeSignal.raise()
         thread.join()
         self.thread = nil
-    }
-
-    private func deliveryLoop() {
-        while running.withLock({ $0 }) {
-            wakeSignal.wait(timeoutMs: 1_000)
-            _ = serveEvents(waitMs: 0)
-        }
-        _ = serveEvents(waitMs: 0)
     }
 
     /// A handle for `topic`, created once and cached.

@@ -370,7 +370,7 @@ struct Planner {
         case "Normalizer":
             let x = try runtime(node.inputs[0], node)
             let out = newSlot(node.outputs[0], SlotInfo(kind: .float, rank: 2, width: x.info.width))
-            record(NormalizerStep(input: x.slot, output: out, norm: node.string("norm", default: "MAX")), output: node.outputs[0],
+            record(NormalizerStep(input: x.slot, output: out, norm: try node.choice("norm", default: Norm.max)), output: node.outputs[0],
                    nodes: [node.name], precision: "fp32", bytes: 0)
         case "LinearClassifier", "LinearRegressor":
             try emitLinear(node)
@@ -538,7 +538,7 @@ struct Planner {
         guard let coefficients = node.floats("coefficients") else { throw ModelError("\(node.label): attribute 'coefficients' is missing") }
         let targets = classifier ? coefficients.count / max(x.info.width, 1) : Int(node.int("targets", default: 1))
         let intercepts = node.floats("intercepts") ?? []
-        let post = node.string("post_transform", default: "NONE")
+        let post = try node.choice("post_transform", default: PostTransform.none)
         let binary = classifier && targets == 1 && labels!.count == 2
         let (labelSlot, scoreName, scoreSlot) = outputSlots(node, labels: labels, scoreWidth: binary ? 2 : targets)
         record(LinearStep(input: x.slot, labelOutput: labelSlot, scoreOutput: scoreSlot, coefficients: coefficients, intercepts: intercepts,
@@ -557,8 +557,8 @@ struct Planner {
         let (labelSlot, scoreName, scoreSlot) = outputSlots(node, labels: labels, scoreWidth: binary ? 2 : targets)
         let base = node.floats("base_values") ?? []
         record(TreeEnsembleStep(input: x.slot, labelOutput: labelSlot, scoreOutput: scoreSlot, ensemble: ensemble, baseValues: base,
-                                postTransform: node.string("post_transform", default: "NONE"),
-                                aggregate: node.string("aggregate_function", default: "SUM"), labels: labels, targets: targets),
+                                postTransform: try node.choice("post_transform", default: PostTransform.none),
+                                aggregate: try node.choice("aggregate_function", default: TreeAggregate.sum), labels: labels, targets: targets),
                output: scoreName, nodes: [node.name], precision: "fp32",
                bytes: ensemble.threshold.count * 13 + ensemble.leafWeights.count * 8)
     }

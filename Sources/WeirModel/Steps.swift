@@ -292,8 +292,8 @@ struct ScalerStep: Step {
 /// ai.onnx.ml Normalizer.
 struct NormalizerStep: Step {
     let input: Int, output: Int
-    let norm: String
-    var summary: String { "Normalizer \(norm)" }
+    let norm: Norm
+    var summary: String { "Normalizer \(norm.rawValue)" }
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         y.prepare(.float, rows: x.rows, width: x.width)
@@ -303,36 +303,36 @@ struct NormalizerStep: Step {
             for j in 0..<width {
                 let v = x.floats[r * width + j]
                 switch norm {
-                case "MAX": denominator = j == 0 ? v : max(denominator, v)
-                case "L1": denominator += abs(v)
-                default: denominator += v * v
+                case .max: denominator = j == 0 ? v : max(denominator, v)
+                case .l1: denominator += abs(v)
+                case .l2: denominator += v * v
                 }
             }
-            if norm == "L2" { denominator = denominator.squareRoot() }
+            if norm == .l2 { denominator = denominator.squareRoot() }
             for j in 0..<width { y.floats[r * width + j] = denominator == 0 ? x.floats[r * width + j] : x.floats[r * width + j] / denominator }
         }
     }
 }
 
 /// Applies an ONNX-ML post_transform to one row of scores in place.
-func applyPostTransform(_ transform: String, _ scores: inout [Float], offset: Int, count: Int) {
+func applyPostTransform(_ transform: PostTransform, _ scores: inout [Float], offset: Int, count: Int) {
     switch transform {
-    case "LOGISTIC":
+    case .logistic:
         for j in 0..<count { scores[offset + j] = sigmoid(scores[offset + j]) }
-    case "SOFTMAX", "SOFTMAX_ZERO":
+    case .softmax, .softmaxZero:
         var highest = -Float.infinity
         for j in 0..<count { highest = max(highest, scores[offset + j]) }
         var sum: Float = 0
         for j in 0..<count {
             let v = scores[offset + j]
-            let e = (transform == "SOFTMAX_ZERO" && v == 0) ? 0 : expf(v - highest)
+            let e = (transform == .softmaxZero && v == 0) ? 0 : expf(v - highest)
             scores[offset + j] = e
             sum += e
         }
         if sum > 0 { for j in 0..<count { scores[offset + j] /= sum } }
-    case "PROBIT":
+    case .probit:
         for j in 0..<count { scores[offset + j] = Float(2).squareRoot() * erfInverse(2 * scores[offset + j] - 1) }
-    default:
+    case .none:
         break
     }
 }
@@ -382,7 +382,7 @@ struct LinearStep: Step {
     let coefficients: [Float]  // [targets][features]
     let intercepts: [Float]
     let targets: Int
-    let postTransform: String
+    let postTransform: PostTransform
     let labels: ClassLabels?
     var summary: String { labels == nil ? "LinearRegressor fp32" : "LinearClassifier fp32" }
 
@@ -408,8 +408,8 @@ struct LinearStep: Step {
             if binary {
                 var s = [row[0]]
                 applyPostTransform(postTransform, &s, offset: 0, count: 1)
-                let positive = postTransform == "NONE" ? s[0] > 0 : s[0] > 0.5
-                scores.floats[r * 2] = postTransform == "NONE" ? -s[0] : 1 - s[0]
+                let positive = postTransform == .none ? s[0] > 0 : s[0] > 0.5
+                scores.floats[r * 2] = postTransform == .none ? -s[0] : 1 - s[0]
                 scores.floats[r * 2 + 1] = s[0]
                 if let labelOutput, let labels { labels.write(positive ? 1 : 0, to: scratch.buffers[labelOutput], at: r) }
                 continue

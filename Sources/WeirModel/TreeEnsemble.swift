@@ -90,7 +90,7 @@ struct TreeEnsemble: Sendable {
 
     /// Adds every tree's leaf weights for one row into `scores` (per target).
     @inline(__always)
-    func accumulate(row: UnsafePointer<Float>, into scores: inout [Float], aggregate: String, treeCount: inout [Int]) {
+    func accumulate(row: UnsafePointer<Float>, into scores: inout [Float], aggregate: TreeAggregate, treeCount: inout [Int]) {
         for root in roots {
             var n = Int(root)
             while mode[n] != .leaf {
@@ -115,9 +115,9 @@ struct TreeEnsemble: Sendable {
             for i in start..<(start + Int(leafCount[n])) {
                 let target = Int(leafTargets[i]), weight = leafWeights[i]
                 switch aggregate {
-                case "MIN": scores[target] = treeCount[target] == 0 ? weight : min(scores[target], weight)
-                case "MAX": scores[target] = treeCount[target] == 0 ? weight : max(scores[target], weight)
-                default: scores[target] += weight
+                case .min: scores[target] = treeCount[target] == 0 ? weight : min(scores[target], weight)
+                case .max: scores[target] = treeCount[target] == 0 ? weight : max(scores[target], weight)
+                case .sum, .average: scores[target] += weight
                 }
                 treeCount[target] += 1
             }
@@ -136,8 +136,8 @@ struct TreeEnsembleStep: Step {
     let scoreOutput: Int
     let ensemble: TreeEnsemble
     let baseValues: [Float]
-    let postTransform: String
-    let aggregate: String
+    let postTransform: PostTransform
+    let aggregate: TreeAggregate
     let labels: ClassLabels?
     let targets: Int
     var summary: String {
@@ -162,14 +162,14 @@ struct TreeEnsembleStep: Step {
             for r in 0..<rows {
                 for t in 0..<scores.count { scores[t] = 0; counts[t] = 0 }
                 ensemble.accumulate(row: xp + r * x.width, into: &scores, aggregate: aggregate, treeCount: &counts)
-                if aggregate == "AVERAGE" { for t in 0..<scores.count where counts[t] > 0 { scores[t] /= Float(ensemble.roots.count) } }
+                if aggregate == .average { for t in 0..<scores.count where counts[t] > 0 { scores[t] /= Float(ensemble.roots.count) } }
                 for t in 0..<min(baseValues.count, scores.count) { scores[t] += baseValues[t] }
                 if binary {
                     // One score for the positive class, as scikit-learn's binary boosting writes it.
                     var s = [scores[0]]
                     applyPostTransform(postTransform, &s, offset: 0, count: 1)
                     let positive: Bool
-                    if postTransform == "NONE" {
+                    if postTransform == .none {
                         let allPositive = ensemble.leafWeights.allSatisfy { $0 >= 0 }
                         positive = allPositive ? s[0] > 0.5 : s[0] > 0
                         scoresBuffer.floats[r * 2] = allPositive ? 1 - s[0] : -s[0]

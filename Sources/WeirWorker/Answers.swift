@@ -9,6 +9,26 @@ enum Route: UInt8, CaseIterable {
     var name: String { ["primary", "canary", "shadow"][Int(rawValue)] }
 }
 
+/// Why an event was answered by a dead letter: `weir-error` on the record and the `code` label of
+/// `weir_dead_letters_total` (docs/contracts.md).
+enum DeadLetterCode: String, CaseIterable, Sendable {
+    case malformedJSON = "malformed-json"
+    case missingFeature = "missing-feature"
+    case notANumber = "not-a-number"
+    case tooLarge = "too-large"
+    /// The model failed on the event's batch, or gave an answer that cannot be a record.
+    case modelError = "model-error"
+
+    init(_ code: DecodeFailure.Code) {
+        switch code {
+        case .malformedJSON: self = .malformedJSON
+        case .missingFeature: self = .missingFeature
+        case .notANumber: self = .notANumber
+        case .tooLarge: self = .tooLarge
+        }
+    }
+}
+
 /// Writes prediction records and dead-letter headers (docs/contracts.md) into a reused buffer.
 final class AnswerWriter {
     let writer = JSONWriter(capacity: 1024)
@@ -115,8 +135,8 @@ final class AnswerWriter {
         Self.routeNames[Int(route.rawValue)].withUnsafeBytes { headers.append(name: "weir-route", value: $0) }
     }
 
-    func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: String, reason: String, message: KafkaMessage) {
-        headers.append(name: "weir-error", value: code)
+    func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: DeadLetterCode, reason: String, message: KafkaMessage) {
+        headers.append(name: "weir-error", value: code.rawValue)
         headers.append(name: "weir-error-message", value: reason)
         headers.append(name: "weir-source-topic", value: message.topic)
         headers.append(name: "weir-source-partition", value: String(message.partition))

@@ -115,7 +115,7 @@ final class Batcher {
                 pending.append(PendingEvent(message: retained, track: track, context: context, id: id, receivedAt: now,
                                             route: route, row: Int32(row), shadowRow: decodeForShadow(value)))
             case .failure(let failure):
-                outputs.sendDeadLetter(message, answers: model.answers, code: failure.code.rawValue, reason: failure.message,
+                outputs.sendDeadLetter(message, answers: model.answers, code: DeadLetterCode(failure.code), reason: failure.message,
                                        context: context)
                 retained.release()
             }
@@ -184,14 +184,14 @@ final class Batcher {
                         model.trialEvents += 1
                         if let error = isPrimary ? primaryError : candidateError {
                             model.trialErrors += 1
-                            outputs.sendDeadLetter(message, answers: model.answers, code: "model-error",
+                            outputs.sendDeadLetter(message, answers: model.answers, code: .modelError,
                                                    reason: "the model failed on this batch: \(error)", context: context)
                         } else if let problem = model.answers.encodePrediction(
                             row: Int(events[index].row), outputs: isPrimary ? primaryOutputs : candidateOutputs, message: message,
                             id: events[index].id, topicJSON: events[index].track.topicJSON,
                             latencyMicros: (finished - events[index].receivedAt) / 1000) {
                             model.trialErrors += 1
-                            outputs.sendDeadLetter(message, answers: model.answers, code: "model-error", reason: problem, context: context)
+                            outputs.sendDeadLetter(message, answers: model.answers, code: .modelError, reason: problem, context: context)
                         } else {
                             var headers = OutgoingHeaders(takingFrom: message)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)

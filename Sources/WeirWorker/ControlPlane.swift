@@ -157,10 +157,10 @@ final class ControlPlane: @unchecked Sendable {
     private func receive(_ record: ConsumedRecord) {
         switch verifiedControlMessage(record, key: key) {
         case .failure(let rejection):
-            metrics.controlMessage(result: "rejected", reason: rejection.code)
+            metrics.controlMessage(result: "rejected", reason: rejection.code.rawValue)
             log("control: rejected a message: \(rejection.reason)", level: .warning,
                 topic: record.topic, partition: record.partition, offset: record.offset)
-            outbox.append(StatusNote(state: "rejected", reason: "\(rejection.code): \(rejection.reason) (offset \(record.offset))", message: nil))
+            outbox.append(StatusNote(state: "rejected", reason: "\(rejection.code.rawValue): \(rejection.reason) (offset \(record.offset))", message: nil))
         case .success(let message):
             if message.model != modelName {
                 metrics.controlMessage(result: "ignored", reason: "other-model")
@@ -177,7 +177,7 @@ final class ControlPlane: @unchecked Sendable {
         case .success(let value): next = value
         }
         if next.candidate?.mode == .shadow && settings.shadowTopic == nil {
-            reject(message, ControlRejection("invalid-transition", "shadow-topic is not set on worker \(settings.workerID)"))
+            reject(message, ControlRejection(.invalidTransition, "shadow-topic is not set on worker \(settings.workerID)"))
             return
         }
         if let conflict = versionConflict(next.bundles, known: models.mapValues(\.version)) {
@@ -206,7 +206,7 @@ final class ControlPlane: @unchecked Sendable {
     private func versionConflict(_ refs: [BundleRef], known: [String: String]) -> ControlRejection? {
         for ref in refs {
             if let version = known[ref.sha256], version != ref.version {
-                return ControlRejection("bundle-hash", "sha256 \(ref.sha256) is the manifest of \(version), not \(ref.version)")
+                return ControlRejection(.bundleHash, "sha256 \(ref.sha256) is the manifest of \(version), not \(ref.version)")
             }
         }
         return nil
@@ -230,22 +230,28 @@ final class ControlPlane: @unchecked Sendable {
         do {
             return mismatch(try ModelBundle.readVerified(directory: directory).0, ref)
         } catch {
-            return ControlRejection("\(error)".contains("sha256 is") ? "bundle-hash" : "bundle-invalid", "\(error)")
+            return ControlRejection(rejectionCode(for: error), "\(error)")
         }
+    }
+
+    /// A bundle whose files do not match their signed hashes is `bundle-hash`; anything else wrong
+    /// with it is `bundle-invalid`.
+    private func rejectionCode(for error: any Error) -> ControlRejection.Code {
+        (error as? BundleError)?.kind == .hashMismatch ? .bundleHash : .bundleInvalid
     }
 
     /// The directory of `ref`, once its `manifest.json` is the one the message names.
     private func locate(_ ref: BundleRef) -> Result<URL, ControlRejection> {
         let directory: URL
         switch ref.directory() {
-        case .failure(let error): return .failure(ControlRejection("bundle-unavailable", error.description))
+        case .failure(let error): return .failure(ControlRejection(.bundleUnavailable, error.description))
         case .success(let url): directory = url
         }
         guard let identity = ModelBundle.identity(of: directory) else {
-            return .failure(ControlRejection("bundle-unavailable", "cannot read \(directory.path)/manifest.json"))
+            return .failure(ControlRejection(.bundleUnavailable, "cannot read \(directory.path)/manifest.json"))
         }
         guard identity == ref.sha256 else {
-            return .failure(ControlRejection("bundle-hash", "\(directory.path)/manifest.json has sha256 \(identity), the message says \(ref.sha256)"))
+            return .failure(ControlRejection(.bundleHash, "\(directory.path)/manifest.json has sha256 \(identity), the message says \(ref.sha256)"))
         }
         return .success(directory)
     }
@@ -253,7 +259,7 @@ final class ControlPlane: @unchecked Sendable {
     /// Why a bundle's manifest is not the model and version the message names, if it is not.
     private func mismatch(_ manifest: BundleManifest, _ ref: BundleRef) -> ControlRejection? {
         guard manifest.name != modelName || manifest.version != ref.version else { return nil }
-        return ControlRejection("bundle-invalid", "the bundle is \(manifest.name) \(manifest.version), not \(modelName) \(ref.version)")
+        return ControlRejection(.bundleInvalid, "the bundle is \(manifest.name) \(manifest.version), not \(modelName) \(ref.version)")
     }
 
     /// Loads, checks and warms up one bundle (loader queue, or replay).
@@ -265,13 +271,12 @@ final class ControlPlane: @unchecked Sendable {
         }
         let bundle: ModelBundle
         do { bundle = try ModelBundle(directory: directory, options: settings.modelOptions) } catch {
-            let text = "\(error)"
-            return .failure(ControlRejection(text.contains("sha256 is") ? "bundle-hash" : "bundle-invalid", text))
+            return .failure(ControlRejection(rejectionCode(for: error), "\(error)"))
         }
         if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
         let model: ServingModel
         do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: { [log] in log($0, version: ref.version) }) } catch {
-            return .failure(ControlRejection("bundle-invalid", "\(error)"))
+            return .failure(ControlRejection(.bundleInvalid, "\(error)"))
         }
         switch model.warmUp(on: recent, fallbackSchemaOf: active) {
         case .failure(let rejection): return .failure(rejection)
@@ -294,7 +299,7 @@ final class ControlPlane: @unchecked Sendable {
     }
 
     private func reject(_ message: ControlMessage, _ rejection: ControlRejection) {
-        metrics.controlMessage(result: "rejected", reason: rejection.code)
+        metrics.controlMessage(result: "rejected", reason: rejection.code.rawValue)
         log("control: rejected \(message.action.rawValue) sequence \(message.sequence): \(rejection)", level: .warning,
             version: message.version)
         outbox.append(StatusNote(state: "rejected", reason: rejection.description, message: message))

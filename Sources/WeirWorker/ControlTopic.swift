@@ -45,16 +45,16 @@ func readControlTopic(_ consumer: KafkaConsumer, topic: String, timeoutMs: Int) 
 /// A control record's message, once its signature is valid under `key` (nothing of an unsigned
 /// record is even parsed), or why it cannot be used.
 func verifiedControlMessage(_ record: ConsumedRecord, key: [UInt8]) -> Result<ControlMessage, ControlRejection> {
-    guard let value = record.value else { return .failure(ControlRejection("malformed", "the control record has no value")) }
+    guard let value = record.value else { return .failure(ControlRejection(.malformed, "the control record has no value")) }
     let header = record.headers.last { $0.name == ControlSignature.headerName }?.value
     switch ControlSignature.verify(value: value, header: header, key: key) {
     case .valid: break
-    case .missing: return .failure(ControlRejection("missing-signature", "no \(ControlSignature.headerName) header"))
-    case .malformed: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) is not hmac-sha256=<64 hex digits>"))
-    case .wrong: return .failure(ControlRejection("bad-signature", "\(ControlSignature.headerName) does not match the value under control.key-file"))
+    case .missing: return .failure(ControlRejection(.missingSignature, "no \(ControlSignature.headerName) header"))
+    case .malformed: return .failure(ControlRejection(.badSignature, "\(ControlSignature.headerName) is not hmac-sha256=<64 hex digits>"))
+    case .wrong: return .failure(ControlRejection(.badSignature, "\(ControlSignature.headerName) does not match the value under control.key-file"))
     }
     do { return .success(try ControlMessage.parse(value)) } catch {
-        return .failure(ControlRejection("malformed", error.description))
+        return .failure(ControlRejection(.malformed, error.description))
     }
 }
 

@@ -27,7 +27,8 @@ public final class WorkerMetrics: Sendable {
     let eventLatency: CoreMetrics.Timer
     let inFlight: CoreMetrics.Gauge
     let pausedPartitions: CoreMetrics.Gauge
-    private let deadLetterCounters: Mutex<[String: CoreMetrics.Counter]>
+    /// One counter per dead-letter code, made at start (each code shows 0 until it happens).
+    private let deadLetterCounters: [DeadLetterCode: CoreMetrics.Counter]
     private let lagGauges: Mutex<[String: CoreMetrics.Gauge]>
     private let infoGauges: Mutex<[String: CoreMetrics.Gauge]>
     private let controlCounters: Mutex<[String: CoreMetrics.Counter]>
@@ -84,7 +85,9 @@ public final class WorkerMetrics: Sendable {
         eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)
         inFlight = CoreMetrics.Gauge(label: "weir_events_in_flight", factory: factory)
         pausedPartitions = CoreMetrics.Gauge(label: "weir_paused_partitions", factory: factory)
-        deadLetterCounters = Mutex([:])
+        deadLetterCounters = Dictionary(uniqueKeysWithValues: DeadLetterCode.allCases.map { code in
+            (code, Counter(label: "weir_dead_letters_total", dimensions: [("code", code.rawValue)], factory: factory))
+        })
         lagGauges = Mutex([:])
         infoGauges = Mutex([:])
         controlCounters = Mutex([:])
@@ -101,14 +104,8 @@ public final class WorkerMetrics: Sendable {
         driftTime.increment(by: Double(nanoseconds) / 1e9)
     }
 
-    func deadLetter(code: String) {
-        let counter = deadLetterCounters.withLock { table in
-            if let existing = table[code] { return existing }
-            let made = Counter(label: "weir_dead_letters_total", dimensions: [("code", code)], factory: factory)
-            table[code] = made
-            return made
-        }
-        counter.increment()
+    func deadLetter(code: DeadLetterCode) {
+        deadLetterCounters[code]!.increment()
         deadLetterTotal.add(1, ordering: .relaxed)
     }
 

@@ -71,7 +71,7 @@ final class Outputs {
 
     /// Sends `message` to the dead-letter topic with the error headers (docs/contracts.md). Over the
     /// producer's message.max.bytes it goes without its value rather than not at all.
-    func sendDeadLetter(_ message: KafkaMessage, answers: AnswerWriter, code: String, reason: String, context: UInt) {
+    func sendDeadLetter(_ message: KafkaMessage, answers: AnswerWriter, code: DeadLetterCode, reason: String, context: UInt) {
         var headers = OutgoingHeaders(copying: message)
         answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
         metrics.deadLetter(code: code)

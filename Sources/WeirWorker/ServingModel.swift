@@ -107,7 +107,7 @@ final class ServingModel: @unchecked Sendable {
             if let active {
                 let known = Set(active.inputs.map(\.name))
                 if let missing = bundle.manifest.inputs.first(where: { $0.default == nil && !known.contains($0.name) }) {
-                    return .failure(ControlRejection("incompatible-schema",
+                    return .failure(ControlRejection(.incompatibleSchema,
                         "input '\(missing.name)' is required by \(version) but not read by \(active.version), and no events were seen to check it"))
                 }
             }
@@ -131,7 +131,7 @@ final class ServingModel: @unchecked Sendable {
         // Events the active model decoded: a candidate that cannot read more than a tenth of them
         // would dead-letter traffic the active one answers.
         if failed * 10 > events.count {
-            return .failure(ControlRejection("incompatible-schema",
+            return .failure(ControlRejection(.incompatibleSchema,
                 "\(failed) of the last \(events.count) events cannot be read by \(version): \(firstFailure ?? "")"))
         }
         guard count > 0 else { return .success(0) }
@@ -146,10 +146,10 @@ final class ServingModel: @unchecked Sendable {
                 }
             }
             if finiteRows == 0 {
-                return .failure(ControlRejection("warm-up-failed", "\(version) gave no finite answer on any of \(count) recent events"))
+                return .failure(ControlRejection(.warmUpFailed, "\(version) gave no finite answer on any of \(count) recent events"))
             }
         } catch {
-            return .failure(ControlRejection("warm-up-failed", "\(version) failed on \(count) recent events: \(error)"))
+            return .failure(ControlRejection(.warmUpFailed, "\(version) failed on \(count) recent events: \(error)"))
         }
         return .success(count)
     }

@@ -7,6 +7,7 @@ struct FaultTests {
     @Test("An injected produce error reaches a producer that may not retry")
     func injectionIsReal() throws {
         let cluster = try EmbeddedCluster(topics: [("inj", 1)])
+        defer { cluster.stopCheckingClients() }
         cluster.injectRequestErrors(.produce, [KafkaErrorCode(rawValue: 10)])  // MESSAGE_TOO_LARGE: not retriable
         let tally = DeliveryTally()
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally) {
@@ -22,6 +23,7 @@ struct FaultTests {
     @Test("50 injected produce errors: every message delivered exactly once")
     func producerRetriesExactlyOnce() throws {
         let cluster = try EmbeddedCluster(topics: [("retry", 4)])
+        defer { cluster.stopCheckingClients() }
         let errors = (0..<50).map { $0 % 2 == 0 ? KafkaErrorCode.notLeaderForPartition : .requestTimedOut }
         cluster.injectRequestErrors(.produce, errors)
         let total = 5_000
@@ -51,6 +53,7 @@ struct FaultTests {
     @Test("Broker down then up: queued messages are delivered once it returns")
     func brokerDownAndUp() throws {
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("down", 2)])
+        defer { cluster.stopCheckingClients() }
         let tally = DeliveryTally()
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally)
         let topic = try producer.topic("down")
@@ -69,6 +72,7 @@ struct FaultTests {
     @Test("Coordinator errors on commit are reported, and a later commit succeeds")
     func commitErrors() throws {
         let cluster = try EmbeddedCluster(topics: [("cmt", 1)])
+        defer { cluster.stopCheckingClients() }
         _ = try produceSequence(cluster.bootstrapServers, topic: "cmt", range: 0..<10)
         let group = uniqueGroup("cmt")
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group))
@@ -97,6 +101,7 @@ struct FaultTests {
     @Test("Round-trip delay slows responses but loses nothing")
     func roundTripDelay() throws {
         let cluster = try EmbeddedCluster(topics: [("rtt", 2)])
+        defer { cluster.stopCheckingClients() }
         try cluster.setRoundTripDelay(300)
         let start = monotonicMilliseconds()
         let tally = try produceSequence(cluster.bootstrapServers, topic: "rtt", range: 0..<50)

@@ -7,6 +7,7 @@ struct RoundTripTests {
     @Test("100k keyed messages with headers round-trip in per-partition order")
     func hundredThousandKeyedMessages() throws {
         let cluster = try EmbeddedCluster(topics: [("rt", 8)])
+        defer { cluster.stopCheckingClients() }
         let total = 100_000
         let tally = DeliveryTally()
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally)
@@ -55,6 +56,7 @@ struct RoundTripTests {
     @Test("Headers taken over from a consumed message are produced as they were; the message still reads its own")
     func headersTakenOver() throws {
         let cluster = try EmbeddedCluster(topics: [("take-in", 1), ("take-out", 1)])
+        defer { cluster.stopCheckingClients() }
         _ = try produceSequence(cluster.bootstrapServers, topic: "take-in", range: 0..<3)
         let consumer = try joinedConsumer(cluster.bootstrapServers, group: uniqueGroup("take"), topics: ["take-in"], expectPartitions: 1)
         let tally = DeliveryTally()
@@ -93,6 +95,7 @@ struct RoundTripTests {
     @Test("A tombstone is delivered as a null value, an empty value as empty")
     func tombstone() throws {
         let cluster = try EmbeddedCluster(topics: [("tomb", 1)])
+        defer { cluster.stopCheckingClients() }
         let tally = DeliveryTally()
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally)
         let topic = try producer.topic("tomb")
@@ -120,6 +123,7 @@ struct RoundTripTests {
     @Test("Delivery reports hand back each message's context and offset")
     func deliveryContext() throws {
         let cluster = try EmbeddedCluster(topics: [("ctx", 2)])
+        defer { cluster.stopCheckingClients() }
         let tally = DeliveryTally(recordContexts: true)
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally)
         let topic = try producer.topic("ctx")
@@ -136,6 +140,7 @@ struct RoundTripTests {
     @Test("A full local queue makes send wait, and nothing is dropped")
     func queueFullWaits() throws {
         let cluster = try EmbeddedCluster(topics: [("full", 4)])
+        defer { cluster.stopCheckingClients() }
         try cluster.setRoundTripDelay(20)
         let tally = DeliveryTally()
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally) { $0.queueBufferingMaxMessages = 10 }
@@ -149,6 +154,7 @@ struct RoundTripTests {
     @Test("Caller-thread delivery serving shares the consumer's wake-up")
     func callerThreadServing() throws {
         let cluster = try EmbeddedCluster(topics: [("pass-in", 4), ("pass-out", 4)])
+        defer { cluster.stopCheckingClients() }
         _ = try produceSequence(cluster.bootstrapServers, topic: "pass-in", range: 0..<2_000)
         var consumerConfiguration = ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: uniqueGroup("pass"))
         consumerConfiguration.clientID = "pass"

@@ -40,6 +40,16 @@ final class ConsumerLoop: @unchecked Sendable {
     private let isStopped = Locked(false)
     let assignmentHistory = Locked([[TopicPartition]]())
     let revocations = Locked([[TopicPartition]]())
+    /// Per partition this member gave up (not lost): the group's committed offset right after its
+    /// revoke commit, and the offset after the last record it handed to the collector. Records in
+    /// between may be read again by the next owner; nothing below `committed` may.
+    let handovers = Locked([Handover]())
+
+    struct Handover {
+        let partition: TopicPartition
+        let committed: Int64
+        let processedEnd: Int64
+    }
     /// Errors while running; errors after `stop()` (commits racing the group's own
     /// rebalance as members leave) are kept apart in `shutdownErrors`.
     let errors = Locked([KafkaError]())
@@ -82,6 +92,13 @@ final class ConsumerLoop: @unchecked Sendable {
                 let toCommit = partitions.compactMap { tp in processed[tp].map { TopicPartitionOffset(tp.topic, tp.partition, $0) } }
                 if !lost, let consumer = consumerRef {
                     do throws(KafkaError) { try consumer.commit(toCommit) } catch { record(error) }
+                    let committed = (try? consumer.committed(partitions, timeoutMs: 5_000)) ?? []
+                    handovers.withLock { list in
+                        for tp in partitions {
+                            let offset = committed.first { $0.topicPartition == tp }?.offset ?? -1
+                            list.append(Handover(partition: tp, committed: offset, processedEnd: processed[tp] ?? offset))
+                        }
+                    }
                 }
                 for tp in partitions { processed[tp] = nil }
             })

@@ -20,6 +20,7 @@ struct TransactionTests {
     @Test("init, begin, send, send offsets, commit; then abort; then commit again")
     func transactionFlow() throws {
         let cluster = try EmbeddedCluster(topics: [("tx-in", 1), ("tx-out", 1)])
+        defer { cluster.stopCheckingClients() }
         let bootstrap = cluster.bootstrapServers
         _ = try produceSequence(bootstrap, topic: "tx-in", range: 0..<30)
         let group = uniqueGroup("tx")
@@ -48,6 +49,7 @@ struct TransactionTests {
     @Test("Committing with no open transaction is a state error; the producer stays usable")
     func stateError() throws {
         let cluster = try EmbeddedCluster(topics: [("tx-state", 1)])
+        defer { cluster.stopCheckingClients() }
         let producer = try makeProducer(cluster.bootstrapServers, tally: DeliveryTally()) {
             $0.transactionalID = "weir-state-\(UInt32.random(in: 0...UInt32.max))"
         }

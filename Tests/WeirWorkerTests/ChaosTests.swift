@@ -84,7 +84,7 @@ struct OutputAudit: CustomStringConvertible {
     /// One scenario: half the events before the fault, half after, a bad event every 50.
     func scenario(_ name: String, configure: (inout WorkerSettings) -> Void = { _ in }, fault: (EmbeddedCluster) throws -> Void) throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let events = 3_000 * chaosScale
         func batch(_ range: Range<Int>) -> [(key: [UInt8]?, value: [UInt8]?, headers: [(String, String)])] {
             range.map { index in
@@ -178,7 +178,7 @@ struct OutputAudit: CustomStringConvertible {
     @Test func rebalanceOneToThreeToOne() throws {
         let partitions = 6
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", partitions), ("predictions", partitions), ("dead-letters", partitions)])
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         // Not scaled: 25,000 events of ~750 B on 6 partitions (and their outputs) stay under the
         // embedded broker's 5 MiB per partition, which the audit needs to read everything back.
         let events = 25_000
@@ -247,7 +247,7 @@ struct OutputAudit: CustomStringConvertible {
     @Test func killNineAndRestartLosesNothing() throws {
         let partitions = 16
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", partitions), ("predictions", partitions), ("dead-letters", partitions)])
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let kills = chaosFull ? 10 : 2
         let maxInFlight = 2_000
         let group = "crash-\(UUID().uuidString.prefix(8))"

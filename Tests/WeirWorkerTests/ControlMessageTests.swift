@@ -109,7 +109,7 @@ import WeirControl
         #expect(state.paused && state.lastSequence == 6)
         #expect(throws: ControlRejection.self) { try apply(state, ControlMessage(action: .resume, model: "fraud", sequence: 6)) }
         if case .failure(let rejection) = state.applying(ControlMessage(action: .resume, model: "fraud", sequence: 2)) {
-            #expect(rejection.code == "stale-sequence" && rejection.reason.contains("not above the last applied 6"))
+            #expect(rejection.code == .staleSequence && rejection.reason.contains("not above the last applied 6"))
         } else {
             Issue.record("a replayed sequence applied")
         }
@@ -118,7 +118,7 @@ import WeirControl
         // nothing to roll back or promote; a canary of the active bundle; promote naming another bundle
         for action in [ControlAction.rollback, .promote] {
             if case .failure(let rejection) = state.applying(ControlMessage(action: action, model: "fraud", sequence: 8)) {
-                #expect(rejection.code == "invalid-transition")
+                #expect(rejection.code == .invalidTransition)
             } else {
                 Issue.record("\(action) with nothing in progress applied")
             }

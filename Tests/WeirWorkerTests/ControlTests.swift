@@ -187,7 +187,7 @@ struct Status {
         defer { bundles.remove() }
         let v2 = try bundles.make("1.1.0")
         let cluster = try cluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let (one, two) = try startTwoWorkers(cluster)
         let status = try TopicFollower(cluster, "status", partitions: 1)
         defer { status.stop() }
@@ -236,7 +236,7 @@ struct Status {
         try bytes.write(to: corruptModel)
         let renamed = try bundles.make("1.3.0", inputPrefix: "g")
         let cluster = try cluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let running = try RunningWorker(settings: settings(cluster, worker: "worker-a", group: "control-\(UUID().uuidString)"), bundle: base)
         try running.waitUntilReady()
         let status = try TopicFollower(cluster, "status", partitions: 1)
@@ -325,7 +325,7 @@ struct Status {
         let v2 = try bundles.make("1.1.0")
         let failing = try bundles.make("1.2.0", onnx: repositoryRoot.appendingPathComponent("Tests/WeirWorkerTests/Fixtures/failing-candidate.onnx"))
         let cluster = try cluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let (one, two) = try startTwoWorkers(cluster)
         let status = try TopicFollower(cluster, "status", partitions: 1)
         defer { status.stop() }
@@ -426,7 +426,7 @@ struct Status {
         defer { bundles.remove() }
         let v2 = try bundles.make("1.1.0")
         let cluster = try cluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let client = client(cluster)
         // History: a forged deploy (ignored), then v2 as a replace, then a pause and a resume.
         let forged = try deploy(v2, sequence: 1)
@@ -474,7 +474,7 @@ struct Status {
         defer { bundles.remove() }
         let v2 = try bundles.make("1.1.0")
         let cluster = try cluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let weir = builtProduct("weir").path
         let common = ["--brokers", cluster.bootstrapServers, "--topic", "control", "--key-file", keyFile.path]
         let deployed = try run([weir, "control", "deploy", "--bundle", v2.path, "--strategy", "canary", "--percent", "10"] + common)
@@ -507,7 +507,7 @@ struct Status {
         defer { bundles.remove() }
         let v2 = try bundles.make("1.1.0")
         let cluster = try cluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         // Signed, but it names the running bundle's manifest as 1.1.0: refused live, and on replay too.
         var mislabelled = try deploy(v2, sequence: 1)
         mislabelled.sha256 = base.id

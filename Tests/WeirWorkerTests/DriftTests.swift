@@ -24,7 +24,7 @@ import WeirWorker
 
     @Test func aStationaryStreamRaisesNoFlagAndAShiftFlagsOnlyItsFeature() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         try cluster.createTopic("drift", partitions: 1)
         let bundle = try ModelBundle(directory: demoBundleURL)
         let reference = try #require(bundle.reference)

@@ -37,7 +37,7 @@ import WeirWorker
 
     @Test func everyEventIsAnsweredOnceInCommittedTransactions() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let events = 2_000
         try produce(cluster, (0..<events).map { (SyntheticEvents.key($0), $0 % 97 == 3 ? Array("not json".utf8) : SyntheticEvents.event($0), []) })
         let settings = settings(cluster)
@@ -57,7 +57,7 @@ import WeirWorker
     /// their events are answered again: nothing lost, nothing written twice.
     @Test func anAbortedTransactionIsAnsweredAgain() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let settings = settings(cluster)
         let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: 1_000, limit: 5_000)
         defer { producer.stop() }
@@ -89,7 +89,7 @@ import WeirWorker
     /// its answer to EndTxn (INVALID_PRODUCER_EPOCH). Fencing by a real successor needs a real Kafka.
     @Test func aFencedWorkerStopsNamingTheFencing() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         var settings = settings(cluster)
         settings.workerID = "zombie-\(UUID().uuidString.prefix(6))"
         let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: 500)

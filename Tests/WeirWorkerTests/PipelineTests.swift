@@ -23,7 +23,7 @@ import WeirWorker
 
     @Test func everyEventGetsExactlyOnePredictionEqualToTheModel() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let count = 3_000
         let events = (0..<count).map { (key: SyntheticEvents.key($0), value: Optional(SyntheticEvents.event($0)),
                                          headers: [("traceparent", "00-\(String(repeating: "a", count: 32))-\($0)-01")]) }
@@ -73,7 +73,7 @@ import WeirWorker
 
     @Test func badInputsLandInTheDeadLetterTopicWithTheirCodes() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         var records = [(key: [UInt8]?, value: [UInt8]?, headers: [(String, String)])]()
         var expectedCodes = [String: String]()  // value prefix -> code
         let badValues: [(String, [UInt8])] = [
@@ -137,7 +137,7 @@ import WeirWorker
 
     @Test func outputsKeepInputOrderPerPartitionAndARestartLosesNothing() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let first = 2_000, second = 2_000
         try produce(cluster, (0..<first).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
         let settings = testSettings(cluster)
@@ -183,7 +183,7 @@ import WeirWorker
 
     @Test func twoWorkersShareTheLoadAndLoseNothing() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         var settings = testSettings(cluster)
         // Long enough for the embedded broker to finish the rebalance a leaving member starts, so
         // the member that stays can commit (the mock refuses commits until the group is stable).
@@ -217,7 +217,7 @@ import WeirWorker
 
     @Test func pausesWhenDeliveriesFallBehindAndStillAnswersEverything() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let count = 3_000
         try produce(cluster, (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
         var settings = testSettings(cluster)
@@ -242,7 +242,7 @@ import WeirWorker
     /// took 8-16 s without them, under 1.5 s with them).
     @Test func aFullPrefetchQueueDoesNotStallTheWorker() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let count = 6_000
         try produce(cluster, (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
         var settings = testSettings(cluster)
@@ -265,7 +265,7 @@ import WeirWorker
 
     @Test func aBatchClosesWhenItsOldestEventHasWaitedTheDelay() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         var settings = testSettings(cluster)
         settings.batchMaxEvents = 10_000
         settings.batchMaxDelayMs = 30
@@ -282,7 +282,7 @@ import WeirWorker
 
     @Test func metricsHealthAndReadinessEndpoints() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let running = try RunningWorker(settings: testSettings(cluster), bundle: bundle)
         let server = try StatusServer(host: "127.0.0.1", port: 0, metrics: { [metrics = running.worker.metrics] in metrics.exposition() },
                                       ready: { [worker = running.worker] in worker.isReady })

@@ -9,7 +9,7 @@ import WeirWorker
     /// and every input offset below the committed one has its prediction.
     @Test func sigtermDrainsCommitsAndExitsZero() throws {
         let cluster = try makeCluster()
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let count = 20_000
         try produce(cluster, (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
         let group = "serve-\(UInt32.random(in: 0...UInt32.max))"
@@ -64,7 +64,7 @@ import WeirWorker
     /// own lines (the broker going away) come through the same formatter.
     @Test func jsonLogsCarryWorkerModelVersionAndPartition() throws {
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 4), ("predictions", 4), ("dead-letters", 4), ("control", 1)])
-        defer { cluster.stop() }
+        defer { cluster.stopCheckingClients() }
         let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("weir-log-key-\(UUID().uuidString)")
         try Data("a shared secret".utf8).write(to: keyFile)
         defer { try? FileManager.default.removeItem(at: keyFile) }
