@@ -543,9 +543,9 @@ __attribute__((target("avx2"))) static void dequantize_rows_avx2(const int32_t *
 
 void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *row_scales, const int32_t *zero_points,
                           const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
-                          size_t y_stride) {
+                          size_t y_stride, weir_kernels_t kernels) {
 #ifdef WEIR_X86
-    if (use_avx2(WEIR_KERNELS_AVX2)) {
+    if (use_avx2(kernels)) {
         dequantize_rows_avx2(acc, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
         return;
     }
@@ -580,7 +580,7 @@ void weir_qdense_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b
     }
 #endif
     qgemm_u8s8_portable(a, a_stride, packed_b, scratch, m, n, m, k);
-    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride, kernels);
 }
 
 /* ---- the 7-bit kernel for large layers: u7 activations x s7 weights with vpmaddubsw ----------- */
@@ -686,7 +686,7 @@ void weir_qdense_u7s7(const uint8_t *a, size_t a_stride, const int8_t *packed_b,
     }
 #endif
     qgemm7_portable(a, a_stride, packed_b, scratch, m, n, m, k);
-    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride, kernels);
 }
 
 /* ---- fp32 dense with few outputs: one dot product per output ----------------------------------- */

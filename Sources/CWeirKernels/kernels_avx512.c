@@ -37,7 +37,7 @@ void weir_qdense_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b,
     }
 #endif
     qgemm_vnni_portable(a, a_stride, packed_b, scratch, m, n, m, k);
-    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride);
+    weir_dequantize_rows(scratch, n, m, row_scales, zero_points, column_sums, weight_scales, bias, relu, y, y_stride, kernels);
 }
 
 #ifdef WEIR_X86

@@ -38,10 +38,10 @@ public enum RebalanceEvent: Equatable, Sendable {
     case revoked([TopicPartition], lost: Bool)
 }
 
-/// A group consumer over librdkafka. All methods except `wakeUp()` must be called from one thread,
-/// the poll thread: librdkafka 2.0.2 must not run batch consume concurrently with seek, pause,
-/// resume or a rebalance, and this type keeps them all on that thread.
-public final class KafkaConsumer: @unchecked Sendable {
+/// A group consumer over librdkafka, confined to one thread (not `Sendable`): librdkafka 2.0.2 must
+/// not run batch consume concurrently with seek, pause, resume or a rebalance, and this type keeps
+/// them all on that thread. Other threads wake a waiting `poll` by raising its `signal`.
+public final class KafkaConsumer {
     let handle: OpaquePointer
     private let queue: OpaquePointer
     /// Raised by librdkafka when the consumer queue gains events; share it with a producer in
@@ -189,7 +189,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         return kept
     }
 
-    /// Interrupts a waiting `poll` from any thread.
+    /// Interrupts a waiting `poll`. Another thread cannot hold the consumer: it raises `signal`.
     public func wakeUp() { signal.raise() }
 
     /// Marks offsets (next offset to read) as processed; a later `commit()` or auto-commit sends them.
@@ -382,6 +382,7 @@ public struct KafkaMessageBatch: RandomAccessCollection {
 }
 
 /// Group metadata handed from a consumer to a transactional producer.
+/// Unchecked: an immutable librdkafka object, freed once in `deinit`.
 public final class ConsumerGroupMetadata: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }

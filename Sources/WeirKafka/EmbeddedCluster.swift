@@ -26,6 +26,7 @@ public struct KafkaApiKey: RawRepresentable, Hashable, Sendable {
 /// loopback. Weir's broker for the demo and every test. Limits: each partition keeps only its last
 /// ~5 MiB / 100k message sets, no CreateTopics (use `createTopic`), no TLS/SASL, and a group's first
 /// join waits ~3 s.
+/// Unchecked: librdkafka's mock-cluster calls are thread-safe; `stopped` is a `Locked` flag.
 public final class EmbeddedCluster: @unchecked Sendable {
     private let handle: OpaquePointer
     private let cluster: OpaquePointer

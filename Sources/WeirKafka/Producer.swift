@@ -1,6 +1,7 @@
 import CRdKafka
 
 /// A topic handle to produce to; resolving it once saves a name lookup per message.
+/// Unchecked: librdkafka's topic handles are thread-safe and this one lives as long as its producer.
 public struct ProducerTopic: @unchecked Sendable {
     let pointer: OpaquePointer
     public let name: String
@@ -43,6 +44,7 @@ public enum DeliveryReportServing {
 }
 
 /// An idempotent (by default) producer over librdkafka. `send` is safe from any thread.
+/// Unchecked: librdkafka's produce calls are thread-safe; its own mutable state is in `Locked` values.
 public final class KafkaProducer: @unchecked Sendable {
     let handle: OpaquePointer
     private let mainQueue: OpaquePointer

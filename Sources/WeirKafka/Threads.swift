@@ -3,6 +3,7 @@ import Glibc
 #endif
 
 /// A plain OS thread for loops that must never be a Swift `Task` (poll loops, delivery serving).
+/// Unchecked: `thread` is written once by `init`; `join` is called by the thread's one owner.
 final class OSThread: @unchecked Sendable {
     private var thread = pthread_t()
     private let body: @Sendable () -> Void
@@ -29,21 +30,26 @@ final class OSThread: @unchecked Sendable {
     }
 }
 
-/// A small mutex-protected value.
+/// A small mutex-protected value. Unchecked: `value` is touched only while `mutex` is held. The
+/// mutex lives on the heap: pthreads needs a stable address, which a stored property is not promised.
 final class Locked<Value>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
 
     init(_ value: Value) {
         self.value = value
-        pthread_mutex_init(&mutex, nil)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
     }
 
-    deinit { pthread_mutex_destroy(&mutex) }
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
 
     func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
 }

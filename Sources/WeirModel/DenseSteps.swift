@@ -218,7 +218,7 @@ final class QuantizedDenseStep: Step, @unchecked Sendable {
             weir_quantize_rows_u8(x.floats, inputs, rows, inputs, q, stride, scales, zeroPoints, kernels)
             if let sums {
                 weir_qgemm_u8s8(q, stride, packedPairs, sums, outputs, rows, outputs, inputs, kernels)
-                weir_dequantize_rows(sums, rows, outputs, scales, nil, columnSums, weightScales, bias, relu, y.floats, outputs)
+                weir_dequantize_rows(sums, rows, outputs, scales, nil, columnSums, weightScales, bias, relu, y.floats, outputs, kernels)
             } else {
                 weir_qdense_u8s8(q, stride, packedPairs, rows, outputs, inputs, scales, nil, columnSums, weightScales, bias, relu,
                                  y.floats, outputs, nil, kernels)
@@ -228,7 +228,7 @@ final class QuantizedDenseStep: Step, @unchecked Sendable {
             weir_quantize_rows_bytes(x.floats, inputs, rows, inputs, weights.scheme.activationLevels, q, stride, scales, zeroPoints, kernels)
             if let sums {
                 weir_qgemm7(q, stride, packedBytes, sums, outputs, rows, outputs, inputs, kernels)
-                weir_dequantize_rows(sums, rows, outputs, scales, zeroPoints, columnSums, weightScales, bias, relu, y.floats, outputs)
+                weir_dequantize_rows(sums, rows, outputs, scales, zeroPoints, columnSums, weightScales, bias, relu, y.floats, outputs, kernels)
             } else {
                 weir_qdense_u7s7(q, stride, packedBytes, rows, outputs, inputs, scales, zeroPoints, columnSums, weightScales, bias,
                                  relu, y.floats, outputs, nil, kernels)

@@ -245,6 +245,7 @@ import Glibc
 /// A plan's constant values (weights, scales, biases) in memory of their own: allocated once,
 /// 64-byte aligned for vector loads, never written after init, read through `base` without
 /// copy-on-write, uniqueness or exclusivity checks.
+/// Unchecked: written only by `init`, read-only after, so sharing it across threads is safe.
 final class Constants<Element: BitwiseCopyable>: @unchecked Sendable {
     let base: UnsafeMutablePointer<Element>
     let count: Int

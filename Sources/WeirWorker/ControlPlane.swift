@@ -26,7 +26,7 @@ struct StatusNote {
 /// bundle loading, which runs on its own queue and hands finished models back through a mailbox.
 /// Every worker reads the whole topic with its own consumer (no group), so all of them see every
 /// message and replay the same history on start.
-final class ControlPlane: @unchecked Sendable {
+final class ControlPlane {
     private let settings: WorkerSettings
     private let key: [UInt8]
     private let modelName: String
@@ -41,8 +41,10 @@ final class ControlPlane: @unchecked Sendable {
     /// Verified messages for this model, waiting for the one being loaded.
     private var queue: [ControlMessage] = []
     private var loading: (message: ControlMessage, next: RolloutState)?
-    private let mailbox = Mutex<Result<[ServingModel], ControlRejection>?>(nil)
-    private let loader = DispatchQueue(label: "weir-model-loader", qos: .utility)
+    private let mailbox = LoadMailbox()
+    private let loaderQueue = DispatchQueue(label: "weir-model-loader", qos: .utility)
+    /// Loads and vets bundles; `Sendable`, so the loader queue needs nothing of this plane.
+    private let bundles: BundleLoader
     /// A serving change to apply at the next batch boundary, and the status to publish after it.
     private(set) var ready: (plan: ServingPlan, note: StatusNote)?
     /// Status records to publish now.
@@ -57,6 +59,7 @@ final class ControlPlane: @unchecked Sendable {
         self.signal = signal
         self.log = log
         modelName = base.bundle.manifest.name
+        bundles = BundleLoader(settings: settings, modelName: modelName, log: log)
         state = RolloutState(active: base.ref)
         models = [base.ref.sha256: base]
         if settings.controlTopic != nil {
@@ -98,7 +101,7 @@ final class ControlPlane: @unchecked Sendable {
             guard case .success(let message) = verifiedControlMessage(record, key: key), message.model == modelName else { continue }
             guard case .success(let next) = state.applying(message) else { skipped += 1; continue }
             if let problem = versionConflict(next.bundles, known: vetted)
-                ?? next.bundles.lazy.filter({ vetted[$0.sha256] == nil }).compactMap({ self.vet($0) }).first {
+                ?? next.bundles.lazy.filter({ vetted[$0.sha256] == nil }).compactMap({ [bundles] in bundles.vet($0) }).first {
                 log("control replay: sequence \(message.sequence) (\(message.action.rawValue)) was not applied: \(problem.reason)")
                 skipped += 1
                 continue
@@ -110,7 +113,7 @@ final class ControlPlane: @unchecked Sendable {
         // Load the newest state whose bundles all load; an older one if a bundle went bad since.
         let lastSequence = state.lastSequence
         for candidate in history.reversed() {
-            switch loadAll(candidate.bundles.filter { models[$0.sha256] == nil }, recent: [], active: base.bundle.manifest) {
+            switch bundles.loadAll(candidate.bundles.filter { models[$0.sha256] == nil }, recent: [], active: base.bundle.manifest) {
             case .failure(let rejection):
                 log("control replay: cannot serve sequence \(candidate.lastSequence)'s bundles: \(rejection.reason)")
                 continue
@@ -138,7 +141,7 @@ final class ControlPlane: @unchecked Sendable {
             }
             for record in records { receive(record) }
         }
-        if let outcome = mailbox.withLock({ value -> Result<[ServingModel], ControlRejection>? in defer { value = nil }; return value }),
+        if let outcome = mailbox.take(),
            let (message, next) = loading {
             loading = nil
             switch outcome {
@@ -194,9 +197,9 @@ final class ControlPlane: @unchecked Sendable {
         log("control: loading \(needed.map { "\($0.version) from \($0.location)" }.joined(separator: ", ")) for sequence \(message.sequence)")
         let events = recent()
         let active = models[state.active.sha256]!.bundle.manifest
-        loader.async { [self] in
-            let outcome = loadAll(needed, recent: events, active: active)
-            mailbox.withLock { $0 = outcome }
+        loaderQueue.async { [bundles, mailbox, signal] in
+            let outcome = bundles.loadAll(needed, recent: events, active: active)
+            mailbox.put(outcome)
             signal.raise()
         }
     }
@@ -210,80 +213,6 @@ final class ControlPlane: @unchecked Sendable {
             }
         }
         return nil
-    }
-
-    /// Loads every bundle of `refs`, or says why the first that fails cannot serve.
-    private func loadAll(_ refs: [BundleRef], recent: [[UInt8]], active: BundleManifest) -> Result<[ServingModel], ControlRejection> {
-        Result { () throws(ControlRejection) -> [ServingModel] in
-            try refs.map { ref throws(ControlRejection) in try load(ref, recent: recent, active: active).get() }
-        }
-    }
-
-    /// Checks a bundle a message names without compiling it: location, identity, file hashes,
-    /// model name and version (replay, which has no events for the schema check).
-    private func vet(_ ref: BundleRef) -> ControlRejection? {
-        let directory: URL
-        switch locate(ref) {
-        case .failure(let rejection): return rejection
-        case .success(let url): directory = url
-        }
-        do {
-            return mismatch(try ModelBundle.readVerified(directory: directory).0, ref)
-        } catch {
-            return ControlRejection(rejectionCode(for: error), "\(error)")
-        }
-    }
-
-    /// A bundle whose files do not match their signed hashes is `bundle-hash`; anything else wrong
-    /// with it is `bundle-invalid`.
-    private func rejectionCode(for error: any Error) -> ControlRejection.Code {
-        (error as? BundleError)?.kind == .hashMismatch ? .bundleHash : .bundleInvalid
-    }
-
-    /// The directory of `ref`, once its `manifest.json` is the one the message names.
-    private func locate(_ ref: BundleRef) -> Result<URL, ControlRejection> {
-        let directory: URL
-        switch ref.directory() {
-        case .failure(let error): return .failure(ControlRejection(.bundleUnavailable, error.description))
-        case .success(let url): directory = url
-        }
-        guard let identity = ModelBundle.identity(of: directory) else {
-            return .failure(ControlRejection(.bundleUnavailable, "cannot read \(directory.path)/manifest.json"))
-        }
-        guard identity == ref.sha256 else {
-            return .failure(ControlRejection(.bundleHash, "\(directory.path)/manifest.json has sha256 \(identity), the message says \(ref.sha256)"))
-        }
-        return .success(directory)
-    }
-
-    /// Why a bundle's manifest is not the model and version the message names, if it is not.
-    private func mismatch(_ manifest: BundleManifest, _ ref: BundleRef) -> ControlRejection? {
-        guard manifest.name != modelName || manifest.version != ref.version else { return nil }
-        return ControlRejection(.bundleInvalid, "the bundle is \(manifest.name) \(manifest.version), not \(modelName) \(ref.version)")
-    }
-
-    /// Loads, checks and warms up one bundle (loader queue, or replay).
-    private func load(_ ref: BundleRef, recent: [[UInt8]], active: BundleManifest) -> Result<ServingModel, ControlRejection> {
-        let directory: URL
-        switch locate(ref) {
-        case .failure(let rejection): return .failure(rejection)
-        case .success(let url): directory = url
-        }
-        let bundle: ModelBundle
-        do { bundle = try ModelBundle(directory: directory, options: settings.modelOptions) } catch {
-            return .failure(ControlRejection(rejectionCode(for: error), "\(error)"))
-        }
-        if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
-        let model: ServingModel
-        do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: { [log] in log($0, version: ref.version) }) } catch {
-            return .failure(ControlRejection(.bundleInvalid, "\(error)"))
-        }
-        switch model.warmUp(on: recent, fallbackSchemaOf: active) {
-        case .failure(let rejection): return .failure(rejection)
-        case .success(let rows):
-            if rows > 0 { log("control: \(ref.version) warmed up on \(rows) recent events", version: ref.version) }
-            return .success(model)
-        }
     }
 
     private func commit(_ next: RolloutState, message: ControlMessage) {
@@ -389,4 +318,23 @@ func rfc3339Now() -> String {
     let millis = Int(now.tv_nsec) / 1_000_000
     let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
     return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+}
+
+/// Hands one load's outcome from the loader queue to the poll thread. The models inside are not
+/// `Sendable`: they cross over whole (`sending`), and only the poll thread touches them after.
+/// Unchecked: `outcome` is read and written only while `lock` is held.
+final class LoadMailbox: @unchecked Sendable {
+    private let lock = Mutex(())
+    private var outcome: Result<[ServingModel], ControlRejection>?
+
+    func put(_ value: sending Result<[ServingModel], ControlRejection>) {
+        lock.withLock { _ in outcome = value }
+    }
+
+    func take() -> sending Result<[ServingModel], ControlRejection>? {
+        lock.withLock { _ in
+            defer { outcome = nil }
+            return outcome
+        }
+    }
 }

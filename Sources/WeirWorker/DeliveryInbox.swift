@@ -16,7 +16,10 @@ final class DeliveryInbox {
     /// Best-effort records (shadow, drift, status: context 0) that were not delivered.
     private(set) var bestEffortFailures: [(topic: String, error: KafkaErrorCode)] = []
 
-    init() {
+    private let pollThread: PollThread
+
+    init(pollThread: PollThread) {
+        self.pollThread = pollThread
         delivered.reserveCapacity(4096)
     }
 
@@ -25,6 +28,7 @@ final class DeliveryInbox {
 
     /// Records one batch of reports (the producer's `onDelivery`).
     func record(_ reports: DeliveryReportBatch) {
+        pollThread.check("a delivery report")
         let before = delivered.count
         for report in reports {
             if let error = report.error {

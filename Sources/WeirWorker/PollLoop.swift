@@ -33,6 +33,8 @@ final class PollLoop {
     private var gaugeTimer = Periodic(milliseconds: 1_000)
     private var failure: WorkerError?
     private let workerKey: [UInt8]
+    /// The thread that made this loop: the only one that may run it.
+    private let pollThread = PollThread()
 
     /// Opens the clients (nothing is consumed until `run`).
     init(settings: WorkerSettings, primary: ServingModel, control: ControlPlane, signal: EventSignal, shared: WorkerShared,
@@ -44,7 +46,7 @@ final class PollLoop {
         self.control = control
         self.signal = signal
         let clients = ClientSettings(settings)
-        let inbox = DeliveryInbox()
+        let inbox = DeliveryInbox(pollThread: pollThread)
         self.inbox = inbox
         var refused: (([TopicPartitionOffset], KafkaErrorCode) -> Void)?
         consumer = try KafkaConsumer(configuration: clients.consumer, signal: signal, rebalance: .deferred,
@@ -60,7 +62,10 @@ final class PollLoop {
         workerKey = Array(settings.workerID.utf8)
         polled.reserveCapacity(settings.batchMaxEvents)
         latencyScratch.reserveCapacity(1024)
-        refused = { [unowned self] offsets, error in refusedCommits.append((offsets, error)) }
+        refused = { [unowned self] offsets, error in
+            pollThread.check("a refused commit")
+            refusedCommits.append((offsets, error))
+        }
         committer = makeCommitter(settings, consumer: consumer, producer: producer, ledger: ledger, batcher: batcher,
                                   outputs: outputs, flow: flow, metrics: metrics, log: log,
                                   settle: { [unowned self] in applyDeliveries() })
@@ -68,6 +73,7 @@ final class PollLoop {
 
     /// Runs until `stop()` (returns normally) or something no record can fix (throws).
     func run() throws {
+        pollThread.check("the poll loop")
         try committer.start()
         if settings.controlTopic != nil {
             try control.replay(brokers: settings.brokers!, properties: settings.kafkaProperties(for: "consumer"))
@@ -113,6 +119,7 @@ final class PollLoop {
     /// The fixed point: everything recorded since the last turn is applied here, in this order,
     /// with no batch half answered and no callback running.
     private func settle(at now: UInt64) {
+        pollThread.check("the loop's fixed point")
         applyDeliveries()
         applyRefusedCommits()
         while let change = consumer.pendingRebalance { applyRebalance(change) }
@@ -205,6 +212,7 @@ final class PollLoop {
     /// A new assignment, or partitions leaving: before they leave, the open batch is answered,
     /// their outputs delivered and their offsets committed; then librdkafka applies the change.
     private func applyRebalance(_ change: RebalanceEvent) {
+        pollThread.check("a rebalance")
         switch change {
         case .assigned(let partitions):
             flow.assign(partitions)

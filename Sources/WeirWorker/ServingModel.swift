@@ -6,7 +6,7 @@ import WeirModel
 /// One loaded bundle, ready to answer on the poll thread: its decoder, its batch matrix, model
 /// scratch, record writer and drift window. Built off the poll thread (the loader) and handed over
 /// whole, so a swap is one reference assignment between two batches.
-final class ServingModel: @unchecked Sendable {
+final class ServingModel {
     let bundle: ModelBundle
     let ref: BundleRef
     let decoder: EventDecoder

@@ -158,7 +158,7 @@ struct GroupTests {
         try consumer.close()
     }
 
-    @Test("poll wakes on a message's arrival and on wakeUp(), not at its timeout")
+    @Test("poll wakes on a message's arrival and on its signal raised from another thread, not at its timeout")
     func eventDrivenWakeUp() throws {
         let cluster = try EmbeddedCluster(topics: [("wake", 1)])
         defer { cluster.stopCheckingClients() }
@@ -169,7 +169,9 @@ struct GroupTests {
         // Let the fetcher settle on the empty partition.
         consumer.poll(timeoutMs: 300) { _ in }
 
-        let waker = OSThread { consumer.wakeUp() }
+        // The consumer belongs to this thread; another thread wakes it through its signal.
+        let signal = consumer.signal
+        let waker = OSThread { signal.raise() }
         let wakeStart = monotonicMilliseconds()
         consumer.poll(timeoutMs: 20_000) { _ in }
         waker.join()

@@ -4,7 +4,7 @@ import WeirTestSupport
 @testable import WeirKafka
 
 /// Collects owned records from consumer threads and wakes waiters on every batch.
-final class RecordCollector: @unchecked Sendable {
+final class RecordCollector: Sendable {
     private let records = Locked([ConsumedRecord]())
     private let changed = EventSignal()
 
@@ -32,6 +32,7 @@ final class RecordCollector: @unchecked Sendable {
 /// Runs one group consumer on its own thread, committing after every batch and on revoke,
 /// as Weir's worker will: every record it hands to the collector is committed before its
 /// partition can move.
+/// Unchecked: `thread` is set once by `init`; everything else it holds is `Locked` or an `EventSignal`.
 final class ConsumerLoop: @unchecked Sendable {
     let name: String
     let collector: RecordCollector
@@ -166,7 +167,7 @@ final class ConsumerLoop: @unchecked Sendable {
 }
 
 /// Counts delivery reports from a dedicated-thread producer.
-final class DeliveryTally: @unchecked Sendable {
+final class DeliveryTally: Sendable {
     let delivered = Locked(0)
     let failed = Locked([KafkaErrorCode]())
     let contexts = Locked([UInt]())

@@ -265,8 +265,11 @@ struct ModelTests {
                 weir_qdense_u8s8(a16, stride16, packed16, n, m, k, rowScales, nil, columnSums, weightScales, bias, relu, &fused, m, &scratch,
                                  WEIR_KERNELS_AVX2)
                 weir_qgemm_u8s8(a16, stride16, packed16, &scratch, m, n, m, k, WEIR_KERNELS_PORTABLE)
-                weir_dequantize_rows(scratch, n, m, rowScales, nil, columnSums, weightScales, bias, relu, &twoPass, m)
-                #expect(fused.map(\.bitPattern) == twoPass.map(\.bitPattern), "int8 n=\(n) m=\(m) k=\(k) relu=\(relu)")
+                // The epilogue on its own, under each set: bit-identical to the fused one.
+                for set in [WEIR_KERNELS_PORTABLE, WEIR_KERNELS_AVX2] {
+                    weir_dequantize_rows(scratch, n, m, rowScales, nil, columnSums, weightScales, bias, relu, &twoPass, m, set)
+                    #expect(fused.map(\.bitPattern) == twoPass.map(\.bitPattern), "int8 n=\(n) m=\(m) k=\(k) relu=\(relu) set \(set.rawValue)")
+                }
                 // int7: activations 0...127 with zero points.
                 let stride8 = (k + 7) / 8 * 8
                 var a8 = [UInt8](repeating: 0, count: n * stride8)
@@ -277,8 +280,10 @@ struct ModelTests {
                 weir_qdense_u7s7(a8, stride8, packed8, n, m, k, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &fused7, m, &scratch,
                                  WEIR_KERNELS_AVX2)
                 weir_qgemm7(a8, stride8, packed8, &scratch, m, n, m, k, WEIR_KERNELS_PORTABLE)
-                weir_dequantize_rows(scratch, n, m, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &twoPass7, m)
-                #expect(fused7.map(\.bitPattern) == twoPass7.map(\.bitPattern), "int7 n=\(n) m=\(m) k=\(k) relu=\(relu)")
+                for set in [WEIR_KERNELS_PORTABLE, WEIR_KERNELS_AVX2] {
+                    weir_dequantize_rows(scratch, n, m, rowScales, zeroPoints, columnSums, weightScales, bias, relu, &twoPass7, m, set)
+                    #expect(fused7.map(\.bitPattern) == twoPass7.map(\.bitPattern), "int7 n=\(n) m=\(m) k=\(k) relu=\(relu) set \(set.rawValue)")
+                }
                 // VNNI: the same bytes and zero points (the int7 operands are valid u8 and s8), on its own layout.
                 let strideV = (k + 3) / 4 * 4
                 var aV = [UInt8](repeating: 0, count: n * strideV)

@@ -39,8 +39,9 @@ struct TestBundles {
     func remove() { try? FileManager.default.removeItem(at: root) }
 }
 
-/// Follows a topic from its beginning on a background thread, keeping every record.
-final class TopicFollower: @unchecked Sendable {
+/// Follows a topic from its beginning on a background thread, keeping every record. The consumer
+/// is made, used and closed on that thread.
+final class TopicFollower: Sendable {
     private let records = Mutex<[ConsumedRecord]>([])
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
@@ -48,9 +49,20 @@ final class TopicFollower: @unchecked Sendable {
     init(_ cluster: EmbeddedCluster, _ topic: String, partitions: Int) throws {
         var configuration = ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "follower-\(UUID().uuidString)")
         configuration.properties["fetch.wait.max.ms"] = "5"
-        let consumer = try KafkaConsumer(configuration: configuration)
-        try consumer.assign((0..<Int32(partitions)).map { TopicPartitionOffset(topic, $0, -2) })
-        let thread = Thread { [self] in
+        let started = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        let thread = Thread { [self, configuration] in
+            let consumer: KafkaConsumer
+            do {
+                consumer = try KafkaConsumer(configuration: configuration)
+                try consumer.assign((0..<Int32(partitions)).map { TopicPartitionOffset(topic, $0, -2) })
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+                started.signal()
+                finished.signal()
+                return
+            }
+            started.signal()
             while !stopping.load(ordering: .relaxed) {
                 consumer.poll(maxMessages: 1000, timeoutMs: 50) { batch in
                     let taken = batch.map { $0.record() }
@@ -61,6 +73,8 @@ final class TopicFollower: @unchecked Sendable {
             finished.signal()
         }
         thread.start()
+        guard started.wait(timeout: .now() + 30) == .success else { throw TestFailure("follower of \(topic): no start within 30 s") }
+        if let failure = failure.withLock({ $0 }) { throw TestFailure("follower of \(topic): \(failure)") }
     }
 
     var all: [ConsumedRecord] { records.withLock { $0 } }

@@ -27,7 +27,7 @@ func testSettings(_ cluster: EmbeddedCluster, group: String = "weir-test-\(UInt3
 }
 
 /// A worker running on its own thread.
-final class RunningWorker: @unchecked Sendable {
+final class RunningWorker: Sendable {
     let worker: Worker
     private let finished = DispatchSemaphore(value: 0)
     private let failure = Mutex<String?>(nil)

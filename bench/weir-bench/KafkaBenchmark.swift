@@ -1,6 +1,7 @@
 import WeirWorker
 import Foundation
 import WeirKafka
+import Synchronization
 
 /// One contender's measurement, as printed by the passthrough programs.
 struct PassthroughResult: Decodable {
@@ -125,14 +126,12 @@ func produceBenchmarkInput(bootstrap: String, topic: String, events: Int, eventB
     guard delivered.ok == events else { throw BenchmarkError("input: delivered \(delivered.ok) of \(events)") }
 }
 
-final class DeliveryCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
+final class DeliveryCounter: Sendable {
+    private let count = Atomic<Int>(0)
     func add(_ reports: DeliveryReportBatch) {
-        let good = reports.filter { $0.error == nil }.count
-        lock.lock(); count += good; lock.unlock()
+        count.add(reports.filter { $0.error == nil }.count, ordering: .relaxed)
     }
-    var ok: Int { lock.lock(); defer { lock.unlock() }; return count }
+    var ok: Int { count.load(ordering: .relaxed) }
 }
 
 /// Runs one contender process (bounded to 5 minutes) and parses its JSON result line.

@@ -53,10 +53,22 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fet
     let reading = Atomic<Bool>(true)
     var readerConfiguration = ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "swap-reader")
     readerConfiguration.properties["fetch.wait.max.ms"] = "5"
-    let reader = try KafkaConsumer(configuration: readerConfiguration)
-    try reader.assign((0..<Int32(8)).flatMap { [TopicPartitionOffset("predictions", $0, -2), TopicPartitionOffset("events", $0, -2)] })
     let readerDone = DispatchSemaphore(value: 0)
-    Thread {
+    let readerStarted = DispatchSemaphore(value: 0)
+    let readerFailure = Mutex<String?>(nil)
+    // The reader is confined to its thread: made, used and closed there.
+    Thread { [readerConfiguration] in
+        let reader: KafkaConsumer
+        do {
+            reader = try KafkaConsumer(configuration: readerConfiguration)
+            try reader.assign((0..<Int32(8)).flatMap { [TopicPartitionOffset("predictions", $0, -2), TopicPartitionOffset("events", $0, -2)] })
+        } catch {
+            readerFailure.withLock { $0 = "\(error)" }
+            readerStarted.signal()
+            readerDone.signal()
+            return
+        }
+        readerStarted.signal()
         while reading.load(ordering: .relaxed) {
             reader.poll(maxMessages: 2000, timeoutMs: 20) { batch in
                 var rows = [(ms: Int64, version: String)]()
@@ -73,6 +85,8 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fet
         try? reader.close()
         readerDone.signal()
     }.start()
+    readerStarted.wait()
+    if let failure = readerFailure.withLock({ $0 }) { throw WorkerError("swap reader: \(failure)") }
 
     let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: rate, lingerMs: lingerMs)
     sleep(3)  // steady state before the first swap

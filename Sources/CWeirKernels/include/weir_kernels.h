@@ -44,12 +44,12 @@ void weir_qgemm_u8s8(const int16_t *a, size_t a_stride, const int16_t *packed_b,
 void weir_quantize_rows_u8(const float *x, size_t x_stride, size_t n, size_t k, int16_t *q, size_t q_stride,
                            float *scales, int32_t *zero_points, weir_kernels_t kernels);
 /* y[r][j] = (float)(acc[r][j] - zp[r] * colsum[j]) * (scale[r] * weight_scale[j]) (+ bias[j]), in that
- * order and without fused multiply-add, so it matches the reference bit for bit; then max(y, 0) when
- * relu is 1. bias may be NULL; zero_points NULL: the sums came from centered activations and need no
- * correction. */
+ * order and without fused multiply-add, so it matches the reference bit for bit on every set; then
+ * max(y, 0) when relu is 1. bias may be NULL; zero_points NULL: the sums came from centered
+ * activations and need no correction. AVX2 or portable (an AVX-512 request runs AVX2). */
 void weir_dequantize_rows(const int32_t *acc, size_t n, size_t m, const float *row_scales, const int32_t *zero_points,
                           const int32_t *column_sums, const float *weight_scales, const float *bias, int relu, float *y,
-                          size_t y_stride);
+                          size_t y_stride, weir_kernels_t kernels);
 
 /* The int8 layer in one pass: integer product, then the dequantization epilogue of
  * weir_dequantize_rows applied in registers (bit-identical to calling the two separately).
