@@ -22,6 +22,7 @@ public final class WorkerMetrics: Sendable {
     private let transactionsAborted: CoreMetrics.Counter
     /// Transactions aborted in exactly-once mode (their events were answered again).
     public let transactionAbortTotal = Atomic<Int>(0)
+    public let transactionCommitTotal = Atomic<Int>(0)
     let batchSize: Recorder
     let inferenceTime: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer
@@ -150,6 +151,7 @@ public final class WorkerMetrics: Sendable {
             transactionAbortTotal.add(1, ordering: .relaxed)
         } else {
             transactionsCommitted.increment()
+            transactionCommitTotal.add(1, ordering: .relaxed)
         }
     }
 

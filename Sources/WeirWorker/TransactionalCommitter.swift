@@ -5,9 +5,9 @@ import WeirKafka
 /// open batch is dropped and every owned partition is sought back to its last committed offset, so
 /// its events are answered again. A fenced or fatal producer stops the worker.
 final class TransactionalCommitter: Committer {
-    /// The transaction's life. `open` → `broken` when an output fails; `broken` → (abort) → `open`;
-    /// `open` → (commit) → `open`; any → `closed` after the final commit at stop, or when the
-    /// producer can no longer go on (then `failure` says why).
+    /// The transaction's life. `idle` → `open` (begun); `open` → `broken` when an output fails;
+    /// `broken` → (abort) → `open`; `open` → (commit) → `open`; any → `closed` after the final
+    /// commit at stop, or when the producer can no longer go on (then `failure` says why).
     enum State: Equatable {
         /// Before `start`.
         case idle
@@ -16,9 +16,19 @@ final class TransactionalCommitter: Committer {
         case broken
         /// No transaction is open and none begins.
         case closed
+
+        /// Whether a transaction may go from this state to `next`.
+        func allows(_ next: State) -> Bool {
+            switch (self, next) {
+            case (.idle, .open), (.open, .open), (.open, .broken), (.broken, .open), (_, .closed): return true
+            default: return false
+            }
+        }
     }
 
-    private(set) var state = State.idle
+    private(set) var state = State.idle {
+        willSet { assert(state.allows(newValue), "transaction state cannot go from \(state) to \(newValue)") }
+    }
     private(set) var failure: WorkerError?
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer

@@ -115,9 +115,20 @@ public final class Worker: Sendable {
 }
 
 /// Where a worker is in its life. `idle` → `starting` (run called) → `running` (subscribed) →
-/// `stopping` (stop asked, or a failure) → `stopped`; `run` can fail from any state to `stopped`.
+/// `stopping` (stop asked, or a failure) → `stopped`; a start that fails goes from `starting`
+/// straight to `stopped`.
 enum Lifecycle: UInt8, AtomicRepresentable {
     case idle, starting, running, stopping, stopped
+
+    /// Whether the worker may go from this state to `next`.
+    func allows(_ next: Lifecycle) -> Bool {
+        switch (self, next) {
+        case (.idle, .starting), (.starting, .running), (.starting, .stopped), (.running, .stopping), (.stopping, .stopped):
+            return true
+        default:
+            return false
+        }
+    }
 }
 
 /// What the poll thread shares with other threads: requests in (stop, test hooks) and status out
@@ -152,7 +163,12 @@ final class WorkerShared: Sendable {
     /// Whether a test asked for a resume behind the worker (cleared by reading).
     func takeResumeRequest() -> Bool { resumeAsked.exchange(false, ordering: .relaxed) }
 
-    func lifecycle(_ next: Lifecycle) { state.store(next, ordering: .relaxed) }
+    /// Moves to `next`; only the poll thread moves it, so load and store need no exchange.
+    func lifecycle(_ next: Lifecycle) {
+        let current = state.load(ordering: .relaxed)
+        assert(current.allows(next), "worker lifecycle cannot go from \(current) to \(next)")
+        state.store(next, ordering: .relaxed)
+    }
     func assignedPartitions(_ count: Int) { assigned.store(count, ordering: .relaxed) }
     func committedEverything(_ value: Bool) { committedAll.store(value, ordering: .relaxed) }
 

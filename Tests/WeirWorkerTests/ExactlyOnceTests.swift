@@ -43,12 +43,18 @@ import WeirWorker
         let settings = settings(cluster)
         let running = try RunningWorker(settings: settings, bundle: bundle)
         try waitFor("every event answered") { running.answered >= events }
+        // The worker marks a partition's offsets committed only after the transaction holding them
+        // (outputs and offsets) commits: everything committed means every offset went in one.
+        try waitFor("every answered offset committed in a transaction") { running.worker.committedEverything }
+        let committedTransactions = running.worker.metrics.transactionCommitTotal.load(ordering: .relaxed)
         try running.stop()
         let audit = try waitForAnswers(cluster, running)
-        print("exactly-once, no faults: \(events) events: \(audit)")
+        print("exactly-once, no faults: \(events) events: \(audit), \(committedTransactions) transactions committed")
         #expect(audit.lost == 0 && audit.duplicated == 0)
+        #expect(committedTransactions >= 1)
         let text = String(decoding: running.worker.metrics.exposition(), as: UTF8.self)
-        #expect(text.contains("weir_transactions_total{result=\"committed\"}"), "transactions were used")
+        #expect(text.contains("weir_transactions_total{result=\"committed\"} \(running.worker.metrics.transactionCommitTotal.load(ordering: .relaxed))"),
+                "the exported count is the worker's")
         #expect(running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed) == 0)
     }
 
