@@ -23,6 +23,14 @@ public final class WorkerMetrics: Sendable {
     /// Transactions aborted in exactly-once mode (their events were answered again).
     public let transactionAbortTotal = Atomic<Int>(0)
     public let transactionCommitTotal = Atomic<Int>(0)
+    /// The most events consumed and not yet answered at once, read after each poll: what the
+    /// `max-in-flight-events` bound held the worker to (it can pass the bound by one poll's events).
+    public let inFlightPeak = Atomic<Int>(0)
+
+    /// Notes the in-flight count after a poll.
+    func noteInFlight(_ count: Int) {
+        if count > inFlightPeak.load(ordering: .relaxed) { inFlightPeak.store(count, ordering: .relaxed) }
+    }
     let batchSize: Recorder
     let inferenceTime: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer

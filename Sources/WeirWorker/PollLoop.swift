@@ -108,6 +108,7 @@ final class PollLoop {
             // Before `take`, which may release messages (tombstones, dead letters).
             flow.noteConsumed(polled, at: takenAt)
             batcher.take(polled, now: takenAt)
+            metrics.noteInFlight(ledger.inFlight)
         } else if consumer.pendingRebalance == nil {
             flow.wakeStalledFetcher(now: monotonicNanoseconds())
         }

@@ -158,3 +158,18 @@ func jsonObject(_ record: ConsumedRecord) throws -> [String: Any] {
 func header(_ record: ConsumedRecord, _ name: String) -> String? {
     record.headers.last { $0.name == name }?.value.map { String(decoding: $0, as: UTF8.self) }
 }
+
+/// The samples of metric `name` in a Prometheus text exposition: their label text and value.
+func metricValues(_ text: String, _ name: String) -> [(labels: String, value: Double)] {
+    text.split(separator: "\n").compactMap { line -> (String, Double)? in
+        guard line.hasPrefix(name), let space = line.lastIndex(of: " ") else { return nil }
+        let series = line[..<space]
+        let rest = series.dropFirst(name.count)
+        guard rest.isEmpty || rest.hasPrefix("{") else { return nil }
+        guard let value = Double(line[line.index(after: space)...]) else { return nil }
+        return (String(rest), value)
+    }
+}
+
+/// The value of an unlabelled metric `name` (or its first sample).
+func metricValue(_ text: String, _ name: String) -> Double? { metricValues(text, name).first?.value }
