@@ -26,6 +26,8 @@ public final class WorkerMetrics: Sendable {
     /// The most events consumed and not yet answered at once, read after each poll: what the
     /// `max-in-flight-events` bound held the worker to (it can pass the bound by one poll's events).
     public let inFlightPeak = Atomic<Int>(0)
+    /// Turns of the poll loop: tests wait for the loop to have had its chances, not for time.
+    public let pollTurns = Atomic<Int>(0)
 
     /// Notes the in-flight count after a poll.
     func noteInFlight(_ count: Int) {

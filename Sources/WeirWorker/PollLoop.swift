@@ -115,6 +115,7 @@ final class PollLoop {
         polled.removeAll(keepingCapacity: true)
         producer.serveDeliveryReports()
         settle(at: monotonicNanoseconds())
+        metrics.pollTurns.add(1, ordering: .relaxed)
     }
 
     /// The fixed point: everything recorded since the last turn is applied here, in this order,

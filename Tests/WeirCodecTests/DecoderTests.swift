@@ -16,7 +16,7 @@ func decode(_ bytes: [UInt8], _ schema: FeatureSchema) -> (Result<EventID?, Deco
     return (result, row)
 }
 
-@Suite("Event decoder")
+@Suite("Event decoder", .timeLimit(.minutes(5)))
 struct DecoderTests {
     let schema = FeatureSchema(names: ["amount", "age", "score", "ratio"], defaults: [nil, 30, nil, 0.5])
 

@@ -36,7 +36,7 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
     return abs(got - want) / max(abs(want), 1e-300)
 }
 
-@Suite struct StatisticsTests {
+@Suite(.timeLimit(.minutes(5))) struct StatisticsTests {
     @Test(arguments: Golden.loaded.cases.map(\.name))
     func matchesScipy(name: String) throws {
         let golden = Golden.loaded.cases.first { $0.name == name }!
@@ -114,7 +114,7 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
     }
 }
 
-@Suite struct WindowTests {
+@Suite(.timeLimit(.minutes(5))) struct WindowTests {
     let reference: DriftReference = {
         let profile = ReferenceProfile(name: "x", values: (0..<1000).map { Double($0 % 10) })
         return DriftReference(features: [profile], predictions: [], thresholds: DriftReference.calibrate([profile], windowEvents: 100),
@@ -155,7 +155,7 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
     }
 }
 
-@Suite struct ColumnRunTests {
+@Suite(.timeLimit(.minutes(5))) struct ColumnRunTests {
     @Test func columnRunsEqualValueByValueAccumulation() {
         let profiles = (0..<3).map { column in ReferenceProfile(name: "c\(column)", values: (0..<500).map { Double(($0 * 7 + column) % 50) }) }
         let reference = DriftReference(features: profiles, predictions: [], thresholds: DriftReference.calibrate(profiles, windowEvents: 100),
@@ -196,7 +196,7 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
     }
 }
 
-@Suite struct FastPathTests {
+@Suite(.timeLimit(.minutes(5))) struct FastPathTests {
     /// The prepared reference (segment by segment) against the plain merge, on samples with ties,
     /// windows wider and narrower than the reference, and single values.
     @Test func preparedReferenceEqualsTheMerge() {
@@ -298,7 +298,7 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
     }
 }
 
-@Suite struct ReservoirTests {
+@Suite(.timeLimit(.minutes(5))) struct ReservoirTests {
     /// Beyond its limit the reservoir keeps a uniform sample: whole rows while no value is missing,
     /// per column after one is, and only values the column really had.
     @Test func keepsWholeRowsThenPerColumnValues() {

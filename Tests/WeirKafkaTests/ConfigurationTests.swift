@@ -1,7 +1,7 @@
 import Testing
 @testable import WeirKafka
 
-@Suite("Configuration errors name the property")
+@Suite("Configuration errors name the property", .timeLimit(.minutes(1)))
 struct ConfigurationTests {
     @Test("An unknown property name is refused with librdkafka's reason")
     func unknownProperty() {

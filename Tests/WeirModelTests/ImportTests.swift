@@ -3,7 +3,7 @@ import SwiftProtobuf
 import Testing
 @testable import WeirModel
 
-@Suite("ONNX import details")
+@Suite("ONNX import details", .timeLimit(.minutes(5)))
 struct ImportTests {
     /// A Gemm + Reshape model whose initializers use the typed fields instead of raw_data.
     private func typedFieldModel(outputsInput: Bool = false) throws -> Data {

@@ -15,7 +15,7 @@ func int8Everywhere(kernels: KernelSet = .best) -> ModelOptions {
 /// The kernel sets this CPU runs, as C values, narrowest first.
 let availableKernels = KernelSet.available.map { weir_kernels_t(rawValue: UInt32($0.rawValue)) }
 
-@Suite("ONNX import and execution against onnxruntime goldens")
+@Suite("ONNX import and execution against onnxruntime goldens", .timeLimit(.minutes(5)))
 struct ModelTests {
     private func fp32Options() -> ModelOptions {
         var options = ModelOptions()
@@ -188,6 +188,34 @@ struct ModelTests {
         #expect(byDefault.layers.allSatisfy { $0.precision != "int8" })
     }
 
+    @Test("On AVX-512 VNNI large layers stay at 8 bits (they run as fast as 7)",
+          .enabled(if: KernelSet.best == .avx512, "this CPU has no AVX-512 VNNI: its plan and kernels are not checked here"))
+    func vnniKeepsLargeLayersAtEightBits() throws {
+        let vnni = try Model(contentsOf: try Fixture("mlp_wide").modelURL)
+        #expect(vnni.kernels == .avx512)
+        #expect(vnni.layers.filter { $0.operation.hasPrefix("Dense") }.map(\.precision) == ["int8", "int8", "fp32"])
+    }
+
+    /// The kernel tests loop over the sets this CPU runs; on a CPU without AVX-512 VNNI that loop is
+    /// shorter, and this test reports it as a skip instead of passing silently.
+    @Test("Every kernel set is exercised on this machine",
+          .enabled(if: KernelSet.best == .avx512, "this CPU has no AVX-512 VNNI: the VNNI kernels and their goldens are not exercised here"))
+    func everyKernelSetIsExercised() {
+        #expect(KernelSet.available == KernelSet.allCases)
+    }
+
+    /// A request for a wider set than the CPU runs gets the widest it does; a narrower one is kept.
+    @Test("A kernel request falls back to the widest set this CPU runs")
+    func kernelRequestsFallBack() {
+        for requested in KernelSet.allCases {
+            #expect(requested.usable == min(requested, KernelSet.best))
+            #expect(KernelSet(weir_kernels_usable(requested.c)) == requested.usable)
+            var options = ModelOptions()
+            options.kernels = requested
+            #expect(options.kernels.usable <= KernelSet.best)
+        }
+    }
+
     @Test("Large layers take the 7-bit kernel on AVX2 (not on AVX-512 VNNI, where 8 bits run as fast); the option keeps them at 8 bits")
     func sevenBitPolicy() throws {
         let url = try Fixture("mlp_wide").modelURL
@@ -199,11 +227,6 @@ struct ModelTests {
         // 16,384 multiply-adds per row: 8 bits; 65,536: 7 bits; one output: fp32.
         #expect(dense.map(\.precision) == ["int8", "int7", "fp32"])
         #expect(dense[1].operation.contains("u7 activations") && dense[1].operation.contains("32004"))
-        if KernelSet.best == .avx512 {
-            let vnni = try Model(contentsOf: url)
-            #expect(vnni.kernels == .avx512)
-            #expect(vnni.layers.filter { $0.operation.hasPrefix("Dense") }.map(\.precision) == ["int8", "int8", "fp32"])
-        }
         var exact = avx2
         exact.int7MinimumMultiplyAdds = nil
         let eightBit = try Model(contentsOf: url, options: exact)
@@ -517,7 +540,7 @@ struct ModelTests {
     }
 }
 
-@Suite("weir model inspect")
+@Suite("weir model inspect", .timeLimit(.minutes(5)))
 struct InspectCommandTests {
     @Test("prints inputs, outputs and per-layer precision")
     func inspect() throws {

@@ -11,7 +11,7 @@ import WeirWorker
 /// Every class of bad input a producer can send, each with the dead-letter code it must get, mixed
 /// into a stream of good events: each bad event ends as exactly one dead letter carrying its bytes,
 /// each good one as one prediction, and the worker serves throughout.
-@Suite struct BadInputTests {
+@Suite(.timeLimit(.minutes(3))) struct BadInputTests {
     /// Event 1 with the text of feature `f3`'s value replaced.
     static func withF3(_ replacement: String) -> [UInt8] {
         var text = String(decoding: SyntheticEvents.event(1), as: UTF8.self)

@@ -78,7 +78,8 @@ struct OutputAudit: CustomStringConvertible {
 
 /// Faults from the embedded broker while a worker answers a stream: after each, every consumed
 /// offset has exactly one prediction or dead letter, and the group's commits reach the end.
-@Suite struct ChaosTests {
+/// Each scenario runs in about a minute at scale 1; `make chaos` runs them at 5x.
+@Suite(.timeLimit(.minutes(15))) struct ChaosTests {
     let bundle = try! ModelBundle(directory: demoBundleURL)
 
     /// One scenario: half the events before the fault, half after, a bad event every 50.
@@ -243,7 +244,7 @@ struct OutputAudit: CustomStringConvertible {
 /// offsets, so the repeats are at most what had been answered but not yet committed when the
 /// worker died (read at each kill: outputs written minus offsets committed). `make test` crashes it
 /// twice, `make chaos` ten times.
-@Suite struct CrashRecoveryTests {
+@Suite(.timeLimit(.minutes(15))) struct CrashRecoveryTests {
     @Test func killNineAndRestartLosesNothing() throws {
         let partitions = 16
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", partitions), ("predictions", partitions), ("dead-letters", partitions)])

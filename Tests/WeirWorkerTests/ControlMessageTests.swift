@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import WeirControl
 
-@Suite struct ControlMessageTests {
+@Suite(.timeLimit(.minutes(2))) struct ControlMessageTests {
     let key = Array("shared-secret".utf8)
     let v1 = BundleRef(version: "1.0.0", location: "file:///b/1", sha256: String(repeating: "a", count: 64))
     let v2 = BundleRef(version: "1.1.0", location: "file:///b/2", sha256: String(repeating: "b", count: 64))

@@ -6,7 +6,7 @@ import WeirKafka
 import WeirTestSupport
 import WeirWorker
 
-@Suite(.serialized) struct DriftTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct DriftTests {
     /// Events like the demo's training data (feature i ~ N(i % 3, (i % 5 + 1)²)), `shift` added to `shifted`.
     static func events(_ range: Range<Int>, seed: UInt64, shifted: String? = nil, shift: Double = 0) -> [(key: [UInt8]?, value: [UInt8]?, headers: [(String, String)])] {
         var generator = SplitMix64(seed: seed)

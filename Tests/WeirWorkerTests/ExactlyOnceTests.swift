@@ -10,7 +10,7 @@ import WeirWorker
 /// transaction; an aborted transaction's events are answered again; a zombie is fenced. The mock
 /// broker does not hide aborted records from read_committed readers, so what is checked here is
 /// the offsets and the worker's behaviour, not what a downstream reader would see (docs/reliability.md).
-@Suite struct ExactlyOnceTests {
+@Suite(.timeLimit(.minutes(3))) struct ExactlyOnceTests {
     let bundle = try! ModelBundle(directory: demoBundleURL)
 
     func settings(_ cluster: EmbeddedCluster) -> WorkerSettings {

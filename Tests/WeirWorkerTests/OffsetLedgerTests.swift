@@ -5,7 +5,7 @@ import WeirTestSupport
 
 /// The offset ledger without a broker: the commit point is the offset after the longest answered
 /// prefix, whatever order answers arrive in; forgotten partitions ignore late reports.
-@Suite struct OffsetLedgerTests {
+@Suite(.timeLimit(.minutes(1))) struct OffsetLedgerTests {
     let partition = TopicPartition("events", 3)
 
     /// Tracks `offsets` of `partition` and returns their delivery contexts.

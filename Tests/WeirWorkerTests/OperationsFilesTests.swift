@@ -7,7 +7,7 @@ import Yams
 /// The Docker, compose, Kubernetes and Grafana files cannot run here (no Docker engine, no cluster):
 /// these tests parse every one and check that names, ports, paths, settings and metric names agree
 /// with each other and with the code.
-@Suite struct OperationsFilesTests {
+@Suite(.timeLimit(.minutes(3))) struct OperationsFilesTests {
     func text(_ path: String) throws -> String {
         try String(contentsOf: repositoryRoot.appendingPathComponent(path), encoding: .utf8)
     }

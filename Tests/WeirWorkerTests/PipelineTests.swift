@@ -7,7 +7,7 @@ import WeirKafka
 import WeirTestSupport
 import WeirWorker
 
-@Suite(.serialized) struct PipelineTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct PipelineTests {
     let bundle: ModelBundle
 
     init() throws { bundle = try ModelBundle(directory: demoBundleURL) }
@@ -245,10 +245,10 @@ import WeirWorker
 
     /// librdkafka 2.0.2 stops fetching while its prefetch queue is over `queued.max.messages.kbytes`
     /// and looks again up to a second later; the worker wakes it as soon as the queue runs dry with
-    /// messages left in the partitions. With a tiny prefetch bound every fetch fills the queue, so
-    /// a backlog without the wake-ups waits up to a second per round of fetches (here 6,000 events
-    /// took 8-16 s without them, under 1.5 s with them).
-    @Test func aFullPrefetchQueueDoesNotStallTheWorker() throws {
+    /// messages left in the partitions. With a tiny prefetch bound every fetch fills the queue: the
+    /// worker must wake the fetcher, and answers everything. (How much time the wake-ups save is a
+    /// measurement, not a test: 6,000 events took 8-16 s without them, under 1.5 s with them.)
+    @Test func aFullPrefetchQueueMakesTheWorkerWakeTheFetcher() throws {
         let cluster = try makeCluster()
         defer { cluster.stopCheckingClients() }
         let count = 6_000
@@ -265,8 +265,8 @@ import WeirWorker
         let seconds = Date().timeIntervalSince(started)
         try running.stop()
         let wakeups = running.worker.metrics.fetcherWakeupTotal.load(ordering: .relaxed)
+        print("full prefetch queue: \(count) events in \(String(format: "%.2f", seconds)) s with \(wakeups) wake-ups")
         #expect(wakeups > 0, "the worker woke the fetcher")
-        #expect(seconds < 5, "\(count) events took \(seconds) s with \(wakeups) wake-ups")
         let text = String(decoding: running.worker.metrics.exposition(), as: UTF8.self)
         #expect(text.contains("weir_fetcher_wakeups_total \(wakeups)"))
     }

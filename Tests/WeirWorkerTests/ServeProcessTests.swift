@@ -4,7 +4,7 @@ import WeirKafka
 import WeirTestSupport
 import WeirWorker
 
-@Suite struct ServeProcessTests {
+@Suite(.timeLimit(.minutes(3))) struct ServeProcessTests {
     /// SIGTERM mid-stream: `weir serve` finishes the batch, flushes, commits and exits 0 within 10 s,
     /// and every input offset below the committed one has its prediction.
     @Test func sigtermDrainsCommitsAndExitsZero() throws {

@@ -4,7 +4,7 @@ import WeirModel
 import WeirTestSupport
 import WeirWorker
 
-@Suite final class SettingsTests {
+@Suite(.timeLimit(.minutes(1))) final class SettingsTests {
     /// Config files this test wrote, removed when it ends (a suite instance lives for one test).
     private var written = [URL]()
 
