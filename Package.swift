@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "WeirWorker", targets: ["WeirWorker"]),
         // For the fuzz package (fuzz/): the jansson reference decoder the decoder fuzzer compares with.
         .library(name: "JanssonReference", targets: ["JanssonReference"]),
+        // The fuzz targets' checks, which `make test` also replays over the committed corpus.
+        .library(name: "FuzzChecks", targets: ["FuzzChecks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,6 +40,9 @@ let package = Package(
         .target(name: "WeirCodec"),
         // The event semantics over jansson's DOM: the reference for differential tests and fuzzing.
         .target(name: "JanssonReference", dependencies: ["WeirCodec", "CJansson"]),
+        // The decoder's differential check and the control-message properties: one copy, run by
+        // the libFuzzer targets (fuzz/) and by the corpus replay test.
+        .target(name: "FuzzChecks", dependencies: ["WeirCodec", "JanssonReference", "WeirControl"]),
         // Integer and float GEMM kernels: AVX2 through target attributes, chosen at run time.
         .target(name: "CWeirKernels"),
         .target(
@@ -75,6 +80,7 @@ let package = Package(
         .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka"], path: "Tests/WeirTestSupport"),
         .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "WeirTestSupport"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzChecks"]),
         .testTarget(
             name: "WeirModelTests",
             dependencies: ["WeirModel", "CWeirKernels", "WeirTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],

@@ -10,9 +10,9 @@ let package = Package(
         // EventDecoder against the jansson reference: the same decision, the same floats.
         .executableTarget(
             name: "fuzz-decoder",
-            dependencies: [.product(name: "WeirCodec", package: "Weir"), .product(name: "JanssonReference", package: "Weir")]),
+            dependencies: [.product(name: "FuzzChecks", package: "Weir")]),
         // Control messages: parse, re-encode, sign and verify, and the rollout state machine.
-        .executableTarget(name: "fuzz-control", dependencies: [.product(name: "WeirControl", package: "Weir")]),
+        .executableTarget(name: "fuzz-control", dependencies: [.product(name: "FuzzChecks", package: "Weir")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
+import WeirControl
 import WeirModel
 import WeirTestSupport
-import WeirWorker
+@testable import WeirWorker
 
 @Suite(.timeLimit(.minutes(1))) final class SettingsTests {
     /// Config files this test wrote, removed when it ends (a suite instance lives for one test).
@@ -47,6 +48,60 @@ import WeirWorker
         #expect(printed.contains("kafka.security.protocol: SASL_SSL"))
         #expect(printed.contains("kafka.sasl.password: '[redacted]'"))
         #expect(!printed.contains("hunter2"))
+    }
+
+    /// `kafka.*` keys follow the same precedence as every setting; a client-specific key
+    /// (`kafka.consumer.*`) beats the shared one for that client only.
+    @Test func kafkaPropertiesFollowThePrecedenceAndClientKeysWin() throws {
+        let file = try writeConfig("""
+            kafka:
+              fetch.wait.max.ms: 100
+              linger.ms: 20
+              consumer:
+                fetch.wait.max.ms: 50
+            """)
+        let fileOnly = try SettingsLoader.load(file: file, environment: [:], arguments: [])
+        #expect(fileOnly.kafka == ["fetch.wait.max.ms": "100", "linger.ms": "20", "consumer.fetch.wait.max.ms": "50"])
+        let settings = try SettingsLoader.load(
+            file: file, environment: ["WEIR_KAFKA_LINGER_MS": "10", "WEIR_KAFKA_FETCH_WAIT_MAX_MS": "90"],
+            arguments: ["--kafka-linger-ms", "2", "--kafka-producer-linger-ms=3"])
+        #expect(settings.kafka["linger.ms"] == "2", "flag beats environment beats file")
+        #expect(settings.kafka["fetch.wait.max.ms"] == "90", "environment beats file")
+        #expect(settings.kafkaProperties(for: "consumer")["fetch.wait.max.ms"] == "50", "the consumer's own key wins for the consumer")
+        #expect(settings.kafkaProperties(for: "producer")["fetch.wait.max.ms"] == "90", "the shared key reaches the producer")
+        #expect(settings.kafkaProperties(for: "producer")["linger.ms"] == "3")
+        #expect(settings.kafkaProperties(for: "consumer")["linger.ms"] == "2")
+        #expect(settings.kafkaProperties(for: "consumer").keys.allSatisfy { !$0.hasPrefix("consumer.") && !$0.hasPrefix("producer.") })
+    }
+
+    /// A list setting is replaced whole by a higher source, never merged with a lower one.
+    @Test func aListIsReplacedWholeByAHigherSource() throws {
+        let file = try writeConfig("input: [a, b]\n")
+        #expect(try SettingsLoader.load(file: file, environment: [:], arguments: []).input == ["a", "b"])
+        #expect(try SettingsLoader.load(file: file, environment: ["WEIR_INPUT": "e1, e2"], arguments: []).input == ["e1", "e2"])
+        #expect(try SettingsLoader.load(file: file, environment: ["WEIR_INPUT": "e1"], arguments: ["--input", "c,d", "--input=f"]).input
+                == ["c", "d", "f"])
+        #expect { _ = try SettingsLoader.load(file: nil, environment: [:], arguments: ["--input", " , "]) } throws: {
+            "\($0)" == "input: no topic given from --input"
+        }
+    }
+
+    /// A secret librdkafka refuses is named, never shown: not in the worker's error, nor in the
+    /// printed settings.
+    @Test func aRefusedSecretIsNamedButNotShown() throws {
+        var settings = WorkerSettings()
+        settings.brokers = "127.0.0.1:1"
+        settings.model = "models/demo"
+        settings.kafka["ssl.key.passwordx"] = "hunter2-secret"
+        settings.kafka["consumer.sasl.oauthbearer.tokenx"] = "hunter3-secret"
+        let worker = try Worker(settings: settings, bundle: try ModelBundle(directory: demoBundleURL))
+        var message = ""
+        do { try worker.run() } catch { message = "\(error)" }
+        #expect(message.contains("ssl.key.passwordx") || message.contains("sasl.oauthbearer.tokenx"), "the property is named: \(message)")
+        #expect(!message.contains("hunter2") && !message.contains("hunter3"), "the value is not shown: \(message)")
+        let printed = SettingsLoader.render(settings)
+        #expect(!printed.contains("hunter2") && !printed.contains("hunter3"))
+        #expect(printed.contains("kafka.ssl.key.passwordx: '[redacted]'"))
     }
 
     @Test(arguments: [

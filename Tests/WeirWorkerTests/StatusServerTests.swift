@@ -1,0 +1,123 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import WeirWorker
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP endpoints without a worker or broker: status codes, methods, query strings, a request
+/// larger than the server reads, a client that sends nothing, and stop.
+@Suite(.timeLimit(.minutes(1))) struct StatusServerTests {
+    /// One raw HTTP exchange with 127.0.0.1:`port`: sends `request`, reads until the server closes
+    /// (every read bounded by `timeoutSeconds`). nil when the connection is refused.
+    func exchange(_ port: Int, _ request: [UInt8], timeoutSeconds: Int = 10) -> (status: Int, head: String, body: String)? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var response = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let got = recv(fd, &chunk, chunk.count, 0)
+            if got <= 0 { break }
+            response.append(contentsOf: chunk[0..<got])
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let status = parts[0].split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return (status, parts[0], parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    func get(_ port: Int, _ path: String, method: String = "GET") -> (status: Int, head: String, body: String)? {
+        exchange(port, Array("\(method) \(path) HTTP/1.1\r\nHost: test\r\n\r\n".utf8))
+    }
+
+    /// A server whose worker is always ready and whose metrics are one line.
+    func server() throws -> StatusServer {
+        try StatusServer(host: "127.0.0.1", port: 0, metrics: { Array("weir_up 1\n".utf8) }, ready: { true })
+    }
+
+    @Test func readinessFollowsTheWorkerAndHealthDoesNot() throws {
+        let ready = Atomic<Bool>(false)
+        let readiness = try StatusServer(host: "127.0.0.1", port: 0, metrics: { [] }, ready: { ready.load(ordering: .relaxed) })
+        defer { readiness.stop() }
+        #expect(get(readiness.port, "/readyz")?.status == 503)
+        #expect(get(readiness.port, "/readyz")?.body.contains("not ready") == true)
+        #expect(get(readiness.port, "/healthz")?.status == 200)
+        ready.store(true, ordering: .relaxed)
+        #expect(get(readiness.port, "/readyz")?.status == 200)
+    }
+
+    @Test func methodsPathsAndQueries() throws {
+        let server = try server()
+        defer { server.stop() }
+        let metrics = get(server.port, "/metrics?name[]=weir_up")
+        #expect(metrics?.status == 200 && metrics?.body == "weir_up 1\n", "a query string is ignored: \(String(describing: metrics))")
+        #expect(metrics?.head.contains("Content-Type: text/plain; version=0.0.4") == true)
+        #expect(metrics?.head.contains("Content-Length: 10") == true)
+        let head = get(server.port, "/metrics", method: "HEAD")
+        #expect(head?.status == 200 && head?.body == "", "HEAD answers the headers only")
+        #expect(get(server.port, "/metrics", method: "POST")?.status == 405)
+        #expect(get(server.port, "/metrics", method: "DELETE")?.status == 405)
+        #expect(get(server.port, "/nowhere")?.status == 404)
+        #expect(exchange(server.port, Array("garbage\r\n\r\n".utf8))?.status == 405, "a request line without a path")
+    }
+
+    /// The server reads at most 16 KiB of a request and answers by its first line; the rest is
+    /// never read, and the next client is served.
+    @Test func anOversizedRequestIsAnsweredByItsFirstLine() throws {
+        let server = try server()
+        defer { server.stop() }
+        let huge = Array("GET /healthz HTTP/1.1\r\nX-Padding: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 64 << 10)
+        #expect(exchange(server.port, huge)?.status == 200)
+        #expect(get(server.port, "/healthz")?.status == 200)
+    }
+
+    /// A client that connects and sends nothing holds the server only until its read times out; the
+    /// next probe is answered (the client waits up to 10 s for it).
+    @Test func aSilentClientDoesNotWedgeTheServer() throws {
+        let server = try server()
+        defer { server.stop() }
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        #expect(get(server.port, "/healthz")?.status == 200)
+    }
+
+    @Test func stopClosesTheSocket() throws {
+        let server = try server()
+        #expect(get(server.port, "/healthz")?.status == 200)
+        server.stop()
+        #expect(get(server.port, "/healthz") == nil, "connections are refused after stop")
+    }
+
+    @Test func aBadAddressOrABusyPortNamesTheSetting() throws {
+        #expect { _ = try StatusServer(host: "localhost", port: 0, metrics: { [] }, ready: { true }) } throws: {
+            "\($0)".hasPrefix("metrics-host: 'localhost' is not an IPv4 address")
+        }
+        let first = try server()
+        defer { first.stop() }
+        #expect { _ = try StatusServer(host: "127.0.0.1", port: first.port, metrics: { [] }, ready: { true }) } throws: {
+            "\($0)".hasPrefix("metrics-port: cannot listen on 127.0.0.1:\(first.port)")
+        }
+    }
+}
