@@ -77,6 +77,24 @@ public final class EmbeddedCluster: @unchecked Sendable {
         }
     }
 
+    /// Queues `errors` for the next requests of `api` that broker `brokerID` receives, in order.
+    /// Unlike `injectRequestErrors`, these can be counted: `pendingRequestErrors` says how many no
+    /// request has consumed yet, so a test can show its faults really happened.
+    public func injectBrokerRequestErrors(_ api: KafkaApiKey, _ errors: [KafkaErrorCode], broker brokerID: Int32 = 1) throws(KafkaError) {
+        for error in errors {
+            try KafkaError.check(weir_mock_broker_push_request_error(cluster, brokerID, api.rawValue, error.native),
+                                 "inject a broker request error")
+        }
+    }
+
+    /// Errors queued by `injectBrokerRequestErrors` for `api` on broker `brokerID` that no request
+    /// has consumed yet.
+    public func pendingRequestErrors(_ api: KafkaApiKey, broker brokerID: Int32 = 1) throws(KafkaError) -> Int {
+        var count = 0
+        try KafkaError.check(rd_kafka_mock_broker_error_stack_cnt(cluster, brokerID, api.rawValue, &count), "count broker request errors")
+        return count
+    }
+
     /// Drops errors still queued for `api`.
     public func clearRequestErrors(_ api: KafkaApiKey) {
         rd_kafka_mock_clear_request_errors(cluster, api.rawValue)

@@ -19,7 +19,9 @@ protocol Committer: AnyObject {
     /// Partitions joined this worker.
     func assigned(_ partitions: [TopicPartition])
     /// Partitions leave, their answers delivered as far as `deadline` allowed; `staying` are kept.
-    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64)
+    /// Returns whether their offsets were committed (false when lost or refused: the next owner
+    /// answers their uncommitted events again).
+    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) -> Bool
     /// At stop, after every held event is answered and flushed: the last commit. `.retry` asks the
     /// loop to serve the consumer (a rebalance may be under way) and call again.
     func commitAtStop(timeoutMs: Int, mayRetry: Bool) -> StopCommit
@@ -31,6 +33,8 @@ protocol Committer: AnyObject {
 enum StopCommit {
     case done
     case retry
+    /// The commit failed for good: the next owner answers the uncommitted events again.
+    case gaveUp
 }
 
 /// Chooses the committer for `settings.guarantee`.
@@ -86,16 +90,16 @@ final class GroupCommitter: Committer {
 
     func assigned(_ partitions: [TopicPartition]) {}
 
-    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) {
-        guard !lost else { return }
-        commit(async: false, only: leaving, timeoutMs: max(millisecondsLeft(until: deadline), 500))
+    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) -> Bool {
+        guard !lost else { return false }
+        return commit(async: false, only: leaving, timeoutMs: max(millisecondsLeft(until: deadline), 500)) == nil
     }
 
     func commitAtStop(timeoutMs: Int, mayRetry: Bool) -> StopCommit {
         guard let error = commit(async: false, quiet: true, timeoutMs: min(timeoutMs, 1_000)) else { return .done }
         guard mayRetry, !error.isFatal else {
             log("final commit failed (\(error)); the next owner answers the uncommitted events again", level: .error)
-            return .done
+            return .gaveUp
         }
         return .retry
     }

@@ -16,6 +16,7 @@ public final class WorkerMetrics: Sendable {
     let deliveryRetries: CoreMetrics.Counter
     /// Offset commits the coordinator refused (sent again on the next tick).
     let commitFailures: CoreMetrics.Counter
+    private let uncommittedHandoverEvents: CoreMetrics.Counter
     /// Times the worker woke librdkafka's fetcher, stalled on its full prefetch queue (`Worker.wakeStalledFetcher`).
     let fetcherWakeups: CoreMetrics.Counter
     private let transactionsCommitted: CoreMetrics.Counter
@@ -28,6 +29,17 @@ public final class WorkerMetrics: Sendable {
     public let inFlightPeak = Atomic<Int>(0)
     /// Turns of the poll loop: tests wait for the loop to have had its chances, not for time.
     public let pollTurns = Atomic<Int>(0)
+    /// Events consumed by assignments that left this worker without their final commit (lost to the
+    /// group, or their commit refused): the most that the next owners can answer a second time
+    /// (`weir_uncommitted_handover_events_total`).
+    public let uncommittedHandoverEventTotal = Atomic<Int>(0)
+
+    /// Counts the events of assignments that left without their final commit.
+    func uncommittedHandover(events: Int64) {
+        let count = Int(clamping: events)
+        uncommittedHandoverEvents.increment(by: Int64(count))
+        uncommittedHandoverEventTotal.add(count, ordering: .relaxed)
+    }
 
     /// Notes the in-flight count after a poll.
     func noteInFlight(_ count: Int) {
@@ -88,6 +100,7 @@ public final class WorkerMetrics: Sendable {
         tombstones = Counter(label: "weir_tombstones_total", factory: factory)
         deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
         commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
+        uncommittedHandoverEvents = Counter(label: "weir_uncommitted_handover_events_total", factory: factory)
         fetcherWakeups = Counter(label: "weir_fetcher_wakeups_total", factory: factory)
         transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
         transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)

@@ -23,6 +23,8 @@ final class PartitionTrack {
     var committed: Int64?
     /// The offset after the newest consumed event, for lag.
     @exclusivity(unchecked) private(set) var consumedEnd: Int64?
+    /// The first offset this assignment consumed: where the group's committed offset stood then.
+    private(set) var firstOffset: Int64?
 
     init(partition: TopicPartition, index: UInt64) {
         self.partition = partition
@@ -51,6 +53,7 @@ final class PartitionTrack {
         timestamps[slot] = timestampMs
         answered[slot] = false
         count += 1
+        if firstOffset == nil { firstOffset = offset }
         consumedEnd = offset + 1
         return headSequence + Int64(count - 1)
     }
@@ -220,6 +223,14 @@ final class OffsetLedger {
     /// The offset after `partition`'s newest consumed event, else its last commit (for lag).
     func position(of partition: TopicPartition) -> Int64? {
         byPartition[partition].flatMap { $0.consumedEnd ?? $0.committed }
+    }
+
+    /// Offsets `partition`'s current assignment has consumed, from its first to its newest: if the
+    /// group takes the assignment away, at most these are answered again by the next owner (it
+    /// resumes at the committed offset, which is not below where this assignment began).
+    func consumedByAssignment(_ partition: TopicPartition) -> Int64 {
+        guard let track = byPartition[partition], let first = track.firstOffset, let end = track.consumedEnd else { return 0 }
+        return max(0, end &- first)
     }
 
     /// The offset after `partition`'s newest consumed event.

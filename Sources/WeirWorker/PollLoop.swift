@@ -232,12 +232,19 @@ final class PollLoop {
                 if let fault = outputs.takeFault() { committer.sendRefused(fault) }
                 outputs.resendRetries()
             }
-            committer.revoke(leaving, lost: lost, staying: flow.assigned.subtracting(leaving), deadline: deadline)
+            let committed = committer.revoke(leaving, lost: lost, staying: flow.assigned.subtracting(leaving), deadline: deadline)
+            if !committed { noteUncommittedHandover(leaving) }
             ledger.remove(leaving)
             flow.revoke(partitions, lost: lost)
             shared.assignedPartitions(flow.assigned.count)
         }
         consumer.completeRebalance()
+    }
+
+    /// Partitions leave this worker without their final commit: at most the events their
+    /// assignments consumed are answered again by the next owner.
+    private func noteUncommittedHandover(_ partitions: some Sequence<TopicPartition>) {
+        metrics.uncommittedHandover(events: partitions.reduce(0) { $0 + ledger.consumedByAssignment($1) })
     }
 
     // MARK: Control
@@ -299,7 +306,9 @@ final class PollLoop {
             do { try producer.flush(timeoutMs: max(left, 100)) } catch { log("flush at stop: \(error)", level: .warning) }
             applyDeliveries()
             let mayRetry = monotonicNanoseconds() < deadline
-            if committer.commitAtStop(timeoutMs: max(millisecondsLeft(until: deadline), 100), mayRetry: mayRetry) == .done { break }
+            let outcome = committer.commitAtStop(timeoutMs: max(millisecondsLeft(until: deadline), 100), mayRetry: mayRetry)
+            if outcome == .gaveUp { noteUncommittedHandover(flow.assigned) }
+            if outcome != .retry { break }
             serveWhileStopping(timeoutMs: 100)
             flow.pauseAll()
         }

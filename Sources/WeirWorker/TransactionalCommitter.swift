@@ -107,15 +107,18 @@ final class TransactionalCommitter: Committer {
 
     /// The transaction holds every owned partition's outputs: commit it (abort if the assignment
     /// is already lost) before these partitions leave.
-    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) {
+    func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) -> Bool {
+        let aborts = metrics.transactionAbortTotal.load(ordering: .relaxed)
         if lost { abort(rewinding: staying) } else { commitTransaction(final: false, rewinding: staying) }
         for partition in leaving { committedByTransaction[partition] = nil }
+        return !lost && failure == nil && metrics.transactionAbortTotal.load(ordering: .relaxed) == aborts
     }
 
     func commitAtStop(timeoutMs: Int, mayRetry: Bool) -> StopCommit {
+        let aborts = metrics.transactionAbortTotal.load(ordering: .relaxed)
         commitTransaction(final: true)
         if failure == nil { state = .closed }
-        return .done
+        return failure == nil && metrics.transactionAbortTotal.load(ordering: .relaxed) == aborts ? .done : .gaveUp
     }
 
     // MARK: Transactions

@@ -17,6 +17,10 @@ struct TransactionTests {
         return next.map { TopicPartitionOffset($0.key.topic, $0.key.partition, $0.value) }
     }
 
+    /// The embedded broker keeps aborted records in the log like committed ones (it does not model
+    /// read_committed), so the test tells a commit from an abort by what happens to the round's
+    /// outputs: they wait in the producer (a 10 s linger), so a commit must send and deliver all ten
+    /// and an abort must purge all ten, and neither leaves anything outstanding.
     @Test("init, begin, send, send offsets, commit; then abort; then commit again")
     func transactionFlow() throws {
         let cluster = try EmbeddedCluster(topics: [("tx-in", 1), ("tx-out", 1)])
@@ -27,8 +31,14 @@ struct TransactionTests {
         let consumer = try KafkaConsumer(configuration: ConsumerConfiguration(bootstrapServers: bootstrap, groupID: group))
         try consumer.subscribe(["tx-in"])
 
-        let tally = DeliveryTally()
-        let producer = try makeProducer(bootstrap, tally: tally) { $0.transactionalID = "weir-test-\(group)" }
+        // Per output (context round * 100 + i + 1): nil when delivered, else the error.
+        let outcomes = Locked([UInt: KafkaErrorCode?]())
+        var configuration = ProducerConfiguration(bootstrapServers: bootstrap)
+        configuration.transactionalID = "weir-test-\(group)"
+        configuration.lingerMs = 10_000
+        let producer = try KafkaProducer(configuration: configuration, onDelivery: { reports in
+            outcomes.withLock { table in for report in reports { table[report.context] = .some(report.error) } }
+        })
         try producer.initTransactions()
         let out = try producer.topic("tx-out")
 
@@ -36,13 +46,23 @@ struct TransactionTests {
             let offsets = consume(consumer, count: 10)
             #expect(offsets == [TopicPartitionOffset("tx-in", 0, Int64(10 * (round + 1)))])
             try producer.beginTransaction()
-            for i in 0..<10 { try producer.send(to: out, key: nil, value: Array("out-\(round)-\(i)".utf8)) }
+            let contexts = (0..<10).map { UInt(round * 100 + $0 + 1) }
+            for context in contexts { try producer.send(to: out, key: nil, value: Array("out-\(round)-\(context)".utf8), context: context) }
             try producer.sendOffsetsToTransaction(offsets, group: consumer.groupMetadata())
             if commit { try producer.commitTransaction() } else { try producer.abortTransaction() }
+            #expect(producer.outstanding == 0, "round \(round): the transaction's end leaves nothing outstanding")
+            let reports = outcomes.withLock { table in contexts.map { table[$0] } }
+            #expect(reports.allSatisfy { $0 != nil }, "round \(round): every output has its report")
+            let delivered = reports.filter { $0 == .some(nil) }.count
+            let purged = reports.filter { $0 == .some(.purged) }.count
+            if commit {
+                #expect(delivered == 10, "round \(round) committed: all ten delivered (\(purged) purged)")
+            } else {
+                #expect(purged == 10, "round \(round) aborted: all ten purged (\(delivered) delivered)")
+            }
         }
-        // Committing flushes: every output of the committed rounds was acknowledged.
-        #expect(tally.delivered.withLock { $0 } + tally.failed.withLock { $0.count } >= 20)
-        #expect(tally.failed.withLock { $0 }.allSatisfy { $0 == .purged })
+        let end = try consumer.watermarks("tx-out", 0).high
+        #expect(end >= 20, "the committed rounds' outputs are in the log (high watermark \(end))")
         try consumer.close()
     }
 

@@ -114,7 +114,12 @@ func readTopic(_ cluster: EmbeddedCluster, _ topic: String, partitions: Int = 4,
     let consumer = try KafkaConsumer(configuration: configuration)
     var expected = [Int32: Int64]()
     for partition in 0..<Int32(partitions) {
-        expected[partition] = try consumer.watermarks(topic, partition).high
+        let marks = try consumer.watermarks(topic, partition)
+        if marks.low > 0 {
+            try? consumer.close()
+            throw TestFailure("the embedded broker dropped the first \(marks.low) records of \(topic)[\(partition)] (it keeps about 5 MiB per partition): spread the topic over more partitions")
+        }
+        expected[partition] = marks.high
     }
     let total = expected.values.reduce(0, +)
     try consumer.assign((0..<Int32(partitions)).map { TopicPartitionOffset(topic, $0, -2) })  // -2: beginning
@@ -173,3 +178,21 @@ func metricValues(_ text: String, _ name: String) -> [(labels: String, value: Do
 
 /// The value of an unlabelled metric `name` (or its first sample).
 func metricValue(_ text: String, _ name: String) -> Double? { metricValues(text, name).first?.value }
+
+/// Waits (bounded) until `group`'s committed offsets on `topic` equal `marks`, reading them with one
+/// consumer (closed before returning). For tests whose worker must finish committing before it stops.
+func waitForCommitted(_ cluster: EmbeddedCluster, group: String, _ marks: [Int32: Int64], topic: String = "events",
+                      timeoutSeconds: Double = 40) throws {
+    let reader = try KafkaConsumer(configuration: ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group))
+    defer { try? reader.close() }
+    var last = [Int32: Int64]()
+    do {
+        try waitFor("\(group)'s commits to reach the end of \(topic)", timeoutSeconds: timeoutSeconds) {
+            let offsets = try reader.committed(marks.keys.sorted().map { TopicPartition(topic, $0) })
+            last = Dictionary(uniqueKeysWithValues: offsets.map { ($0.partition, $0.offset) })
+            return last == marks
+        }
+    } catch {
+        throw TestFailure("\(error): committed \(last.sorted { $0.key < $1.key }), high \(marks.sorted { $0.key < $1.key })")
+    }
+}

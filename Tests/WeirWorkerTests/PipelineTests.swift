@@ -204,14 +204,8 @@ import WeirWorker
         // after it rejoins, as at-least-once allows). Once it owns everything again it commits all it
         // answers: the test waits (bounded) for that, then stops it.
         let marks = try highWatermarks(cluster)
-        let offsetReader = try KafkaConsumer(configuration: ConsumerConfiguration(bootstrapServers: cluster.bootstrapServers,
-                                                                                  groupID: settings.group))
-        defer { try? offsetReader.close() }
         try one.stop(timeoutSeconds: 25)
-        try waitFor("every partition committed to its end by the remaining worker", timeoutSeconds: 40) {
-            let offsets = try offsetReader.committed((0..<Int32(4)).map { TopicPartition("events", $0) })
-            return Dictionary(uniqueKeysWithValues: offsets.map { ($0.partition, $0.offset) }) == marks
-        }
+        try waitForCommitted(cluster, group: settings.group, marks)
         try two.stop(timeoutSeconds: 25)
         #expect(one.answered > 0 && two.answered > 0, "both workers did work: \(one.answered) and \(two.answered)")
         let ids = Set(try readTopic(cluster, "predictions").map { try jsonObject($0)["id"] as! String })
