@@ -108,17 +108,16 @@ final class TransactionalCommitter: Committer {
     /// The transaction holds every owned partition's outputs: commit it (abort if the assignment
     /// is already lost) before these partitions leave.
     func revoke(_ leaving: Set<TopicPartition>, lost: Bool, staying: Set<TopicPartition>, deadline: UInt64) -> Bool {
-        let aborts = metrics.transactionAbortTotal.load(ordering: .relaxed)
-        if lost { abort(rewinding: staying) } else { commitTransaction(final: false, rewinding: staying) }
+        var committed = false
+        if lost { abort(rewinding: staying) } else { committed = commitTransaction(final: false, rewinding: staying) }
         for partition in leaving { committedByTransaction[partition] = nil }
-        return !lost && failure == nil && metrics.transactionAbortTotal.load(ordering: .relaxed) == aborts
+        return committed
     }
 
     func commitAtStop(timeoutMs: Int, mayRetry: Bool) -> StopCommit {
-        let aborts = metrics.transactionAbortTotal.load(ordering: .relaxed)
-        commitTransaction(final: true)
+        let committed = commitTransaction(final: true)
         if failure == nil { state = .closed }
-        return failure == nil && metrics.transactionAbortTotal.load(ordering: .relaxed) == aborts ? .done : .gaveUp
+        return committed ? .done : .gaveUp
     }
 
     // MARK: Transactions
@@ -126,8 +125,11 @@ final class TransactionalCommitter: Committer {
     /// Ends the open transaction: flushes (so every answered event's output is delivered and the
     /// delivered prefix covers every answered event), adds those offsets, commits, and begins the
     /// next one unless `final`. A broken transaction is aborted and `rewinding` answered again.
-    private func commitTransaction(final: Bool, rewinding: Set<TopicPartition>? = nil) {
-        guard state == .open || state == .broken else { return }
+    /// Returns whether nothing is left uncommitted: the transaction committed (or none was open)
+    /// and the producer can go on.
+    @discardableResult
+    private func commitTransaction(final: Bool, rewinding: Set<TopicPartition>? = nil) -> Bool {
+        guard state == .open || state == .broken else { return failure == nil }
         do { try producer.flush(timeoutMs: flushTimeoutMs) } catch {
             if state == .open { state = .broken }
         }
@@ -135,7 +137,7 @@ final class TransactionalCommitter: Committer {
         let partitions = rewinding ?? flow.assigned
         if state == .broken {
             abort(rewinding: final ? [] : partitions, final: final)
-            return
+            return false
         }
         let offsets = ledger.commitPoints(onlyMoved: true)
         do {
@@ -147,14 +149,15 @@ final class TransactionalCommitter: Committer {
         } catch {
             if error.isFatal || isFenced(error) {
                 stop(producerFailure(error, doing: "cannot commit the transaction"))
-                return
+                return false
             }
             log("transaction commit failed (\(error)); aborting to answer its events again", level: .warning)
             state = .broken
             abort(rewinding: final ? [] : partitions, final: final)
-            return
+            return false
         }
         if final { state = .closed } else { begin() }
+        return failure == nil
     }
 
     private func begin() {

@@ -12,20 +12,11 @@ import Glibc
     /// One raw HTTP exchange with 127.0.0.1:`port`: sends `request`, reads until the server closes
     /// (every read bounded by `timeoutSeconds`). nil when the connection is refused.
     func exchange(_ port: Int, _ request: [UInt8], timeoutSeconds: Int = 10) -> (status: Int, head: String, body: String)? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = connectLocal(port) else { return nil }
         defer { close(fd) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return nil }
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var response = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -38,6 +29,24 @@ import Glibc
         let parts = text.components(separatedBy: "\r\n\r\n")
         let status = parts[0].split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
         return (status, parts[0], parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    /// A socket connected to 127.0.0.1:`port`; nil when the connection is refused.
+    func connectLocal(_ port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     func get(_ port: Int, _ path: String, method: String = "GET") -> (status: Int, head: String, body: String)? {
@@ -90,16 +99,8 @@ import Glibc
     @Test func aSilentClientDoesNotWedgeTheServer() throws {
         let server = try server()
         defer { server.stop() }
-        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let silent = try #require(connectLocal(server.port), "the silent client connects")
         defer { close(silent) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
         #expect(get(server.port, "/healthz")?.status == 200)
     }
 
