@@ -19,8 +19,20 @@ final class RecordCollector: Sendable {
     /// Waits (event-driven, bounded) until `count >= target`; returns whether it got there.
     @discardableResult
     func waitForCount(_ target: Int, timeoutSeconds: Double = 60) -> Bool {
+        waitUntil(timeoutSeconds: timeoutSeconds) { count >= target }
+    }
+
+    /// Waits (event-driven, bounded) until every sequence number in `range` has been collected,
+    /// however many repeats came with them; returns whether it got there.
+    @discardableResult
+    func waitForSequences(_ range: Range<Int>, timeoutSeconds: Double = 60) -> Bool {
+        waitUntil(timeoutSeconds: timeoutSeconds) { Set(all.map(sequenceNumber)).isSuperset(of: range) }
+    }
+
+    /// Waits (event-driven, bounded) until `condition` holds, checking it after each batch arrives.
+    private func waitUntil(timeoutSeconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = monotonicMilliseconds() + Int64(timeoutSeconds * 1000)
-        while count < target {
+        while !condition() {
             let left = deadline - monotonicMilliseconds()
             if left <= 0 { return false }
             changed.wait(timeoutMs: Int(min(left, 1000)))
