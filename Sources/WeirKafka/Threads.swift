@@ -8,6 +8,8 @@ final class OSThread: @unchecked Sendable {
     private var thread = pthread_t()
     private let body: @Sendable () -> Void
     private var joined = false
+    /// Raised when `body` returns, so a join can be bounded.
+    private let finished = EventSignal()
 
     init(body: @escaping @Sendable () -> Void) {
         self.body = body
@@ -15,6 +17,7 @@ final class OSThread: @unchecked Sendable {
         let result = pthread_create(&thread, nil, { raw in
             let me = Unmanaged<OSThread>.fromOpaque(raw!).takeRetainedValue()
             me.body()
+            me.finished.raise()
             return nil
         }, box)
         precondition(result == 0, "pthread_create failed: \(result)")
@@ -27,6 +30,22 @@ final class OSThread: @unchecked Sendable {
         guard !joined, !isCurrent else { return }
         joined = true
         pthread_join(thread, nil)
+    }
+
+    /// Joins if the body ends within `timeoutMs`; otherwise returns `false` and leaves the thread
+    /// running (detached), so a caller that must not hang can report it instead.
+    func join(timeoutMs: Int) -> Bool {
+        guard !joined, !isCurrent else { return true }
+        let deadline = monotonicMilliseconds() + Int64(timeoutMs)
+        while !finished.wait(timeoutMs: Int(max(deadline - monotonicMilliseconds(), 0))) {
+            if monotonicMilliseconds() >= deadline {
+                joined = true
+                pthread_detach(thread)
+                return false
+            }
+        }
+        join()
+        return true
     }
 }
 

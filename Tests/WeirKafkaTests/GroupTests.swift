@@ -176,7 +176,7 @@ struct GroupTests {
         let waker = OSThread { signal.raise() }
         let wakeStart = monotonicMilliseconds()
         consumer.poll(timeoutMs: 20_000) { _ in }
-        waker.join()
+        #expect(waker.join(timeoutMs: 10_000))
         #expect(monotonicMilliseconds() - wakeStart < 10_000, "wakeUp() ends the wait")
 
         let producerThread = OSThread {
@@ -187,7 +187,7 @@ struct GroupTests {
         while received == 0 && monotonicMilliseconds() - start < 20_000 {
             received += consumer.poll(timeoutMs: 20_000) { _ in }
         }
-        producerThread.join()
+        #expect(producerThread.join(timeoutMs: 30_000))
         #expect(received == 1)
         #expect(monotonicMilliseconds() - start < 10_000, "the arrival wakes poll long before its 20 s timeout")
         try consumer.close()

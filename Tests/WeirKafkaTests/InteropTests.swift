@@ -19,22 +19,14 @@ final class BrokerProcess {
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // The first line of stdout is the bootstrap address; reading it blocks until it is written.
-        var line = Data()
-        while true {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([10]) { break }
-            line.append(byte)
-        }
-        bootstrap = String(decoding: line, as: UTF8.self)
+        // The first line of stdout is the bootstrap address (a broker silent for 30 s is killed).
+        bootstrap = readFirstLine(output, of: process)
         guard bootstrap.hasPrefix("127.0.0.1:") else { throw TestFailure("weir broker printed '\(bootstrap)'") }
     }
 
-    /// Sends SIGTERM and returns the exit status.
-    func stop() -> Int32 {
-        process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
+    /// Sends SIGTERM and returns the exit status (nil when it had to be killed after 30 s).
+    func stop() -> Int32? {
+        WeirTestSupport.stop(process) ? process.terminationStatus : nil
     }
 }
 

@@ -192,6 +192,22 @@ struct RoundTripTests {
         try consumer.commit(committedUpTo.map { TopicPartitionOffset("pass-in", $0.key, $0.value) })
         let committed = try consumer.committed((0..<4).map { TopicPartition("pass-in", $0) })
         #expect(committed.map(\.offset).reduce(0, +) == 2_000)
+
+        // The shared wake-up itself: with the input drained and every report served, one more send.
+        // Its delivery report must raise the consumer's signal; a wait that ends by its 20 s timeout
+        // (returns false) means the producer's queue does not wake the consumer's thread.
+        _ = consumer.signal.wait(timeoutMs: 0)
+        try producer.send(to: out, partition: 0, key: nil, value: Array("wake".utf8), context: 1 << 48)
+        var wakeUps = 0
+        let wakeDeadline = monotonicMilliseconds() + 60_000
+        while delivered == 2_000 && monotonicMilliseconds() < wakeDeadline {
+            let raised = consumer.signal.wait(timeoutMs: 20_000)
+            #expect(raised, "a delivery report raised the consumer's signal")
+            if !raised { break }
+            wakeUps += 1
+            producer.serveDeliveryReports()
+        }
+        #expect(delivered == 2_001, "the report was served after \(wakeUps) wake-up(s)")
         try consumer.close()
     }
 }

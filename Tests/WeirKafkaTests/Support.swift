@@ -174,7 +174,8 @@ final class ConsumerLoop: @unchecked Sendable {
         while !isStopped.withLock({ $0 }) && monotonicMilliseconds() < deadline {
             stoppedSignal.wait(timeoutMs: 200)
         }
-        thread?.join()
+        let joined = thread?.join(timeoutMs: Int(max(deadline - monotonicMilliseconds(), 0)) + 5_000) ?? true
+        #expect(joined, "the consumer loop \(name) ended within \(timeoutSeconds) s of stop")
     }
 }
 

@@ -44,3 +44,39 @@ public struct TestFailure: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+/// Waits at most `seconds` for `process` to end, so a test never hangs on a child that ignores its
+/// signal. Past the bound the child is killed (SIGKILL cannot be refused) and `false` says it did not
+/// end by itself.
+@discardableResult
+public func waitForExit(_ process: Process, seconds: Double = 30) -> Bool {
+    let exited = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async { process.waitUntilExit(); exited.signal() }
+    if exited.wait(timeout: .now() + seconds) == .success { return true }
+    kill(process.processIdentifier, SIGKILL)
+    _ = exited.wait(timeout: .now() + 10)
+    return false
+}
+
+/// Sends `signal` and waits (bounded) for the child to end; `false` when it had to be killed.
+@discardableResult
+public func stop(_ process: Process, signal: Int32 = SIGTERM, seconds: Double = 30) -> Bool {
+    guard process.isRunning else { return true }
+    kill(process.processIdentifier, signal)
+    return waitForExit(process, seconds: seconds)
+}
+
+/// Reads the child's first line of `pipe` (bounded): a child that never writes it is killed, which
+/// closes the pipe and ends the read.
+public func readFirstLine(_ pipe: Pipe, of process: Process, seconds: Double = 30) -> String {
+    let killer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: killer)
+    defer { killer.cancel() }
+    var line = Data()
+    while true {
+        let byte = pipe.fileHandleForReading.readData(ofLength: 1)
+        if byte.isEmpty || byte == Data([10]) { break }
+        line.append(byte)
+    }
+    return String(decoding: line, as: UTF8.self)
+}

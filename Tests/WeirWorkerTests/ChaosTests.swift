@@ -312,15 +312,14 @@ struct OutputAudit: CustomStringConvertible {
         var answeredNotCommitted = [Int64]()
         for index in 0..<kills {
             let process = try start(index)
-            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+            defer { stop(process, signal: SIGKILL) }
             let before = try outputs()
             try waitFor("worker \(index) answering", timeoutSeconds: 60) { try outputs() >= before + 300 }
             // A random moment while it answers: up to one more second.
             let extra = Int64(random.next() % 1_000)
             let target = try outputs() + extra / 2
             try waitFor("a random moment", timeoutSeconds: 10) { try outputs() >= target }
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            #expect(stop(process, signal: SIGKILL))
             #expect(process.terminationReason == .uncaughtSignal)
             // Every output so far minus every committed offset: the repeats a restart from the
             // commits makes (each earlier crash's repeats are among these outputs). A commit the
@@ -331,13 +330,12 @@ struct OutputAudit: CustomStringConvertible {
         producer.stop()
         try waitFor("the producer stopped", timeoutSeconds: 10) { producer.isFinished }
         let final = try start(kills)
-        defer { if final.isRunning { final.terminate(); final.waitUntilExit() } }
+        defer { stop(final, signal: SIGKILL) }
         let marks = try highWatermarks(cluster, partitions: partitions)
         try waitFor("the last worker committing everything", timeoutSeconds: 120) {
             try committedOffsets(cluster, group: group, partitions: partitions) == marks
         }
-        final.terminate()
-        final.waitUntilExit()
+        #expect(stop(final), "the last worker ends within 30 s of SIGTERM")
         #expect(final.terminationStatus == 0)
         let audit = try OutputAudit(cluster, partitions: partitions)
         let events = marks.values.reduce(0, +)

@@ -110,10 +110,11 @@ import Yams
         #expect((dig(scaled, "spec.maxReplicaCount") as? Int ?? 99) <= 8, "max replicas within the 8 input partitions")
         for overlay in ["dev", "prod"] {
             let text = try text("deploy/overlays/\(overlay)/kustomization.yaml")
-            if let range = text.range(of: "path: /spec/maxReplicaCount\n        value: ") {
-                let value = Int(text[range.upperBound...].prefix { $0.isNumber }) ?? 99
-                #expect(value <= 8, "\(overlay) max replicas \(value)")
-            }
+            // Every overlay sets its own ceiling; a missing patch is a failure, not a skip.
+            let range = try #require(text.range(of: "path: /spec/maxReplicaCount\n        value: "),
+                                     "\(overlay) patches the ScaledObject's maxReplicaCount")
+            let value = try #require(Int(text[range.upperBound...].prefix { $0.isNumber }), "\(overlay) max replicas is a number")
+            #expect(value >= 1 && value <= 8, "\(overlay) max replicas \(value)")
         }
         // prod's SASL settings reach librdkafka through WEIR_KAFKA_* and stay out of --print-config.
         let sasl = try yaml("deploy/overlays/prod/sasl.yaml")

@@ -24,16 +24,13 @@ import WeirWorker
         process.standardError = try FileHandle(forWritingTo: errorFile)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        defer { if process.isRunning { process.interrupt(); process.waitUntilExit() } }
+        defer { stop(process, signal: SIGKILL) }
         // Mid-stream: some predictions are out, most events are not answered yet.
         try waitFor("the first predictions", timeoutSeconds: 30) {
             try highWatermarks(cluster, topic: "predictions").values.reduce(0, +) >= 500
         }
         let signalled = Date()
-        process.terminate()  // SIGTERM
-        let exited = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async { process.waitUntilExit(); exited.signal() }
-        let inTime = exited.wait(timeout: .now() + 10) == .success
+        let inTime = stop(process, signal: SIGTERM, seconds: 10)
         let log = (try? String(contentsOf: errorFile, encoding: .utf8)) ?? ""
         #expect(inTime, "exited within 10 s of SIGTERM; log:\n\(log)")
         guard inTime else { return }
@@ -81,7 +78,7 @@ import WeirWorker
         process.standardError = try FileHandle(forWritingTo: errorFile)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        defer { stop(process, signal: SIGKILL) }
         func lines() -> [String] {
             ((try? String(contentsOf: errorFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         }
@@ -105,8 +102,7 @@ import WeirWorker
         try cluster.setBrokerDown()
         try waitFor("a librdkafka line", timeoutSeconds: 30) { try records().contains { $0["source"] as? String == "kafka" } }
         try cluster.setBrokerUp()
-        process.terminate()
-        process.waitUntilExit()
+        #expect(stop(process), "the worker ends within 30 s of SIGTERM")
         #expect(process.terminationStatus == 0)
 
         let all = try records()
