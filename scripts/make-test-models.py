@@ -25,7 +25,8 @@ A layer with at least 65,536 multiply-adds per row (Weir's default for its 7-bit
 same rules with 7-bit operands: weights s_w = max|w| / 63, q in -63...63; inputs s_x = (hi - lo) / 127,
 zp and q in 0...127.
 A Relu that reads only the layer's output is part of the layer: the recorded tensor is the Relu's.
-Requires: numpy, onnx, onnxruntime, scikit-learn, skl2onnx.
+Each NAME.json records the tool versions that made it (generated_with).
+Requires: numpy, onnx, onnxruntime, scikit-learn, skl2onnx, torch, onnxscript.
 """
 import json
 import os
@@ -238,7 +239,7 @@ def save(name, model, x, kind, labels=None, notes="", int8_expected=True, extra=
     int8_layers, int8_only_layers = write_int8_references(name, model, x) if int8_expected else ([], [])
     meta = {"name": name, "model": name + ".onnx", "input": {"name": input_name, "rows": int(x.shape[0]),
             "columns": int(x.shape[1]), "file": name + ".input.f32"}, "outputs": outputs, "kind": kind,
-            "int8_layers": int8_layers, "notes": notes}
+            "int8_layers": int8_layers, "notes": notes, "generated_with": tool_versions()}
     if int8_only_layers:
         meta["int8_only_layers"] = int8_only_layers
     if labels is not None:
@@ -255,36 +256,47 @@ def skl(model, x, **options):
     return onx
 
 
-def torch_like(name, sizes, rng, final="Sigmoid"):
-    """Gemm-Relu-...-Gemm-<final> shaped like torch.onnx.export output (opset 17, transB=1,
-    dynamic batch, '/fcN/Gemm' node names, 'input'/'output' tensors)."""
-    nodes, inits = [], []
-    current = "input"
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        bound = 1 / np.sqrt(fan_in)
-        w = rng.uniform(-bound, bound, size=(fan_out, fan_in)).astype(F32)
-        b = rng.uniform(-bound, bound, size=(fan_out,)).astype(F32)
-        inits += [numpy_helper.from_array(w, f"fc{layer + 1}.weight"), numpy_helper.from_array(b, f"fc{layer + 1}.bias")]
-        out = f"/fc{layer + 1}/Gemm_output_0"
-        nodes.append(helper.make_node("Gemm", [current, f"fc{layer + 1}.weight", f"fc{layer + 1}.bias"], [out],
-                                      name=f"/fc{layer + 1}/Gemm", alpha=1.0, beta=1.0, transB=1))
-        current = out
-        if layer < len(sizes) - 2:
-            relu = f"/relu{layer + 1}/Relu_output_0"
-            nodes.append(helper.make_node("Relu", [current], [relu], name=f"/relu{layer + 1}/Relu"))
-            current = relu
-    if final:
-        nodes.append(helper.make_node(final, [current], ["output"], name=f"/{final.lower()}/{final}"))
-    else:
-        nodes[-1].output[0] = "output"
-    graph = helper.make_graph(
-        nodes, "main_graph",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch_size", sizes[0]])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size", sizes[-1]])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch", ir_version=8,
-                              producer_version="2.1.0")
+def torch_mlp():
+    """A 32-64-32-1 MLP with a sigmoid head, written by torch.onnx.export's default exporter
+    (torch.export + onnxscript, opset 18, dynamic batch): the file a PyTorch team ships. The
+    weights are torch's own initialisation under a fixed seed; torch's answers are checked
+    against onnxruntime's before the model is kept."""
+    import torch
+
+    class FraudMLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = torch.nn.Linear(32, 64), torch.nn.Linear(64, 32), torch.nn.Linear(32, 1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x))))))
+
+    torch.manual_seed(20261206)
+    module = FraudMLP().eval()
+    path = os.path.join(OUT, "torch_mlp.onnx")
+    torch.onnx.export(module, (torch.randn(8, 32),), path, input_names=["input"], output_names=["output"],
+                      dynamic_shapes={"x": {0: torch.export.Dim("batch_size")}}, opset_version=18)
+    model = onnx.load(path)
     onnx.checker.check_model(model)
+    probe = np.random.default_rng(1).normal(size=(64, 32)).astype(F32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(probe)).numpy()
+    _, (answered,) = run_ort(path, probe, "input")
+    assert np.max(np.abs(answered - expected)) < 1e-6, "onnxruntime disagrees with torch"
     return model
+
+
+def tool_versions():
+    """The versions of every tool that can shape a fixture, recorded in each NAME.json."""
+    import importlib.metadata as metadata
+    versions = {}
+    for package in ("numpy", "onnx", "onnxruntime", "scikit-learn", "skl2onnx", "torch", "onnxscript"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    versions["python"] = sys.version.split()[0]
+    return versions
 
 
 def main():
@@ -355,9 +367,9 @@ def main():
          extra={"fp32_reference": "mlp_regressor"})
 
     x = rng.normal(size=(ROWS, 32)).astype(F32)
-    torch_model = torch_like("torch_mlp", [32, 64, 32, 1], rng)
+    torch_model = torch_mlp()
     save("torch_mlp", torch_model, x, "binary-score",
-         notes="Gemm-Relu-Gemm-Relu-Gemm-Sigmoid shaped like torch.onnx.export (opset 17, transB=1)")
+         notes="torch.nn 32-64-32-1 MLP through torch.onnx.export (torch.export + onnxscript, opset 18): Gemm-Relu-Gemm-Relu-Gemm-Sigmoid")
 
     # Static QDQ quantization (per tensor and per channel) of the torch-shaped model.
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static

@@ -99,7 +99,7 @@ struct ModelTests {
         let rows = input.count / width
         let whole = try model.run(input)
         let scratch = model.makeScratch()
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         var start = 0
         while start < rows {
             let size = min(rows - start, [1, 3, 4, 5, 17, 64].randomElement(using: &generator)!)
@@ -242,7 +242,7 @@ struct ModelTests {
 
     @Test("The int8 kernels (AVX2 and portable) agree exactly with a naive product, at the extremes too")
     func kernelsAgree() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         func check(n: Int, m: Int, k: Int, a makeA: () -> Int16, b makeB: () -> Int8) {
             let stride = (k + 1) / 2 * 2
             var a = [Int16](repeating: 0, count: n * stride)
@@ -268,7 +268,7 @@ struct ModelTests {
 
     @Test("Fused int8, int7 and VNNI layers equal the two-pass path bit for bit, for any number of outputs and rows")
     func fusedEpilogues() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         for (n, m, k) in [(1, 8, 16), (5, 9, 33), (4, 16, 64), (7, 24, 40), (6, 40, 130), (3, 1, 20), (13, 70, 37), (8, 128, 64)] {
             let rowScales = (0..<n).map { _ in Float.random(in: 0.001...0.1, using: &generator) }
             let zeroPoints = (0..<n).map { _ in Int32.random(in: 0...127, using: &generator) }
@@ -325,7 +325,7 @@ struct ModelTests {
 
     @Test("The fp32 kernel for layers with few outputs matches a naive product, every k tail included")
     func fewOutputKernel() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         for (n, m, k) in [(1, 1, 1), (3, 1, 7), (5, 2, 15), (4, 3, 17), (6, 7, 33), (2, 1, 512)] {
             let x = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &generator) }
             let w = (0..<(m * k)).map { _ in Float.random(in: -1...1, using: &generator) }
@@ -349,7 +349,7 @@ struct ModelTests {
 
     @Test("Softmax (every kernel set) matches expf within 1e-6 at every width, underflows to 0, and a NaN spoils only its row")
     func softmaxKernel() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         for kernels in availableKernels {
             for width in [1, 2, 7, 8, 9, 10, 16, 17, 19, 33] {
                 let rows = 5
@@ -385,7 +385,7 @@ struct ModelTests {
 
     @Test("Row quantizers (8- and 7-bit, every kernel set) follow the rule exactly for any width and row count; NaN elements are skipped")
     func rowQuantizers() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         /// The rule in docs/model.md, element by element.
         func reference(_ row: ArraySlice<Float>, levels: Int32) -> (scale: Float, zp: Int32, q: [Int32]) {
             var lo: Float = 0, hi: Float = 0
@@ -437,7 +437,7 @@ struct ModelTests {
 
     @Test("The 7-bit kernel (AVX2 and portable) equals a naive product, at its int16 bound too")
     func sevenBitKernelsAgree() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         func check(n: Int, m: Int, k: Int, a makeA: () -> UInt8, b makeB: () -> Int8) {
             let stride = (k + 7) / 8 * 8
             var a = [UInt8](repeating: 0, count: n * stride)
@@ -463,7 +463,7 @@ struct ModelTests {
 
     @Test("The VNNI kernel equals a naive product for any shape, at the u8 × s8 extremes and for long rows")
     func vnniKernelAgrees() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         func check(n: Int, m: Int, k: Int, a makeA: () -> UInt8, b makeB: () -> Int8) {
             let stride = (k + 3) / 4 * 4
             var a = [UInt8](repeating: 0, count: n * stride)
@@ -492,7 +492,7 @@ struct ModelTests {
 
     @Test("fp32 dense kernels match a naive product for any shape on every kernel set")
     func denseKernel() throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededRandom()
         for (n, m, k) in [(1, 1, 1), (3, 8, 7), (5, 10, 15), (9, 16, 17), (7, 33, 33), (13, 64, 32), (6, 70, 9), (17, 130, 64), (2, 300, 5)] {
             let x = (0..<(n * k)).map { _ in Float.random(in: -1...1, using: &generator) }
             let w = (0..<(k * m)).map { _ in Float.random(in: -1...1, using: &generator) }  // input-major
