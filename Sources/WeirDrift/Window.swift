@@ -366,9 +366,10 @@ public struct WindowDrift: Sendable {
 
 /// A tumbling drift window for one model version. It closes after `maxEvents` events, or when an
 /// event's timestamp reaches the end of the `maxMs` event-time span that began with the window's
-/// first event, whichever comes first. Events with earlier timestamps (out of order within or
+/// first timed event, whichever comes first. Events with earlier timestamps (out of order within or
 /// across partitions) belong to the open window: event time only ever closes a window, never
-/// reopens an older one. Used from one thread.
+/// reopens an older one. An event without a plausible time (nil) counts toward the window but
+/// neither moves its span nor closes it. Used from one thread.
 public final class DriftWindow {
     public let reference: DriftReference
     public let maxEvents: Int
@@ -390,6 +391,8 @@ public final class DriftWindow {
     private let featureCDFs: [ReferenceCDF]
     private let predictionCDFs: [ReferenceCDF]
     private var events = 0
+    /// Whether some event of the open window had a time (`startMs`/`endMs` are set).
+    private var timed = false
     private var startMs: Int64 = 0
     private var endMs: Int64 = 0
     private var windowEndMs: Int64 = .max
@@ -411,23 +414,28 @@ public final class DriftWindow {
 
     public var isEmpty: Bool { events == 0 }
 
-    /// Whether an event with this timestamp belongs to a new window (the open one must close first).
-    public func closesBefore(timestampMs: Int64) -> Bool {
-        events > 0 && (events >= maxEvents || timestampMs >= windowEndMs)
+    /// Whether an event with this timestamp (nil: none plausible) belongs to a new window (the open
+    /// one must close first).
+    public func closesBefore(timestampMs: Int64?) -> Bool {
+        events > 0 && (events >= maxEvents || (timestampMs.map { $0 >= windowEndMs } ?? false))
     }
 
     /// Whether the window is full by count.
     public var isFull: Bool { events >= maxEvents }
 
-    /// Counts an event: its time and source position.
-    public func noteEvent(timestampMs: Int64, topic: String, partition: Int32, offset: Int64) {
-        if events == 0 {
-            startMs = timestampMs
-            endMs = timestampMs
-            windowEndMs = maxMs.map { timestampMs + $0 } ?? .max
+    /// Counts an event: its time (nil: none plausible) and source position.
+    public func noteEvent(timestampMs: Int64?, topic: String, partition: Int32, offset: Int64) {
+        if let timestampMs {
+            if !timed {
+                timed = true
+                startMs = timestampMs
+                endMs = timestampMs
+                // Saturating: a time near Int64.max ends the span at the end of time, not in a trap.
+                windowEndMs = maxMs.map { timestampMs.addingReportingOverflow($0).overflow ? .max : timestampMs + $0 } ?? .max
+            }
+            startMs = min(startMs, timestampMs)
+            endMs = max(endMs, timestampMs)
         }
-        startMs = min(startMs, timestampMs)
-        endMs = max(endMs, timestampMs)
         events += 1
         if lastSource < sources.count, sources[lastSource].partition == partition, sources[lastSource].topic == topic {
             // the common case: same partition as the previous event
@@ -490,6 +498,9 @@ public final class DriftWindow {
         features.reset()
         predictions.reset()
         events = 0
+        timed = false
+        startMs = 0
+        endMs = 0
         sources.removeAll(keepingCapacity: true)
         lastSource = 0
         windowEndMs = .max

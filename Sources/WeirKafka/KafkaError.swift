@@ -49,6 +49,40 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     /// Client-side: nothing to commit (`_NO_OFFSET`).
     public static let noOffset = KafkaErrorCode(RD_KAFKA_RESP_ERR__NO_OFFSET)
 
+    public static let corruptMessage = KafkaErrorCode(rawValue: 2)
+    public static let invalidRequiredAcks = KafkaErrorCode(rawValue: 21)
+    public static let topicAuthorizationFailed = KafkaErrorCode(rawValue: 29)
+    public static let clusterAuthorizationFailed = KafkaErrorCode(rawValue: 31)
+    public static let invalidTimestamp = KafkaErrorCode(rawValue: 32)
+    public static let unsupportedForMessageFormat = KafkaErrorCode(rawValue: 43)
+    public static let policyViolation = KafkaErrorCode(rawValue: 44)
+    /// The broker refused the record for the topic (a null key on a compacted topic, say).
+    public static let invalidRecord = KafkaErrorCode(rawValue: 87)
+    /// Client-side: the topic does not exist in the cluster (`_UNKNOWN_TOPIC`).
+    public static let unknownTopic = KafkaErrorCode(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+    /// Client-side: the partition does not exist (`_UNKNOWN_PARTITION`).
+    public static let unknownPartition = KafkaErrorCode(RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+    /// Client-side: a malformed argument, such as a header the producer cannot encode (`_INVALID_ARG`).
+    public static let invalidArgument = KafkaErrorCode(RD_KAFKA_RESP_ERR__INVALID_ARG)
+
+    /// Whether a record refused with this code would be refused again however often it is sent:
+    /// it is too large or malformed for the topic, not authorized, or for a topic or partition that
+    /// does not exist. Any other refusal (a timeout, a leader change, an unreachable broker) may
+    /// pass on a later try. Decided by code, never by the error's text.
+    public var refusesRecordForGood: Bool {
+        switch self {
+        case .corruptMessage, .unknownTopicOrPartition, .messageTooLarge, .recordListTooLarge, .invalidRequiredAcks,
+             .topicAuthorizationFailed, .clusterAuthorizationFailed, .invalidTimestamp, .unsupportedForMessageFormat,
+             .policyViolation, .invalidRecord, .unknownTopic, .unknownPartition, .invalidArgument, .fatal:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Whether this code says the record is too large to publish (the producer's or the broker's limit).
+    public var isRecordTooLarge: Bool { self == .messageTooLarge || self == .recordListTooLarge }
+
     /// Whether this code says a newer producer with the same `transactional.id` took over.
     public var isFencing: Bool { self == .fenced || self == .producerFenced || self == .producerFencedByBroker }
 

@@ -18,6 +18,9 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
     case tooLarge = "too-large"
     /// The model failed on the event's batch, or gave an answer that cannot be a record.
     case modelError = "model-error"
+    /// The output topic refused the event's prediction for good (or past its retries); the
+    /// broker's error is in `weir-error-message`.
+    case outputRefused = "output-refused"
 
     init(_ code: DecodeFailure.Code) {
         switch code {
@@ -133,6 +136,19 @@ final class AnswerWriter {
         modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }
         modelVersion.withUnsafeBytes { headers.append(name: "weir-version", value: $0) }
         Self.routeNames[Int(route.rawValue)].withUnsafeBytes { headers.append(name: "weir-route", value: $0) }
+    }
+
+    /// The dead-letter headers as a copyable list (the slow paths: a dead letter made smaller, a
+    /// refused prediction turned into one).
+    func deadLetterHeaderList(code: DeadLetterCode, reason: String, source: EventSource) -> [(name: String, value: [UInt8]?)] {
+        Self.deadLetterHeaderList(code: code, reason: reason, source: source, model: modelName, version: modelVersion)
+    }
+
+    static func deadLetterHeaderList(code: DeadLetterCode, reason: String, source: EventSource, model: [UInt8],
+                                     version: [UInt8]) -> [(name: String, value: [UInt8]?)] {
+        [("weir-error", Array(code.rawValue.utf8)), ("weir-error-message", Array(reason.utf8)),
+         ("weir-source-topic", Array(source.partition.topic.utf8)), ("weir-source-partition", Array(String(source.partition.partition).utf8)),
+         ("weir-source-offset", Array(String(source.offset).utf8)), ("weir-model", model), ("weir-version", version)]
     }
 
     func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: DeadLetterCode, reason: String, message: KafkaMessage) {

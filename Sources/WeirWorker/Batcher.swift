@@ -36,6 +36,8 @@ final class Batcher {
         let context: UInt
         let id: EventID?
         let receivedAt: UInt64
+        /// Its timestamp when plausible (`EventTime`), else 0.
+        let timestampMs: Int64
         /// The model answering it, and its row in that model's batch matrix.
         let route: Route
         let row: Int32
@@ -87,10 +89,16 @@ final class Batcher {
     func take(_ messages: [RetainedMessage], now: UInt64) {
         metrics.eventsIn.increment(by: Int64(messages.count))
         metrics.consumedTotal.add(messages.count, ordering: .relaxed)
+        let eventTime = EventTime(wallClockMs: wallClockMicroseconds() / 1000)
         for retained in messages {
             let message = retained.message
             let track = ledger.track(for: message)
-            let context = ledger.begin(track, offset: message.offset, timestampMs: message.timestamp?.milliseconds ?? 0)
+            let timestampMs = eventTime.plausible(message.timestamp?.milliseconds)
+            if timestampMs == 0 {
+                metrics.implausibleTimestamps.increment()
+                metrics.implausibleTimestampTotal.add(1, ordering: .relaxed)
+            }
+            let context = ledger.begin(track, offset: message.offset, timestampMs: timestampMs)
             guard let value = message.value else {
                 metrics.tombstones.increment()
                 metrics.tombstoneTotal.add(1, ordering: .relaxed)
@@ -113,7 +121,7 @@ final class Batcher {
                 if model.drift != nil { model.noteDefaults(row: row) }
                 model.count += 1
                 pending.append(PendingEvent(message: retained, track: track, context: context, id: id, receivedAt: now,
-                                            route: route, row: Int32(row), shadowRow: decodeForShadow(value)))
+                                            timestampMs: timestampMs, route: route, row: Int32(row), shadowRow: decodeForShadow(value)))
             case .failure(let failure):
                 outputs.sendDeadLetter(message, answers: model.answers, code: DeadLetterCode(failure.code), reason: failure.message,
                                        context: context)
@@ -195,8 +203,13 @@ final class Batcher {
                         } else {
                             var headers = OutgoingHeaders(takingFrom: message)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
-                            outputs.sendPrediction(model.answers.writer, key: message.key, headers: headers, context: context)
-                            predicted += 1
+                            if let refusal = outputs.sendPrediction(model.answers.writer, key: message.key, headers: headers, context: context) {
+                                outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
+                                                       reason: "'\(outputs.predictions.name)' refused the prediction: \(refusal.code.name): \(refusal.message)",
+                                                       context: context)
+                            } else {
+                                predicted += 1
+                            }
                             if isPrimary, let primaryDrift, let driftBatch {
                                 observe(events[index], row: events[index].row, drift: primaryDrift, batch: driftBatch)
                             }
@@ -260,7 +273,7 @@ final class Batcher {
 
     private func observe(_ event: PendingEvent, row: Int32, drift: DriftTap, batch: DriftTap.Batch) {
         let message = event.message.message
-        drift.observe(row: row, timestampMs: message.timestamp?.milliseconds ?? 0, topic: event.track.partition.topic,
+        drift.observe(row: row, timestampMs: event.timestampMs == 0 ? nil : event.timestampMs, topic: event.track.partition.topic,
                       partition: message.partition, offset: message.offset, batch: batch) { result in
             metrics.recordDrift(result)
             outputs.sendDrift(drift.writer, key: modelKey)
@@ -292,5 +305,25 @@ final class Batcher {
         precondition(pending.isEmpty, "a serving plan is applied between two batches")
         if plan.primary !== routing.primary { publishDrift(of: routing.primary) }
         routing = Routing(plan)
+    }
+}
+
+/// Which event timestamps Weir believes: milliseconds from 2000-01-01 up to an hour past the worker's
+/// clock. Producers that stamp nanoseconds or seconds, the year 3000 or nothing at all get no time:
+/// latency and drift windows leave such events' time out (they are still answered).
+struct EventTime {
+    static let earliestMs: Int64 = 946_684_800_000
+    static let futureSkewMs: Int64 = 3_600_000
+    let latestMs: Int64
+
+    init(wallClockMs: Int64) {
+        latestMs = wallClockMs > .max - Self.futureSkewMs ? .max : wallClockMs + Self.futureSkewMs
+    }
+
+    /// The timestamp when plausible, else 0.
+    @inline(__always)
+    func plausible(_ timestampMs: Int64?) -> Int64 {
+        guard let timestampMs, timestampMs >= Self.earliestMs, timestampMs <= latestMs else { return 0 }
+        return timestampMs
     }
 }

@@ -52,7 +52,7 @@ func makeCommitter(_ settings: WorkerSettings, consumer: KafkaConsumer, producer
 
 /// At-least-once: per partition, the offset after the longest delivered prefix is committed to the
 /// group asynchronously each interval, and synchronously before partitions leave and at stop. A
-/// failed delivery is sent again; a refused send stops the worker.
+/// failed delivery goes to `Outputs`' refusal rules; a dead letter refused for good stops the worker.
 final class GroupCommitter: Committer {
     private let consumer: KafkaConsumer
     private let ledger: OffsetLedger
@@ -75,9 +75,11 @@ final class GroupCommitter: Committer {
 
     func deliveryFailed(_ failed: FailedDelivery, retry: (FailedDelivery) -> Void) { retry(failed) }
 
+    /// Only a dead letter refused for good reaches here (a refused prediction is answered by a dead
+    /// letter, `Outputs`): no record can answer that event, so the worker stops.
     func sendRefused(_ fault: SendFault) {
         guard failure == nil else { return }
-        failure = WorkerError("cannot produce to '\(fault.topic)': \(fault.error)", kind: .outputRefused)
+        failure = WorkerError(fault.description, kind: .outputRefused)
     }
 
     /// An asynchronous commit the coordinator refused (during a rebalance, say): its partitions

@@ -59,24 +59,23 @@ final class DeliveryInbox {
     }
 }
 
-/// An answer (prediction or dead letter) whose delivery failed, copied so it can be sent again.
+/// An answer (prediction or dead letter) whose delivery failed, copied so it can be sent again
+/// (or made smaller, or turned into a dead letter: `Outputs`).
 struct FailedDelivery {
     let topic: String
     let partition: Int32
-    let error: KafkaErrorCode
+    var error: KafkaErrorCode
     let context: UInt
-    let key: [UInt8]?
-    let value: [UInt8]?
-    let headers: [(name: String, value: [UInt8]?)]
+    var key: [UInt8]?
+    var value: [UInt8]?
+    var headers: [(name: String, value: [UInt8]?)]
+}
 
+extension FailedDelivery {
     init(_ report: DeliveryReport, error: KafkaErrorCode) {
         let message = report.message
-        topic = report.topic
-        partition = report.partition
-        self.error = error
-        context = report.context
-        key = message.key.map { Array($0) }
-        value = message.value.map { Array($0) }
-        headers = message.headers.map { ($0.name, $0.value.map { Array($0) }) }
+        self.init(topic: report.topic, partition: report.partition, error: error, context: report.context,
+                  key: message.key.map { Array($0) }, value: message.value.map { Array($0) },
+                  headers: message.headers.map { ($0.name, $0.value.map { Array($0) }) })
     }
 }

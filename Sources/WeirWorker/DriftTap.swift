@@ -44,7 +44,7 @@ final class DriftTap {
 
     /// Notes one answered event. When its timestamp falls past the open window, the window is
     /// closed first (rows noted so far are added) and `publish` is called with its record in `writer`.
-    func observe(row: Int32, timestampMs: Int64, topic: String, partition: Int32, offset: Int64, batch: Batch,
+    func observe(row: Int32, timestampMs: Int64?, topic: String, partition: Int32, offset: Int64, batch: Batch,
                  publish: (WindowDrift) -> Void) {
         if window.closesBefore(timestampMs: timestampMs) {
             flush(batch)

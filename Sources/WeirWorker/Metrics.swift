@@ -17,6 +17,10 @@ public final class WorkerMetrics: Sendable {
     /// Offset commits the coordinator refused (sent again on the next tick).
     let commitFailures: CoreMetrics.Counter
     private let uncommittedHandoverEvents: CoreMetrics.Counter
+    /// Events whose timestamp is missing or not a plausible time (`weir_implausible_timestamps_total`):
+    /// latency and drift windows leave their time out.
+    let implausibleTimestamps: CoreMetrics.Counter
+    public let implausibleTimestampTotal = Atomic<Int>(0)
     /// Times the worker woke librdkafka's fetcher, stalled on its full prefetch queue (`Worker.wakeStalledFetcher`).
     let fetcherWakeups: CoreMetrics.Counter
     private let transactionsCommitted: CoreMetrics.Counter
@@ -101,6 +105,7 @@ public final class WorkerMetrics: Sendable {
         deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
         commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
         uncommittedHandoverEvents = Counter(label: "weir_uncommitted_handover_events_total", factory: factory)
+        implausibleTimestamps = Counter(label: "weir_implausible_timestamps_total", factory: factory)
         fetcherWakeups = Counter(label: "weir_fetcher_wakeups_total", factory: factory)
         transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
         transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)

@@ -61,7 +61,7 @@ final class PartitionTrack {
     /// Marks an event answered (its output delivered). Returns the event's timestamp, or nil when
     /// the sequence is not in flight (a duplicate report).
     func answer(_ sequence: Int64) -> Int64? {
-        let distance = sequence - headSequence
+        let distance = sequence &- headSequence
         guard distance >= 0, distance < Int64(count) else { return nil }
         let slot = (head + Int(distance)) & (offsets.count - 1)
         guard !answered[slot] else { return nil }
@@ -74,6 +74,21 @@ final class PartitionTrack {
             count -= 1
         }
         return timestamp
+    }
+
+    /// The full sequence number of an in-flight event from the low 40 bits a delivery context
+    /// carries: in-flight sequences lie within 2^40 of `headSequence`, so the bits name one.
+    @inline(__always)
+    func sequence(fromLowBits low: UInt64) -> Int64 {
+        headSequence &+ Int64(bitPattern: (low &- UInt64(bitPattern: headSequence)) & 0xFF_FFFF_FFFF)
+    }
+
+    /// The offset of the in-flight event with this sequence, if it is still unanswered.
+    func offset(ofSequence sequence: Int64) -> Int64? {
+        let distance = sequence &- headSequence
+        guard distance >= 0, distance < Int64(count) else { return nil }
+        let slot = (head + Int(distance)) & (offsets.count - 1)
+        return answered[slot] ? nil : offsets[slot]
     }
 
     /// Whether there is an answered offset not yet committed.
@@ -161,9 +176,17 @@ final class OffsetLedger {
             track = found
             lastAnsweredTrack = found
         }
-        guard let timestamp = track.answer(Int64(sequence)) else { return nil }
+        guard let timestamp = track.answer(track.sequence(fromLowBits: sequence)) else { return nil }
         inFlight -= 1
         return timestamp
+    }
+
+    /// The partition and offset of the unanswered event of `context`; nil when it is answered or
+    /// its partition has left this worker.
+    func source(of context: UInt) -> EventSource? {
+        let (index, sequence) = unpackDeliveryContext(context)
+        guard let track = tracks[index], let offset = track.offset(ofSequence: track.sequence(fromLowBits: sequence)) else { return nil }
+        return EventSource(partition: track.partition, offset: offset)
     }
 
     /// Whether `context` belongs to a track that still exists.
@@ -238,7 +261,8 @@ final class OffsetLedger {
 }
 
 /// Packs a track index (24 bits, 1 or more) and a sequence (its low 40 bits) into a producer
-/// delivery context, never 0. A sequence aliases only a trillion events later in one assignment.
+/// delivery context, never 0. The track restores the full sequence (`sequence(fromLowBits:)`):
+/// two in-flight events would alias only with a trillion events in flight at once.
 @inline(__always)
 func deliveryContext(track: UInt64, sequence: Int64) -> UInt {
     UInt(((track & 0xFF_FFFF) << 40) | (UInt64(truncatingIfNeeded: sequence) & 0xFF_FFFF_FFFF))

@@ -1,23 +1,51 @@
 import WeirCodec
 import WeirKafka
 
-/// A send the producer refused, recorded for the loop's fixed point, where the committer decides
-/// what it means (the guarantee decides: stop, or abort the transaction and answer again).
+/// Where an answered event came from: named in dead letters and in the line a worker stops with.
+struct EventSource: CustomStringConvertible, Equatable {
+    let partition: TopicPartition
+    let offset: Int64
+    var description: String { "\(partition.topic)[\(partition.partition)] offset \(offset)" }
+}
+
+/// A write nothing more can be done about, recorded for the loop's fixed point, where the
+/// committer decides what it means (the guarantee decides: stop, or abort the transaction and
+/// answer again).
 struct SendFault {
     enum Kind {
         /// An answer or its retry was refused.
         case answerRefused
-        /// Even the dead letter without its value was refused: nothing can answer the event.
+        /// A dead letter was refused for good, even at its smallest: nothing can answer the event.
         case deadLetterRefused
     }
     let kind: Kind
     let topic: String
     let error: KafkaError
+    /// The event left without an answer, when known.
+    let source: EventSource?
+
+    /// The one line a worker stops with: topic, partition, offset and cause.
+    var description: String {
+        let event = source.map { " the answer to \($0)" } ?? " a record"
+        switch kind {
+        case .deadLetterRefused:
+            return "the dead-letter topic '\(topic)' refused\(event) for good (\(error.code.name): \(error.message)); no record can answer it"
+        case .answerRefused:
+            return "'\(topic)' refused\(event) (\(error.code.name): \(error.message))"
+        }
+    }
 }
 
 /// Everything the worker writes: predictions, dead letters, shadow, drift and status records,
-/// and answers sent again after a failed delivery. The topic handles, the copy-on-failure rules
-/// and the best-effort policy live here; what a failure means lives in the committer.
+/// and answers sent again after a failed delivery. The topic handles, the retry and refusal rules
+/// and the best-effort policy live here; what a fault means lives in the committer.
+///
+/// Refusals (docs/reliability.md): a failed answer whose refusal may pass is sent again after a
+/// backoff (100 ms, doubling to 5 s), at most `output.max-retries` times. Past that, or at once
+/// when the refusal is for good, a prediction is answered by an `output-refused` dead letter
+/// instead, and a dead letter refused as too large is sent smaller: without its value, then
+/// without the headers copied from the input, then without its key, each step named in a header.
+/// A dead letter refused with nothing left to drop is a `deadLetterRefused` fault.
 final class Outputs {
     let producer: KafkaProducer
     let predictions: ProducerTopic
@@ -27,19 +55,33 @@ final class Outputs {
     let shadow: ProducerTopic?
     private let metrics: WorkerMetrics
     private let log: WorkerLog
-    /// Answers to send again (at-least-once), copied from their failed delivery reports.
-    private var retries: [FailedDelivery] = []
-    /// The first refused send since the loop last looked.
+    private let maxRetries: Int
+    /// A failed answer waiting to be sent again.
+    private struct Retry {
+        var record: FailedDelivery
+        let source: EventSource
+        let dueAt: UInt64
+    }
+    private var retries: [Retry] = []
+    /// Tries so far of each answer being retried, by delivery context; an entry leaves when its
+    /// answer is delivered (`forgetAttempts`), so the map is empty while nothing fails.
+    private var attempts: [UInt: Int] = [:]
+    /// The first fault since the loop last looked.
     private(set) var fault: SendFault?
 
     /// On a dead letter sent without its value (too large for the producer or the broker): the
     /// value's size in bytes. The value itself stays in the input topic at the source offset.
     static let valueOmittedHeader = "weir-value-omitted"
+    /// On a dead letter still too large without its value: how many input headers were left out.
+    static let headersOmittedHeader = "weir-headers-omitted"
+    /// ...and then without them: the key's size in bytes.
+    static let keyOmittedHeader = "weir-key-omitted"
 
     init(producer: KafkaProducer, settings: WorkerSettings, metrics: WorkerMetrics, log: WorkerLog) throws(KafkaError) {
         self.producer = producer
         self.metrics = metrics
         self.log = log
+        maxRetries = settings.outputMaxRetries
         predictions = try producer.topic(settings.output)
         deadLetters = try producer.topic(settings.dlq)
         drift = try settings.driftTopic.map { name throws(KafkaError) in try producer.topic(name) }
@@ -53,87 +95,163 @@ final class Outputs {
         return fault
     }
 
-    private func record(_ kind: SendFault.Kind, _ topic: ProducerTopic, _ error: KafkaError) {
-        if fault == nil || kind == .deadLetterRefused { fault = SendFault(kind: kind, topic: topic.name, error: error) }
+    private func record(_ kind: SendFault.Kind, _ topic: String, _ error: KafkaError, source: EventSource?) {
+        if fault == nil || kind == .deadLetterRefused {
+            fault = SendFault(kind: kind, topic: topic, error: error, source: source)
+        }
     }
 
     // MARK: Answers
 
-    /// Sends the prediction in `writer` for the event of `context`.
+    /// Sends the prediction in `writer` for the event of `context`; returns the producer's refusal
+    /// (the caller answers the event with an `output-refused` dead letter instead).
     @inline(__always)
-    func sendPrediction(_ writer: JSONWriter, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders, context: UInt) {
+    func sendPrediction(_ writer: JSONWriter, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders,
+                        context: UInt) -> KafkaError? {
         do {
             try producer.send(to: predictions, key: key, value: writer.bytes, headers: headers, context: context)
+            return nil
         } catch {
-            record(.answerRefused, predictions, error)
+            return error
         }
     }
 
-    /// Sends `message` to the dead-letter topic with the error headers (docs/contracts.md). Over the
-    /// producer's message.max.bytes it goes without its value rather than not at all.
+    /// Sends `message` to the dead-letter topic with the error headers (docs/contracts.md). Too
+    /// large for the producer, it goes smaller (`smaller(_:)`) rather than not at all.
     func sendDeadLetter(_ message: KafkaMessage, answers: AnswerWriter, code: DeadLetterCode, reason: String, context: UInt) {
         var headers = OutgoingHeaders(copying: message)
         answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
         metrics.deadLetter(code: code)
         let value = message.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        let source = EventSource(partition: TopicPartition(message.topic, message.partition), offset: message.offset)
         do {
             try producer.send(to: deadLetters, key: message.key, value: value, headers: headers, context: context)
-        } catch where error.code == .messageTooLarge {
-            var headers = OutgoingHeaders(copying: message)
-            answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
-            headers.append(name: Self.valueOmittedHeader, value: String(value.count))
-            do {
-                try producer.send(to: deadLetters, key: message.key, value: UnsafeRawBufferPointer(start: nil, count: 0),
-                                  headers: headers, context: context)
-            } catch {
-                record(.deadLetterRefused, deadLetters, error)
-            }
+        } catch where error.code.isRecordTooLarge {
+            // The slow path: a copy that can be made smaller step by step.
+            var list = message.headers.map { (name: $0.name, value: $0.value.map { Array($0) }) }
+            list += answers.deadLetterHeaderList(code: code, reason: reason, source: source)
+            let copy = FailedDelivery(topic: deadLetters.name, partition: -1, error: error.code, context: context,
+                                      key: message.key.map { Array($0) }, value: Array(value), headers: list)
+            sendSmaller(copy, source: source)
         } catch {
-            record(.answerRefused, deadLetters, error)
+            record(.deadLetterRefused, deadLetters.name, error, source: source)
         }
     }
 
-    // MARK: Retries (at-least-once)
+    // MARK: Refused deliveries
 
-    var hasRetries: Bool { !retries.isEmpty }
-
-    /// Queues a failed answer to be sent again. A dead letter the broker refused as too large goes
-    /// again without its value.
-    func scheduleRetry(_ failed: FailedDelivery) {
-        metrics.deliveryRetries.increment()
-        if retries.isEmpty {
-            log("delivery failed (\(failed.error)); sending again", level: .warning, topic: failed.topic, partition: failed.partition)
+    /// An answer's delivery failed (at-least-once): send it again after a backoff while the
+    /// refusal may pass and tries are left; otherwise answer the event another way (see the type's
+    /// rules). `source` is nil when the event's partition has left: its next owner answers it.
+    func answerFailed(_ failed: FailedDelivery, source: EventSource?, now: UInt64) {
+        guard let source else { return }
+        let attempt = (attempts[failed.context] ?? 0) + 1
+        attempts[failed.context] = attempt
+        if !failed.error.refusesRecordForGood && attempt <= maxRetries {
+            metrics.deliveryRetries.increment()
+            if retries.isEmpty {
+                log("delivery failed (\(failed.error.name)); sending again, try \(attempt) of \(maxRetries)", level: .warning,
+                    topic: failed.topic, partition: failed.partition)
+            }
+            let backoff = min(UInt64(100_000_000) << UInt64(min(attempt - 1, 6)), 5_000_000_000)
+            retries.append(Retry(record: failed, source: source, dueAt: now &+ backoff))
+            return
         }
-        retries.append(failed)
+        attempts[failed.context] = 0
+        if failed.topic == deadLetters.name {
+            sendSmaller(failed, source: source)
+        } else {
+            deadLetterRefusedPrediction(failed, source: source)
+        }
     }
 
-    /// Sends every queued retry once more.
-    func resendRetries() {
+    /// A prediction the output topic will not take is answered by an `output-refused` dead letter:
+    /// the input's key and headers (from the prediction's copy), no value (the input stays at its
+    /// source offset), and the broker's refusal in `weir-error-message`.
+    private func deadLetterRefusedPrediction(_ failed: FailedDelivery, source: EventSource) {
+        let modelHeaders: Set<String> = ["weir-model", "weir-version", "weir-route"]
+        var headers = failed.headers.filter { !modelHeaders.contains($0.name) }
+        let model = failed.headers.first { $0.name == "weir-model" }?.value
+        let version = failed.headers.first { $0.name == "weir-version" }?.value
+        headers += AnswerWriter.deadLetterHeaderList(
+            code: .outputRefused, reason: "'\(failed.topic)' refused the prediction: \(failed.error.name)",
+            source: source, model: model ?? [], version: version ?? [])
+        metrics.deadLetter(code: .outputRefused)
+        let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: failed.error, context: failed.context,
+                                    key: failed.key, value: [], headers: headers)
+        send(letter, source: source)
+    }
+
+    /// Sends a dead letter the topic refused as too large in its next smaller form; any other
+    /// refusal for good, or nothing left to drop, is a fault.
+    private func sendSmaller(_ refused: FailedDelivery, source: EventSource) {
+        guard refused.error.isRecordTooLarge, let smaller = Self.smaller(refused) else {
+            record(.deadLetterRefused, deadLetters.name,
+                   KafkaError(operation: "deliver a dead letter to '\(deadLetters.name)'", code: refused.error), source: source)
+            return
+        }
+        send(smaller, source: source)
+    }
+
+    /// The next smaller form of a dead letter: without its value, then without the headers copied
+    /// from the input, then without its key, each step named in a header; nil when nothing is left.
+    static func smaller(_ record: FailedDelivery) -> FailedDelivery? {
+        var next = record
+        if let value = record.value, !value.isEmpty {
+            next.value = []
+            next.headers.append((valueOmittedHeader, Array(String(value.count).utf8)))
+        } else if record.headers.contains(where: { !$0.name.hasPrefix("weir-") }) {
+            let kept = record.headers.filter { $0.name.hasPrefix("weir-") }
+            next.headers = kept + [(headersOmittedHeader, Array(String(record.headers.count - kept.count).utf8))]
+        } else if let key = record.key {
+            next.key = nil
+            next.headers.append((keyOmittedHeader, Array(String(key.count).utf8)))
+        } else {
+            return nil
+        }
+        return next
+    }
+
+    /// Sends a copied answer; a refusal at send is handled like a failed delivery.
+    private func send(_ record: FailedDelivery, source: EventSource) {
+        let topic = record.topic == deadLetters.name ? deadLetters : predictions
+        var headers = OutgoingHeaders(capacity: record.headers.count + 1)
+        for (name, bytes) in record.headers {
+            if let bytes { bytes.withUnsafeBytes { headers.append(name: name, value: $0) } } else { headers.append(name: name, value: nil) }
+        }
+        do {
+            try producer.send(to: topic, key: record.key, value: record.value, headers: headers, context: record.context)
+        } catch {
+            var refused = record
+            refused.error = error.code
+            answerFailed(refused, source: source, now: monotonicNanoseconds())
+        }
+    }
+
+    /// Sends every retry that is due (all of them with `now` = `.max`: at a revoke or stop).
+    func resendRetries(now: UInt64) {
         guard !retries.isEmpty else { return }
         let pending = retries
         retries.removeAll()
-        for failed in pending {
-            let isDeadLetter = failed.topic == deadLetters.name
-            var value = failed.value
-            var headers = OutgoingHeaders(capacity: failed.headers.count + 1)
-            for (name, bytes) in failed.headers {
-                if let bytes { bytes.withUnsafeBytes { headers.append(name: name, value: $0) } } else { headers.append(name: name, value: nil) }
-            }
-            if isDeadLetter, let size = value?.count, failed.error == .messageTooLarge || failed.error == .recordListTooLarge {
-                value = []
-                headers.append(name: Self.valueOmittedHeader, value: String(size))
-            }
-            let topic = isDeadLetter ? deadLetters : predictions
-            do {
-                try producer.send(to: topic, key: failed.key, value: value, headers: headers, context: failed.context)
-            } catch {
-                record(.answerRefused, topic, error)
-            }
+        for retry in pending {
+            if retry.dueAt > now { retries.append(retry); continue }
+            send(retry.record, source: retry.source)
         }
     }
 
-    /// Drops queued retries (an aborted transaction answers their events again).
-    func discardRetries() { retries.removeAll() }
+    /// Forgets the tries of answers now delivered (cheap when nothing was retried).
+    @inline(__always)
+    func forgetAttempts(of delivered: UnsafeBufferPointer<UInt>) {
+        guard !attempts.isEmpty else { return }
+        for context in delivered { attempts.removeValue(forKey: context) }
+    }
+
+    /// Drops queued retries and their tries (an aborted transaction answers their events again;
+    /// a revoked partition's next owner answers its events).
+    func discardRetries(where leaving: (UInt) -> Bool = { _ in true }) {
+        retries.removeAll { leaving($0.record.context) }
+        attempts = attempts.filter { !leaving($0.key) }
+    }
 
     // MARK: Best-effort records
 

@@ -126,7 +126,7 @@ final class PollLoop {
         applyRefusedCommits()
         while let change = consumer.pendingRebalance { applyRebalance(change) }
         if batcher.isDue(at: now) { batcher.close() }
-        outputs.resendRetries()
+        outputs.resendRetries(now: now)
         if settings.controlTopic != nil && controlTimer.isDue(now) {
             control.poll(recent: { batcher.recentEvents })
         }
@@ -179,8 +179,10 @@ final class PollLoop {
                     index += 1
                 }
             }
+            outputs.forgetAttempts(of: delivered)
+            let now = monotonicNanoseconds()
             for failure in failed {
-                committer.deliveryFailed(failure) { outputs.scheduleRetry($0) }
+                committer.deliveryFailed(failure) { outputs.answerFailed($0, source: ledger.source(of: $0.context), now: now) }
             }
             for (topic, error) in bestEffort {
                 log("a best-effort record was not delivered: \(error)", level: .warning, topic: topic)
@@ -223,17 +225,18 @@ final class PollLoop {
         case .revoked(let partitions, let lost):
             let leaving = Set(partitions)
             batcher.close()
-            outputs.resendRetries()
+            outputs.resendRetries(now: .max)
             let deadline = monotonicNanoseconds() + UInt64(settings.shutdownTimeoutMs) * 1_000_000
             applyDeliveries()
             while leaving.contains(where: { ledger.inFlight(of: $0) > 0 }) && monotonicNanoseconds() < deadline {
                 do { try producer.flush(timeoutMs: 100) } catch {}
                 applyDeliveries()
                 if let fault = outputs.takeFault() { committer.sendRefused(fault) }
-                outputs.resendRetries()
+                outputs.resendRetries(now: .max)
             }
             let committed = committer.revoke(leaving, lost: lost, staying: flow.assigned.subtracting(leaving), deadline: deadline)
             if !committed { noteUncommittedHandover(leaving) }
+            outputs.discardRetries { ledger.source(of: $0).map { leaving.contains($0.partition) } ?? true }
             ledger.remove(leaving)
             flow.revoke(partitions, lost: lost)
             shared.assignedPartitions(flow.assigned.count)
@@ -295,7 +298,7 @@ final class PollLoop {
         while true {
             batcher.close()
             batcher.publishDrift(of: batcher.routing.primary)
-            outputs.resendRetries()
+            outputs.resendRetries(now: .max)
             // An older asynchronous commit that librdkafka is still retrying would land after the
             // final one and move the group back: let those finish first.
             while consumer.asyncCommitsInFlight > 0 && monotonicNanoseconds() < deadline {

@@ -45,6 +45,8 @@ public struct WorkerSettings: Sendable, Equatable {
     /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.
     public var maxInFlightEvents = 20_000
     public var commitIntervalMs = 1_000
+    /// Tries after a retriable delivery failure before the answer is treated as refused for good.
+    public var outputMaxRetries = 5
     public var shutdownTimeoutMs = 8_000
     /// Identifies this worker in status and drift records.
     public var workerID = defaultWorkerID()
@@ -211,6 +213,7 @@ let settingsCatalog: [SettingSpec] = [
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),
+    integer("output.max-retries", "resends of an answer whose delivery failed retriably, then it is refused for good", 0...100, \.outputMaxRetries),
     integer("shutdown-timeout-ms", "longest a stop may take to flush and commit", 100...600_000, \.shutdownTimeoutMs),
     text("worker-id", "this worker's name in status and drift records", \.workerID),
     SettingSpec(key: "log.format", help: "human or json (one JSON object per line)", apply: { settings, values, source in

@@ -142,6 +142,22 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
         #expect(window.close().startMs == 10_100)
     }
 
+    @Test func eventsWithoutATimeNeitherMoveNorCloseTheWindow() {
+        let window = DriftWindow(reference: reference, maxEvents: 1000, maxMs: 1000)
+        window.noteEvent(timestampMs: nil, topic: "events", partition: 0, offset: 0)
+        #expect(!window.closesBefore(timestampMs: nil))
+        window.noteEvent(timestampMs: 20_000, topic: "events", partition: 0, offset: 1)
+        window.noteEvent(timestampMs: nil, topic: "events", partition: 0, offset: 2)
+        #expect(!window.closesBefore(timestampMs: nil) && !window.closesBefore(timestampMs: 20_999))
+        #expect(window.closesBefore(timestampMs: 21_000), "the span began with the first timed event")
+        let closed = window.close()
+        #expect(closed.events == 3 && closed.startMs == 20_000 && closed.endMs == 20_000)
+        // A time at the end of Int64 ends the span at the end of time instead of trapping.
+        window.noteEvent(timestampMs: .max - 10, topic: "events", partition: 0, offset: 3)
+        #expect(!window.closesBefore(timestampMs: .max - 5))
+        #expect(window.close().endMs == .max - 10)
+    }
+
     @Test func countClosesWindowsAndMissingValuesAreCounted() {
         let window = DriftWindow(reference: reference, maxEvents: 3, maxMs: nil)
         for offset in 0..<3 {

@@ -1,0 +1,332 @@
+import Foundation
+import Synchronization
+import Testing
+import WeirControl
+import WeirKafka
+import WeirTestSupport
+@testable import WeirWorker
+
+/// One bad record or one refused write never stops, stalls or loops a worker (docs/reliability.md):
+/// a stream of every poison class is answered in full, refused predictions become `output-refused`
+/// dead letters, and only a dead-letter topic that refuses for good stops the worker, with one line
+/// naming the event.
+@Suite(.serialized, .timeLimit(.minutes(4))) struct PoisonTests {
+    let bundle = try! ModelBundle(directory: demoBundleURL)
+
+    /// A record to produce, with any key, binary headers and timestamp (0: the producer's clock).
+    struct Input {
+        var name: String
+        var key: [UInt8]?
+        var value: [UInt8]?
+        var headers: [(String, [UInt8])] = []
+        var timestampMs: Int64 = 0
+    }
+
+    /// Produces `records` in order to `topic` with `compression`; every one must be delivered.
+    static func produce(_ cluster: EmbeddedCluster, _ records: [Input], topic: String = "events", compression: String = "none") throws {
+        let delivered = Atomic<Int>(0)
+        var configuration = ProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        configuration.lingerMs = 5
+        configuration.compression = compression
+        configuration.properties["message.max.bytes"] = String(4 << 20)
+        let producer = try KafkaProducer(configuration: configuration, onDelivery: { reports in
+            for report in reports where report.error == nil { delivered.add(1, ordering: .relaxed) }
+        })
+        let handle = try producer.topic(topic)
+        for record in records {
+            var headers = OutgoingHeaders()
+            for (name, value) in record.headers { value.withUnsafeBytes { headers.append(name: name, value: $0) } }
+            try producer.send(to: handle, key: record.key, value: record.value, headers: headers, timestampMilliseconds: record.timestampMs)
+        }
+        try producer.flush(timeoutMs: 30_000)
+        guard delivered.load(ordering: .relaxed) == records.count else {
+            throw TestFailure("produced \(delivered.load(ordering: .relaxed)) of \(records.count) with \(compression)")
+        }
+    }
+
+    /// Good event `index` with its key.
+    static func good(_ index: Int, timestampMs: Int64 = 0, name: String = "good") -> Input {
+        Input(name: name, key: SyntheticEvents.key(index), value: SyntheticEvents.event(index), timestampMs: timestampMs)
+    }
+
+    /// Every poison class: timestamps of any value, hostile JSON, a key and headers too large for
+    /// the output producer. Each is a record the worker must answer and go on.
+    static func poison() -> (records: [Input], implausibleTimestamps: Int) {
+        let event = SyntheticEvents.event(7)
+        let text = String(decoding: event, as: UTF8.self)
+        let body = String(text.dropFirst())
+        let extraKeys = "{" + (0..<40_000).map { "\"x\($0)\":0," }.joined() + body
+        let stamps: [(String, Int64)] = [("nanoseconds", 1_733_000_000_000_000_000), ("seconds", 1_733_000_000), ("year 3000", 32_503_680_000_000),
+                                          ("1970", 1), ("Int64.max", .max)]
+        var records = stamps.map { good(7, timestampMs: $0.1, name: "timestamp \($0.0)") }
+        records += [
+            Input(name: "50,000-deep nesting", key: Array("deep".utf8), value: BadInputTests.nested(50_000)),
+            Input(name: "40,000 extra keys", key: Array("keys".utf8), value: Array(extraKeys.utf8)),
+            Input(name: "duplicate keys", key: Array("dup".utf8), value: Array(("{\"f0\":1,\"f0\":2," + body).utf8)),
+            Input(name: "escaped keys", key: Array("esc".utf8), value: Array(text.replacingOccurrences(of: "\"f0\":", with: "\"f\\u0030\":").utf8)),
+            Input(name: "NUL in a string", key: Array("nul".utf8), value: BadInputTests.withNote(Array("a\\u0000b".utf8))),
+            Input(name: "a byte-order mark", key: Array("bom".utf8), value: [0xEF, 0xBB, 0xBF] + event),
+            Input(name: "trailing garbage", key: Array("trail".utf8), value: event + Array(" }}garbage".utf8)),
+            Input(name: "1e999", key: Array("huge-number".utf8), value: BadInputTests.withF3("1e999")),
+            // Over the worker producer's 100,000-byte limit once copied into an answer.
+            Input(name: "a 150 KB key", key: Array(repeating: UInt8(ascii: "k"), count: 150_000), value: event),
+            Input(name: "150 KB of headers", key: Array("headers".utf8), value: event,
+                  headers: (0..<3).map { ("h\($0)", Array(repeating: UInt8(ascii: "h"), count: 50_000)) }),
+        ]
+        return (records, stamps.count)
+    }
+
+    @Test func aPoisonStreamIsAnsweredInFullAndTheWorkerKeepsServing() throws {
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 4), ("predictions", 4), ("dead-letters", 4), ("drift", 1)])
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster)
+        settings.kafka["producer.message.max.bytes"] = "100000"
+        settings.driftTopic = "drift"
+        settings.driftWindowMs = 60_000
+        let (poison, implausiblePerRound) = Self.poison()
+        var stream = [Input]()
+        for round in 0..<2 {
+            for (index, record) in poison.enumerated() {
+                stream += (0..<10).map { Self.good(10_000 * (round + 1) + index * 10 + $0) }
+                stream.append(record)
+            }
+        }
+        try Self.produce(cluster, stream)
+        // Every compression codec librdkafka reads.
+        for (index, codec) in ["gzip", "snappy", "lz4", "zstd"].enumerated() {
+            try Self.produce(cluster, (0..<50).map { Self.good(50_000 + index * 100 + $0, name: codec) }, compression: codec)
+        }
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        let beforeLast = stream.count + 200
+        try waitFor("the poison stream answered", timeoutSeconds: 60) { running.answered >= beforeLast }
+        // After all of it, the worker still serves.
+        try Self.produce(cluster, (0..<200).map { Self.good(90_000 + $0, name: "after") })
+        let total = beforeLast + 200
+        do {
+            try waitFor("every event answered", timeoutSeconds: 60) { running.answered >= total }
+        } catch {
+            throw TestFailure("\(error): \(running.answered) of \(total); log \(running.log.lines.withLock { $0 }.suffix(10))")
+        }
+        let marks = try highWatermarks(cluster)
+        try waitForCommitted(cluster, group: settings.group, marks)
+        #expect(running.worker.isRunning, "the worker is still up")
+        try running.stop()
+
+        // Every input offset has exactly one answer: a prediction, or a dead letter naming it.
+        let predictions = try readTopic(cluster, "predictions"), deadLetters = try readTopic(cluster, "dead-letters")
+        var answers = [String: Int]()
+        for record in predictions {
+            let source = try jsonObject(record)["source"] as! [String: Any]
+            answers["\(source["partition"] as! Int)@\(source["offset"] as! Int)", default: 0] += 1
+        }
+        for record in deadLetters {
+            answers["\(header(record, "weir-source-partition") ?? "?")@\(header(record, "weir-source-offset") ?? "?")", default: 0] += 1
+        }
+        var expected = Set<String>()
+        for (partition, high) in marks { for offset in 0..<high { expected.insert("\(partition)@\(offset)") } }
+        #expect(Set(answers.keys) == expected, "answered \(answers.count) of \(expected.count) offsets")
+        #expect(answers.values.allSatisfy { $0 == 1 }, "one answer per offset: \(answers.filter { $0.value > 1 }.prefix(5))")
+        #expect(expected.count == total)
+
+        // The oversized ones: answered by output-refused dead letters, made small enough to deliver.
+        let byKey = Dictionary(deadLetters.map { (String(decoding: $0.key ?? [], as: UTF8.self), $0) }, uniquingKeysWith: { first, _ in first })
+        let bigKey = deadLetters.filter { header($0, "weir-key-omitted") == "150000" }
+        #expect(bigKey.count == 2 && bigKey.allSatisfy { header($0, "weir-error") == "output-refused" && $0.key == nil },
+                "the 150 KB key's dead letters: \(bigKey.map { $0.headers.map(\.name) })")
+        #expect(bigKey.allSatisfy { header($0, "weir-error-message")?.contains("MSG_SIZE_TOO_LARGE") == true })
+        let bigHeaders = deadLetters.filter { String(decoding: $0.key ?? [], as: UTF8.self) == "headers" }
+        #expect(bigHeaders.count == 2 && bigHeaders.allSatisfy {
+            header($0, "weir-error") == "output-refused" && header($0, "weir-headers-omitted") == "3" && !$0.headers.contains { $0.name == "h0" }
+        }, "the 150 KB of headers: \(bigHeaders.map { $0.headers.map(\.name) })")
+        #expect(byKey["deep"].flatMap { header($0, "weir-error") } == "malformed-json")
+        let metrics = running.worker.metrics
+        #expect(metrics.implausibleTimestampTotal.load(ordering: .relaxed) == 2 * implausiblePerRound)
+        let exposition = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(metricValue(exposition, "weir_implausible_timestamps_total") == Double(2 * implausiblePerRound))
+        #expect(metricValue(exposition, #"weir_dead_letters_total{code="output-refused"}"#) == 4)
+
+        // Figure: the longest wait between two answers, by their record timestamps.
+        let times = (predictions + deadLetters).compactMap(\.timestampMilliseconds).sorted()
+        let gap = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? 0
+        print("poison stream: \(answers.count) of \(expected.count) offsets answered, \(deadLetters.count) dead letters, longest gap between answers \(gap) ms")
+    }
+
+    /// A cluster whose `refusing` topic's partitions all live on broker 2, everything else on broker 1.
+    static func splitCluster(refusing: String, group: String) throws -> EmbeddedCluster {
+        let cluster = try EmbeddedCluster(brokers: 2, topics: [("events", 4), ("predictions", 4), ("dead-letters", 4)])
+        for topic in ["events", "predictions", "dead-letters"] {
+            for partition in Int32(0)..<4 { try cluster.setPartitionLeader(topic, partition, broker: topic == refusing ? 2 : 1) }
+        }
+        try cluster.setCoordinator(keyType: "group", key: group, broker: 1)
+        return cluster
+    }
+
+    @Test func predictionsTheBrokerRefusesForGoodBecomeDeadLetters() throws {
+        let group = "refused-\(UUID().uuidString)"
+        let cluster = try Self.splitCluster(refusing: "predictions", group: group)
+        defer { cluster.stopCheckingClients() }
+        try Self.produce(cluster, (0..<1_000).map { Self.good($0) })
+        var settings = testSettings(cluster, group: group)
+        // One request in flight: with more, the embedded broker keeps a later batch after an
+        // earlier one failed and librdkafka counts the failed one as written (docs/reliability.md).
+        settings.kafka["producer.max.in.flight.requests.per.connection"] = "1"
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        // Answers delivered, by the output topics (a prediction refused on delivery is counted once
+        // as sent and once as a dead letter in the worker's own counters).
+        func delivered() throws -> Int64 {
+            try highWatermarks(cluster, topic: "predictions").values.reduce(0, +) + highWatermarks(cluster, topic: "dead-letters").values.reduce(0, +)
+        }
+        try waitFor("the first answers", timeoutSeconds: 30) { try delivered() >= 1_000 }
+        // TOPIC_AUTHORIZATION_FAILED last: librdkafka then holds the topic as refused until its next
+        // metadata refresh, so every later prediction is refused at send.
+        let refusals: [KafkaErrorCode] = [.messageTooLarge, .invalidRecord, .topicAuthorizationFailed]
+        try cluster.injectBrokerRequestErrors(.produce, [.messageTooLarge, .messageTooLarge, .invalidRecord, .invalidRecord, .topicAuthorizationFailed],
+                                              broker: 2)
+        var next = 1_000
+        do {
+            // A few events at a time until every injected refusal has met a request.
+            try waitFor("every injected refusal met a request", timeoutSeconds: 30) {
+                if try cluster.pendingRequestErrors(.produce, broker: 2) == 0 { return true }
+                try Self.produce(cluster, (next..<(next + 20)).map { Self.good($0) })
+                next += 20
+                try waitFor("those answered", timeoutSeconds: 20) { try delivered() >= Int64(next) }
+                return false
+            }
+        } catch {
+            throw TestFailure("\(error): \(try delivered()) delivered of \(next), \(try cluster.pendingRequestErrors(.produce, broker: 2)) errors left; log \(running.log.lines.withLock { $0 }.suffix(12))")
+        }
+        // Nothing stuck behind the refusals: more events flow and every offset is committed.
+        try Self.produce(cluster, (next..<(next + 500)).map { Self.good($0) })
+        let total = next + 500
+        try waitFor("the events after answered", timeoutSeconds: 60) { try delivered() >= Int64(total) }
+        let marks = try highWatermarks(cluster)
+        try waitForCommitted(cluster, group: group, marks)
+        #expect(running.worker.isRunning)
+        try running.stop()
+
+        let predictions = try readTopic(cluster, "predictions"), deadLetters = try readTopic(cluster, "dead-letters")
+        #expect(predictions.count + deadLetters.count == total, "\(predictions.count) predictions + \(deadLetters.count) dead letters")
+        #expect(deadLetters.allSatisfy { header($0, "weir-error") == "output-refused" })
+        let causes = Set(deadLetters.compactMap { header($0, "weir-error-message") }.compactMap { message in
+            refusals.first { message.contains($0.name) }
+        })
+        #expect(causes == Set(refusals), "each refusal answered by dead letters: \(causes.map(\.name))")
+        // The dead letter names its event, and carries the input's key and headers.
+        let ids = Set(predictions.map { String(decoding: $0.key ?? [], as: UTF8.self) } + deadLetters.map { String(decoding: $0.key ?? [], as: UTF8.self) })
+        #expect(ids.count == total, "every event's key answered once")
+        #expect(deadLetters.allSatisfy { header($0, "weir-source-offset") != nil && header($0, "weir-version") == "1.0.0" })
+        print("refused predictions: \(deadLetters.count) output-refused dead letters of \(total) events for 5 injected refusals")
+    }
+
+    @Test func retriableFailuresAreRetriedABoundedNumberOfTimes() throws {
+        let group = "retry-\(UUID().uuidString)"
+        let cluster = try Self.splitCluster(refusing: "predictions", group: group)
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster, group: group)
+        settings.outputMaxRetries = 2
+        settings.kafka["producer.message.timeout.ms"] = "300"
+        try Self.produce(cluster, (0..<100).map { Self.good($0) })
+        // The predictions' broker is gone: every prediction times out, is sent twice more, then dead-lettered.
+        try cluster.setBrokerDown(2)
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("every event answered", timeoutSeconds: 60) {
+            try highWatermarks(cluster, topic: "dead-letters").values.reduce(0, +) >= 100
+        }
+        let marks = try highWatermarks(cluster)
+        try waitForCommitted(cluster, group: group, marks)
+        try running.stop()
+        try cluster.setBrokerUp(2)
+        let deadLetters = try readTopic(cluster, "dead-letters")
+        #expect(deadLetters.count == 100)
+        #expect(deadLetters.allSatisfy { header($0, "weir-error") == "output-refused" && header($0, "weir-error-message")?.contains("_MSG_TIMED_OUT") == true })
+        let retries = metricValue(String(decoding: running.worker.metrics.exposition(), as: UTF8.self), "weir_delivery_retries_total") ?? 0
+        #expect(retries >= 200 && retries <= 200 + 100, "two retries per event (the last ones counted once): \(retries)")
+    }
+
+    @Test func aDeadLetterTopicThatRefusesForGoodStopsTheWorkerNamingTheEvent() throws {
+        let group = "dlq-refused-\(UUID().uuidString)"
+        let cluster = try Self.splitCluster(refusing: "dead-letters", group: group)
+        defer { cluster.stopCheckingClients() }
+        try Self.produce(cluster, (0..<50).map { Self.good($0) })
+        let running = try RunningWorker(settings: testSettings(cluster, group: group), bundle: bundle)
+        try waitFor("the good events answered", timeoutSeconds: 30) { running.answered >= 50 }
+        try cluster.injectBrokerRequestErrors(.produce, Array(repeating: .topicAuthorizationFailed, count: 20), broker: 2)
+        try Self.produce(cluster, [Input(name: "bad", key: Array("bad".utf8), value: Array("{not json".utf8))])
+        var failure = ""
+        do {
+            try running.waitStopped(timeoutSeconds: 30)
+        } catch {
+            failure = "\(error)"
+        }
+        cluster.clearRequestErrors(.produce)
+        #expect(failure.contains("the dead-letter topic 'dead-letters' refused the answer to events[")
+                    && failure.contains("] offset ") && failure.contains("TOPIC_AUTHORIZATION_FAILED"),
+                "one line naming topic, partition, offset and code: \(failure)")
+        // Not committed past the event nothing could answer: a restart answers it again.
+        let committed = try committedOffsets(cluster, group: group).values.reduce(0, +)
+        #expect(committed <= 50, "committed \(committed) of 51")
+    }
+}
+
+/// No broker: the pieces of the poison rules.
+@Suite(.timeLimit(.minutes(1))) struct PoisonRuleTests {
+    @Test("Timestamps of any value are accepted; only plausible ones are believed")
+    func eventTimes() {
+        let now: Int64 = 1_765_000_000_000
+        let time = EventTime(wallClockMs: now)
+        for implausible: Int64? in [nil, -1, 0, 1, 1_733_000_000, 946_684_799_999, now + 3_600_001, 32_503_680_000_000,
+                                    1_733_000_000_000_000_000, .max, .min] {
+            #expect(time.plausible(implausible) == 0, "\(String(describing: implausible))")
+        }
+        for plausible: Int64 in [946_684_800_000, now - 86_400_000 * 365 * 20, now, now + 3_600_000] {
+            #expect(time.plausible(plausible) == plausible)
+        }
+        #expect(EventTime(wallClockMs: .max).plausible(.max) == .max, "the clock's end does not trap")
+    }
+
+    @Test("A dead letter too large to publish drops its value, then its copied headers, then its key")
+    func deadLettersShrinkStepByStep() throws {
+        let source = EventSource(partition: TopicPartition("events", 2), offset: 41)
+        let weir = AnswerWriter.deadLetterHeaderList(code: .outputRefused, reason: "refused", source: source,
+                                                     model: Array("fraud".utf8), version: Array("1.0.0".utf8))
+        let start = FailedDelivery(topic: "dead-letters", partition: 0, error: .messageTooLarge, context: 7,
+                                   key: Array(repeating: 1, count: 10), value: Array(repeating: 2, count: 20),
+                                   headers: [("traceparent", [3]), ("h", nil)] + weir)
+        let noValue = try #require(Outputs.smaller(start))
+        #expect(noValue.value == [] && noValue.key == start.key)
+        #expect(noValue.headers.last?.name == Outputs.valueOmittedHeader && noValue.headers.last?.value == Array("20".utf8))
+        let noHeaders = try #require(Outputs.smaller(noValue))
+        #expect(noHeaders.headers.allSatisfy { $0.name.hasPrefix("weir-") })
+        #expect(noHeaders.headers.contains { $0.name == Outputs.headersOmittedHeader && $0.value == Array("2".utf8) })
+        #expect(noHeaders.headers.contains { $0.name == "weir-source-offset" && $0.value == Array("41".utf8) }, "the source stays named")
+        let noKey = try #require(Outputs.smaller(noHeaders))
+        #expect(noKey.key == nil && noKey.headers.last?.value == Array("10".utf8))
+        #expect(Outputs.smaller(noKey) == nil, "nothing left to drop")
+    }
+
+    @Test("Refusals that can never pass are told from those that may, by code")
+    func refusalClasses() {
+        for code: KafkaErrorCode in [.messageTooLarge, .recordListTooLarge, .invalidRecord, .topicAuthorizationFailed,
+                                     .unknownTopicOrPartition, .unknownTopic, .policyViolation, .fatal] {
+            #expect(code.refusesRecordForGood, "\(code.name)")
+        }
+        for code: KafkaErrorCode in [.messageTimedOut, .notEnoughReplicas, .notLeaderForPartition, .requestTimedOut, .transport,
+                                     .leaderNotAvailable, .networkException] {
+            #expect(!code.refusesRecordForGood, "\(code.name)")
+        }
+    }
+
+    @Test("A delivery context names its event's partition and offset until it is answered")
+    func sourcesOfContexts() {
+        let ledger = OffsetLedger()
+        let partition = TopicPartition("events", 3)
+        let track = ledger.track(for: partition)
+        let contexts = (0..<5).map { ledger.begin(track, offset: 100 + Int64($0) * 2, timestampMs: 0) }
+        #expect(ledger.source(of: contexts[3]) == EventSource(partition: partition, offset: 106))
+        _ = ledger.answer(contexts[3])
+        #expect(ledger.source(of: contexts[3]) == nil, "answered")
+        #expect(ledger.source(of: contexts[4])?.offset == 108)
+        ledger.remove([partition])
+        #expect(ledger.source(of: contexts[4]) == nil, "its partition left")
+    }
+}
