@@ -25,6 +25,11 @@ public struct ConsumerConfiguration: Sendable {
     public var maxPollIntervalMs: Int = 300_000
     /// Deliver an end-of-partition marker to `KafkaConsumer.poll`'s partition-EOF handler.
     public var partitionEOF: Bool = false
+    /// Hand records librdkafka cannot read (a corrupt or undecompressable batch: see
+    /// `KafkaErrorCode.isUnreadableRecord`) to `poll` as messages whose `error` is set, instead of to
+    /// `onError`: librdkafka fetches such a batch again and again, so only its owner, seeking past it,
+    /// can move the partition on. Off by default.
+    public var deliversRecordErrors: Bool = false
     /// Any librdkafka property (`fetch.wait.max.ms`, `security.protocol`, ...); applied after the typed settings.
     public var properties: [String: String] = [:]
 

@@ -50,6 +50,8 @@ public final class KafkaConsumer {
     private let context: ConsumerContext
     private var buffer: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
     private var bufferCapacity: Int
+    /// `ConsumerConfiguration.deliversRecordErrors`.
+    private let deliversRecordErrors: Bool
     private var closed = false
 
     /// Creates the consumer; nothing is consumed until `subscribe` or `assign`.
@@ -65,6 +67,7 @@ public final class KafkaConsumer {
                 onCommitFailure: @escaping ([TopicPartitionOffset], KafkaErrorCode) -> Void = { _, _ in }) throws {
         let conf = try makeNativeConfiguration(configuration.orderedProperties())
         let context = ConsumerContext(rebalance: rebalance, onError: onError, onCommitFailure: onCommitFailure)
+        deliversRecordErrors = configuration.deliversRecordErrors
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
         rd_kafka_conf_set_rebalance_cb(conf, consumerRebalanceCallback)
         rd_kafka_conf_set_error_cb(conf, consumerErrorCallback)
@@ -165,6 +168,12 @@ public final class KafkaConsumer {
         for index in 0..<count {
             let message = buffer[index]!
             if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if deliversRecordErrors, message.pointee.rkt != nil, message.pointee.offset >= 0,
+                   KafkaErrorCode(message.pointee.err).isUnreadableRecord {
+                    buffer[kept] = message
+                    kept += 1
+                    continue
+                }
                 if message.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
                     let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "-"
                     context.onError(KafkaError(

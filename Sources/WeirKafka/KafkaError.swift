@@ -65,6 +65,18 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     /// Client-side: a malformed argument, such as a header the producer cannot encode (`_INVALID_ARG`).
     public static let invalidArgument = KafkaErrorCode(RD_KAFKA_RESP_ERR__INVALID_ARG)
 
+    /// Client-side: a message set failed its checks (`_BAD_MSG`).
+    public static let badMessage = KafkaErrorCode(RD_KAFKA_RESP_ERR__BAD_MSG)
+    /// Client-side: a message set could not be decompressed (`_BAD_COMPRESSION`).
+    public static let badCompression = KafkaErrorCode(RD_KAFKA_RESP_ERR__BAD_COMPRESSION)
+    public static let unsupportedCompressionType = KafkaErrorCode(rawValue: 76)
+
+    /// Whether a consumed message with this error stands for records that cannot be read: the
+    /// consumer fetches them again and again unless its owner seeks past them.
+    public var isUnreadableRecord: Bool {
+        self == .badMessage || self == .badCompression || self == .corruptMessage || self == .unsupportedCompressionType
+    }
+
     /// Whether a record refused with this code would be refused again however often it is sent:
     /// it is too large or malformed for the topic, not authorized, or for a topic or partition that
     /// does not exist. Any other refusal (a timeout, a leader change, an unreachable broker) may

@@ -33,6 +33,15 @@ public struct KafkaMessage {
         return UnsafeRawBufferPointer(start: payload, count: pointer.pointee.len)
     }
 
+    /// Set on a message that stands for records librdkafka could not read (only with
+    /// `ConsumerConfiguration.deliversRecordErrors`): its key, value and headers are not a record's.
+    @inlinable public var error: KafkaErrorCode? {
+        pointer.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaErrorCode(rawValue: pointer.pointee.err.rawValue)
+    }
+
+    /// librdkafka's description of `error`.
+    public var errorDescription: String { String(cString: rd_kafka_message_errstr(pointer)) }
+
     /// A null value: a delete marker on compacted topics, never an event to decode.
     @inlinable public var isTombstone: Bool { pointer.pointee.payload == nil }
 

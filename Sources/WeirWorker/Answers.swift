@@ -21,6 +21,9 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
     /// The output topic refused the event's prediction for good (or past its retries); the
     /// broker's error is in `weir-error-message`.
     case outputRefused = "output-refused"
+    /// librdkafka could not read the record (a corrupt or undecompressable batch); the worker
+    /// answers its offset and moves past it.
+    case consumeError = "consume-error"
 
     init(_ code: DecodeFailure.Code) {
         switch code {

@@ -93,6 +93,11 @@ final class Batcher {
         for retained in messages {
             let message = retained.message
             let track = ledger.track(for: message)
+            if let error = message.error {
+                answerUnreadable(message, error: error, track: track)
+                retained.release()
+                continue
+            }
             let timestampMs = eventTime.plausible(message.timestamp?.milliseconds)
             if timestampMs == 0 {
                 metrics.implausibleTimestamps.increment()
@@ -129,6 +134,27 @@ final class Batcher {
             }
             if pending.count >= maxEvents { close() }
         }
+    }
+
+    /// Where the poll loop must seek before its next poll: past offsets librdkafka cannot read.
+    private(set) var unreadableSkips: [TopicPartitionOffset] = []
+
+    func clearUnreadableSkips() { unreadableSkips.removeAll() }
+
+    /// librdkafka reports a batch it cannot read at the batch's first offset, and fetches it again
+    /// and again. The stuck offset is the later of that and the partition's next unconsumed one (a
+    /// seek into the batch is reported at its start again): it is answered by a `consume-error` dead
+    /// letter, and the loop seeks one past it. A batch of n records takes n such steps; one per
+    /// partition per poll, since further reports in the same poll are the same batch fetched again.
+    private func answerUnreadable(_ message: KafkaMessage, error: KafkaErrorCode, track: PartitionTrack) {
+        let partition = track.partition
+        guard !unreadableSkips.contains(where: { $0.topicPartition == partition }) else { return }
+        let stuck = max(message.offset, track.consumedEnd ?? message.offset)
+        let context = ledger.begin(track, offset: stuck, timestampMs: 0)
+        outputs.sendConsumeError(at: EventSource(partition: partition, offset: stuck), answers: routing.primary.answers,
+                                 reason: "the consumer cannot read the record at offset \(stuck): \(error.name): \(message.errorDescription)",
+                                 context: context)
+        unreadableSkips.append(TopicPartitionOffset(partition.topic, partition.partition, stuck + 1))
     }
 
     /// The event's row in the shadow candidate's matrix, or -1 (no shadow, or it cannot read it).

@@ -9,6 +9,8 @@ struct ClientSettings {
         var consumer = ConsumerConfiguration(bootstrapServers: settings.brokers!, groupID: settings.group)
         consumer.clientID = settings.workerID
         consumer.properties = settings.kafkaProperties(for: "consumer")
+        // Unreadable records come to the worker, which answers and seeks past them (Batcher.take).
+        consumer.deliversRecordErrors = true
         if consumer.properties["session.timeout.ms"] == nil { consumer.sessionTimeoutMs = 10_000 }
         // librdkafka backs off reconnects up to 10 s: after a broker restart the worker would idle
         // that long. A worker has two connections per broker; retrying each second costs nothing.

@@ -138,6 +138,15 @@ final class Outputs {
         }
     }
 
+    /// Answers an offset librdkafka could not read with a `consume-error` dead letter: no key, no
+    /// value, the reader's error in `weir-error-message`.
+    func sendConsumeError(at source: EventSource, answers: AnswerWriter, reason: String, context: UInt) {
+        metrics.deadLetter(code: .consumeError)
+        let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: .noError, context: context, key: nil, value: [],
+                                    headers: answers.deadLetterHeaderList(code: .consumeError, reason: reason, source: source))
+        send(letter, source: source)
+    }
+
     // MARK: Refused deliveries
 
     /// An answer's delivery failed (at-least-once): send it again after a backoff while the

@@ -122,6 +122,7 @@ final class PollLoop {
     /// with no batch half answered and no callback running.
     private func settle(at now: UInt64) {
         pollThread.check("the loop's fixed point")
+        skipUnreadable()
         applyDeliveries()
         applyRefusedCommits()
         while let change = consumer.pendingRebalance { applyRebalance(change) }
@@ -151,6 +152,16 @@ final class PollLoop {
         shared.committedEverything(ledger.inFlight == 0 && batcher.isEmpty && inbox.isEmpty && !ledger.hasUncommitted)
         if gaugeTimer.isDue(now) { flow.updateLagGauges() }
         noteFailures()
+    }
+
+    /// Moves partitions past records librdkafka cannot read (answered by `consume-error` dead
+    /// letters in `Batcher.take`). A seek fails only for a partition no longer assigned here, whose
+    /// next owner reads it afresh.
+    private func skipUnreadable() {
+        guard !batcher.unreadableSkips.isEmpty else { return }
+        let skips = batcher.unreadableSkips
+        batcher.clearUnreadableSkips()
+        do { try consumer.seek(skips) } catch { log("cannot seek past an unreadable record: \(error)", level: .warning) }
     }
 
     /// Stops the loop for what no record can fix: the committer's verdict, or a fatal producer.
@@ -326,6 +337,7 @@ final class PollLoop {
     private func serveWhileStopping(timeoutMs: Int) {
         let got = consumer.poll(maxMessages: settings.batchMaxEvents, timeoutMs: timeoutMs, retainingInto: &polled)
         if got > 0 { batcher.take(polled, now: monotonicNanoseconds()) }
+        skipUnreadable()
         polled.removeAll(keepingCapacity: true)
         producer.serveDeliveryReports()
         applyDeliveries()

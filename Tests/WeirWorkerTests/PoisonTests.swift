@@ -151,6 +151,36 @@ import WeirTestSupport
         print("poison stream: \(answers.count) of \(expected.count) offsets answered, \(deadLetters.count) dead letters, longest gap between answers \(gap) ms")
     }
 
+    @Test func recordsTheConsumerCannotReadAreDeadLetteredAndSkipped() throws {
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 1), ("predictions", 1), ("dead-letters", 1)])
+        defer { cluster.stopCheckingClients() }
+        let address = String(cluster.bootstrapServers.split(separator: ",")[0])
+        // Offsets 0-19 good, 20-22 one batch that cannot be decompressed, 23-42 good, 43 another, 44-53 good.
+        try Self.produce(cluster, (0..<20).map { Self.good($0) })
+        try RawProduce.corruptCompressedBatch(address: address, topic: "events", partition: 0, records: 3)
+        try Self.produce(cluster, (20..<40).map { Self.good($0) })
+        try RawProduce.corruptCompressedBatch(address: address, topic: "events", partition: 0)
+        try Self.produce(cluster, (40..<50).map { Self.good($0) })
+        let settings = testSettings(cluster)
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        let marks = try highWatermarks(cluster, partitions: 1)
+        #expect(marks == [0: 54])
+        do {
+            try waitForCommitted(cluster, group: settings.group, marks)
+        } catch {
+            throw TestFailure("\(error); log \(running.log.lines.withLock { $0 }.suffix(8))")
+        }
+        #expect(running.worker.isRunning)
+        try running.stop()
+        let deadLetters = try readTopic(cluster, "dead-letters", partitions: 1)
+        let predictions = try readTopic(cluster, "predictions", partitions: 1)
+        #expect(deadLetters.allSatisfy { header($0, "weir-error") == "consume-error" && header($0, "weir-error-message")?.contains("_BAD_COMPRESSION") == true })
+        #expect(deadLetters.compactMap { header($0, "weir-source-offset") }.sorted() == ["20", "21", "22", "43"],
+                "one dead letter per unreadable offset: \(deadLetters.compactMap { header($0, "weir-source-offset") })")
+        let predicted = try predictions.map { try (jsonObject($0)["source"] as! [String: Any])["offset"] as! Int }.sorted()
+        #expect(predicted == Array(0..<20) + Array(23..<43) + Array(44..<54))
+    }
+
     /// A cluster whose `refusing` topic's partitions all live on broker 2, everything else on broker 1.
     static func splitCluster(refusing: String, group: String) throws -> EmbeddedCluster {
         let cluster = try EmbeddedCluster(brokers: 2, topics: [("events", 4), ("predictions", 4), ("dead-letters", 4)])
