@@ -94,7 +94,7 @@ final class Batcher {
             let message = retained.message
             let track = ledger.track(for: message)
             if let error = message.error {
-                answerUnreadable(message, error: error, track: track)
+                answerUnreadable(message, error: error, track: track, now: now)
                 retained.release()
                 continue
             }
@@ -103,7 +103,7 @@ final class Batcher {
                 metrics.implausibleTimestamps.increment()
                 metrics.implausibleTimestampTotal.add(1, ordering: .relaxed)
             }
-            let context = ledger.begin(track, offset: message.offset, timestampMs: timestampMs)
+            let context = ledger.begin(track, offset: message.offset, timestampMs: timestampMs, receivedAt: now)
             guard let value = message.value else {
                 metrics.tombstones.increment()
                 metrics.tombstoneTotal.add(1, ordering: .relaxed)
@@ -146,11 +146,11 @@ final class Batcher {
     /// seek into the batch is reported at its start again): it is answered by a `consume-error` dead
     /// letter, and the loop seeks one past it. A batch of n records takes n such steps; one per
     /// partition per poll, since further reports in the same poll are the same batch fetched again.
-    private func answerUnreadable(_ message: KafkaMessage, error: KafkaErrorCode, track: PartitionTrack) {
+    private func answerUnreadable(_ message: KafkaMessage, error: KafkaErrorCode, track: PartitionTrack, now: UInt64) {
         let partition = track.partition
         guard !unreadableSkips.contains(where: { $0.topicPartition == partition }) else { return }
         let stuck = max(message.offset, track.consumedEnd ?? message.offset)
-        let context = ledger.begin(track, offset: stuck, timestampMs: 0)
+        let context = ledger.begin(track, offset: stuck, timestampMs: 0, receivedAt: now)
         outputs.sendConsumeError(at: EventSource(partition: partition, offset: stuck), answers: routing.primary.answers,
                                  reason: "the consumer cannot read the record at offset \(stuck): \(error.name): \(message.errorDescription)",
                                  context: context)

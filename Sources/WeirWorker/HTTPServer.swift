@@ -5,21 +5,32 @@ import Glibc
 #endif
 
 /// The worker's HTTP endpoints on `metrics-port`: `/metrics` (Prometheus text), `/healthz`
-/// (process alive) and `/readyz` (model loaded and partitions assigned). A small blocking server on
-/// its own thread: scrapes are rare and tiny, and it never touches the poll thread.
+/// (the worker is live: `Worker.unhealthyReason`) and `/readyz` (model loaded and partitions
+/// assigned). One thread serves every connection at once through `poll(2)` on non-blocking
+/// sockets, so a slow or silent client never delays a kubelet probe; each connection has a
+/// deadline for its whole request and answer, and it never touches the poll thread.
 public final class StatusServer: Sendable {
     /// The port actually bound (useful when 0 asked for any free port).
     public let port: Int
     private let socket: Int32
     private let stopping = Atomic<Bool>(false)
-    private let finished = Mutex<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
     private let metrics: @Sendable () -> [UInt8]
     private let ready: @Sendable () -> Bool
+    private let unhealthy: @Sendable () -> String?
+    /// How long one connection may take to send its request and read the answer.
+    static let connectionDeadlineNanoseconds: UInt64 = 2_000_000_000
+    /// Connections served at once; more wait in the listen backlog.
+    static let maxConnections = 64
+    static let maxRequestBytes = 16_384
 
     /// Binds `host:port` and starts serving. Throws with the address when it cannot bind.
-    public init(host: String, port: Int, metrics: @escaping @Sendable () -> [UInt8], ready: @escaping @Sendable () -> Bool) throws {
+    /// `unhealthy` says why `/healthz` fails (nil: healthy).
+    public init(host: String, port: Int, metrics: @escaping @Sendable () -> [UInt8], ready: @escaping @Sendable () -> Bool,
+                unhealthy: @escaping @Sendable () -> String? = { nil }) throws {
         self.metrics = metrics
         self.ready = ready
+        self.unhealthy = unhealthy
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw WorkerError("metrics-port: cannot create a socket") }
         var yes: Int32 = 1
@@ -34,11 +45,12 @@ public final class StatusServer: Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        guard bound == 0, listen(fd, 64) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             throw WorkerError("metrics-port: cannot listen on \(host):\(port): \(reason)")
         }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &actual) {
@@ -51,39 +63,88 @@ public final class StatusServer: Sendable {
         thread.start()
     }
 
-    /// Stops accepting and closes the socket (waits up to a second for the thread).
+    /// Stops serving and closes every socket; returns once the thread has (at most a second).
     public func stop() {
-        stopping.store(true, ordering: .relaxed)
-        for _ in 0..<100 where !finished.withLock({ $0 }) { usleep(10_000) }
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        _ = finished.wait(timeout: .now() + 1)
+    }
+
+    /// One client: its request as it arrives, then the answer as it leaves.
+    private struct Connection {
+        let fd: Int32
+        let deadline: UInt64
+        var request: [UInt8] = []
+        var response: [UInt8] = []
+        var sent = 0
+        var answering: Bool { !response.isEmpty }
     }
 
     private func serve() {
+        var connections: [Connection] = []
+        var descriptors: [pollfd] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
         defer {
+            for connection in connections { close(connection.fd) }
             close(socket)
-            finished.withLock { $0 = true }
+            finished.signal()
         }
         while !stopping.load(ordering: .relaxed) {
-            var waiting = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-            // Wake every 100 ms to notice `stop()`; a connection wakes it at once.
-            guard poll(&waiting, 1, 100) > 0 else { continue }
-            let client = accept(socket, nil, nil)
-            if client < 0 { continue }
-            handle(client)
-            close(client)
+            descriptors.removeAll(keepingCapacity: true)
+            descriptors.append(pollfd(fd: socket, events: connections.count < Self.maxConnections ? Int16(POLLIN) : 0, revents: 0))
+            for connection in connections {
+                descriptors.append(pollfd(fd: connection.fd, events: Int16(connection.answering ? POLLOUT : POLLIN), revents: 0))
+            }
+            // Wake at least every 100 ms to notice `stop()` and deadlines; any socket wakes it at once.
+            guard poll(&descriptors, nfds_t(descriptors.count), 100) >= 0 else { continue }
+            let now = monotonicNanoseconds()
+            var index = connections.count - 1
+            while index >= 0 {
+                let events = descriptors[index + 1].revents
+                var done = now > connections[index].deadline
+                if !done && events != 0 {
+                    done = connections[index].answering ? write(&connections[index]) : read(&connections[index], into: &chunk)
+                }
+                if done {
+                    close(connections[index].fd)
+                    connections.remove(at: index)
+                }
+                index -= 1
+            }
+            if descriptors[0].revents & Int16(POLLIN) != 0 {
+                while connections.count < Self.maxConnections {
+                    let client = accept(socket, nil, nil)
+                    if client < 0 { break }
+                    _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+                    connections.append(Connection(fd: client, deadline: now &+ Self.connectionDeadlineNanoseconds))
+                }
+            }
         }
     }
 
-    private func handle(_ client: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 2048)
-        while request.count < 16_384 {
-            let got = recv(client, &chunk, chunk.count, 0)
-            if got <= 0 { break }
-            request.append(contentsOf: chunk[0..<got])
-            if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
+    /// Reads what the client sent; once the request's head is in (or too large, or the client
+    /// closed), prepares the answer. Returns whether the connection is finished.
+    private func read(_ connection: inout Connection, into chunk: inout [UInt8]) -> Bool {
+        let got = recv(connection.fd, &chunk, chunk.count, 0)
+        if got < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
+        if got > 0 { connection.request.append(contentsOf: chunk[0..<got]) }
+        let complete = connection.request.count >= 4 && connection.request.suffix(4) == [13, 10, 13, 10]
+        guard got == 0 || complete || connection.request.count >= Self.maxRequestBytes else { return false }
+        connection.response = answer(connection.request)
+        return write(&connection)
+    }
+
+    /// Sends what is left of the answer; returns whether it is all sent (or the client is gone).
+    private func write(_ connection: inout Connection) -> Bool {
+        let wrote = connection.response[connection.sent...].withUnsafeBytes {
+            send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
         }
+        if wrote < 0 { return errno != EAGAIN && errno != EWOULDBLOCK }
+        connection.sent += wrote
+        return connection.sent >= connection.response.count
+    }
+
+    /// The HTTP/1.1 answer to `request` (the connection closes after it).
+    private func answer(_ request: [UInt8]) -> [UInt8] {
         let line = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         let parts = line.split(separator: " ")
         let (status, type, body): (String, String, [UInt8])
@@ -94,7 +155,11 @@ public final class StatusServer: Sendable {
             case "/metrics":
                 (status, type, body) = ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics())
             case "/healthz":
-                (status, type, body) = ("200 OK", "text/plain", Array("ok\n".utf8))
+                if let reason = unhealthy() {
+                    (status, type, body) = ("503 Service Unavailable", "text/plain", Array("unhealthy: \(reason)\n".utf8))
+                } else {
+                    (status, type, body) = ("200 OK", "text/plain", Array("ok\n".utf8))
+                }
             case "/readyz":
                 (status, type, body) = ready() ? ("200 OK", "text/plain", Array("ready\n".utf8))
                     : ("503 Service Unavailable", "text/plain", Array("not ready: no partitions assigned yet\n".utf8))
@@ -104,11 +169,6 @@ public final class StatusServer: Sendable {
         }
         var response = Array("HTTP/1.1 \(status)\r\nContent-Type: \(type)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8)
         if parts.first != "HEAD" { response.append(contentsOf: body) }
-        var sent = 0
-        while sent < response.count {
-            let wrote = response[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if wrote <= 0 { break }
-            sent += wrote
-        }
+        return response
     }
 }

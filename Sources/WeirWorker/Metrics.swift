@@ -21,6 +21,25 @@ public final class WorkerMetrics: Sendable {
     /// latency and drift windows leave their time out.
     let implausibleTimestamps: CoreMetrics.Counter
     public let implausibleTimestampTotal = Atomic<Int>(0)
+    /// Monotonic nanoseconds of the poll loop's last turn (0: it has not turned yet).
+    let lastTurnNanos = Atomic<UInt64>(0)
+    /// When the oldest consumed, unanswered event was consumed (monotonic nanoseconds; 0: none),
+    /// refreshed by the poll loop each second.
+    let oldestUnansweredNanos = Atomic<UInt64>(0)
+    private let pollLoopAge: CoreMetrics.Gauge
+    private let oldestUnanswered: CoreMetrics.Gauge
+
+    /// Seconds since the poll loop last turned (0 before its first turn).
+    func pollLoopAgeSeconds(now: UInt64) -> Double {
+        let last = lastTurnNanos.load(ordering: .relaxed)
+        return last == 0 || now < last ? 0 : Double(now - last) / 1e9
+    }
+
+    /// Seconds the oldest consumed, unanswered event has waited (0 when none waits).
+    func oldestUnansweredSeconds(now: UInt64) -> Double {
+        let since = oldestUnansweredNanos.load(ordering: .relaxed)
+        return since == 0 || now < since ? 0 : Double(now - since) / 1e9
+    }
     /// Times the worker woke librdkafka's fetcher, stalled on its full prefetch queue (`Worker.wakeStalledFetcher`).
     let fetcherWakeups: CoreMetrics.Counter
     private let transactionsCommitted: CoreMetrics.Counter
@@ -106,6 +125,8 @@ public final class WorkerMetrics: Sendable {
         commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
         uncommittedHandoverEvents = Counter(label: "weir_uncommitted_handover_events_total", factory: factory)
         implausibleTimestamps = Counter(label: "weir_implausible_timestamps_total", factory: factory)
+        pollLoopAge = CoreMetrics.Gauge(label: "weir_poll_loop_age_seconds", factory: factory)
+        oldestUnanswered = CoreMetrics.Gauge(label: "weir_oldest_unanswered_seconds", factory: factory)
         fetcherWakeups = Counter(label: "weir_fetcher_wakeups_total", factory: factory)
         transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
         transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)
@@ -216,8 +237,12 @@ public final class WorkerMetrics: Sendable {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// The Prometheus text; the liveness gauges are read at this moment.
     public func exposition() -> [UInt8] {
-        registry.emitToBuffer()
+        let now = monotonicNanoseconds()
+        pollLoopAge.record(pollLoopAgeSeconds(now: now))
+        oldestUnanswered.record(oldestUnansweredSeconds(now: now))
+        return registry.emitToBuffer()
     }
 }
 

@@ -12,6 +12,8 @@ final class PartitionTrack {
     let topicJSON: [UInt8]
     @exclusivity(unchecked) private var offsets: [Int64]
     @exclusivity(unchecked) private var timestamps: [Int64]
+    /// When each event was consumed (monotonic nanoseconds), for the oldest-unanswered probe.
+    @exclusivity(unchecked) private var receivedAt: [UInt64]
     @exclusivity(unchecked) private var answered: [Bool]
     @exclusivity(unchecked) private var head = 0
     @exclusivity(unchecked) private(set) var count = 0
@@ -39,6 +41,7 @@ final class PartitionTrack {
         topicJSON = writer
         offsets = Array(repeating: 0, count: 64)
         timestamps = Array(repeating: 0, count: 64)
+        receivedAt = Array(repeating: 0, count: 64)
         answered = Array(repeating: false, count: 64)
     }
 
@@ -46,11 +49,12 @@ final class PartitionTrack {
     var inFlight: Int { count }
 
     /// Starts tracking a consumed event; returns its sequence number for `answer`.
-    func track(offset: Int64, timestampMs: Int64) -> Int64 {
+    func track(offset: Int64, timestampMs: Int64, receivedAt now: UInt64 = 0) -> Int64 {
         if count == offsets.count { grow() }
         let slot = (head + count) & (offsets.count - 1)
         offsets[slot] = offset
         timestamps[slot] = timestampMs
+        receivedAt[slot] = now
         answered[slot] = false
         count += 1
         if firstOffset == nil { firstOffset = offset }
@@ -91,6 +95,9 @@ final class PartitionTrack {
         return answered[slot] ? nil : offsets[slot]
     }
 
+    /// When the oldest unanswered event was consumed (the head: every earlier one is answered).
+    var oldestUnansweredSince: UInt64? { count > 0 ? receivedAt[head] : nil }
+
     /// Whether there is an answered offset not yet committed.
     var hasUncommitted: Bool {
         guard let committable else { return false }
@@ -101,15 +108,18 @@ final class PartitionTrack {
         let capacity = offsets.count * 2
         var newOffsets = Array(repeating: Int64(0), count: capacity)
         var newTimestamps = Array(repeating: Int64(0), count: capacity)
+        var newReceivedAt = Array(repeating: UInt64(0), count: capacity)
         var newAnswered = Array(repeating: false, count: capacity)
         for index in 0..<count {
             let slot = (head + index) & (offsets.count - 1)
             newOffsets[index] = offsets[slot]
             newTimestamps[index] = timestamps[slot]
+            newReceivedAt[index] = receivedAt[slot]
             newAnswered[index] = answered[slot]
         }
         offsets = newOffsets
         timestamps = newTimestamps
+        receivedAt = newReceivedAt
         answered = newAnswered
         head = 0
     }
@@ -158,10 +168,13 @@ final class OffsetLedger {
 
     /// Starts tracking a consumed event; returns its delivery context (never 0).
     @inline(__always)
-    func begin(_ track: PartitionTrack, offset: Int64, timestampMs: Int64) -> UInt {
+    func begin(_ track: PartitionTrack, offset: Int64, timestampMs: Int64, receivedAt now: UInt64 = 0) -> UInt {
         inFlight += 1
-        return deliveryContext(track: track.index, sequence: track.track(offset: offset, timestampMs: timestampMs))
+        return deliveryContext(track: track.index, sequence: track.track(offset: offset, timestampMs: timestampMs, receivedAt: now))
     }
+
+    /// When the oldest consumed, unanswered event of any partition was consumed; nil when none waits.
+    var oldestUnansweredSince: UInt64? { byPartition.values.compactMap(\.oldestUnansweredSince).min() }
 
     /// Marks the event of `context` answered. Returns its timestamp, or nil when the context names
     /// no event in flight (a duplicate report, or a track removed since: revoked or aborted).

@@ -116,6 +116,7 @@ final class PollLoop {
         producer.serveDeliveryReports()
         settle(at: monotonicNanoseconds())
         metrics.pollTurns.add(1, ordering: .relaxed)
+        metrics.lastTurnNanos.store(monotonicNanoseconds(), ordering: .relaxed)
     }
 
     /// The fixed point: everything recorded since the last turn is applied here, in this order,
@@ -150,7 +151,10 @@ final class PollLoop {
             committer.commit()
         }
         shared.committedEverything(ledger.inFlight == 0 && batcher.isEmpty && inbox.isEmpty && !ledger.hasUncommitted)
-        if gaugeTimer.isDue(now) { flow.updateLagGauges() }
+        if gaugeTimer.isDue(now) {
+            flow.updateLagGauges()
+            metrics.oldestUnansweredNanos.store(ledger.oldestUnansweredSince ?? 0, ordering: .relaxed)
+        }
         noteFailures()
     }
 

@@ -45,6 +45,10 @@ public struct WorkerSettings: Sendable, Equatable {
     /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.
     public var maxInFlightEvents = 20_000
     public var commitIntervalMs = 1_000
+    /// `/healthz` fails when the poll loop has not turned for this long...
+    public var healthMaxPollGapMs = 30_000
+    /// ...or when an event consumed this long ago is still unanswered.
+    public var healthMaxUnansweredAgeMs = 600_000
     /// Tries after a retriable delivery failure before the answer is treated as refused for good.
     public var outputMaxRetries = 5
     public var shutdownTimeoutMs = 8_000
@@ -213,6 +217,8 @@ let settingsCatalog: [SettingSpec] = [
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),
+    integer("health.max-poll-gap-ms", "/healthz fails when the poll loop has not turned for this long", 1_000...3_600_000, \.healthMaxPollGapMs),
+    integer("health.max-unanswered-age-ms", "...or an event consumed this long ago is unanswered", 1_000...86_400_000, \.healthMaxUnansweredAgeMs),
     integer("output.max-retries", "resends of an answer whose delivery failed retriably, then it is refused for good", 0...100, \.outputMaxRetries),
     integer("shutdown-timeout-ms", "longest a stop may take to flush and commit", 100...600_000, \.shutdownTimeoutMs),
     text("worker-id", "this worker's name in status and drift records", \.workerID),

@@ -80,6 +80,23 @@ public final class Worker: Sendable {
     /// Ready: the model is loaded (always, once constructed) and the consumer owns partitions.
     public var isReady: Bool { shared.isRunning && shared.assignedCount > 0 }
 
+    /// Why `/healthz` should fail, or nil while the worker is live: its poll loop turned within
+    /// `health.max-poll-gap-ms`, and no consumed event has waited longer than
+    /// `health.max-unanswered-age-ms` for its answer. Before the loop's first turn it is live.
+    public func unhealthyReason() -> String? { unhealthyReason(now: monotonicNanoseconds()) }
+
+    func unhealthyReason(now: UInt64) -> String? {
+        let gap = metrics.pollLoopAgeSeconds(now: now)
+        if gap * 1000 > Double(settings.healthMaxPollGapMs) {
+            return "the poll loop has not turned for \(Int(gap)) s (health.max-poll-gap-ms \(settings.healthMaxPollGapMs))"
+        }
+        let waited = metrics.oldestUnansweredSeconds(now: now)
+        if waited * 1000 > Double(settings.healthMaxUnansweredAgeMs) {
+            return "an event consumed \(Int(waited)) s ago is still unanswered (health.max-unanswered-age-ms \(settings.healthMaxUnansweredAgeMs))"
+        }
+        return nil
+    }
+
     /// Whether every consumed event is answered, delivered and its offset committed (benchmarks).
     public var committedEverything: Bool { shared.hasCommittedEverything }
 

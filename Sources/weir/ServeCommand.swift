@@ -86,7 +86,8 @@ private func serve(settings: WorkerSettings, bundle: ModelBundle, alongside: ((W
     do {
         server = try StatusServer(host: settings.metricsHost, port: settings.metricsPort,
                                   metrics: { [metrics = worker.metrics] in metrics.exposition() },
-                                  ready: { [worker] in worker.isReady })
+                                  ready: { [worker] in worker.isReady },
+                                  unhealthy: { [worker] in worker.unhealthyReason() })
     } catch {
         throw CommandFailure("\(error)")
     }

@@ -136,7 +136,8 @@ import Yams
         let rules = try yaml("deploy/base/prometheusrule.yaml")
         let alerts = try #require(dig(rules, "spec.groups.0.rules") as? [[String: Any]])
         #expect(Set(alerts.compactMap { $0["alert"] as? String }) ==
-                ["WeirLagGrowing", "WeirDeadLetterRate", "WeirDriftFlagged", "WeirAutomaticRollback", "WeirNoReadyReplicas"])
+                ["WeirLagGrowing", "WeirDeadLetterRate", "WeirDriftFlagged", "WeirAutomaticRollback", "WeirNoReadyReplicas",
+                 "WeirPollLoopStalled", "WeirEventsWaitingForAnswers"])
         for alert in alerts {
             let expression = try #require(alert["expr"] as? String)
             let unknown = usedMetrics(expression).subtracting(declared)

@@ -346,6 +346,41 @@ import WeirTestSupport
         }
     }
 
+    @Test("The worker is unhealthy when its poll loop stops turning or an event waits too long for its answer")
+    func liveness() throws {
+        var settings = WorkerSettings()
+        settings.brokers = "127.0.0.1:1"  // never contacted: the worker does not run
+        settings.healthMaxPollGapMs = 30_000
+        settings.healthMaxUnansweredAgeMs = 600_000
+        let metrics = WorkerMetrics()
+        let worker = try Worker(settings: settings, bundle: try ModelBundle(directory: demoBundleURL), metrics: metrics)
+        let now: UInt64 = 1_000_000_000_000
+        #expect(worker.unhealthyReason(now: now) == nil, "live before the loop's first turn")
+        metrics.lastTurnNanos.store(now - 29_000_000_000, ordering: .relaxed)
+        #expect(worker.unhealthyReason(now: now) == nil)
+        metrics.lastTurnNanos.store(now - 31_000_000_000, ordering: .relaxed)
+        #expect(worker.unhealthyReason(now: now)?.contains("the poll loop has not turned for 31 s") == true)
+        metrics.lastTurnNanos.store(now, ordering: .relaxed)
+        metrics.oldestUnansweredNanos.store(now - 601_000_000_000, ordering: .relaxed)
+        #expect(worker.unhealthyReason(now: now)?.contains("an event consumed 601 s ago is still unanswered") == true)
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(metricValue(text, "weir_poll_loop_age_seconds") != nil && metricValue(text, "weir_oldest_unanswered_seconds") != nil)
+    }
+
+    @Test("The oldest unanswered event is the first unanswered of its partition")
+    func oldestUnanswered() {
+        let ledger = OffsetLedger()
+        let a = ledger.track(for: TopicPartition("events", 0)), b = ledger.track(for: TopicPartition("events", 1))
+        let first = ledger.begin(a, offset: 0, timestampMs: 0, receivedAt: 100)
+        _ = ledger.begin(a, offset: 1, timestampMs: 0, receivedAt: 200)
+        let other = ledger.begin(b, offset: 0, timestampMs: 0, receivedAt: 150)
+        #expect(ledger.oldestUnansweredSince == 100)
+        _ = ledger.answer(first)
+        #expect(ledger.oldestUnansweredSince == 150)
+        _ = ledger.answer(other)
+        #expect(ledger.oldestUnansweredSince == 200)
+    }
+
     @Test("A delivery context names its event's partition and offset until it is answered")
     func sourcesOfContexts() {
         let ledger = OffsetLedger()

@@ -94,14 +94,55 @@ import Glibc
         #expect(get(server.port, "/healthz")?.status == 200)
     }
 
-    /// A client that connects and sends nothing holds the server only until its read times out; the
-    /// next probe is answered (the client waits up to 10 s for it).
+    /// A client that connects and sends nothing does not hold the server: the next probe is answered.
     @Test func aSilentClientDoesNotWedgeTheServer() throws {
         let server = try server()
         defer { server.stop() }
         let silent = try #require(connectLocal(server.port), "the silent client connects")
         defer { close(silent) }
         #expect(get(server.port, "/healthz")?.status == 200)
+    }
+
+    /// Clients that trickle their requests a byte at a time do not hold probes back: each probe is
+    /// answered within the 3 s a kubelet might give it while the slow ones are still sending, and
+    /// the server closes each slow connection at its 2 s deadline.
+    @Test func slowClientsDoNotDelayProbes() throws {
+        let server = try server()
+        defer { server.stop() }
+        let slow = (0..<4).compactMap { _ in connectLocal(server.port) }
+        #expect(slow.count == 4)
+        defer { for fd in slow { close(fd) } }
+        let closedByServer = Atomic<Int>(0)
+        let trickling = DispatchGroup()
+        for fd in slow {
+            DispatchQueue.global().async(group: trickling) {
+                // A byte every 300 ms for 6 s; a send to a connection the server closed fails.
+                for byte in Array("GET /healthz HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaa".utf8) {
+                    if [byte].withUnsafeBytes({ send(fd, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) <= 0 {
+                        closedByServer.add(1, ordering: .relaxed)
+                        return
+                    }
+                    usleep(300_000)
+                }
+            }
+        }
+        for _ in 0..<4 {
+            #expect(exchange(server.port, Array("GET /healthz HTTP/1.1\r\n\r\n".utf8), timeoutSeconds: 3)?.status == 200)
+        }
+        _ = trickling.wait(timeout: .now() + 20)
+        #expect(closedByServer.load(ordering: .relaxed) == 4, "each slow connection closed at its deadline")
+    }
+
+    @Test func healthFailsWithItsReason() throws {
+        let reason = Mutex<String?>(nil)
+        let server = try StatusServer(host: "127.0.0.1", port: 0, metrics: { [] }, ready: { true },
+                                      unhealthy: { reason.withLock { $0 } })
+        defer { server.stop() }
+        #expect(get(server.port, "/healthz")?.status == 200)
+        reason.withLock { $0 = "the poll loop has not turned for 31 s" }
+        let failing = get(server.port, "/healthz")
+        #expect(failing?.status == 503 && failing?.body == "unhealthy: the poll loop has not turned for 31 s\n")
+        #expect(get(server.port, "/readyz")?.status == 200, "readiness is a separate question")
     }
 
     @Test func stopClosesTheSocket() throws {
