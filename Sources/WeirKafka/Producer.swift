@@ -264,11 +264,13 @@ public final class KafkaProducer: @unchecked Sendable {
 
     /// The fatal error that made this producer unusable, if one happened.
     public func fatalError() -> KafkaError? {
-        var buffer = [CChar](repeating: 0, count: 512)
-        let code = rd_kafka_fatal_error(handle, &buffer, buffer.count)
-        guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
-        let message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return KafkaError(operation: "producer", code: KafkaErrorCode(code), message: message, isFatal: true)
+        // Called every loop turn: the text buffer lives on the stack, not the heap.
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 512) { buffer in
+            buffer[0] = 0
+            let code = rd_kafka_fatal_error(handle, buffer.baseAddress, buffer.count)
+            guard code != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+            return KafkaError(operation: "producer", code: KafkaErrorCode(code), message: String(cString: buffer.baseAddress!), isFatal: true)
+        }
     }
 
     /// Messages queued or in flight plus reports not yet served.

@@ -104,6 +104,11 @@ final class Batcher {
                 metrics.implausibleTimestampTotal.add(1, ordering: .relaxed)
             }
             let context = ledger.begin(track, offset: message.offset, timestampMs: timestampMs, receivedAt: now)
+            if !aborted.isEmpty, let refusal = aborted.refusal(of: EventSource(partition: track.partition, offset: message.offset)) {
+                outputs.sendDeadLetter(message, answers: routing.primary.answers, code: .outputRefused, reason: refusal, context: context)
+                retained.release()
+                continue
+            }
             guard let value = message.value else {
                 metrics.tombstones.increment()
                 metrics.tombstoneTotal.add(1, ordering: .relaxed)
@@ -135,6 +140,9 @@ final class Batcher {
             if pending.count >= maxEvents { close() }
         }
     }
+
+    /// Exactly-once: events whose answers keep aborting transactions (empty otherwise).
+    let aborted = AbortedAnswers()
 
     /// Where the poll loop must seek before its next poll: past offsets librdkafka cannot read.
     private(set) var unreadableSkips: [TopicPartitionOffset] = []

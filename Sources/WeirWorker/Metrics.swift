@@ -170,6 +170,12 @@ public final class WorkerMetrics: Sendable {
         gauge.record(Double(lag))
     }
 
+    /// Drops the lag gauge of a partition that left this worker (its new owner reports it).
+    func removeLag(topic: String, partition: Int32) {
+        let key = "\(topic)\u{0}\(partition)"
+        lagGauges.withLock { $0.removeValue(forKey: key) }?.destroy()
+    }
+
     /// Sets `weir_model_info` to 1 for the bundles serving now (by route) and 0 for earlier ones;
     /// `precision` is the bundle's manifest precision (`auto`, `int8`, `fp32`), `kernels` the CPU
     /// kernels it runs on (`avx512`, `avx2`, `portable`): together they say how its layers are planned.

@@ -2,7 +2,7 @@ import WeirCodec
 import WeirKafka
 
 /// Where an answered event came from: named in dead letters and in the line a worker stops with.
-struct EventSource: CustomStringConvertible, Equatable {
+struct EventSource: CustomStringConvertible, Hashable {
     let partition: TopicPartition
     let offset: Int64
     var description: String { "\(partition.topic)[\(partition.partition)] offset \(offset)" }

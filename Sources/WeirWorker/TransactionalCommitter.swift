@@ -41,11 +41,15 @@ final class TransactionalCommitter: Committer {
     /// Flushes what the producer holds and applies the delivery reports (the poll loop's).
     private let settle: () -> Void
     private let flushTimeoutMs: Int
+    /// The seek target of a partition with no committed offset: -2 (beginning) or -1 (end).
+    private let uncommittedStart: Int64
     private let transactionalID: String
     private let workerID: String
     /// Per owned partition, the next offset the last committed transaction recorded: where an
     /// abort rewinds to (the group's committed offset serves partitions not yet in one).
     private var committedByTransaction: [TopicPartition: Int64] = [:]
+    /// Events whose answers keep aborting transactions (shared with the batcher).
+    let aborted: AbortedAnswers
 
     init(settings: WorkerSettings, consumer: KafkaConsumer, producer: KafkaProducer, ledger: OffsetLedger, batcher: Batcher,
          outputs: Outputs, flow: PartitionFlow, metrics: WorkerMetrics, log: WorkerLog, settle: @escaping () -> Void) {
@@ -58,7 +62,12 @@ final class TransactionalCommitter: Committer {
         self.metrics = metrics
         self.log = log
         self.settle = settle
+        aborted = batcher.aborted
         flushTimeoutMs = max(settings.shutdownTimeoutMs / 2, 1_000)
+        // Where a partition with no committed offset starts again after an abort: where the
+        // consumer itself would start it (`kafka.auto.offset.reset`; librdkafka's -1 is the end).
+        let reset = settings.kafkaProperties(for: "consumer")["auto.offset.reset"] ?? OffsetReset.earliest.rawValue
+        uncommittedStart = ["latest", "largest", "end"].contains(reset) ? -1 : -2
         transactionalID = settings.transactionalID
         workerID = settings.workerID
     }
@@ -80,6 +89,16 @@ final class TransactionalCommitter: Committer {
     func deliveryFailed(_ failed: FailedDelivery, retry: (FailedDelivery) -> Void) {
         // Reports of an aborted transaction's records (purged) belong to tracks already cleared.
         guard ledger.owns(failed.context) else { return }
+        // Purged records are the abort's collateral, not answers that failed themselves.
+        if failed.error != .purged, let source = ledger.source(of: failed.context) {
+            let count = aborted.noteFailed(source, error: failed.error)
+            if failed.topic == outputs.deadLetters.name && count >= 2 * AbortedAnswers.limit {
+                let error = KafkaError(operation: "deliver a dead letter to '\(failed.topic)'", code: failed.error)
+                stop(WorkerError(SendFault(kind: .deadLetterRefused, topic: failed.topic, error: error, source: source).description,
+                                 kind: .outputRefused))
+                return
+            }
+        }
         if state == .open {
             log("delivery failed (\(failed.error)); aborting the transaction to answer its events again", level: .warning,
                 topic: failed.topic, partition: failed.partition)
@@ -145,6 +164,7 @@ final class TransactionalCommitter: Committer {
             try producer.commitTransaction()
             ledger.markCommitted(offsets)
             for offset in offsets { committedByTransaction[offset.topicPartition] = offset.offset }
+            aborted.forget(committed: committedByTransaction)
             metrics.transactions(.committed)
         } catch {
             if error.isFatal || isFenced(error) {
@@ -191,8 +211,8 @@ final class TransactionalCommitter: Committer {
                 var targets = partitions.compactMap { partition in
                     committedByTransaction[partition].map { TopicPartitionOffset(partition.topic, partition.partition, $0) }
                 }
-                // No committed offset yet: back to the beginning (auto.offset.reset is earliest).
-                targets += group.map { TopicPartitionOffset($0.topic, $0.partition, $0.offset >= 0 ? $0.offset : -2) }
+                // No committed offset yet: where auto.offset.reset starts a partition.
+                targets += group.map { TopicPartitionOffset($0.topic, $0.partition, $0.offset >= 0 ? $0.offset : uncommittedStart) }
                 try consumer.seek(targets)
                 log("transaction aborted; \(partitions.count) partitions rewound to their committed offsets", level: .warning,
                     partitions: Array(partitions))
@@ -222,5 +242,37 @@ final class TransactionalCommitter: Committer {
                                kind: .fenced)
         }
         return WorkerError("exactly-once: \(what): \(error)", kind: error.isFatal ? .producerFailed : .transaction)
+    }
+}
+
+/// Exactly-once: in how many transactions in a row each event's answer failed to deliver (every
+/// failed delivery aborts the transaction, and the event is read again). At `limit` the event is
+/// answered by an `output-refused` dead letter instead of its prediction, so one poison answer
+/// cannot abort forever; a dead letter that fails `limit` more times stops the worker. Entries
+/// leave once a committed transaction passes their offset. Poll thread only.
+final class AbortedAnswers {
+    static let limit = 3
+    private var failures: [EventSource: (count: Int, last: KafkaErrorCode)] = [:]
+
+    var isEmpty: Bool { failures.isEmpty }
+
+    /// Notes a failed delivery of the answer to `source`; returns how many in a row so far.
+    @discardableResult
+    func noteFailed(_ source: EventSource, error: KafkaErrorCode) -> Int {
+        let count = (failures[source]?.count ?? 0) + 1
+        failures[source] = (count, error)
+        return count
+    }
+
+    /// Why the event at `source` must be dead-lettered at this reading, if it must.
+    func refusal(of source: EventSource) -> String? {
+        guard let entry = failures[source], entry.count >= Self.limit else { return nil }
+        return "its answer failed to deliver in \(entry.count) transactions in a row (last: \(entry.last.name))"
+    }
+
+    /// Forgets events below what committed transactions have passed.
+    func forget(committed: [TopicPartition: Int64]) {
+        guard !failures.isEmpty else { return }
+        failures = failures.filter { source, _ in committed[source.partition].map { source.offset >= $0 } ?? true }
     }
 }

@@ -182,10 +182,10 @@ import WeirTestSupport
     }
 
     /// A cluster whose `refusing` topic's partitions all live on broker 2, everything else on broker 1.
-    static func splitCluster(refusing: String, group: String) throws -> EmbeddedCluster {
-        let cluster = try EmbeddedCluster(brokers: 2, topics: [("events", 4), ("predictions", 4), ("dead-letters", 4)])
+    static func splitCluster(refusing: String, group: String, partitions: Int = 4) throws -> EmbeddedCluster {
+        let cluster = try EmbeddedCluster(brokers: 2, topics: [("events", partitions), ("predictions", partitions), ("dead-letters", partitions)])
         for topic in ["events", "predictions", "dead-letters"] {
-            for partition in Int32(0)..<4 { try cluster.setPartitionLeader(topic, partition, broker: topic == refusing ? 2 : 1) }
+            for partition in Int32(0)..<Int32(partitions) { try cluster.setPartitionLeader(topic, partition, broker: topic == refusing ? 2 : 1) }
         }
         try cluster.setCoordinator(keyType: "group", key: group, broker: 1)
         return cluster
@@ -271,6 +271,58 @@ import WeirTestSupport
         #expect(deadLetters.allSatisfy { header($0, "weir-error") == "output-refused" && header($0, "weir-error-message")?.contains("_MSG_TIMED_OUT") == true })
         let retries = metricValue(String(decoding: running.worker.metrics.exposition(), as: UTF8.self), "weir_delivery_retries_total") ?? 0
         #expect(retries >= 200 && retries <= 200 + 100, "two retries per event (the last ones counted once): \(retries)")
+    }
+
+    /// Exactly-once: a failed delivery aborts the transaction and its events are read again. An
+    /// answer whose delivery fails in three transactions in a row is dead-lettered instead, so the
+    /// worker does not abort forever.
+    @Test func exactlyOnceDeadLettersAnAnswerThatAbortsThreeTransactions() throws {
+        let group = "eos-refused-\(UUID().uuidString)"
+        // One partition: after each abort the same first batch is sent first again.
+        let cluster = try Self.splitCluster(refusing: "predictions", group: group, partitions: 1)
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster, group: group)
+        settings.kafka["producer.max.in.flight.requests.per.connection"] = "1"
+        settings.guarantee = .exactlyOnce
+        settings.commitIntervalMs = 200
+        try cluster.setCoordinator(keyType: "transaction", key: settings.transactionalID, broker: 1)
+        try Self.produce(cluster, (0..<200).map { Self.good($0) })
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("the first 200 answered in committed transactions", timeoutSeconds: 30) {
+            running.answered >= 200 && running.worker.committedEverything
+        }
+        // Three refusals of the predictions' broker: three aborted transactions in a row for the
+        // events of the first batch after them.
+        try cluster.injectBrokerRequestErrors(.produce, Array(repeating: .messageTooLarge, count: 3), broker: 2)
+        try Self.produce(cluster, (200..<260).map { Self.good($0) })
+        do {
+            // (After an abort the ledger is empty, so "everything committed" holds then too: wait for
+            // the dead letters, then for a commit after them.)
+            try waitFor("the dead letters", timeoutSeconds: 60) { running.worker.metrics.deadLetterTotal.load(ordering: .relaxed) >= 1 }
+            let commits = running.worker.metrics.transactionCommitTotal.load(ordering: .relaxed)
+            try waitFor("a commit after them", timeoutSeconds: 30) {
+                running.worker.metrics.transactionCommitTotal.load(ordering: .relaxed) > commits && running.worker.committedEverything
+            }
+        } catch {
+            let failed = (try? running.waitStopped(timeoutSeconds: 0.1)).map { "running" } ?? "stopped"
+            throw TestFailure("\(error) (\(failed)): aborts \(running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed)), errors left \(try cluster.pendingRequestErrors(.produce, broker: 2)); log \(running.log.lines.withLock { $0 }.filter { !$0.hasPrefix("[thrd") || $0.contains("transaction") }.suffix(30))")
+        }
+        #expect(running.worker.isRunning, "the worker did not stop")
+        try running.stop()
+        let aborts = running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed)
+        #expect(aborts == 3, "one abort per refusal, then the dead letters commit: \(aborts)")
+        // The mock broker shows aborted records to every reader, so count what the last
+        // transaction wrote: each of the 60 later events has an answer, and some are dead letters.
+        let audit = try OutputAudit(cluster, partitions: 1)
+        #expect(audit.lost == 0, "\(audit)")
+        let deadLetters = try readTopic(cluster, "dead-letters", partitions: 1)
+        #expect(!deadLetters.isEmpty && deadLetters.allSatisfy {
+            header($0, "weir-error") == "output-refused" && header($0, "weir-error-message")?.contains("3 transactions") == true
+        }, "\(deadLetters.map { header($0, "weir-error-message") ?? "-" }.prefix(3))")
+        let offsets = deadLetters.compactMap { header($0, "weir-source-offset").flatMap { Int($0) } }
+        #expect(Set(offsets) == Set(200..<260) && offsets.count == 60,
+                "the 60 events whose answers failed three times, once each: \(offsets.min() ?? -1)...\(offsets.max() ?? -1), \(offsets.count)")
+        print("exactly-once poison: \(aborts) aborts, \(deadLetters.count) answers dead-lettered after three failed transactions; \(audit)")
     }
 
     @Test func aDeadLetterTopicThatRefusesForGoodStopsTheWorkerNamingTheEvent() throws {
