@@ -48,6 +48,9 @@ struct SendFault {
 /// A dead letter refused with nothing left to drop is a `deadLetterRefused` fault.
 final class Outputs {
     let producer: KafkaProducer
+    /// Writes shadow, drift and status records: `producer`, or a plain one beside a transactional
+    /// `producer` so a best-effort record cannot abort the transaction.
+    let bestEffortProducer: KafkaProducer
     let predictions: ProducerTopic
     let deadLetters: ProducerTopic
     let drift: ProducerTopic?
@@ -77,16 +80,19 @@ final class Outputs {
     /// ...and then without them: the key's size in bytes.
     static let keyOmittedHeader = "weir-key-omitted"
 
-    init(producer: KafkaProducer, settings: WorkerSettings, metrics: WorkerMetrics, log: WorkerLog) throws(KafkaError) {
+    init(producer: KafkaProducer, bestEffort: KafkaProducer? = nil, settings: WorkerSettings, metrics: WorkerMetrics,
+         log: WorkerLog) throws(KafkaError) {
         self.producer = producer
+        let bestEffortProducer = bestEffort ?? producer
+        self.bestEffortProducer = bestEffortProducer
         self.metrics = metrics
         self.log = log
         maxRetries = settings.outputMaxRetries
         predictions = try producer.topic(settings.output)
         deadLetters = try producer.topic(settings.dlq)
-        drift = try settings.driftTopic.map { name throws(KafkaError) in try producer.topic(name) }
-        status = try settings.statusTopic.map { name throws(KafkaError) in try producer.topic(name) }
-        shadow = try settings.shadowTopic.map { name throws(KafkaError) in try producer.topic(name) }
+        drift = try settings.driftTopic.map { name throws(KafkaError) in try bestEffortProducer.topic(name) }
+        status = try settings.statusTopic.map { name throws(KafkaError) in try bestEffortProducer.topic(name) }
+        shadow = try settings.shadowTopic.map { name throws(KafkaError) in try bestEffortProducer.topic(name) }
     }
 
     /// Hands the recorded fault to the caller and forgets it.
@@ -268,7 +274,7 @@ final class Outputs {
     func sendShadow(_ writer: JSONWriter, of message: KafkaMessage, headers: consuming OutgoingHeaders) {
         guard let shadow else { return }
         do {
-            try producer.send(to: shadow, key: message.key, value: writer.bytes, headers: headers, context: 0)
+            try bestEffortProducer.send(to: shadow, key: message.key, value: writer.bytes, headers: headers, context: 0)
             metrics.shadowPredictions.increment()
             metrics.shadowTotal.add(1, ordering: .relaxed)
         } catch {
@@ -281,7 +287,7 @@ final class Outputs {
         guard let drift else { return }
         var failure: KafkaError?
         key.withUnsafeBytes { key in
-            do throws(KafkaError) { try producer.send(to: drift, key: key, value: writer.bytes, context: 0) } catch { failure = error }
+            do throws(KafkaError) { try bestEffortProducer.send(to: drift, key: key, value: writer.bytes, context: 0) } catch { failure = error }
         }
         if let failure { log("cannot produce a drift record to '\(drift.name)': \(failure)", level: .warning) }
     }
@@ -290,7 +296,7 @@ final class Outputs {
     func sendStatus(_ record: [UInt8], key: [UInt8]) {
         guard let status else { return }
         do {
-            try producer.send(to: status, key: key, value: record, context: 0)
+            try bestEffortProducer.send(to: status, key: key, value: record, context: 0)
         } catch {
             log("cannot produce a status record to '\(status.name)': \(error)", level: .warning)
         }

@@ -17,6 +17,9 @@ final class PollLoop {
     private let signal: EventSignal
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
+    /// Exactly-once with shadow, drift or status topics: their records go through this plain
+    /// producer, outside the transaction, so one that fails cannot abort it. nil otherwise.
+    private let bestEffortProducer: KafkaProducer?
     private let inbox: DeliveryInbox
     private let ledger = OffsetLedger()
     private let outputs: Outputs
@@ -55,7 +58,17 @@ final class PollLoop {
         producer = try KafkaProducer(configuration: clients.producer, serving: .callerThread(wake: signal),
                                      onDelivery: { reports in inbox.record(reports) },
                                      onError: { [log] error in log("kafka producer: \(error)", level: error.isFatal ? .error : .warning) })
-        outputs = try Outputs(producer: producer, settings: settings, metrics: metrics, log: log)
+        if settings.guarantee == .exactlyOnce && (settings.driftTopic != nil || settings.statusTopic != nil || settings.shadowTopic != nil) {
+            var plain = clients.producer
+            plain.transactionalID = nil
+            plain.clientID = settings.workerID + "-best-effort"
+            bestEffortProducer = try KafkaProducer(configuration: plain, serving: .callerThread(wake: signal),
+                                                   onDelivery: { reports in inbox.record(reports) },
+                                                   onError: { [log] error in log("kafka producer (best effort): \(error)", level: .warning) })
+        } else {
+            bestEffortProducer = nil
+        }
+        outputs = try Outputs(producer: producer, bestEffort: bestEffortProducer, settings: settings, metrics: metrics, log: log)
         batcher = Batcher(primary: primary, settings: settings, ledger: ledger, outputs: outputs, metrics: metrics)
         flow = PartitionFlow(consumer: consumer, ledger: ledger, settings: settings, metrics: metrics, log: log)
         commitTimer = Periodic(milliseconds: settings.commitIntervalMs)
@@ -114,6 +127,7 @@ final class PollLoop {
         }
         polled.removeAll(keepingCapacity: true)
         producer.serveDeliveryReports()
+        bestEffortProducer?.serveDeliveryReports()
         settle(at: monotonicNanoseconds())
         metrics.pollTurns.add(1, ordering: .relaxed)
         metrics.lastTurnNanos.store(monotonicNanoseconds(), ordering: .relaxed)
@@ -333,6 +347,9 @@ final class PollLoop {
         noteFailures()
         do { try consumer.close() } catch { log("leaving the group: \(error)", level: .warning) }
         do { try producer.close(timeoutMs: max(budget / 8, 100)) } catch { log("closing the producer: \(error)", level: .warning) }
+        do { try bestEffortProducer?.close(timeoutMs: max(budget / 16, 100)) } catch {
+            log("closing the best-effort producer: \(error)", level: .warning)
+        }
         log("worker \(settings.workerID) stopped: \(metrics.consumedTotal.load(ordering: .relaxed)) consumed, \(metrics.predictionTotal.load(ordering: .relaxed)) predicted, \(metrics.deadLetterTotal.load(ordering: .relaxed)) dead letters")
     }
 

@@ -182,9 +182,10 @@ import WeirTestSupport
     }
 
     /// A cluster whose `refusing` topic's partitions all live on broker 2, everything else on broker 1.
-    static func splitCluster(refusing: String, group: String, partitions: Int = 4) throws -> EmbeddedCluster {
-        let cluster = try EmbeddedCluster(brokers: 2, topics: [("events", partitions), ("predictions", partitions), ("dead-letters", partitions)])
-        for topic in ["events", "predictions", "dead-letters"] {
+    static func splitCluster(refusing: String, group: String, partitions: Int = 4, extra: [String] = []) throws -> EmbeddedCluster {
+        let topics = ["events", "predictions", "dead-letters"] + extra
+        let cluster = try EmbeddedCluster(brokers: 2, topics: topics.map { ($0, partitions) })
+        for topic in topics {
             for partition in Int32(0)..<Int32(partitions) { try cluster.setPartitionLeader(topic, partition, broker: topic == refusing ? 2 : 1) }
         }
         try cluster.setCoordinator(keyType: "group", key: group, broker: 1)
@@ -323,6 +324,33 @@ import WeirTestSupport
         #expect(Set(offsets) == Set(200..<260) && offsets.count == 60,
                 "the 60 events whose answers failed three times, once each: \(offsets.min() ?? -1)...\(offsets.max() ?? -1), \(offsets.count)")
         print("exactly-once poison: \(aborts) aborts, \(deadLetters.count) answers dead-lettered after three failed transactions; \(audit)")
+    }
+
+    /// Exactly-once with a drift topic that refuses every record: drift records go through a plain
+    /// producer beside the transactional one, so their failures abort nothing.
+    @Test func exactlyOnceBestEffortFailuresAbortNothing() throws {
+        let group = "eos-drift-\(UUID().uuidString)"
+        let cluster = try Self.splitCluster(refusing: "drift", group: group, extra: ["drift"])
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster, group: group)
+        settings.guarantee = .exactlyOnce
+        settings.commitIntervalMs = 200
+        settings.driftTopic = "drift"
+        settings.driftWindowEvents = 50
+        try cluster.setCoordinator(keyType: "transaction", key: settings.transactionalID, broker: 1)
+        try cluster.injectBrokerRequestErrors(.produce, [.topicAuthorizationFailed], broker: 2)
+        try Self.produce(cluster, (0..<1_000).map { Self.good($0) })
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("every event answered and committed", timeoutSeconds: 60) {
+            running.answered >= 1_000 && running.worker.committedEverything
+                && running.worker.metrics.driftWindowTotal.load(ordering: .relaxed) >= 10
+        }
+        try waitFor("the drift refusals met", timeoutSeconds: 30) { try cluster.pendingRequestErrors(.produce, broker: 2) == 0 }
+        try running.stop()
+        #expect(running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed) == 0)
+        #expect(running.log.lines.withLock { $0 }.contains { $0.contains("best-effort record was not delivered") || $0.contains("cannot produce a drift record") })
+        let audit = try OutputAudit(cluster, partitions: 4)
+        #expect(audit.lost == 0 && audit.duplicated == 0, "\(audit)")
     }
 
     @Test func aDeadLetterTopicThatRefusesForGoodStopsTheWorkerNamingTheEvent() throws {
