@@ -136,9 +136,13 @@ func makeClient(type: rd_kafka_type_t, conf: OpaquePointer) throws(KafkaConfigur
 }
 
 /// Destroys a client handle made by `makeClient` (and forgets it in `KafkaClients`).
-func destroyClient(_ handle: OpaquePointer) {
+func destroyClient(_ handle: OpaquePointer, skippingConsumerClose: Bool = false) {
     KafkaClients.closed(handle)
-    rd_kafka_destroy(handle)
+    if skippingConsumerClose {
+        rd_kafka_destroy_flags(handle, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
+    } else {
+        rd_kafka_destroy(handle)
+    }
 }
 
 /// The librdkafka clients this process holds open: a test can check that every client it opened

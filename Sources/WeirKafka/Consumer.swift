@@ -53,6 +53,8 @@ public final class KafkaConsumer {
     /// `ConsumerConfiguration.deliversRecordErrors`.
     private let deliversRecordErrors: Bool
     private var closed = false
+    /// A bounded close gave up: destroying must not wait for the group either.
+    private var skipsCloseOnDestroy = false
 
     /// Creates the consumer; nothing is consumed until `subscribe` or `assign`.
     /// - Parameters:
@@ -88,7 +90,7 @@ public final class KafkaConsumer {
         if !closed { try? close() }
         signal.detach(from: queue)
         rd_kafka_queue_destroy(queue)
-        destroyClient(handle)
+        destroyClient(handle, skippingConsumerClose: skipsCloseOnDestroy)
         buffer.deallocate()
     }
 
@@ -367,6 +369,45 @@ public final class KafkaConsumer {
         while !context.pending.isEmpty { context.complete(context.pending.removeFirst()) }
         context.closing = true
         try KafkaError.check(rd_kafka_consumer_close(handle), "close consumer")
+    }
+
+    /// Leaves the group and closes, waiting at most `timeoutMs` (a stop must fit the pod's grace
+    /// period even with the coordinator unreachable). Returns false when it gave up: the client
+    /// is then destroyed without waiting for the group, which reassigns the partitions once this
+    /// member's session times out.
+    public func close(timeoutMs: Int) throws(KafkaError) -> Bool {
+        guard !closed else { return true }
+        closed = true
+        while !context.pending.isEmpty { context.complete(context.pending.removeFirst()) }
+        context.closing = true
+        let closeQueue = rd_kafka_queue_new(handle)!
+        defer { rd_kafka_queue_destroy(closeQueue) }
+        try KafkaError.check(rd_kafka_consumer_close_queue(handle, closeQueue), "close consumer")
+        let deadline = monotonicMilliseconds() + Int64(max(timeoutMs, 0))
+        while rd_kafka_consumer_closed(handle) == 0 {
+            let left = deadline - monotonicMilliseconds()
+            if left <= 0 {
+                skipsCloseOnDestroy = true
+                return false
+            }
+            // The close's own rebalance comes as an event here (not through the callback): give the
+            // partitions up at once. Any other event is only released.
+            guard let event = rd_kafka_queue_poll(closeQueue, Int32(min(left, 100))) else { continue }
+            if rd_kafka_event_type(event) == RD_KAFKA_EVENT_REBALANCE {
+                releaseAssignment(rd_kafka_event_topic_partition_list(event))
+            }
+            rd_kafka_event_destroy(event)
+        }
+        return true
+    }
+
+    /// Gives up `partitions` (cooperative) or the whole assignment (eager) while closing.
+    private func releaseAssignment(_ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        if String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE" {
+            if let partitions, let error = rd_kafka_incremental_unassign(handle, partitions) { rd_kafka_error_destroy(error) }
+        } else {
+            _ = rd_kafka_assign(handle, nil)
+        }
     }
 }
 

@@ -322,7 +322,11 @@ final class PollLoop {
     /// events it hands over before committing). One deadline bounds it all.
     private func shutDown() {
         let budget = settings.shutdownTimeoutMs
-        let deadline = monotonicNanoseconds() + UInt64(budget * 3 / 4) * 1_000_000
+        let started = monotonicNanoseconds()
+        // One deadline for the whole stop: answering, flushing and committing take up to three
+        // quarters of shutdown-timeout-ms; leaving the group and closing the producers share what is left.
+        let end = started + UInt64(budget) * 1_000_000
+        let deadline = started + UInt64(budget * 3 / 4) * 1_000_000
         flow.pauseAll()
         while true {
             batcher.close()
@@ -345,9 +349,15 @@ final class PollLoop {
             flow.pauseAll()
         }
         noteFailures()
-        do { try consumer.close() } catch { log("leaving the group: \(error)", level: .warning) }
-        do { try producer.close(timeoutMs: max(budget / 8, 100)) } catch { log("closing the producer: \(error)", level: .warning) }
-        do { try bestEffortProducer?.close(timeoutMs: max(budget / 16, 100)) } catch {
+        do {
+            if try !consumer.close(timeoutMs: max(millisecondsLeft(until: end) / 2, 100)) {
+                log("leaving the group took longer than shutdown-timeout-ms allows; the group reassigns the partitions after the session timeout", level: .warning)
+            }
+        } catch { log("leaving the group: \(error)", level: .warning) }
+        do { try producer.close(timeoutMs: max(millisecondsLeft(until: end) * 2 / 3, 100)) } catch {
+            log("closing the producer: \(error)", level: .warning)
+        }
+        do { try bestEffortProducer?.close(timeoutMs: max(millisecondsLeft(until: end), 100)) } catch {
             log("closing the best-effort producer: \(error)", level: .warning)
         }
         log("worker \(settings.workerID) stopped: \(metrics.consumedTotal.load(ordering: .relaxed)) consumed, \(metrics.predictionTotal.load(ordering: .relaxed)) predicted, \(metrics.deadLetterTotal.load(ordering: .relaxed)) dead letters")

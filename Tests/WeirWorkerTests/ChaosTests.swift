@@ -164,7 +164,7 @@ struct OutputAudit: CustomStringConvertible {
     }
 
     @Test func coordinatorErrorsDelayCommitsButLoseNothing() throws {
-        try scenario("coordinator errors") { cluster in
+        try scenario("coordinator errors", configure: Self.outlastOutages) { cluster in
             try cluster.injectBrokerRequestErrors(.offsetCommit, [.coordinatorNotAvailable, .notCoordinator, .requestTimedOut,
                                                                   .coordinatorLoadInProgress, .notCoordinator, .coordinatorNotAvailable])
             try cluster.injectBrokerRequestErrors(.findCoordinator, [.coordinatorNotAvailable, .coordinatorNotAvailable])
@@ -173,9 +173,18 @@ struct OutputAudit: CustomStringConvertible {
         }
     }
 
+    /// A session that outlasts the 3 s faults below and the coordinator's refused heartbeats (the
+    /// tests' default is 3 s, for quick rebalances). With 3 s, the coordinator scenario once left
+    /// the group's commits short of the end for 40 s under a loaded machine (2026-12-06): not yet
+    /// explained, so the scenario keeps the session it was measured with.
+    static func outlastOutages(_ settings: inout WorkerSettings) {
+        settings.kafka["consumer.session.timeout.ms"] = "6000"
+        settings.kafka["consumer.heartbeat.interval.ms"] = "1000"
+    }
+
     /// The only broker goes away for 3 s (under the 6 s session timeout) while events are in flight.
     @Test func brokerDownAndUp() throws {
-        try scenario("broker down 3 s") { cluster in
+        try scenario("broker down 3 s", configure: Self.outlastOutages) { cluster in
             try cluster.setBrokerDown()
             Thread.sleep(forTimeInterval: 3)  // the outage itself, not a wait for an event
             try cluster.setBrokerUp()
@@ -185,7 +194,7 @@ struct OutputAudit: CustomStringConvertible {
 
     /// Every response delayed by 400 ms for 3 s.
     @Test func delaySpike() throws {
-        try scenario("400 ms delay spike") { cluster in
+        try scenario("400 ms delay spike", configure: Self.outlastOutages) { cluster in
             try cluster.setRoundTripDelay(400)
             Thread.sleep(forTimeInterval: 3)  // the spike itself
             try cluster.setRoundTripDelay(0)

@@ -20,7 +20,9 @@ func testSettings(_ cluster: EmbeddedCluster, group: String = "weir-test-\(UInt3
     settings.brokers = cluster.bootstrapServers
     settings.group = group
     settings.model = demoBundleURL.path
-    settings.kafka["consumer.session.timeout.ms"] = "6000"
+    // The mock broker holds every rebalance open for session.timeout.ms - 1 s: 2 s with this session.
+    settings.kafka["consumer.session.timeout.ms"] = "3000"
+    settings.kafka["consumer.heartbeat.interval.ms"] = "500"
     settings.kafka["consumer.fetch.wait.max.ms"] = "5"
     settings.commitIntervalMs = 100
     return settings

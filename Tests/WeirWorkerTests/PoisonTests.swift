@@ -353,6 +353,26 @@ import WeirTestSupport
         #expect(audit.lost == 0 && audit.duplicated == 0, "\(audit)")
     }
 
+    /// A stop with the broker gone still ends within shutdown-timeout-ms (plus the loop's turn):
+    /// leaving the group is bounded by what is left of the one deadline.
+    @Test func aStopWithTheBrokerGoneEndsWithinItsDeadline() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster)
+        settings.shutdownTimeoutMs = 3_000
+        try Self.produce(cluster, (0..<100).map { Self.good($0) })
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try waitFor("the events answered", timeoutSeconds: 30) { running.answered >= 100 }
+        try cluster.setBrokerDown()
+        running.worker.stop()
+        defer { try? cluster.setBrokerUp() }
+        do {
+            try running.waitStopped(timeoutSeconds: 6)
+        } catch {
+            throw TestFailure("\(error); log \(running.log.lines.withLock { $0 }.filter { !$0.hasPrefix("[thrd") }.suffix(6))")
+        }
+    }
+
     @Test func aDeadLetterTopicThatRefusesForGoodStopsTheWorkerNamingTheEvent() throws {
         let group = "dlq-refused-\(UUID().uuidString)"
         let cluster = try Self.splitCluster(refusing: "dead-letters", group: group)
