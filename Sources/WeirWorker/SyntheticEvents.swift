@@ -43,6 +43,38 @@ public enum SyntheticEvents {
         }
     }
 
+    /// The poison records a soak mixes in (docs/reliability.md): each must be answered, none may
+    /// stop or slow the worker.
+    public static let poisonKinds = ["nanosecond-timestamp", "year-3000-timestamp", "deep-nesting", "many-keys",
+                                     "duplicate-keys", "byte-order-mark", "large-key"]
+
+    /// `{"x0":0,...,"x4999":0,`: 5,000 keys no model reads, made once.
+    private static let manyKeysPrefix = Array(("{" + (0..<5_000).map { "\"x\($0)\":0," }.joined()).utf8)
+
+    /// A poison record of `kind` made from good event `index`: key, value and timestamp (0: now).
+    public static func poison(_ index: Int, kind: String) -> (key: [UInt8], value: [UInt8], timestampMs: Int64) {
+        let good = event(index)
+        let body = good.dropFirst()
+        switch kind {
+        case "nanosecond-timestamp":
+            return (key(index), good, 1_733_000_000_000_000_000)
+        case "year-3000-timestamp":
+            return (key(index), good, 32_503_680_000_000)
+        case "deep-nesting":
+            return (key(index), Array("{\"deep\":".utf8) + Array(repeating: UInt8(ascii: "["), count: 5_000)
+                        + Array(repeating: UInt8(ascii: "]"), count: 5_000) + Array(",".utf8) + body, 0)
+        case "many-keys":
+            return (key(index), manyKeysPrefix + body, 0)
+        case "duplicate-keys":
+            return (key(index), Array("{\"f0\":1,\"f0\":2,".utf8) + body, 0)
+        case "byte-order-mark":
+            return (key(index), [0xEF, 0xBB, 0xBF] + good, 0)
+        default:
+            // 100 KB: over a worker producer limited to 64 KiB, so its answer must be made smaller.
+            return (Array(repeating: UInt8(ascii: "k"), count: 100_000), good, 0)
+        }
+    }
+
     /// Six decimals, like a typical producer's float formatting.
     private static func formatted(_ value: Double) -> String {
         let scaled = (value * 1_000_000).rounded()

@@ -15,24 +15,27 @@ public final class SyntheticProducer: Sendable {
     public let failed = Atomic<Int>(0)
     /// Bad events among them.
     public let sentBad = Atomic<Int>(0)
+    /// Poison records among them (`SyntheticEvents.poisonKinds`).
+    public let sentPoison = Atomic<Int>(0)
 
     /// Starts producing to `topic`. `rate` events per second (0: as fast as the client takes them);
     /// `limit` stops after that many (nil: until `stop()`); `lingerMs` is the client's batching delay.
-    public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, maxBytes: Int = 1 << 20,
-                lingerMs: Int = 5) throws {
+    /// Every `poisonEvery`-th event (0: none) is a poison record, cycling through `SyntheticEvents.poisonKinds`.
+    public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, poisonEvery: Int = 0,
+                maxBytes: Int = 1 << 20, lingerMs: Int = 5) throws {
         var configuration = ProducerConfiguration(bootstrapServers: brokers)
         configuration.clientID = "weir-demo-producer"
         configuration.lingerMs = lingerMs
         producer = try KafkaProducer(configuration: configuration, onDelivery: { _ in })
         let target = try producer.topic(topic)
         let thread = Thread { [self] in
-            run(topic: target, rate: rate, limit: limit, badEvery: badEvery, maxBytes: maxBytes)
+            run(topic: target, rate: rate, limit: limit, badEvery: badEvery, poisonEvery: poisonEvery, maxBytes: maxBytes)
         }
         thread.name = "weir-synthetic-producer"
         thread.start()
     }
 
-    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, maxBytes: Int) {
+    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, poisonEvery: Int, maxBytes: Int) {
         defer { done.store(true, ordering: .releasing) }
         let started = DispatchTime.now().uptimeNanoseconds
         var index = 0
@@ -46,6 +49,20 @@ public final class SyntheticProducer: Sendable {
                     usleep(UInt32(min((due - now) / 1000, 100_000)))
                     continue
                 }
+            }
+            // Halfway between bad events, so a stream can carry both.
+            if poisonEvery > 0 && index % poisonEvery == poisonEvery / 2 {
+                let kind = SyntheticEvents.poisonKinds[(index / poisonEvery) % SyntheticEvents.poisonKinds.count]
+                let record = SyntheticEvents.poison(index, kind: kind)
+                do {
+                    try producer.send(to: topic, key: record.key, value: record.value, timestampMilliseconds: record.timestampMs)
+                    sentPoison.add(1, ordering: .relaxed)
+                } catch {
+                    failed.add(1, ordering: .relaxed)
+                }
+                index += 1
+                sent.store(index, ordering: .relaxed)
+                continue
             }
             let isBad = badEvery > 0 && index % badEvery == badEvery - 1
             let value: [UInt8]

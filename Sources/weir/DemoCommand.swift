@@ -112,19 +112,24 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: "One in this many events is bad (cycling through the dead-letter codes); 0 for none.")
     var badEvery = 200
 
+    @Option(help: "One in this many events is a poison record (odd timestamps, hostile JSON, a 100 KB key); 0 for none.")
+    var poisonEvery = 0
+
     @Option(help: "Stop after this many seconds (default: run until Ctrl-C or SIGTERM).")
     var duration: Double?
 
     func validate() throws {
         if rate < 0 { throw ValidationError("--rate must be 0 or more events per second") }
         if badEvery < 0 { throw ValidationError("--bad-every must be 0 or more") }
+        if poisonEvery < 0 { throw ValidationError("--poison-every must be 0 or more") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be a positive number of seconds") }
     }
 
     func run() throws {
         let producer: SyntheticProducer
         do {
-            producer = try SyntheticProducer(brokers: brokers, topic: topic, rate: rate, badEvery: badEvery, maxBytes: 64 << 10)
+            producer = try SyntheticProducer(brokers: brokers, topic: topic, rate: rate, badEvery: badEvery, poisonEvery: poisonEvery,
+                                             maxBytes: 64 << 10)
         } catch {
             throw CommandFailure("--brokers: cannot start a producer: \(error)")
         }

@@ -294,9 +294,9 @@ import WeirTestSupport
         try waitFor("the first 200 answered in committed transactions", timeoutSeconds: 30) {
             running.answered >= 200 && running.worker.committedEverything
         }
-        // Three refusals of the predictions' broker: three aborted transactions in a row for the
-        // events of the first batch after them.
-        try cluster.injectBrokerRequestErrors(.produce, Array(repeating: .messageTooLarge, count: 3), broker: 2)
+        // Three refusals for good by the predictions' broker, one of each kind: three aborted
+        // transactions in a row for the events of the first batch after them.
+        try cluster.injectBrokerRequestErrors(.produce, [.messageTooLarge, .invalidRecord, .topicAuthorizationFailed], broker: 2)
         try Self.produce(cluster, (200..<260).map { Self.good($0) })
         do {
             // (After an abort the ledger is empty, so "everything committed" holds then too: wait for
@@ -414,6 +414,22 @@ import WeirTestSupport
             #expect(time.plausible(plausible) == plausible)
         }
         #expect(EventTime(wallClockMs: .max).plausible(.max) == .max, "the clock's end does not trap")
+    }
+
+    @Test("The soak's poison records are what they say")
+    func soakPoisonKinds() {
+        let time = EventTime(wallClockMs: Int64(Date().timeIntervalSince1970 * 1000))
+        for kind in SyntheticEvents.poisonKinds {
+            let record = SyntheticEvents.poison(3, kind: kind)
+            switch kind {
+            case "nanosecond-timestamp", "year-3000-timestamp":
+                #expect(time.plausible(record.timestampMs) == 0, "\(kind)")
+            case "large-key":
+                #expect(record.key.count == 100_000)
+            default:
+                #expect(record.timestampMs == 0 && record.value.count > SyntheticEvents.event(3).count, "\(kind)")
+            }
+        }
     }
 
     @Test("A dead letter too large to publish drops its value, then its copied headers, then its key")
