@@ -269,6 +269,9 @@ final class OffsetLedger {
         return max(0, end &- first)
     }
 
+    /// The first offset `partition`'s current assignment consumed: where the consumer started it.
+    func firstOffset(of partition: TopicPartition) -> Int64? { byPartition[partition]?.firstOffset }
+
     /// The offset after `partition`'s newest consumed event.
     func consumedEnd(of partition: TopicPartition) -> Int64? { byPartition[partition]?.consumedEnd }
 }

@@ -64,8 +64,8 @@ final class TransactionalCommitter: Committer {
         self.settle = settle
         aborted = batcher.aborted
         flushTimeoutMs = max(settings.shutdownTimeoutMs / 2, 1_000)
-        // Where a partition with no committed offset starts again after an abort: where the
-        // consumer itself would start it (`kafka.auto.offset.reset`; librdkafka's -1 is the end).
+        // Where a partition with no committed offset and nothing consumed starts again after an
+        // abort: where the consumer itself would start it (`kafka.auto.offset.reset`; -1 is the end).
         let reset = settings.kafkaProperties(for: "consumer")["auto.offset.reset"] ?? OffsetReset.earliest.rawValue
         uncommittedStart = ["latest", "largest", "end"].contains(reset) ? -1 : -2
         transactionalID = settings.transactionalID
@@ -202,6 +202,10 @@ final class TransactionalCommitter: Committer {
         }
         metrics.transactions(.aborted)
         batcher.discard()
+        // Where each partition's assignment started, for those no transaction has committed yet.
+        let starts = Dictionary(uniqueKeysWithValues: partitions.compactMap { partition in
+            ledger.firstOffset(of: partition).map { (partition, $0) }
+        })
         ledger.removeAll()
         outputs.discardRetries()
         if !partitions.isEmpty {
@@ -211,8 +215,12 @@ final class TransactionalCommitter: Committer {
                 var targets = partitions.compactMap { partition in
                     committedByTransaction[partition].map { TopicPartitionOffset(partition.topic, partition.partition, $0) }
                 }
-                // No committed offset yet: where auto.offset.reset starts a partition.
-                targets += group.map { TopicPartitionOffset($0.topic, $0.partition, $0.offset >= 0 ? $0.offset : uncommittedStart) }
+                // No committed offset yet: where this assignment started (where auto.offset.reset put
+                // it), or, with nothing consumed, where auto.offset.reset starts a partition.
+                targets += group.map { committed in
+                    let start = committed.offset >= 0 ? committed.offset : starts[committed.topicPartition] ?? uncommittedStart
+                    return TopicPartitionOffset(committed.topic, committed.partition, start)
+                }
                 try consumer.seek(targets)
                 log("transaction aborted; \(partitions.count) partitions rewound to their committed offsets", level: .warning,
                     partitions: Array(partitions))

@@ -328,6 +328,38 @@ import WeirTestSupport
         print("exactly-once poison: \(aborts) aborts, \(deadLetters.count) answers dead-lettered after three failed transactions; \(audit)")
     }
 
+    /// Exactly-once with `auto.offset.reset: latest`: an abort before the first commit rewinds each
+    /// partition to where its assignment started, neither to the beginning of the topic (answering
+    /// events from before the worker) nor to the end (losing the aborted transaction's events).
+    @Test func anAbortBeforeAnyCommitRewindsToWhereTheAssignmentStarted() throws {
+        let cluster = try makeCluster(partitions: 1)
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster)
+        settings.guarantee = .exactlyOnce
+        settings.kafka["consumer.auto.offset.reset"] = "latest"
+        try Self.produce(cluster, (0..<100).map { Self.good($0, name: "before the worker") })
+        let running = try RunningWorker(settings: settings, bundle: bundle)
+        try running.waitUntilReady()
+        // The worker's first transaction is refused: nothing has been committed yet. Events go in
+        // ten at a time until the worker reads some ("latest" is resolved at its first fetch).
+        cluster.injectRequestErrors(.addPartitionsToTxn, [.topicAuthorizationFailed])
+        var next = 100
+        try waitFor("the worker reading", timeoutSeconds: 30) {
+            try Self.produce(cluster, (next..<(next + 10)).map { Self.good($0) })
+            next += 10
+            return running.worker.metrics.consumedTotal.load(ordering: .relaxed) > 0
+        }
+        try waitFor("the abort", timeoutSeconds: 30) { running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed) >= 1 }
+        try waitFor("a committed transaction after it", timeoutSeconds: 30) {
+            running.worker.metrics.transactionCommitTotal.load(ordering: .relaxed) >= 1 && running.worker.committedEverything
+        }
+        try running.stop()
+        let answered = Set(try readTopic(cluster, "predictions", partitions: 1).map { try (jsonObject($0)["source"] as! [String: Any])["offset"] as! Int })
+        let first = answered.min() ?? -1
+        #expect(first >= 100, "nothing from before the worker started is answered: first \(first)")
+        #expect(answered == Set(first..<next), "everything from where it started, again after the abort: \(answered.count) of \(next - first)")
+    }
+
     /// Exactly-once with a drift topic that refuses every record: drift records go through a plain
     /// producer beside the transactional one, so their failures abort nothing.
     @Test func exactlyOnceBestEffortFailuresAbortNothing() throws {
