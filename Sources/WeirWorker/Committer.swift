@@ -71,7 +71,13 @@ final class GroupCommitter: Committer {
 
     var wantsTurn: Bool { false }
 
-    func commit() { commit(async: true) }
+    /// The tick's commit, sent only when no earlier asynchronous commit is still in flight:
+    /// librdkafka retries a refused one by itself, and landing after a newer commit it would move
+    /// the group back (to stay there, as the ledger counts the newer one committed).
+    func commit() {
+        guard consumer.asyncCommitsInFlight == 0 else { return }
+        commit(async: true)
+    }
 
     func deliveryFailed(_ failed: FailedDelivery, retry: (FailedDelivery) -> Void) { retry(failed) }
 

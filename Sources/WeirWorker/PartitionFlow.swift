@@ -19,10 +19,10 @@ final class PartitionFlow {
     private(set) var lastConsumedAt: UInt64 = 0
     private var lastFetcherWakeAt: UInt64 = 0
     private var fetcherWakeRotation = 0
-    /// The high watermark each partition had when the fetcher was last woken for it: a partition
-    /// whose end is a transaction marker looks one behind forever, so it is woken once per new end,
-    /// not every 50 ms.
-    private var wokenAtHigh: [TopicPartition: Int64] = [:]
+    /// When the fetcher was last woken for each partition, at which high watermark and consumed
+    /// end: a partition whose end is a transaction marker looks one behind forever, so with neither
+    /// moved it is woken again only after a second, not every 50 ms (a real stall still recovers).
+    private var lastWake: [TopicPartition: (high: Int64, end: Int64, at: UInt64)] = [:]
 
     init(consumer: KafkaConsumer, ledger: OffsetLedger, settings: WorkerSettings, metrics: WorkerMetrics, log: WorkerLog) {
         self.consumer = consumer
@@ -43,7 +43,7 @@ final class PartitionFlow {
         paused.subtract(partitions)
         for partition in partitions {
             metrics.removeLag(topic: partition.topic, partition: partition.partition)
-            wokenAtHigh[partition] = nil
+            lastWake[partition] = nil
         }
         log("\(lost ? "lost" : "revoked") \(partitions.count) partitions: \(partitions.map(\.description).sorted().joined(separator: " "))",
             level: lost ? .warning : .info, partitions: partitions)
@@ -113,15 +113,17 @@ final class PartitionFlow {
         var lagging = [TopicPartition]()
         for partition in assigned {
             guard let end = ledger.consumedEnd(of: partition),
-                  let marks = consumer.cachedWatermarks(partition.topic, partition.partition), marks.high > end,
-                  wokenAtHigh[partition] != marks.high else { continue }
+                  let marks = consumer.cachedWatermarks(partition.topic, partition.partition), marks.high > end else { continue }
+            if let last = lastWake[partition], last.high == marks.high, last.end == end, now - last.at < 1_000_000_000 { continue }
             lagging.append(partition)
         }
         guard !lagging.isEmpty else { return }
         lagging.sort { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
         fetcherWakeRotation = (fetcherWakeRotation + 1) % lagging.count
         let partition = lagging[fetcherWakeRotation]
-        wokenAtHigh[partition] = consumer.cachedWatermarks(partition.topic, partition.partition)?.high
+        if let high = consumer.cachedWatermarks(partition.topic, partition.partition)?.high, let end = ledger.consumedEnd(of: partition) {
+            lastWake[partition] = (high, end, now)
+        }
         metrics.fetcherWakeups.increment()
         metrics.fetcherWakeupTotal.add(1, ordering: .relaxed)
         // The answer itself is not needed; a failure (broker down) is the fetcher's to report.

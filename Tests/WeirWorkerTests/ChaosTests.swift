@@ -123,7 +123,11 @@ struct OutputAudit: CustomStringConvertible {
         // A fault can make the group take the worker's assignment away (the embedded broker fences
         // its generation); it rejoins, answers the uncommitted tail again and commits it. The test
         // waits for that, so the commits it checks are the worker's last word.
-        try waitForCommitted(cluster, group: settings.group, try highWatermarks(cluster))
+        do {
+            try waitForCommitted(cluster, group: settings.group, try highWatermarks(cluster))
+        } catch {
+            throw TestFailure("\(name): \(error); consumed \(running.worker.metrics.consumedTotal.load(ordering: .relaxed)), in flight peak \(running.worker.metrics.inFlightPeak.load(ordering: .relaxed)); log \(running.log.lines.withLock { $0 }.filter { !$0.hasPrefix("[thrd") }.suffix(25))")
+        }
         try running.stop(timeoutSeconds: 30)
         let audit = try OutputAudit(cluster, partitions: 4)
         let repeatable = running.worker.metrics.uncommittedHandoverEventTotal.load(ordering: .relaxed)
@@ -174,9 +178,7 @@ struct OutputAudit: CustomStringConvertible {
     }
 
     /// A session that outlasts the 3 s faults below and the coordinator's refused heartbeats (the
-    /// tests' default is 3 s, for quick rebalances). With 3 s, the coordinator scenario once left
-    /// the group's commits short of the end for 40 s under a loaded machine (2026-12-06): not yet
-    /// explained, so the scenario keeps the session it was measured with.
+    /// tests' default is 3 s, for quick rebalances).
     static func outlastOutages(_ settings: inout WorkerSettings) {
         settings.kafka["consumer.session.timeout.ms"] = "6000"
         settings.kafka["consumer.heartbeat.interval.ms"] = "1000"
