@@ -9,11 +9,14 @@ let package = Package(
         .library(name: "WeirKafka", targets: ["WeirKafka"]),
         .library(name: "WeirModel", targets: ["WeirModel"]),
         .library(name: "WeirCodec", targets: ["WeirCodec"]),
+        .library(name: "WeirRegistry", targets: ["WeirRegistry"]),
         .library(name: "WeirDrift", targets: ["WeirDrift"]),
         .library(name: "WeirControl", targets: ["WeirControl"]),
         .library(name: "WeirWorker", targets: ["WeirWorker"]),
         // For the fuzz package (fuzz/): the jansson reference decoder the decoder fuzzer compares with.
         .library(name: "JanssonReference", targets: ["JanssonReference"]),
+        // For the fuzz package and the benchmark: libavro-c's reading of Avro, Weir's Avro reference.
+        .library(name: "AvroReference", targets: ["AvroReference"]),
         // The fuzz targets' checks, which `make test` also replays over the committed corpus.
         .library(name: "FuzzChecks", targets: ["FuzzChecks"]),
     ],
@@ -38,8 +41,15 @@ let package = Package(
 
         .target(name: "WeirKafka", dependencies: ["CRdKafka"]),
         .target(name: "WeirCodec"),
+        // One blocking HTTP request through libcurl (non-variadic, for Swift): the registry's transport.
+        .target(name: "CWeirHTTP", linkerSettings: [.linkedLibrary("curl")]),
+        // The Schema Registry: a REST client, and a small in-memory registry for tests and the demo.
+        .target(name: "WeirRegistry", dependencies: ["CWeirHTTP"]),
         // The event semantics over jansson's DOM: the reference for differential tests and fuzzing.
         .target(name: "JanssonReference", dependencies: ["WeirCodec", "CJansson"]),
+        // The Avro semantics over libavro-c's generic values: the reference for differential tests,
+        // fuzzing and the benchmark's peer (C: avro-c's value API is macros).
+        .target(name: "AvroReference", linkerSettings: [.linkedLibrary("avro")]),
         // The decoder's differential check and the control-message properties: one copy, run by
         // the libFuzzer targets (fuzz/) and by the corpus replay test.
         .target(name: "FuzzChecks", dependencies: ["WeirCodec", "JanssonReference", "WeirControl"]),
@@ -56,7 +66,7 @@ let package = Package(
         .target(
             name: "WeirWorker",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift",
+                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -78,7 +88,8 @@ let package = Package(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka"], path: "Tests/WeirTestSupport"),
-        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "WeirTestSupport"]),
+        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "AvroReference", "WeirTestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzChecks"]),
         .testTarget(

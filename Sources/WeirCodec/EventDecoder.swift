@@ -30,18 +30,57 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
         case missingFeature = "missing-feature"
         case notANumber = "not-a-number"
         case tooLarge = "too-large"
+        /// A framed format's value without Confluent's magic byte and schema id.
+        case badWireFormat = "bad-wire-format"
+        /// An Avro value that ends early or does not match its writer schema.
+        case malformedAvro = "malformed-avro"
+        /// A schema id the Schema Registry says does not exist.
+        case unknownSchema = "unknown-schema"
     }
     public let code: Code
     public let message: String
     public var description: String { "\(code.rawValue): \(message)" }
 }
 
-/// The event's `id`, as the JSON token's byte range in the payload (quotes included for strings),
-/// so it can be echoed without allocating.
+/// The event's `id`, echoed without allocating: a byte range of the payload, or a number.
 public struct EventID: Sendable, Equatable {
+    /// How the id is written into a JSON record.
+    public enum Form: UInt8, Sendable {
+        /// `start..<end` is a JSON token, copied as is (quotes included for strings).
+        case jsonToken
+        /// `start..<end` is raw UTF-8 text (an Avro string), written as a JSON string.
+        case text
+        /// `integer` is the id (an Avro int or long).
+        case integer
+    }
     public let start: Int
     public let end: Int
     public let isString: Bool
+    public let form: Form
+    public let integer: Int64
+
+    /// A JSON token at `start..<end` of the payload.
+    public init(start: Int, end: Int, isString: Bool) {
+        self.start = start
+        self.end = end
+        self.isString = isString
+        form = .jsonToken
+        integer = 0
+    }
+
+    /// Raw text at `start..<end` of the payload.
+    public static func text(start: Int, end: Int) -> EventID { EventID(start: start, end: end, form: .text, integer: 0) }
+
+    /// A number read from the payload.
+    public static func integer(_ value: Int64) -> EventID { EventID(start: 0, end: 0, form: .integer, integer: value) }
+
+    private init(start: Int, end: Int, form: Form, integer: Int64) {
+        self.start = start
+        self.end = end
+        isString = form == .text
+        self.form = form
+        self.integer = integer
+    }
 }
 
 /// Decodes event payloads into feature rows in one pass over the bytes: no DOM, and no allocation

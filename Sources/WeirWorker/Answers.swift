@@ -24,6 +24,12 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
     /// librdkafka could not read the record (a corrupt or undecompressable batch); the worker
     /// answers its offset and moves past it.
     case consumeError = "consume-error"
+    /// A framed input format's value without Confluent's magic byte and schema id.
+    case badWireFormat = "bad-wire-format"
+    /// An Avro value that ends early or does not match its writer schema (the field is named).
+    case malformedAvro = "malformed-avro"
+    /// The Schema Registry says the value's schema id does not exist.
+    case unknownSchema = "unknown-schema"
 
     init(_ code: DecodeFailure.Code) {
         switch code {
@@ -31,6 +37,9 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
         case .missingFeature: self = .missingFeature
         case .notANumber: self = .notANumber
         case .tooLarge: self = .tooLarge
+        case .badWireFormat: self = .badWireFormat
+        case .malformedAvro: self = .malformedAvro
+        case .unknownSchema: self = .unknownSchema
         }
     }
 }
@@ -92,7 +101,11 @@ final class AnswerWriter {
         writer.reset()
         writer.raw("{\"id\":")
         if let id, let value = message.value {
-            writer.raw(UnsafeRawBufferPointer(rebasing: value[id.start..<id.end]))
+            switch id.form {
+            case .jsonToken: writer.raw(UnsafeRawBufferPointer(rebasing: value[id.start..<id.end]))
+            case .text: writer.string(UnsafeRawBufferPointer(rebasing: value[id.start..<id.end]))
+            case .integer: writer.integer(id.integer)
+            }
         } else {
             writer.raw("null")
         }

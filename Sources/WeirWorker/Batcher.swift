@@ -59,8 +59,10 @@ final class Batcher {
     private(set) var recentEvents: [[UInt8]] = []
     private var recentNext = 0
 
-    init(primary: ServingModel, settings: WorkerSettings, ledger: OffsetLedger, outputs: Outputs, metrics: WorkerMetrics) {
+    init(primary: ServingModel, settings: WorkerSettings, ledger: OffsetLedger, outputs: Outputs, metrics: WorkerMetrics,
+         gate: SchemaGate? = nil) {
         routing = Routing(primary: primary)
+        self.gate = gate
         maxEvents = settings.batchMaxEvents
         maxDelayNanoseconds = UInt64(settings.batchMaxDelayMs) * 1_000_000
         self.ledger = ledger
@@ -89,8 +91,17 @@ final class Batcher {
     func take(_ messages: [RetainedMessage], now: UInt64) {
         metrics.eventsIn.increment(by: Int64(messages.count))
         metrics.consumedTotal.add(messages.count, ordering: .relaxed)
+        admit(messages, now: now)
+    }
+
+    /// Events that waited for their writer schema, in their order (counted when consumed).
+    func takeReleased(_ messages: [RetainedMessage], now: UInt64) { admit(messages, now: now) }
+
+    private func admit(_ messages: [RetainedMessage], now: UInt64) {
         let eventTime = EventTime(wallClockMs: wallClockMicroseconds() / 1000)
         for retained in messages {
+            // Framed formats: an event whose schema is not known yet waits (not begun in the ledger).
+            if let gate, gate.holds(retained) { continue }
             let message = retained.message
             let track = ledger.track(for: message)
             if let error = message.error {
@@ -140,6 +151,9 @@ final class Batcher {
             if pending.count >= maxEvents { close() }
         }
     }
+
+    /// Framed input formats: holds events whose writer schema is being fetched; nil for JSON.
+    let gate: SchemaGate?
 
     /// Exactly-once: events whose answers keep aborting transactions (empty otherwise).
     let aborted = AbortedAnswers()

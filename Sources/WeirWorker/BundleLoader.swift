@@ -1,4 +1,5 @@
 import Foundation
+import WeirCodec
 import WeirControl
 
 /// Finds, verifies, compiles and warms up the bundles control messages name. Holds only `Sendable`
@@ -7,6 +8,8 @@ import WeirControl
 struct BundleLoader: Sendable {
     let settings: WorkerSettings
     let modelName: String
+    /// The worker's writer schemas (framed input formats), shared with the models it builds.
+    let writerSchemas: WriterSchemas
     let log: WorkerLog
 
     /// Loads every bundle of `refs`, or says why the first that fails cannot serve.
@@ -72,7 +75,8 @@ struct BundleLoader: Sendable {
         }
         if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
         let model: ServingModel
-        do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, log: { [log] in log($0, version: ref.version) }) } catch {
+        do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, writerSchemas: writerSchemas,
+                                           log: { [log] in log($0, version: ref.version) }) } catch {
             return .failure(ControlRejection(.bundleInvalid, "\(error)"))
         }
         switch model.warmUp(on: recent, fallbackSchemaOf: active) {

@@ -73,6 +73,14 @@ public final class WorkerMetrics: Sendable {
     let eventLatency: CoreMetrics.Timer
     let inFlight: CoreMetrics.Gauge
     let pausedPartitions: CoreMetrics.Gauge
+    /// Framed inputs: 1 while the Schema Registry answers, 0 while a fetch keeps failing.
+    let schemaRegistryAvailable: CoreMetrics.Gauge
+    /// Writer schemas known (fetched, or known not to exist).
+    let schemasKnown: CoreMetrics.Gauge
+    /// Partitions paused because their next event waits for its writer schema.
+    let schemaWaitingPartitions: CoreMetrics.Gauge
+    /// Schema fetches that got no answer (down, slow, refused), each retried.
+    let schemaRegistryErrors: CoreMetrics.Counter
     /// One counter per dead-letter code, made at start (each code shows 0 until it happens).
     private let deadLetterCounters: [DeadLetterCode: CoreMetrics.Counter]
     private let lagGauges: Mutex<[String: CoreMetrics.Gauge]>
@@ -135,6 +143,10 @@ public final class WorkerMetrics: Sendable {
         eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)
         inFlight = CoreMetrics.Gauge(label: "weir_events_in_flight", factory: factory)
         pausedPartitions = CoreMetrics.Gauge(label: "weir_paused_partitions", factory: factory)
+        schemaRegistryAvailable = CoreMetrics.Gauge(label: "weir_schema_registry_available", factory: factory)
+        schemasKnown = CoreMetrics.Gauge(label: "weir_schema_registry_schemas", factory: factory)
+        schemaWaitingPartitions = CoreMetrics.Gauge(label: "weir_schema_waiting_partitions", factory: factory)
+        schemaRegistryErrors = Counter(label: "weir_schema_registry_errors_total", factory: factory)
         deadLetterCounters = Dictionary(uniqueKeysWithValues: DeadLetterCode.allCases.map { code in
             (code, Counter(label: "weir_dead_letters_total", dimensions: [("code", code.rawValue)], factory: factory))
         })

@@ -15,6 +15,8 @@ final class PartitionFlow {
     private var backpressure = false
     /// An operator paused consumption through the control topic.
     var operatorPaused = false
+    /// Partitions whose next event waits for its writer schema (`SchemaGate`): kept paused.
+    private var schemaHeld = Set<TopicPartition>()
     /// When the poll last returned events, and when the fetcher was last woken.
     private(set) var lastConsumedAt: UInt64 = 0
     private var lastFetcherWakeAt: UInt64 = 0
@@ -41,6 +43,7 @@ final class PartitionFlow {
     func revoke(_ partitions: [TopicPartition], lost: Bool) {
         assigned.subtract(partitions)
         paused.subtract(partitions)
+        schemaHeld.subtract(partitions)
         for partition in partitions {
             metrics.removeLag(topic: partition.topic, partition: partition.partition)
             lastWake[partition] = nil
@@ -82,12 +85,28 @@ final class PartitionFlow {
         }
         if backpressure || operatorPaused {
             pauseAll()
-        } else if !paused.isEmpty {
-            do { try consumer.resume(Array(paused)) } catch { log("resume failed: \(error)", level: .warning) }
-            paused.removeAll()
+        } else {
+            let resumable = schemaHeld.isEmpty ? paused : paused.subtracting(schemaHeld)
+            if !resumable.isEmpty {
+                do { try consumer.resume(Array(resumable)) } catch { log("resume failed: \(error)", level: .warning) }
+                paused.subtract(resumable)
+            }
+            let toPause = schemaHeld.subtracting(paused)
+            if !toPause.isEmpty {
+                do { try consumer.pause(Array(toPause)); paused.formUnion(toPause) } catch { log("pause failed: \(error)", level: .warning) }
+            }
         }
         metrics.pausedPartitions.record(paused.count)
         metrics.inFlight.record(inFlight)
+    }
+
+    /// The partitions whose events wait for a writer schema; paused until they are released.
+    func holdForSchemas(_ partitions: Set<TopicPartition>) {
+        let added = partitions.subtracting(schemaHeld)
+        schemaHeld = partitions.intersection(assigned)
+        if !added.isEmpty {
+            log("waiting for writer schemas: pausing \(added.map(\.description).sorted().joined(separator: " "))", partitions: Array(added))
+        }
     }
 
     /// Pauses every owned partition not paused yet (also at stop: no new events from then on).

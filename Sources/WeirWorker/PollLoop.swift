@@ -69,7 +69,13 @@ final class PollLoop {
             bestEffortProducer = nil
         }
         outputs = try Outputs(producer: producer, bestEffort: bestEffortProducer, settings: settings, metrics: metrics, log: log)
-        batcher = Batcher(primary: primary, settings: settings, ledger: ledger, outputs: outputs, metrics: metrics)
+        var gate: SchemaGate?
+        if settings.inputFormat.isFramed, let registry = settings.registryConfiguration {
+            let fetcher = SchemaFetcher(configuration: registry, schemas: primary.writerSchemas, format: settings.inputFormat, signal: signal,
+                                        metrics: metrics, log: log)
+            gate = SchemaGate(schemas: primary.writerSchemas, fetcher: fetcher, metrics: metrics)
+        }
+        batcher = Batcher(primary: primary, settings: settings, ledger: ledger, outputs: outputs, metrics: metrics, gate: gate)
         flow = PartitionFlow(consumer: consumer, ledger: ledger, settings: settings, metrics: metrics, log: log)
         commitTimer = Periodic(milliseconds: settings.commitIntervalMs)
         workerKey = Array(settings.workerID.utf8)
@@ -138,6 +144,14 @@ final class PollLoop {
     private func settle(at now: UInt64) {
         pollThread.check("the loop's fixed point")
         skipUnreadable()
+        if let gate = batcher.gate {
+            let released = gate.released()
+            if !released.isEmpty { batcher.takeReleased(released, now: now) }
+            if gate.waitingChanged {
+                gate.waitingChanged = false
+                flow.holdForSchemas(gate.waitingPartitions)
+            }
+        }
         applyDeliveries()
         applyRefusedCommits()
         while let change = consumer.pendingRebalance { applyRebalance(change) }
@@ -267,6 +281,7 @@ final class PollLoop {
             if !committed { noteUncommittedHandover(leaving) }
             outputs.discardRetries { ledger.source(of: $0).map { leaving.contains($0.partition) } ?? true }
             ledger.remove(leaving)
+            batcher.gate?.drop(partitions)
             flow.revoke(partitions, lost: lost)
             shared.assignedPartitions(flow.assigned.count)
         }
@@ -328,6 +343,8 @@ final class PollLoop {
         let end = started + UInt64(budget) * 1_000_000
         let deadline = started + UInt64(budget * 3 / 4) * 1_000_000
         flow.pauseAll()
+        // Events still waiting for a schema were never begun: they stay uncommitted, read again later.
+        batcher.gate?.dropAll()
         while true {
             batcher.close()
             batcher.publishDrift(of: batcher.routing.primary)

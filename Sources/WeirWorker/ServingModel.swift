@@ -9,7 +9,10 @@ import WeirModel
 final class ServingModel {
     let bundle: ModelBundle
     let ref: BundleRef
-    let decoder: EventDecoder
+    /// Reads events in `input.format` into this model's rows.
+    let decoder: any RowDecoder
+    /// Writer schemas by registry id (framed formats), shared by every model of the worker.
+    let writerSchemas: WriterSchemas
     let scratch: ModelScratch
     let answers: AnswerWriter
     let width: Int
@@ -31,14 +34,16 @@ final class ServingModel {
 
     var version: String { bundle.manifest.version }
 
-    init(bundle: ModelBundle, ref: BundleRef, settings: WorkerSettings, log: (String) -> Void) throws {
+    init(bundle: ModelBundle, ref: BundleRef, settings: WorkerSettings, writerSchemas: WriterSchemas, log: (String) -> Void) throws {
         self.bundle = bundle
         self.ref = ref
         let manifest = bundle.manifest
         width = manifest.inputs.count
         let path = settings.inputFeaturesPath.map { $0.split(separator: ".").map(String.init) } ?? []
-        decoder = EventDecoder(schema: FeatureSchema(names: manifest.inputs.map(\.name), defaults: manifest.inputs.map(\.default),
-                                                     featuresPath: path, maxBytes: settings.inputMaxBytes))
+        let features = FeatureSchema(names: manifest.inputs.map(\.name), defaults: manifest.inputs.map(\.default),
+                                     featuresPath: path, maxBytes: settings.inputMaxBytes)
+        self.writerSchemas = writerSchemas
+        decoder = makeRowDecoder(settings.inputFormat, features: features, writerSchemas: writerSchemas)
         scratch = bundle.model.makeScratch()
         answers = AnswerWriter(manifest: manifest)
         capacity = settings.batchMaxEvents * max(width, 1)
@@ -152,5 +157,15 @@ final class ServingModel {
             return .failure(ControlRejection(.warmUpFailed, "\(version) failed on \(count) recent events: \(error)"))
         }
         return .success(count)
+    }
+}
+
+/// The decoder for `format`: JSON objects, Avro records, or JSON objects behind Confluent's frame.
+func makeRowDecoder(_ format: InputFormat, features: FeatureSchema, writerSchemas: WriterSchemas) -> any RowDecoder {
+    switch format {
+    case .json: return EventDecoder(schema: features)
+    case .avro: return AvroDecoder(schema: features, writerSchemas: writerSchemas)
+    case .jsonSchema: return FramedJSONDecoder(schema: features, writerSchemas: writerSchemas)
+    case .protobuf: return AvroDecoder(schema: features, writerSchemas: writerSchemas)  // refused by settings validation
     }
 }

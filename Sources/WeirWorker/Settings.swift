@@ -1,6 +1,8 @@
 import Foundation
 import WeirKafka
+import WeirCodec
 import WeirModel
+import WeirRegistry
 import Yams
 
 /// Everything `weir serve` can be told (docs/contracts.md). Each setting has a file key
@@ -40,6 +42,18 @@ public struct WorkerSettings: Sendable, Equatable {
     public var guarantee = Guarantee.atLeastOnce
     /// Dotted path to the object or array holding the features (`input.features-path`).
     public var inputFeaturesPath: String?
+    /// How event values are written: JSON, or a Schema Registry format in Confluent's wire format.
+    public var inputFormat = InputFormat.json
+    /// The Schema Registry's base URL (framed input formats).
+    public var schemaRegistryURL: String?
+    /// `user:password` for the registry: a secret, redacted from `--print-config` and never logged.
+    public var schemaRegistryBasicAuth: String?
+    /// PEM files for TLS to the registry: the CA to trust, a client certificate and its key.
+    public var schemaRegistryCAFile: String?
+    public var schemaRegistryCertFile: String?
+    public var schemaRegistryKeyFile: String?
+    /// Longest one registry request may take.
+    public var schemaRegistryTimeoutMs = 5_000
     /// Larger event values go to the dead-letter topic as `too-large`.
     public var inputMaxBytes = 1 << 20
     /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.
@@ -61,6 +75,14 @@ public struct WorkerSettings: Sendable, Equatable {
     public var kafka: [String: String] = [:]
 
     public init() {}
+
+    /// How to reach the Schema Registry; nil when `schema-registry.url` is not set.
+    public var registryConfiguration: RegistryConfiguration? {
+        schemaRegistryURL.map {
+            RegistryConfiguration(url: $0, basicAuth: schemaRegistryBasicAuth, caFile: schemaRegistryCAFile, certFile: schemaRegistryCertFile,
+                                  keyFile: schemaRegistryKeyFile, timeoutMs: schemaRegistryTimeoutMs)
+        }
+    }
 
     /// How this worker compiles models (the `kernels` setting).
     public var modelOptions: ModelOptions {
@@ -214,6 +236,28 @@ let settingsCatalog: [SettingSpec] = [
         settings.guarantee = guarantee
     }, render: { $0.guarantee.rawValue }),
     optionalText("input.features-path", "dotted path to the object or array holding the features", \.inputFeaturesPath),
+    SettingSpec(key: "input.format", help: "json, avro, json-schema (Confluent wire format) or protobuf", apply: { settings, values, source in
+        let value = try single("input.format", values, source)
+        guard let format = InputFormat(rawValue: value) else {
+            throw SettingsError("input.format: '\(value)' \(source) is not an input format; use json, avro, json-schema or protobuf")
+        }
+        settings.inputFormat = format
+    }, render: { $0.inputFormat.rawValue }),
+    optionalText("schema-registry.url", "Schema Registry base URL (http://host:8081), for framed input formats", \.schemaRegistryURL),
+    SettingSpec(key: "schema-registry.basic-auth", help: "user:password for the Schema Registry (a secret: never shown)",
+                apply: { settings, values, source in
+        let value = try single("schema-registry.basic-auth", values, source)
+        if value.isEmpty { settings.schemaRegistryBasicAuth = nil; return }
+        guard let colon = value.firstIndex(of: ":"), colon != value.startIndex else {
+            // The value is a secret: the message does not repeat it.
+            throw SettingsError("schema-registry.basic-auth: the value \(source) is not user:password; give the user, a colon, then the password")
+        }
+        settings.schemaRegistryBasicAuth = value
+    }, render: { $0.schemaRegistryBasicAuth == nil ? nil : "[redacted]" }),
+    optionalText("schema-registry.ca-file", "PEM file of the CA the registry's TLS certificate is checked against", \.schemaRegistryCAFile),
+    optionalText("schema-registry.cert-file", "PEM client certificate for mutual TLS with the registry", \.schemaRegistryCertFile),
+    optionalText("schema-registry.key-file", "PEM key of the client certificate", \.schemaRegistryKeyFile),
+    integer("schema-registry.timeout-ms", "longest one Schema Registry request may take", 100...120_000, \.schemaRegistryTimeoutMs),
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),
@@ -393,8 +437,39 @@ public enum SettingsLoader {
         if settings.output == settings.dlq {
             throw SettingsError("dlq: '\(settings.dlq)' is the output topic too; give dead letters their own topic")
         }
+        try validateRegistry(settings)
         if let path = settings.inputFeaturesPath, path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
             throw SettingsError("input.features-path: '\(path)' has an empty part; use names separated by single dots")
+        }
+    }
+
+    /// The input format against the `schema-registry.*` settings.
+    private static func validateRegistry(_ settings: WorkerSettings) throws {
+        if settings.inputFormat == .protobuf {
+            throw SettingsError("input.format: protobuf is not supported yet; use avro, json-schema or json")
+        }
+        guard let url = settings.schemaRegistryURL else {
+            if settings.inputFormat.isFramed {
+                throw SettingsError("schema-registry.url: required with input.format \(settings.inputFormat.rawValue); give the registry's base URL, such as http://registry:8081")
+            }
+            return
+        }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw SettingsError("schema-registry.url: '\(url)' is not an http:// or https:// URL")
+        }
+        let authority = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).dropFirst(2).first ?? ""
+        if authority.contains("@") {
+            throw SettingsError("schema-registry.url: has credentials in it, which would be logged; put them in schema-registry.basic-auth")
+        }
+        if authority.isEmpty { throw SettingsError("schema-registry.url: '\(url)' has no host") }
+        for (key, path) in [("schema-registry.ca-file", settings.schemaRegistryCAFile), ("schema-registry.cert-file", settings.schemaRegistryCertFile),
+                            ("schema-registry.key-file", settings.schemaRegistryKeyFile)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw SettingsError("\(key): cannot read '\(path)'; give a readable PEM file")
+            }
+        }
+        if settings.schemaRegistryKeyFile != nil && settings.schemaRegistryCertFile == nil {
+            throw SettingsError("schema-registry.key-file: given without schema-registry.cert-file; give the client certificate too")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeirCodec
 import WeirControl
 import WeirTestSupport
 @testable import WeirWorker
@@ -11,7 +12,7 @@ import WeirTestSupport
 @Suite("Bundle loader rejections", .timeLimit(.minutes(2)))
 struct BundleLoaderTests {
     let bundles = TestBundles()
-    let loader = BundleLoader(settings: WorkerSettings(), modelName: "fraud",
+    let loader = BundleLoader(settings: WorkerSettings(), modelName: "fraud", writerSchemas: WriterSchemas(),
                               log: WorkerLog(worker: "test", model: "fraud", version: "1.0.0", sink: { _ in }))
     let active = try! ModelBundle(directory: demoBundleURL).manifest
     let recent = (0..<64).map { SyntheticEvents.event($0) }

@@ -1,0 +1,29 @@
+import Synchronization
+
+/// The writer schemas met so far, by Schema Registry id: filled by the registry client (any
+/// thread), read by every model's decoder on the poll thread. Ids are global to a registry and a
+/// schema under an id never changes, so an entry is kept for the life of the process.
+public final class WriterSchemas: Sendable {
+    /// What is known of one id.
+    public enum Entry: Sendable {
+        /// An Avro schema, parsed.
+        case avro(AvroType)
+        /// A schema the registry holds that this input format cannot read (wrong type, bad text).
+        case unusable(String)
+        /// The registry says the id does not exist.
+        case unknown(String)
+        /// The id's schema is known to exist; its text is not needed (JSON Schema input).
+        case present
+    }
+
+    private let entries = Mutex<[UInt32: Entry]>([:])
+
+    public init() {}
+
+    public func entry(_ id: UInt32) -> Entry? { entries.withLock { $0[id] } }
+
+    public func store(_ entry: Entry, for id: UInt32) { entries.withLock { $0[id] = entry } }
+
+    /// How many ids are known (the `weir_schema_registry_schemas` gauge).
+    public var count: Int { entries.withLock { $0.count } }
+}

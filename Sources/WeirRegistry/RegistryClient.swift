@@ -1,0 +1,151 @@
+import CWeirHTTP
+import Foundation
+
+/// Where the Schema Registry is and how to reach it (`schema-registry.*` settings).
+public struct RegistryConfiguration: Sendable, Equatable {
+    /// Base URL, `http://host:port` or `https://...`, without credentials.
+    public var url: String
+    /// `user:password` for HTTP basic authentication: a secret, never logged or shown.
+    public var basicAuth: String?
+    /// PEM files: the CA to trust, and a client certificate with its key (mutual TLS).
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    /// Longest one request may take, connection included.
+    public var timeoutMs = 5_000
+
+    public init(url: String, basicAuth: String? = nil, caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil,
+                timeoutMs: Int = 5_000) {
+        self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.basicAuth = basicAuth
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.timeoutMs = timeoutMs
+    }
+}
+
+/// A registry call that did not give what was asked.
+public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The registry answered that the schema or subject does not exist (404 with its error code,
+    /// e.g. 40403 schema not found, 40401 subject not found). Permanent.
+    case notFound(errorCode: Int, message: String)
+    /// No usable answer: connection refused, timeout, TLS failure, 5xx, 429. Worth retrying.
+    case unavailable(String)
+    /// The registry refused the request (401/403: credentials; 409/422: an incompatible or invalid
+    /// schema). Not fixed by retrying the same request, though an operator may fix the cause.
+    case refused(status: Int, errorCode: Int?, message: String)
+    /// The answer was not what the REST API documents.
+    case badAnswer(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let code, let message): return "not found (error \(code)): \(message)"
+        case .unavailable(let why): return "unavailable: \(why)"
+        case .refused(let status, let code, let message):
+            let hint = status == 401 || status == 403 ? " (check schema-registry.basic-auth)" : ""
+            return "refused with HTTP \(status)\(code.map { " (error \($0))" } ?? ""): \(message)\(hint)"
+        case .badAnswer(let why): return "unexpected answer: \(why)"
+        }
+    }
+}
+
+/// A schema as the registry holds it.
+public struct RegisteredSchema: Sendable, Equatable {
+    /// `AVRO` (the registry omits the type for Avro), `PROTOBUF` or `JSON`.
+    public let schemaType: String
+    public let text: String
+    /// How many other schemas it references by subject (not resolved by Weir yet).
+    public let referenceCount: Int
+}
+
+/// A blocking client for the Confluent Schema Registry REST API: the calls Weir uses. Each call
+/// is one HTTP request with bounded connect and total timeouts; retrying is the caller's choice.
+public final class SchemaRegistryClient: Sendable {
+    public let configuration: RegistryConfiguration
+
+    public init(_ configuration: RegistryConfiguration) { self.configuration = configuration }
+
+    /// `GET /schemas/ids/{id}`: the writer schema of a framed value.
+    public func schema(id: UInt32) throws(RegistryError) -> RegisteredSchema {
+        let object = try call("GET", "/schemas/ids/\(id)")
+        guard let text = object["schema"] as? String else { throw .badAnswer("no \"schema\" in the answer for id \(id)") }
+        return RegisteredSchema(schemaType: (object["schemaType"] as? String) ?? "AVRO", text: text,
+                                referenceCount: (object["references"] as? [Any])?.count ?? 0)
+    }
+
+    /// `POST /subjects/{subject}/versions`: registers a schema (or finds it registered); its id.
+    public func register(subject: String, schema: String, schemaType: String = "AVRO") throws(RegistryError) -> UInt32 {
+        var body: [String: Any] = ["schema": schema]
+        if schemaType != "AVRO" { body["schemaType"] = schemaType }
+        let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+        let object = try call("POST", "/subjects/\(Self.escape(subject))/versions", body: data)
+        guard let id = object["id"] as? Int, let id32 = UInt32(exactly: id) else { throw .badAnswer("no \"id\" in the answer to a registration") }
+        return id32
+    }
+
+    /// `GET /subjects/{subject}/versions/latest`: the newest schema of a subject, with its id.
+    public func latest(subject: String) throws(RegistryError) -> (id: UInt32, version: Int, schema: RegisteredSchema) {
+        let object = try call("GET", "/subjects/\(Self.escape(subject))/versions/latest")
+        guard let id = object["id"] as? Int, let id32 = UInt32(exactly: id), let version = object["version"] as? Int,
+              let text = object["schema"] as? String else { throw .badAnswer("the latest version of '\(subject)' lacks id, version or schema") }
+        return (id32, version, RegisteredSchema(schemaType: (object["schemaType"] as? String) ?? "AVRO", text: text,
+                                               referenceCount: (object["references"] as? [Any])?.count ?? 0))
+    }
+
+    static func escape(_ component: String) -> String {
+        component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? component
+    }
+
+    /// One request; the decoded JSON object of a 2xx answer, or the error its status means.
+    private func call(_ method: String, _ path: String, body: Data = Data()) throws(RegistryError) -> [String: Any] {
+        let config = configuration
+        var response = weir_http_response()
+        let url = config.url + path
+        let result: Int32 = url.withCString { urlPointer in
+            method.withCString { methodPointer in
+                body.withUnsafeBytes { bodyBytes in
+                    withOptionalCString(config.basicAuth) { auth in
+                        withOptionalCString(config.caFile) { ca in
+                            withOptionalCString(config.certFile) { cert in
+                                withOptionalCString(config.keyFile) { key in
+                                    var request = weir_http_request(
+                                        url: urlPointer, method: methodPointer,
+                                        body: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self), body_length: bodyBytes.count,
+                                        user_password: auth, ca_file: ca, cert_file: cert, key_file: key,
+                                        connect_timeout_ms: min(config.timeoutMs, 2_000), timeout_ms: config.timeoutMs)
+                                    return weir_http_perform(&request, &response)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        defer { weir_http_response_free(&response) }
+        if result != 0 {
+            let message = withUnsafeBytes(of: response.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            throw .unavailable("\(method) \(config.url)\(path): \(message)")
+        }
+        let data = response.body.map { Data(bytes: $0, count: response.body_length) } ?? Data()
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        let status = response.status
+        switch status {
+        case 200..<300:
+            guard let object else { throw .badAnswer("\(method) \(path) answered \(status) without a JSON object") }
+            return object
+        default:
+            let code = object?["error_code"] as? Int
+            let message = (object?["message"] as? String) ?? String(decoding: data.prefix(200), as: UTF8.self)
+            // Only the registry's own "does not exist" codes: a bare 404 is a wrong URL, not a missing schema.
+            if status == 404, let code, [40401, 40402, 40403].contains(code) { throw .notFound(errorCode: code, message: message) }
+            if status == 408 || status == 429 || status >= 500 { throw .unavailable("\(method) \(config.url)\(path) answered \(status): \(message)") }
+            throw .refused(status: Int(status), errorCode: code, message: message)
+        }
+    }
+}
+
+private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let text else { return body(nil) }
+    return text.withCString { body($0) }
+}
