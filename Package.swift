@@ -74,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "weir",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker",
+                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker", "WeirRegistry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift", "WeirTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirTestSupport",
+            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "WeirTestSupport",
                            .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]),
     ],

@@ -492,6 +492,12 @@ public enum SettingsLoader {
     }
 }
 
+/// Printed whole, settings show `--print-config`'s rendering: secrets redacted, never their values.
+extension WorkerSettings: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { SettingsLoader.render(self) }
+    public var debugDescription: String { SettingsLoader.render(self) }
+}
+
 /// What the worker promises about each input event's answer (docs/reliability.md).
 public enum Guarantee: String, Sendable, CaseIterable {
     /// Every event is answered at least once: offsets are committed after their answers are

@@ -1,4 +1,5 @@
 import Foundation
+import WeirCodec
 import WeirDrift
 
 /// Synthetic input events shaped like a fraud-scoring stream: a JSON object of about 750 bytes with
@@ -20,6 +21,54 @@ public enum SyntheticEvents {
     }
 
     public static func key(_ index: Int) -> [UInt8] { Array("u\(index % 5000)".utf8) }
+
+    /// The same events as Avro: the writer schema a producer registers under `<topic>-value`.
+    public static let avroSchema: String = {
+        let features = (0..<featureCount).map { #"{"name":"f\#($0)","type":"double"}"# }.joined(separator: ",")
+        return #"{"type":"record","name":"Event","namespace":"weir.demo","fields":[{"name":"id","type":"string"},"#
+            + #"{"name":"user","type":"string"},{"name":"country","type":"string"},{"name":"channel","type":"string"},"#
+            + features + #",{"name":"note","type":"string"}]}"#
+    }()
+
+    /// Event `index` as Confluent-framed Avro under `schemaID`: the same fields and the same
+    /// doubles as the JSON event (each the double its JSON text reads as), padded alike.
+    public static func avroEvent(_ index: Int, schemaID: UInt32, targetBytes: Int = 750) -> [UInt8] {
+        var writer = AvroBinaryWriter(capacity: targetBytes + 16)
+        writer.frame(schemaID: schemaID)
+        writer.string("evt-\(index)")
+        writer.string("u\(index % 5000)")
+        writer.string("NL")
+        writer.string("web")
+        var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        for feature in 0..<featureCount {
+            let value = generator.nextGaussian() * Double(feature % 5 + 1) + Double(feature % 3)
+            writer.double(Double(formatted(value))!)
+        }
+        writer.string(String(repeating: "x", count: max(0, targetBytes - writer.bytes.count - 2)))
+        return writer.bytes
+    }
+
+    /// The bad Avro events a demo stream mixes in, one per dead-letter code they produce.
+    public static let avroBadKinds = ["bad-wire-format", "malformed-avro", "unknown-schema", "too-large"]
+
+    /// A schema id no registry the demo uses holds.
+    public static let unregisteredSchemaID: UInt32 = 999_999
+
+    /// A bad Avro event of `kind` (see `avroBadKinds`), made from good event `index`.
+    public static func badAvroEvent(_ index: Int, kind: String, schemaID: UInt32, maxBytes: Int = 1 << 20) -> [UInt8] {
+        var good = avroEvent(index, schemaID: schemaID)
+        switch kind {
+        case "bad-wire-format":
+            good[0] = 1
+            return good
+        case "malformed-avro":
+            return Array(good.prefix(60))
+        case "unknown-schema":
+            return avroEvent(index, schemaID: unregisteredSchemaID)
+        default:
+            return avroEvent(index, schemaID: schemaID, targetBytes: maxBytes + 100)
+        }
+    }
 
     /// The kinds of bad input a demo stream mixes in, one per dead-letter code.
     public static let badKinds = ["malformed-json", "missing-feature", "not-a-number", "too-large"]

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WeirCodec
 import WeirKafka
 
 /// Publishes synthetic events (`SyntheticEvents`) at a steady rate on its own thread: the demo's
@@ -21,21 +22,23 @@ public final class SyntheticProducer: Sendable {
     /// Starts producing to `topic`. `rate` events per second (0: as fast as the client takes them);
     /// `limit` stops after that many (nil: until `stop()`); `lingerMs` is the client's batching delay.
     /// Every `poisonEvery`-th event (0: none) is a poison record, cycling through `SyntheticEvents.poisonKinds`.
+    /// `avroSchemaID`: write Avro events framed with that registry id instead of JSON.
     public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, poisonEvery: Int = 0,
-                maxBytes: Int = 1 << 20, lingerMs: Int = 5) throws {
+                maxBytes: Int = 1 << 20, lingerMs: Int = 5, avroSchemaID: UInt32? = nil) throws {
         var configuration = ProducerConfiguration(bootstrapServers: brokers)
         configuration.clientID = "weir-demo-producer"
         configuration.lingerMs = lingerMs
         producer = try KafkaProducer(configuration: configuration, onDelivery: { _ in })
         let target = try producer.topic(topic)
         let thread = Thread { [self] in
-            run(topic: target, rate: rate, limit: limit, badEvery: badEvery, poisonEvery: poisonEvery, maxBytes: maxBytes)
+            run(topic: target, rate: rate, limit: limit, badEvery: badEvery, poisonEvery: poisonEvery, maxBytes: maxBytes,
+                avroSchemaID: avroSchemaID)
         }
         thread.name = "weir-synthetic-producer"
         thread.start()
     }
 
-    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, poisonEvery: Int, maxBytes: Int) {
+    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, poisonEvery: Int, maxBytes: Int, avroSchemaID: UInt32?) {
         defer { done.store(true, ordering: .releasing) }
         let started = DispatchTime.now().uptimeNanoseconds
         var index = 0
@@ -53,7 +56,9 @@ public final class SyntheticProducer: Sendable {
             // Halfway between bad events, so a stream can carry both.
             if poisonEvery > 0 && index % poisonEvery == poisonEvery / 2 {
                 let kind = SyntheticEvents.poisonKinds[(index / poisonEvery) % SyntheticEvents.poisonKinds.count]
-                let record = SyntheticEvents.poison(index, kind: kind)
+                var record = SyntheticEvents.poison(index, kind: kind)
+                // Avro events carry only the poison that is not JSON text: timestamps, a large key.
+                if let avroSchemaID { record.value = SyntheticEvents.avroEvent(index, schemaID: avroSchemaID) }
                 do {
                     try producer.send(to: topic, key: record.key, value: record.value, timestampMilliseconds: record.timestampMs)
                     sentPoison.add(1, ordering: .relaxed)
@@ -66,10 +71,16 @@ public final class SyntheticProducer: Sendable {
             }
             let isBad = badEvery > 0 && index % badEvery == badEvery - 1
             let value: [UInt8]
-            if isBad {
+            if isBad, let avroSchemaID {
+                let kind = SyntheticEvents.avroBadKinds[(index / badEvery) % SyntheticEvents.avroBadKinds.count]
+                value = SyntheticEvents.badAvroEvent(index, kind: kind, schemaID: avroSchemaID, maxBytes: maxBytes)
+                sentBad.add(1, ordering: .relaxed)
+            } else if isBad {
                 let kind = SyntheticEvents.badKinds[(index / badEvery) % SyntheticEvents.badKinds.count]
                 value = SyntheticEvents.badEvent(index, kind: kind, maxBytes: maxBytes)
                 sentBad.add(1, ordering: .relaxed)
+            } else if let avroSchemaID {
+                value = SyntheticEvents.avroEvent(index, schemaID: avroSchemaID)
             } else {
                 value = SyntheticEvents.event(index)
             }

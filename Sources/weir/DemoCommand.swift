@@ -1,7 +1,13 @@
 import ArgumentParser
 import Foundation
 import WeirControl
+import WeirRegistry
 import WeirWorker
+
+/// How synthetic events are written: JSON, or Avro in Confluent's wire format with a Schema Registry.
+enum EventFormat: String, ExpressibleByArgument, CaseIterable {
+    case json, avro
+}
 
 /// `weir demo`: embedded broker, a synthetic producer, one worker on the demo bundle, and a live
 /// one-line summary each second.
@@ -28,6 +34,9 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Events per batch at most.")
     var batchMaxEvents = 256
 
+    @Option(help: "json, or avro: Confluent-framed Avro with an in-process Schema Registry.")
+    var format = EventFormat.json
+
     @Option(help: "Longest wait for a batch to fill, in milliseconds.")
     var batchMaxDelayMs = 5
 
@@ -51,12 +60,24 @@ struct DemoCommand: ParsableCommand {
         settings.workerID = "demo-worker"
         // Small enough that the demo's oversized events stay under the broker's message limit.
         settings.inputMaxBytes = 64 << 10
+        var registry: SchemaRegistryServer?
+        var schemaID: UInt32?
+        if format == .avro {
+            let server: SchemaRegistryServer
+            do { server = try SchemaRegistryServer() } catch { throw CommandFailure("--format avro: cannot start the demo's Schema Registry: \(error)") }
+            schemaID = server.register(subject: settings.input[0] + "-value", schema: SyntheticEvents.avroSchema)
+            settings.inputFormat = .avro
+            settings.schemaRegistryURL = server.url
+            registry = server
+            logLine("demo Schema Registry at \(server.url): events are Avro, schema id \(schemaID!) under \(settings.input[0])-value")
+        }
+        defer { registry?.stop() }
         let rate = self.rate, duration = self.duration, badEvery = self.badEvery
         try runWorker(settings: settings, bundle: bundle) { worker, brokers in
             let producer: SyntheticProducer
             do {
                 producer = try SyntheticProducer(brokers: brokers, topic: settings.input[0], rate: rate, badEvery: badEvery,
-                                                 maxBytes: settings.inputMaxBytes)
+                                                 maxBytes: settings.inputMaxBytes, avroSchemaID: schemaID)
             } catch {
                 logLine("demo producer failed to start: \(error)")
                 worker.stop()
@@ -118,18 +139,39 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: "Stop after this many seconds (default: run until Ctrl-C or SIGTERM).")
     var duration: Double?
 
+    @Option(help: "json, or avro: Confluent-framed Avro, its schema registered under <topic>-value.")
+    var format = EventFormat.json
+
+    @Option(help: "The Schema Registry's base URL (with --format avro).")
+    var schemaRegistryURL: String?
+
+    @Option(help: "user:password for the Schema Registry (a secret; WEIR_SCHEMA_REGISTRY_BASIC_AUTH also works).")
+    var schemaRegistryBasicAuth: String?
+
     func validate() throws {
         if rate < 0 { throw ValidationError("--rate must be 0 or more events per second") }
+        if format == .avro && schemaRegistryURL == nil {
+            throw ValidationError("--schema-registry-url: required with --format avro; give the registry's base URL")
+        }
         if badEvery < 0 { throw ValidationError("--bad-every must be 0 or more") }
         if poisonEvery < 0 { throw ValidationError("--poison-every must be 0 or more") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be a positive number of seconds") }
     }
 
     func run() throws {
+        var schemaID: UInt32?
+        if format == .avro, let url = schemaRegistryURL {
+            let auth = schemaRegistryBasicAuth ?? ProcessInfo.processInfo.environment["WEIR_SCHEMA_REGISTRY_BASIC_AUTH"]
+            let client = SchemaRegistryClient(RegistryConfiguration(url: url, basicAuth: auth))
+            do { schemaID = try client.register(subject: topic + "-value", schema: SyntheticEvents.avroSchema) } catch {
+                throw CommandFailure("--schema-registry-url: cannot register the events' schema under \(topic)-value: \(error)")
+            }
+            logLine("registered the events' Avro schema under \(topic)-value as id \(schemaID!)")
+        }
         let producer: SyntheticProducer
         do {
             producer = try SyntheticProducer(brokers: brokers, topic: topic, rate: rate, badEvery: badEvery, poisonEvery: poisonEvery,
-                                             maxBytes: 64 << 10)
+                                             maxBytes: 64 << 10, avroSchemaID: schemaID)
         } catch {
             throw CommandFailure("--brokers: cannot start a producer: \(error)")
         }

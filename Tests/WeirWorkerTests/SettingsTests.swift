@@ -119,6 +119,16 @@ import WeirTestSupport
         (["--status-topic", "events"], "status-topic: 'events' is also an input topic; the worker would read its own records"),
         (["--log-format", "xml"], "log.format: 'xml' from --log-format is not a log format; use human or json"),
         (["--kernels", "sse9"], "kernels: 'sse9' from --kernels is not a kernel set; use auto, avx512, avx2 or portable"),
+        (["--input-format", "xml"], "input.format: 'xml' from --input-format is not an input format; use json, avro, json-schema or protobuf"),
+        (["--input-format", "avro"], "schema-registry.url: required with input.format avro; give the registry's base URL, such as http://registry:8081"),
+        (["--input-format", "protobuf", "--schema-registry-url", "http://r:8081"], "input.format: protobuf is not supported yet; use avro, json-schema or json"),
+        (["--input-format", "avro", "--schema-registry-url", "registry:8081"], "schema-registry.url: 'registry:8081' is not an http:// or https:// URL"),
+        (["--input-format", "avro", "--schema-registry-url", "https://bob:pw@registry:8081"],
+         "schema-registry.url: has credentials in it, which would be logged; put them in schema-registry.basic-auth"),
+        (["--schema-registry-url", "https://r", "--schema-registry-ca-file", "/nonexistent/ca.pem"],
+         "schema-registry.ca-file: cannot read '/nonexistent/ca.pem'; give a readable PEM file"),
+        (["--schema-registry-basic-auth", "no-colon-secret"],
+         "schema-registry.basic-auth: the value from --schema-registry-basic-auth is not user:password; give the user, a colon, then the password"),
     ])
     func badFlagsNameTheSetting(arguments: [String], message: String) throws {
         #expect(throws: SettingsError.self) { try SettingsLoader.load(file: nil, environment: [:], arguments: arguments) }
@@ -128,6 +138,26 @@ import WeirTestSupport
             #expect("\(error)" == message)
             #expect(!"\(error)".contains("\n"))
         }
+    }
+
+    /// The Schema Registry's settings: precedence as every setting, the password never printed.
+    @Test func schemaRegistrySettingsFollowThePrecedenceAndTheirSecretIsNeverShown() throws {
+        let file = try writeConfig("input:\n  format: avro\nschema-registry:\n  url: http://file:8081\n  basic-auth: bob:file-secret\n")
+        let settings = try SettingsLoader.load(file: file, environment: ["WEIR_SCHEMA_REGISTRY_BASIC_AUTH": "bob:env-secret"],
+                                               arguments: ["--schema-registry-url", "https://flag:8081/", "--schema-registry-timeout-ms", "900"])
+        #expect(settings.inputFormat == .avro)
+        #expect(settings.schemaRegistryBasicAuth == "bob:env-secret")
+        let registry = try #require(settings.registryConfiguration)
+        #expect(registry.url == "https://flag:8081" && registry.timeoutMs == 900)
+        let printed = SettingsLoader.render(settings)
+        #expect(printed.contains("schema-registry.basic-auth: '[redacted]'"))
+        #expect(printed.contains("input.format: avro"))
+        #expect(!printed.contains("secret"))
+        // Settings printed whole (a stray log line, an error) show the rendering, secrets redacted.
+        #expect(!"\(settings)".contains("secret") && !String(reflecting: settings).contains("secret"))
+        let plain = try SettingsLoader.load(file: nil, environment: [:], arguments: [])
+        #expect(plain.inputFormat == .json && plain.registryConfiguration == nil)
+        #expect(SettingsLoader.render(plain).contains("schema-registry.basic-auth: ~"))
     }
 
     /// `kernels` caps the CPU kernels a worker compiles models for (a mixed fleet scores alike on

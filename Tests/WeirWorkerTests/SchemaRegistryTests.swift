@@ -1,0 +1,224 @@
+import Foundation
+import Testing
+import WeirCodec
+import WeirControl
+import WeirKafka
+import WeirRegistry
+import WeirTestSupport
+@testable import WeirWorker
+
+/// Avro events in Confluent's wire format through a worker and a Schema Registry speaking the
+/// registry's REST API over TCP: the predictions equal those of the same rows sent as JSON, every
+/// offset is answered, and a registry that is down, failing or slow pauses the partitions instead
+/// of dead-lettering good events.
+@Suite(.serialized, .timeLimit(.minutes(4))) struct SchemaRegistryTests {
+    let bundle = try! ModelBundle(directory: demoBundleURL)
+
+    static func avroSettings(_ cluster: EmbeddedCluster, registry: String) -> WorkerSettings {
+        var settings = testSettings(cluster)
+        settings.inputFormat = .avro
+        settings.schemaRegistryURL = registry
+        return settings
+    }
+
+    /// Predictions by event id: the model's scores as the record printed them.
+    static func scoresByID(_ records: [ConsumedRecord]) throws -> [String: [Double]] {
+        var result: [String: [Double]] = [:]
+        for record in records {
+            let object = try jsonObject(record)
+            guard let id = object["id"] as? String, let scores = object["scores"] as? [Double] else {
+                throw TestFailure("prediction without id or scores: \(object)")
+            }
+            result[id] = scores
+        }
+        return result
+    }
+
+    @Test func avroEventsArePredictedAsTheSameRowsInJSONAndEveryBadOneIsAnsweredWithItsCode() throws {
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 4), ("json-events", 4), ("predictions", 4), ("json-predictions", 4),
+                                                               ("dead-letters", 4), ("json-dead-letters", 4)])
+        defer { cluster.stopCheckingClients() }
+        let registry = try SchemaRegistryServer(credentials: "weir:s3cret-pass")
+        defer { registry.stop() }
+        let v1 = registry.register(subject: "events-value", schema: SyntheticEvents.avroSchema)
+        // v2 of the subject: a field added with a default, and `note` moved first.
+        var fields = try #require(try JSONSerialization.jsonObject(with: Data(SyntheticEvents.avroSchema.utf8)) as? [String: Any])
+        var list = try #require(fields["fields"] as? [[String: Any]])
+        list.insert(list.removeLast(), at: 0)
+        list.append(["name": "extra", "type": "long", "default": 0])
+        fields["fields"] = list
+        let v2Text = String(decoding: try JSONSerialization.data(withJSONObject: fields), as: UTF8.self)
+        let v2 = registry.register(subject: "events-value", schema: v2Text)
+        #expect(v1 != v2)
+        let v2Type = try AvroType.parse(v2Text)
+
+        let count = 120
+        var records: [(key: [UInt8]?, value: [UInt8]?, headers: [(String, String)])] = []
+        var jsonRecords: [(key: [UInt8]?, value: [UInt8]?, headers: [(String, String)])] = []
+        for index in 0..<count {
+            jsonRecords.append((SyntheticEvents.key(index), SyntheticEvents.event(index), []))
+            if index % 3 == 1 {
+                // The same event written with v2: decode v1's bytes, re-encode the fields in v2's order.
+                records.append((SyntheticEvents.key(index), try Self.rewrite(index, as: v2Type, id: v2), []))
+            } else {
+                records.append((SyntheticEvents.key(index), SyntheticEvents.avroEvent(index, schemaID: v1), []))
+            }
+        }
+        let bad: [(String, [UInt8])] = [
+            ("bad-wire-format", SyntheticEvents.badAvroEvent(1_000, kind: "bad-wire-format", schemaID: v1)),
+            ("malformed-avro", SyntheticEvents.badAvroEvent(1_001, kind: "malformed-avro", schemaID: v1)),
+            ("unknown-schema", SyntheticEvents.badAvroEvent(1_002, kind: "unknown-schema", schemaID: v1)),
+            ("bad-wire-format", Array("{\"f0\":1}".utf8)),
+        ]
+        for (_, value) in bad { records.append((Array("bad".utf8), value, [])) }
+        try produce(cluster, records)
+        try produce(cluster, topic: "json-events", jsonRecords)
+
+        var settings = Self.avroSettings(cluster, registry: registry.url)
+        settings.schemaRegistryBasicAuth = "weir:s3cret-pass"
+        let worker = try RunningWorker(settings: settings, bundle: bundle)
+        try worker.waitUntilReady()
+        try waitFor("every Avro event answered") { worker.answered >= records.count }
+        try worker.stop()
+        var jsonSettings = testSettings(cluster)
+        jsonSettings.input = ["json-events"]
+        jsonSettings.output = "json-predictions"
+        jsonSettings.dlq = "json-dead-letters"
+        let jsonWorker = try RunningWorker(settings: jsonSettings, bundle: bundle)
+        try jsonWorker.waitUntilReady()
+        try waitFor("every JSON event answered") { jsonWorker.answered >= count }
+        try jsonWorker.stop()
+
+        let avroScores = try Self.scoresByID(try readTopic(cluster, "predictions"))
+        let jsonScores = try Self.scoresByID(try readTopic(cluster, "json-predictions"))
+        #expect(avroScores.count == count)
+        #expect(avroScores == jsonScores, "Avro and JSON rows must give the same predictions")
+        let deadLetters = try readTopic(cluster, "dead-letters")
+        #expect(deadLetters.map { header($0, "weir-error") ?? "" }.sorted() == bad.map(\.0).sorted())
+        for letter in deadLetters {
+            let message = header(letter, "weir-error-message") ?? ""
+            #expect(!message.isEmpty)
+            if header(letter, "weir-error") == "malformed-avro" { #expect(message.contains("field '"), "\(message)") }
+            if header(letter, "weir-error") == "unknown-schema" { #expect(message.contains("\(SyntheticEvents.unregisteredSchemaID)"), "\(message)") }
+        }
+        #expect(try highWatermarks(cluster).values.reduce(0, +) == Int64(records.count))
+        let lines = worker.log.lines.withLock { $0 }
+        #expect(!lines.contains { $0.contains("s3cret-pass") }, "the registry password reached a log line")
+    }
+
+    /// Good event `index` written with writer schema `type` (v2: same fields by name, other order, one added).
+    static func rewrite(_ index: Int, as type: AvroType, id: UInt32) throws -> [UInt8] {
+        guard case .record(let record) = type, case .record(let v1Record) = try AvroType.parse(SyntheticEvents.avroSchema) else {
+            throw TestFailure("not records")
+        }
+        // Read v1's values back with the Avro reference order: strings, 32 doubles, note.
+        let bytes = SyntheticEvents.avroEvent(index, schemaID: 0)
+        var position = 5
+        func long() -> Int64 {
+            var raw: UInt64 = 0, shift: UInt64 = 0
+            while true {
+                let byte = bytes[position]; position += 1
+                raw |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { break }
+                shift += 7
+            }
+            return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+        }
+        var values: [String: AvroValue] = [:]
+        for field in v1Record.fields {
+            if case .double = field.type {
+                values[field.name] = .double(bytes[position..<position + 8].withUnsafeBytes { Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) })
+                position += 8
+            } else {
+                let length = Int(long())
+                values[field.name] = .string(String(decoding: bytes[position..<position + length], as: UTF8.self))
+                position += length
+            }
+        }
+        values["extra"] = .long(Int64(index))
+        var writer = AvroBinaryWriter()
+        writer.frame(schemaID: id)
+        try writer.write(.record(record.fields.map { values[$0.name]! }), as: type)
+        return writer.bytes
+    }
+
+    @Test func aRegistryThatIsDownFailingOrSlowPausesThePartitionsAndNothingIsDeadLettered() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stopCheckingClients() }
+        // A port nobody listens on yet: the registry is down when the worker starts.
+        let probe = try SchemaRegistryServer()
+        let port = probe.port
+        probe.stop()
+        var settings = Self.avroSettings(cluster, registry: "http://127.0.0.1:\(port)")
+        settings.schemaRegistryTimeoutMs = 300
+        let worker = try RunningWorker(settings: settings, bundle: bundle)
+        try worker.waitUntilReady()
+        let count = 60
+        try produce(cluster, (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.avroEvent($0, schemaID: 1), []) })
+
+        func metrics() -> String { String(decoding: worker.worker.metrics.exposition(), as: UTF8.self) }
+        try waitFor("the registry to be marked unavailable") { metricValue(metrics(), "weir_schema_registry_available") == 0 }
+        try waitFor("partitions paused for schemas") { (metricValue(metrics(), "weir_schema_waiting_partitions") ?? 0) > 0 }
+        #expect(worker.answered == 0)
+
+        // Up, but its store failing (503), then slower than the timeout: still nothing answered.
+        let registry = try SchemaRegistryServer(port: port)
+        defer { registry.stop() }
+        registry.setAvailable(false)
+        try waitFor("a 503 answer") { registry.requestCount > 0 }
+        registry.setAvailable(true)
+        registry.setDelay(milliseconds: 1_000)
+        let before = registry.requestCount
+        try waitFor("a slow answer", timeoutSeconds: 20) { registry.requestCount > before }
+        #expect(worker.answered == 0)
+        #expect(worker.worker.metrics.deadLetterTotal.load(ordering: .relaxed) == 0)
+
+        // The registry answers: the schema id 1 is the one the events carry.
+        registry.setDelay(milliseconds: 0)
+        #expect(registry.register(subject: "events-value", schema: SyntheticEvents.avroSchema) == 1)
+        try waitFor("every event predicted once the registry answers", timeoutSeconds: 30) {
+            worker.worker.metrics.predictionTotal.load(ordering: .relaxed) >= count
+        }
+        #expect(worker.worker.metrics.deadLetterTotal.load(ordering: .relaxed) == 0)
+        #expect(metricValue(metrics(), "weir_schema_registry_available") == 1)
+        #expect(metricValue(metrics(), "weir_schema_waiting_partitions") == 0)
+        #expect((metricValue(metrics(), "weir_schema_registry_errors_total") ?? 0) >= 2)
+        let lines = worker.log.lines.withLock { $0 }
+        #expect(lines.contains { $0.contains("schema registry: cannot fetch schema id 1") })
+        #expect(lines.contains { $0.contains("schema registry: answering again") })
+        try worker.stop()
+        let marks = try highWatermarks(cluster)
+        #expect(try committedOffsets(cluster, group: settings.group) == marks)
+    }
+
+    @Test func jsonSchemaEventsAreReadByTheJSONDecoderBehindTheFrame() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stopCheckingClients() }
+        let registry = try SchemaRegistryServer()
+        defer { registry.stop() }
+        let jsonSchema = registry.register(subject: "events-value", schema: #"{"type":"object","properties":{"f0":{"type":"number"}}}"#,
+                                           schemaType: "JSON")
+        let avroSchema = registry.register(subject: "other-value", schema: SyntheticEvents.avroSchema)
+        let count = 40
+        var records = (0..<count).map { index -> (key: [UInt8]?, value: [UInt8]?, headers: [(String, String)]) in
+            (SyntheticEvents.key(index), ConfluentFrame.header(schemaID: jsonSchema) + SyntheticEvents.event(index), [])
+        }
+        // An Avro schema's id on a JSON Schema input, and a value with no frame.
+        records.append((nil, ConfluentFrame.header(schemaID: avroSchema) + SyntheticEvents.event(0), []))
+        records.append((nil, SyntheticEvents.event(1), []))
+        try produce(cluster, records)
+        var settings = testSettings(cluster)
+        settings.inputFormat = .jsonSchema
+        settings.schemaRegistryURL = registry.url
+        let worker = try RunningWorker(settings: settings, bundle: bundle)
+        try worker.waitUntilReady()
+        try waitFor("every event answered") { worker.answered >= records.count }
+        try worker.stop()
+        let predictions = try readTopic(cluster, "predictions")
+        #expect(predictions.count == count)
+        let ids = Set(try predictions.map { try jsonObject($0)["id"] as? String ?? "" })
+        #expect(ids == Set((0..<count).map { "evt-\($0)" }), "the id is echoed from behind the frame")
+        let codes = try readTopic(cluster, "dead-letters").map { header($0, "weir-error") ?? "" }
+        #expect(codes == ["bad-wire-format", "bad-wire-format"])
+    }
+}
