@@ -43,7 +43,7 @@ chaos: bootstrap
 soak: bootstrap
 	scripts/soak
 
-## make fuzz: libFuzzer targets (event decoder against jansson, control messages), FUZZ_SECONDS each (600).
+## make fuzz: libFuzzer targets (event decoder against jansson, Avro decoder against libavro-c, control messages), FUZZ_SECONDS each (600).
 fuzz: bootstrap
 	scripts/fuzz
 

@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "AvroReference", linkerSettings: [.linkedLibrary("avro")]),
         // The decoder's differential check and the control-message properties: one copy, run by
         // the libFuzzer targets (fuzz/) and by the corpus replay test.
-        .target(name: "FuzzChecks", dependencies: ["WeirCodec", "JanssonReference", "WeirControl"]),
+        .target(name: "FuzzChecks", dependencies: ["WeirCodec", "JanssonReference", "AvroReference", "WeirControl"]),
         // Integer and float GEMM kernels: AVX2 through target attributes, chosen at run time.
         .target(name: "CWeirKernels"),
         .target(
@@ -81,14 +81,15 @@ let package = Package(
         // Benchmarks: a Swift passthrough over WeirKafka, its C twin written against
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
-            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker"], path: "bench/weir-bench"),
+            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker", "WeirRegistry", "AvroReference"],
+            path: "bench/weir-bench"),
         .executableTarget(
             name: "jansson-peer", dependencies: ["CJansson"], path: "bench/jansson-peer"),
         .executableTarget(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka"], path: "Tests/WeirTestSupport"),
-        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "AvroReference", "WeirTestSupport"],
+        .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "FuzzChecks", "WeirTestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
         .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzChecks"]),

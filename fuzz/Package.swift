@@ -11,6 +11,8 @@ let package = Package(
         .executableTarget(
             name: "fuzz-decoder",
             dependencies: [.product(name: "FuzzChecks", package: "Weir")]),
+        // AvroDecoder against the libavro-c reference: the same decision, the same floats.
+        .executableTarget(name: "fuzz-avro", dependencies: [.product(name: "FuzzChecks", package: "Weir")]),
         // Control messages: parse, re-encode, sign and verify, and the rollout state machine.
         .executableTarget(name: "fuzz-control", dependencies: [.product(name: "FuzzChecks", package: "Weir")]),
     ],

@@ -2,8 +2,65 @@
 
 #include <avro.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/// Every block avro-c allocates, in a list, so `weir_avro_reference_sweep` can free what it leaks.
+typedef union block {
+    struct { union block *previous, *next; } links;
+    max_align_t alignment;
+} block;
+
+static block blocks = {{&blocks, &blocks}};
+static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void link_block(block *b) {
+    b->links.previous = &blocks;
+    b->links.next = blocks.links.next;
+    blocks.links.next->links.previous = b;
+    blocks.links.next = b;
+}
+
+static void unlink_block(block *b) {
+    b->links.previous->links.next = b->links.next;
+    b->links.next->links.previous = b->links.previous;
+}
+
+/// avro-c sizes some buffers from lengths it has not checked against the input (a forged
+/// negative length asks for ~2^64 bytes): this allocator refuses anything over 16 MiB, which
+/// avro-c reports as an error, so the oracle never aborts on what Weir calls malformed. It keeps
+/// every block in a list: avro-c leaks array storage on some error paths.
+static void *bounded_allocator(void *user_data, void *pointer, size_t old_size, size_t new_size) {
+    (void)user_data; (void)old_size;
+    block *existing = pointer ? (block *)pointer - 1 : NULL;
+    if (new_size > ((size_t)16 << 20)) return NULL;
+    pthread_mutex_lock(&blocks_lock);
+    if (existing) unlink_block(existing);
+    void *result = NULL;
+    if (new_size == 0) {
+        free(existing);
+    } else {
+        block *grown = realloc(existing, sizeof(block) + new_size);
+        if (grown) { link_block(grown); result = grown + 1; }
+        else if (existing) link_block(existing);
+    }
+    pthread_mutex_unlock(&blocks_lock);
+    return result;
+}
+
+void weir_avro_reference_sweep(void) {
+    pthread_mutex_lock(&blocks_lock);
+    while (blocks.links.next != &blocks) {
+        block *b = blocks.links.next;
+        unlink_block(b);
+        free(b);
+    }
+    pthread_mutex_unlock(&blocks_lock);
+}
+
+static pthread_once_t allocator_once = PTHREAD_ONCE_INIT;
+static void install_allocator(void) { avro_set_allocator(bounded_allocator, NULL); }
 
 struct weir_avro_reference {
     avro_schema_t schema;
@@ -13,6 +70,7 @@ struct weir_avro_reference {
 };
 
 weir_avro_reference *weir_avro_reference_new(const char *schema_json, size_t length) {
+    pthread_once(&allocator_once, install_allocator);
     weir_avro_reference *reference = calloc(1, sizeof *reference);
     if (!reference) return NULL;
     if (avro_schema_from_json_length(schema_json, length, &reference->schema) != 0) {

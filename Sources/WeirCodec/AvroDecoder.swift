@@ -154,21 +154,12 @@ private struct AvroReader {
         return nil
     }
 
-    /// An int: a zig-zag varint of at most 5 bytes and 32 bits (as avro-c reads it).
+    /// An int: a varint as for a long, whose value must fit 32 bits (as libavro-c reads it).
     @inline(__always)
     private mutating func varint32(_ op: AvroOp) -> Int32? {
-        var raw: UInt32 = 0
-        var shift: UInt32 = 0
-        while p < end {
-            let byte = p.pointee
-            p += 1
-            if shift == 28 && byte > 0x0F { _ = fail("an int beyond 32 bits", op); return nil }
-            raw |= UInt32(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { return Int32(bitPattern: (raw >> 1) ^ (0 &- (raw & 1))) }
-            shift += 7
-        }
-        _ = fail("the value ends inside a number", op)
-        return nil
+        guard let value = varint(op) else { return nil }
+        guard let narrow = Int32(exactly: value) else { _ = fail("an int beyond 32 bits", op); return nil }
+        return narrow
     }
 
     /// The column a feature step writes: its own, or the item's position in a features array;
@@ -298,7 +289,9 @@ private struct AvroReader {
             if count < 0 {
                 guard count != Int64.min else { return fail("a block count out of range", op) }
                 count = -count
-                guard let size = varint(op), size >= 0 else { return !hasProblem ? fail("a negative block size", op) : false }
+                // The block's size in bytes, a hint for skipping: read and not trusted (as
+                // libavro-c and fastavro read it), since the count bounds the work.
+                guard varint(op) != nil else { return false }
             }
             if leastItem > 0 {
                 guard count <= Int64((end - p) / leastItem) else { return fail("a block count beyond the end of the value", op) }

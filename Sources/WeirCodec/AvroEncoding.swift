@@ -84,7 +84,7 @@ public struct AvroBinaryWriter: Sendable {
 
     /// Writes `value` as `type`; throws naming the place where they disagree.
     public mutating func write(_ value: AvroValue, as type: AvroType, at place: String = "value") throws {
-        switch (type, value) {
+        switch (type.resolved, value) {
         case (.null, .null): break
         case let (.boolean, .boolean(v)): boolean(v)
         case let (.int, .int(v)): long(Int64(v))

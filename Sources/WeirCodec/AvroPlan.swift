@@ -4,7 +4,7 @@ struct AvroOp {
     enum Kind: UInt8 {
         /// Skips a long (a zig-zag varint of at most 10 bytes).
         case skipVarint
-        /// Skips an int (at most 5 bytes).
+        /// Skips an int (a varint whose value fits 32 bits).
         case skipInt
         /// Skips an enum index, which must be below `a` (the symbol count).
         case skipEnum
@@ -153,6 +153,7 @@ struct AvroPlanCompiler {
 
     /// The steps reading one value of `type` for `target`, to be placed inline by the caller.
     mutating func value(_ type: AvroType, _ target: Target, name: String, depth: Int) -> [AvroOp] {
+        let type = type.resolved
         let label = nameID(name)
         func op(_ kind: AvroOp.Kind, _ target: Int32 = AvroOp.discard, _ a: Int32 = 0, _ b: Int32 = 0) -> AvroOp {
             AvroOp(kind: kind, target: target, a: a, b: b, name: label)
@@ -170,6 +171,7 @@ struct AvroPlanCompiler {
             case .bytes, .string: return [op(.skipBytes)]
             case .fixed(_, let size, _): return size == 0 ? [] : [op(.skipFixed, AvroOp.discard, Int32(clamping: size))]
             case .record(let record): return [op(.call, AvroOp.discard, recordSlot(record, name: name, depth: depth))]
+            case .recursive: return []  // `resolved` above: never reached
             case .array(let items):
                 let body = emit(value(items, .skip, name: name + "[]", depth: depth + 1))
                 return [op(.array, Int32(clamping: AvroPlanCompiler.leastSize(items)), body.start, body.count)]
@@ -269,12 +271,13 @@ struct AvroPlanCompiler {
 
     /// The fewest bytes one value of `type` takes: bounds an array's item count by the bytes left.
     static func leastSize(_ type: AvroType, visiting: Set<ObjectIdentifier> = []) -> Int {
-        switch type {
+        switch type.resolved {
         case .null: return 0
         case .boolean, .int, .long, .enumeration, .bytes, .string, .array, .map, .union: return 1
         case .float: return 4
         case .double: return 8
         case .fixed(_, let size, _): return size
+        case .recursive: return 0
         case .record(let record):
             let key = ObjectIdentifier(record)
             if visiting.contains(key) { return 0 }

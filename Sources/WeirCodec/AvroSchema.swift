@@ -20,6 +20,15 @@ public indirect enum AvroType: Sendable {
     case map(AvroType)
     case union([AvroType])
     case fixed(name: String, size: Int, decimalScale: Int?)
+    /// A record named inside itself (a recursive type, such as a linked list's `next`): an unowned
+    /// link, so the schema holds no reference cycle. The enclosing record keeps it alive.
+    case recursive(AvroRecordLink)
+
+    /// The type itself, with a recursive reference resolved to its record.
+    public var resolved: AvroType {
+        if case .recursive(let link) = self { return .record(link.record) }
+        return self
+    }
 
     /// The type's name as Avro spells it, for messages.
     public var typeName: String {
@@ -33,6 +42,7 @@ public indirect enum AvroType: Sendable {
         case .bytes(let scale): return scale == nil ? "bytes" : "decimal"
         case .string: return "string"
         case .record(let record): return "record \(record.fullName)"
+        case .recursive(let link): return "record \(link.record.fullName)"
         case .enumeration(let name, _): return "enum \(name)"
         case .array: return "array"
         case .map: return "map"
@@ -49,6 +59,12 @@ public final class AvroRecord: @unchecked Sendable {
     public internal(set) var fields: [AvroField] = []
 
     init(fullName: String) { self.fullName = fullName }
+}
+
+/// A reference from inside a record to itself or an enclosing record.
+public final class AvroRecordLink: @unchecked Sendable {
+    public unowned let record: AvroRecord
+    init(_ record: AvroRecord) { self.record = record }
 }
 
 public struct AvroField: Sendable {
@@ -80,6 +96,8 @@ extension AvroType {
 /// Resolves names while walking the schema JSON.
 private struct AvroSchemaParser {
     var named: [String: AvroType] = [:]
+    /// Records whose fields are being parsed: a reference to one of them is recursive.
+    var defining: Set<String> = []
     var depth = 0
 
     mutating func type(_ json: Any, namespace: String?, at place: String) throws -> AvroType {
@@ -114,6 +132,8 @@ private struct AvroSchemaParser {
             let record = AvroRecord(fullName: fullName)
             try define(fullName, .record(record), at: place)
             let inner = enclosingNamespace(of: fullName)
+            defining.insert(fullName)
+            defer { defining.remove(fullName) }
             guard let fields = object["fields"] as? [Any] else { throw AvroSchemaError(message: "record \(fullName) has no \"fields\" array") }
             var seen = Set<String>()
             for (index, field) in fields.enumerated() {
@@ -165,9 +185,10 @@ private struct AvroSchemaParser {
         case "bytes": return .bytes(decimalScale: nil)
         case "string": return .string
         default:
-            if let found = named[name] { return found }
-            if !name.contains("."), let namespace, let found = named[namespace + "." + name] { return found }
-            throw AvroSchemaError(message: "unknown type '\(name)' at \(place)")
+            let fullName = named[name] != nil || name.contains(".") ? name : (namespace.map { $0 + "." + name } ?? name)
+            guard let found = named[fullName] else { throw AvroSchemaError(message: "unknown type '\(name)' at \(place)") }
+            if defining.contains(fullName), case .record(let record) = found { return .recursive(AvroRecordLink(record)) }
+            return found
         }
     }
 

@@ -27,6 +27,16 @@ import Testing
         }
     }
 
+    @Test func theAvroCorpusAgreesWithLibavroC() throws {
+        let corpus = try inputs("avro")
+        #expect(corpus.count >= 8, "the committed Avro corpus: \(corpus.count) inputs")
+        let differential = AvroDifferential()
+        for (name, bytes) in corpus {
+            let failure = bytes.withUnsafeBytes { differential.check($0) }
+            #expect(failure == nil, "\(name): \(failure ?? "")")
+        }
+    }
+
     @Test func theControlCorpusKeepsEveryProperty() throws {
         let corpus = try inputs("control")
         #expect(corpus.count >= 14, "the committed control corpus: \(corpus.count) inputs")

@@ -137,7 +137,7 @@ import Yams
         let alerts = try #require(dig(rules, "spec.groups.0.rules") as? [[String: Any]])
         #expect(Set(alerts.compactMap { $0["alert"] as? String }) ==
                 ["WeirLagGrowing", "WeirDeadLetterRate", "WeirDriftFlagged", "WeirAutomaticRollback", "WeirNoReadyReplicas",
-                 "WeirPollLoopStalled", "WeirEventsWaitingForAnswers"])
+                 "WeirPollLoopStalled", "WeirEventsWaitingForAnswers", "WeirSchemaRegistryUnavailable"])
         for alert in alerts {
             let expression = try #require(alert["expr"] as? String)
             let unknown = usedMetrics(expression).subtracting(declared)

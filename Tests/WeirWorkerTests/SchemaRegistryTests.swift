@@ -36,7 +36,7 @@ import WeirTestSupport
 
     @Test func avroEventsArePredictedAsTheSameRowsInJSONAndEveryBadOneIsAnsweredWithItsCode() throws {
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 4), ("json-events", 4), ("predictions", 4), ("json-predictions", 4),
-                                                               ("dead-letters", 4), ("json-dead-letters", 4)])
+                                                               ("dead-letters", 4), ("json-dead-letters", 4), ("drift", 1), ("json-drift", 1)])
         defer { cluster.stopCheckingClients() }
         let registry = try SchemaRegistryServer(credentials: "weir:s3cret-pass")
         defer { registry.stop() }
@@ -76,6 +76,9 @@ import WeirTestSupport
 
         var settings = Self.avroSettings(cluster, registry: registry.url)
         settings.schemaRegistryBasicAuth = "weir:s3cret-pass"
+        // One drift window over every good event: the same rows give the same statistics.
+        settings.driftTopic = "drift"
+        settings.driftWindowEvents = count
         let worker = try RunningWorker(settings: settings, bundle: bundle)
         try worker.waitUntilReady()
         try waitFor("every Avro event answered") { worker.answered >= records.count }
@@ -84,6 +87,8 @@ import WeirTestSupport
         jsonSettings.input = ["json-events"]
         jsonSettings.output = "json-predictions"
         jsonSettings.dlq = "json-dead-letters"
+        jsonSettings.driftTopic = "json-drift"
+        jsonSettings.driftWindowEvents = count
         let jsonWorker = try RunningWorker(settings: jsonSettings, bundle: bundle)
         try jsonWorker.waitUntilReady()
         try waitFor("every JSON event answered") { jsonWorker.answered >= count }
@@ -93,6 +98,22 @@ import WeirTestSupport
         let jsonScores = try Self.scoresByID(try readTopic(cluster, "json-predictions"))
         #expect(avroScores.count == count)
         #expect(avroScores == jsonScores, "Avro and JSON rows must give the same predictions")
+        let drift = try readTopic(cluster, "drift", partitions: 1).map(jsonObject)
+        let jsonDrift = try readTopic(cluster, "json-drift", partitions: 1).map(jsonObject)
+        #expect(drift.count == 1 && jsonDrift.count == 1)
+        if let avroWindow = drift.first, let jsonWindow = jsonDrift.first {
+            #expect((avroWindow["window"] as? [String: Any])?["events"] as? Int == count)
+            let avroFeatures = try #require(avroWindow["features"] as? [String: [String: Any]])
+            let jsonFeatures = try #require(jsonWindow["features"] as? [String: [String: Any]])
+            #expect(avroFeatures.keys.sorted() == jsonFeatures.keys.sorted() && avroFeatures.count == 32)
+            for (name, statistics) in avroFeatures {
+                for key in ["n", "missing", "psi", "js", "ks", "mean", "std", "wasserstein"] {
+                    let a = (statistics[key] as? Double) ?? .nan, b = (jsonFeatures[name]?[key] as? Double) ?? .nan
+                    #expect(abs(a - b) <= 1e-9 * max(1, abs(b)), "\(name).\(key): Avro \(a), JSON \(b)")
+                }
+            }
+            #expect(avroWindow["drift"] as? Bool == jsonWindow["drift"] as? Bool)
+        }
         let deadLetters = try readTopic(cluster, "dead-letters")
         #expect(deadLetters.map { header($0, "weir-error") ?? "" }.sorted() == bad.map(\.0).sorted())
         for letter in deadLetters {

@@ -110,7 +110,8 @@ struct BenchmarkError: Error, CustomStringConvertible {
 }
 
 /// Writes the benchmark input: keyed events with a traceparent header, delivered before timing starts.
-func produceBenchmarkInput(bootstrap: String, topic: String, events: Int, eventBytes: Int) throws {
+/// `avroSchemaID`: the same events as Confluent-framed Avro under that registry id.
+func produceBenchmarkInput(bootstrap: String, topic: String, events: Int, eventBytes: Int, avroSchemaID: UInt32? = nil) throws {
     let delivered = DeliveryCounter()
     var configuration = ProducerConfiguration(bootstrapServers: bootstrap)
     configuration.lingerMs = 20
@@ -119,8 +120,9 @@ func produceBenchmarkInput(bootstrap: String, topic: String, events: Int, eventB
     for index in 0..<events {
         var headers = OutgoingHeaders(capacity: 1)
         headers.append(name: "traceparent", value: "00-\(String(index, radix: 16))-0000000000000001-01")
-        try producer.send(to: handle, key: SyntheticEvents.key(index), value: SyntheticEvents.event(index, targetBytes: eventBytes),
-                          headers: headers)
+        let value = avroSchemaID.map { SyntheticEvents.avroEvent(index, schemaID: $0, targetBytes: eventBytes) }
+            ?? SyntheticEvents.event(index, targetBytes: eventBytes)
+        try producer.send(to: handle, key: SyntheticEvents.key(index), value: value, headers: headers)
     }
     try producer.flush(timeoutMs: 120_000)
     guard delivered.ok == events else { throw BenchmarkError("input: delivered \(delivered.ok) of \(events)") }
@@ -181,7 +183,10 @@ func instructionsPerEvent(cluster: EmbeddedCluster, commands: [String: [String]]
 /// that answers `events` events into the fresh topic `output` (and `output`-dlq, created here too).
 /// With `ownInputs`, each run reads a topic holding exactly its events (`input`), so a consumer's
 /// prefetch past the events it answers is not counted; else `input` is "bench-in".
+/// `prepare(contender)` runs before each contender's runs (the Avro benchmark sets its environment there);
+/// `avroSchemaID` also makes Avro inputs (`cg-in-avro-N`), read by contenders whose name ends in `-avro`.
 func instructionsPerEvent(cluster: EmbeddedCluster, contenders: [String], partitions: Int, ownInputs: Bool = false,
+                          avroSchemaID: UInt32? = nil, prepare: (String) -> Void = { _ in },
                           command: (String, Int, String, String) throws -> [String]) throws -> [String: Double]? {
     guard FileManager.default.isExecutableFile(atPath: "/usr/bin/valgrind") else {
         print("(valgrind not installed: instruction counts skipped)")
@@ -198,16 +203,23 @@ func instructionsPerEvent(cluster: EmbeddedCluster, contenders: [String], partit
         for events in [10_000, 40_000] {
             try cluster.createTopic("cg-in-\(events)", partitions: partitions)
             try produceBenchmarkInput(bootstrap: cluster.bootstrapServers, topic: "cg-in-\(events)", events: events, eventBytes: 750)
+            if let avroSchemaID {
+                try cluster.createTopic("cg-in-avro-\(events)", partitions: partitions)
+                try produceBenchmarkInput(bootstrap: cluster.bootstrapServers, topic: "cg-in-avro-\(events)", events: events, eventBytes: 750,
+                                          avroSchemaID: avroSchemaID)
+            }
         }
     }
     for contender in contenders {
+        prepare(contender)
         var totals = [Int: Double]()
         for events in [10_000, 40_000] {
             let output = "cg-\(contender)-\(events)"
             try cluster.createTopic(output, partitions: partitions)
             try cluster.createTopic(output + "-dlq", partitions: partitions)
             let file = directory.appendingPathComponent("\(contender)-\(events).out").path
-            var line = try command(contender, events, output, ownInputs ? "cg-in-\(events)" : "bench-in")
+            let input = !ownInputs ? "bench-in" : contender.hasSuffix("-avro") ? "cg-in-avro-\(events)" : "cg-in-\(events)"
+            var line = try command(contender, events, output, input)
             line[0] = try withoutDebugInfo(line[0], in: directory)
             _ = try runContender(line, wrapper: ["valgrind", "--tool=callgrind", "--callgrind-out-file=\(file)"])
             let text = try String(contentsOfFile: file, encoding: .utf8)

@@ -33,6 +33,11 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     }
     if let value = env["WEIR_BENCH_MAX_IN_FLIGHT"].flatMap({ Int($0) }) { settings.maxInFlightEvents = value }
     if let value = env["WEIR_BENCH_BATCH_EVENTS"].flatMap({ Int($0) }) { settings.batchMaxEvents = value }
+    // The Avro benchmark: WEIR_BENCH_SCHEMA_REGISTRY=url reads Confluent-framed Avro through that registry.
+    if let registry = env["WEIR_BENCH_SCHEMA_REGISTRY"] {
+        settings.inputFormat = .avro
+        settings.schemaRegistryURL = registry
+    }
     let verbose = env["WEIR_BENCH_WORKER_LOG"] != nil
     let worker = try Worker(settings: settings, bundle: bundle, log: { record in
         if verbose { FileHandle.standardError.write(Data((record.rendered(as: .human) + "\n").utf8)) }
@@ -75,7 +80,7 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     let drift = Double(metrics.driftNanosecondsTotal.load(ordering: .relaxed) - startDrift) / 1e9
     worker.stop()
     _ = finished.wait(timeout: .now() + 30)
-    let result: [String: Any] = ["contender": driftTopic == nil ? "weir" : "weir-drift", "events": consumedAll ? events : answered(), "failed": 0,
+    let result: [String: Any] = ["contender": driftTopic == nil ? (settings.inputFormat == .avro ? "weir-avro" : "weir") : "weir-drift", "events": consumedAll ? events : answered(), "failed": 0,
                                  "wall_s": wall, "cpu_s": cpu, "context_switches": switches, "drift_s": drift]
     let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))

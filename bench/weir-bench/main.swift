@@ -4,6 +4,8 @@ import WeirKafka
 /// weir-bench: Weir's benchmarks, each measured as a ratio against a peer in the same run.
 ///   weir-bench kafka [--events N] [--partitions P] [--bytes B] [--rounds R]
 ///   weir-bench codec [--events N]           (event decoder vs jansson)
+///   weir-bench avro-codec [--events N]      (Avro decoder vs libavro-c, and vs the JSON decoder on the same rows)
+///   weir-bench avro-worker [--events N] [--rounds R]   (worker on Avro vs on JSON vs the C floor)
 ///   weir-bench model MODELS_DIR PEER_JSONL   (inference core vs onnxruntime)
 ///   weir-bench worker [--events N] [--rounds R] [--model DIR] [--drift-rounds N] [--contenders c-event,weir,weir-drift,python]
 ///                                                                (C floor vs Weir worker vs Python worker)
@@ -84,6 +86,11 @@ do {
     case "codec":
         try runCodecBenchmark(events: option("--events", default: 20_000), seconds: Double(option("--seconds", default: 2)),
                               peer: !arguments.contains("--no-peer"))
+    case "avro-codec":
+        try runAvroCodecBenchmark(events: option("--events", default: 20_000), seconds: Double(option("--seconds", default: 2)))
+    case "avro-worker":
+        try runAvroWorkerBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
+                                   rounds: option("--rounds", default: 3), model: option("--model", default: "models/demo"))
     case "kafka":
         try runKafkaBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
                               eventBytes: option("--bytes", default: 750), rounds: option("--rounds", default: 3))

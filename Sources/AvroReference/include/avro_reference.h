@@ -37,4 +37,8 @@ int weir_avro_reference_decode(weir_avro_reference *reference, const uint8_t *va
 /// generic decode of the same bytes). Returns 0 on success.
 int weir_avro_reference_read_only(weir_avro_reference *reference, const uint8_t *value, size_t length);
 
+/// Frees every block avro-c still holds, leaked ones included. Only when no avro-c object is
+/// alive on any thread (the fuzz target calls it after each input).
+void weir_avro_reference_sweep(void);
+
 #endif
