@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift", "WeirTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "WeirTestSupport",
+            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport",
                            .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]),
     ],

@@ -221,3 +221,24 @@ int weir_avro_reference_decode(weir_avro_reference *reference, const uint8_t *va
     }
     return result;
 }
+
+/// Whether `pointer` is a block of this allocator's (avro-c allocated it).
+static int is_tracked(void *pointer) {
+    int found = 0;
+    pthread_mutex_lock(&blocks_lock);
+    for (block *b = blocks.links.next; b != &blocks && !found; b = b->links.next) found = (void *)(b + 1) == pointer;
+    pthread_mutex_unlock(&blocks_lock);
+    return found;
+}
+
+int weir_avro_reference_to_json(weir_avro_reference *reference, const uint8_t *value, size_t length, char *out, size_t capacity) {
+    if (read_all(reference, value, length) != 0) return -1;
+    char *json = NULL;
+    if (avro_value_to_json(&reference->value, 1, &json) != 0 || !json) return -1;
+    size_t size = strlen(json);
+    int result = size < capacity ? 0 : -2;
+    if (result == 0) memcpy(out, json, size + 1);
+    // avro-c's bundled jansson may allocate through avro-c's allocator or plain malloc.
+    if (is_tracked(json)) bounded_allocator(NULL, json, 0, 0); else free(json);
+    return result;
+}

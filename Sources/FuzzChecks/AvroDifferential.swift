@@ -53,6 +53,17 @@ public final class AvroOracle {
         return .accepted(row.map(\.bitPattern))
     }
 
+    /// A framed value as libavro-c's JSON encoding of it (tests reading Weir's Avro records); nil
+    /// when avro-c cannot read it under this schema.
+    public func json(_ framed: [UInt8]) -> String? {
+        guard framed.count >= 5, framed[0] == 0 else { return nil }
+        var out = [CChar](repeating: 0, count: 1 << 20)
+        let body = Array(framed[5...])
+        let status = body.withUnsafeBufferPointer { weir_avro_reference_to_json(reference, $0.baseAddress, $0.count, &out, out.count) }
+        guard status == 0 else { return nil }
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// What Weir's decoder decides, in the same terms.
     public static func decide(_ decoder: AvroDecoder, _ framed: [UInt8]) -> Outcome {
         var row = [Float](repeating: .nan, count: decoder.schema.names.count)

@@ -47,18 +47,26 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
 /// Writes prediction records and dead-letter headers (docs/contracts.md) into a reused buffer.
 final class AnswerWriter {
     let writer = JSONWriter(capacity: 1024)
+    /// Avro records (`output.format avro`), framed with the registered schema id.
+    let avro = AvroRecordWriter(capacity: 512)
+    /// The worker's record format and registered schema ids.
+    let records: OutputRecords
     let manifest: BundleManifest
-    private let isClassification: Bool
+    let isClassification: Bool
     private let outputTensor: String
     private let labelJSON: [[UInt8]]
+    /// The labels as text (Avro records).
+    let labelText: [[UInt8]]
     /// `,"model":"<name>","version":"<version>",`
     private let modelFragment: [UInt8]
-    private let modelName: [UInt8]
-    private let modelVersion: [UInt8]
+    let modelName: [UInt8]
+    let modelVersion: [UInt8]
     private static let routeNames = Route.allCases.map { Array($0.name.utf8) }
 
-    init(manifest: BundleManifest) {
+    init(manifest: BundleManifest, records: OutputRecords) {
         self.manifest = manifest
+        self.records = records
+        labelText = (manifest.outputs.labels ?? []).map { Array($0.utf8) }
         isClassification = manifest.outputs.isClassification
         outputTensor = (isClassification ? manifest.outputs.scores : manifest.outputs.value) ?? ""
         let scratch = JSONWriter()
@@ -91,13 +99,19 @@ final class AnswerWriter {
 
     /// Writes the prediction record for `row` into `writer`; returns a problem (for a `model-error`
     /// dead letter) instead when the model's answer cannot be a record.
-    func encodePrediction(row: Int, outputs: Outputs?, message: KafkaMessage, id: EventID?, topicJSON: [UInt8],
+    func encodePrediction(row: Int, outputs: Outputs?, message: KafkaMessage, id: EventID?, track: PartitionTrack,
                           latencyMicros: UInt64) -> String? {
         guard let outputs else { return "the model produced no output '\(outputTensor)'" }
         let base = outputs.values.baseAddress! + row * outputs.width
         for column in 0..<outputs.width where !base[column].isFinite {
             return "the model's output '\(outputTensor)' is \(base[column]) (not finite) at column \(column)"
         }
+        if records.format == .avro {
+            encodeAvroPrediction(base: base, width: outputs.width, message: message, id: id, topic: track.topicBytes,
+                                 latencyMicros: latencyMicros, schemaID: records.predictionSchemaID.load(ordering: .relaxed))
+            return nil
+        }
+        let topicJSON = track.topicJSON
         writer.reset()
         writer.raw("{\"id\":")
         if let id, let value = message.value {
@@ -147,6 +161,9 @@ final class AnswerWriter {
         writer.raw(UInt8(ascii: "}"))
         return nil
     }
+
+    /// The record `encodePrediction` wrote, in the worker's output format; valid until the next one.
+    var record: UnsafeRawBufferPointer { records.format == .avro ? avro.bytes : writer.bytes }
 
     func appendPredictionHeaders(to headers: inout OutgoingHeaders, route: Route) {
         modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }

@@ -244,14 +244,14 @@ final class Batcher {
                                                    reason: "the model failed on this batch: \(error)", context: context)
                         } else if let problem = model.answers.encodePrediction(
                             row: Int(events[index].row), outputs: isPrimary ? primaryOutputs : candidateOutputs, message: message,
-                            id: events[index].id, topicJSON: events[index].track.topicJSON,
+                            id: events[index].id, track: events[index].track,
                             latencyMicros: (finished - events[index].receivedAt) / 1000) {
                             model.trialErrors += 1
                             outputs.sendDeadLetter(message, answers: model.answers, code: .modelError, reason: problem, context: context)
                         } else {
                             var headers = OutgoingHeaders(takingFrom: message)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
-                            if let refusal = outputs.sendPrediction(model.answers.writer, key: message.key, headers: headers, context: context) {
+                            if let refusal = outputs.sendPrediction(model.answers.record, key: message.key, headers: headers, context: context) {
                                 outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
                                                        reason: "'\(outputs.predictions.name)' refused the prediction: \(refusal.code.name): \(refusal.message)",
                                                        context: context)
@@ -296,14 +296,14 @@ final class Batcher {
         shadow.trialEvents += 1
         let message = event.message.message
         guard result.error == nil, outputs.shadow != nil, shadow.answers.encodePrediction(
-            row: Int(event.shadowRow), outputs: modelOutputs, message: message, id: event.id, topicJSON: event.track.topicJSON,
+            row: Int(event.shadowRow), outputs: modelOutputs, message: message, id: event.id, track: event.track,
             latencyMicros: (finished - event.receivedAt) / 1000) == nil else {
             shadow.trialErrors += 1
             return
         }
         var headers = OutgoingHeaders(copying: message)
         shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
-        outputs.sendShadow(shadow.answers.writer, of: message, headers: headers)
+        outputs.sendShadow(shadow.answers.record, of: message, headers: headers)
     }
 
     /// Keeps copies of a few events per batch that the primary model read (a ring of 64).
@@ -324,7 +324,7 @@ final class Batcher {
         drift.observe(row: row, timestampMs: event.timestampMs == 0 ? nil : event.timestampMs, topic: event.track.partition.topic,
                       partition: message.partition, offset: message.offset, batch: batch) { result in
             metrics.recordDrift(result)
-            outputs.sendDrift(drift.writer, key: modelKey)
+            outputs.sendDrift(drift.record, key: modelKey)
         }
     }
 
@@ -341,7 +341,7 @@ final class Batcher {
         timedDrift {
             guard let result = drift.closeWindow() else { return }
             metrics.recordDrift(result)
-            outputs.sendDrift(drift.writer, key: modelKey)
+            outputs.sendDrift(drift.record, key: modelKey)
         }
     }
 

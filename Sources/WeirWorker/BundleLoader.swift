@@ -10,6 +10,8 @@ struct BundleLoader: Sendable {
     let modelName: String
     /// The worker's writer schemas (framed input formats), shared with the models it builds.
     let writerSchemas: WriterSchemas
+    /// The worker's record format and registered schema ids.
+    let records: OutputRecords
     let log: WorkerLog
 
     /// Loads every bundle of `refs`, or says why the first that fails cannot serve.
@@ -76,7 +78,7 @@ struct BundleLoader: Sendable {
         if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
         let model: ServingModel
         do { model = try ServingModel(bundle: bundle, ref: ref, settings: settings, writerSchemas: writerSchemas,
-                                           log: { [log] in log($0, version: ref.version) }) } catch {
+                                           records: records, log: { [log] in log($0, version: ref.version) }) } catch {
             return .failure(ControlRejection(.bundleInvalid, "\(error)"))
         }
         switch model.warmUp(on: recent, fallbackSchemaOf: active) {

@@ -59,7 +59,8 @@ final class ControlPlane {
         self.signal = signal
         self.log = log
         modelName = base.bundle.manifest.name
-        bundles = BundleLoader(settings: settings, modelName: modelName, writerSchemas: base.writerSchemas, log: log)
+        bundles = BundleLoader(settings: settings, modelName: modelName, writerSchemas: base.writerSchemas,
+                               records: base.answers.records, log: log)
         state = RolloutState(active: base.ref)
         models = [base.ref.sha256: base]
         if settings.controlTopic != nil {

@@ -8,17 +8,21 @@ import WeirDrift
 final class DriftTap {
     let window: DriftWindow
     let writer = JSONWriter(capacity: 16_384)
+    /// Avro drift records (`output.format avro`).
+    let avro = AvroRecordWriter(capacity: 16_384)
+    let records: OutputRecords
     /// Rows of the batch being answered that joined the window; their values are added in column
     /// runs by `flush` (before the window closes, and after the batch).
     @exclusivity(unchecked) private var rows: [Int32] = []
-    private let modelName: String
-    private let modelVersion: String
-    private let referenceID: String
-    private let workerID: String
+    let modelName: String
+    let modelVersion: String
+    let referenceID: String
+    let workerID: String
     private let featureNames: [String]
 
-    init(bundle: ModelBundle, reference: DriftReference, settings: WorkerSettings, referenceID: String,
+    init(bundle: ModelBundle, reference: DriftReference, settings: WorkerSettings, referenceID: String, records: OutputRecords,
          log: (String) -> Void) {
+        self.records = records
         let size = settings.driftWindowEvents ?? reference.thresholds.windowEvents
         var reference = reference
         let calibrated = reference.thresholds.windowEvents
@@ -68,9 +72,16 @@ final class DriftTap {
     func closeWindow() -> WindowDrift? {
         guard !window.isEmpty else { return nil }
         let result = window.close()
-        encode(result)
+        if records.format == .avro {
+            encodeAvro(result, schemaID: records.driftSchemaID.load(ordering: .relaxed))
+        } else {
+            encode(result)
+        }
         return result
     }
+
+    /// The last closed window's record, in the worker's output format.
+    var record: UnsafeRawBufferPointer { records.format == .avro ? avro.bytes : writer.bytes }
 
     /// Writes the record of a closed window into `writer`.
     func encode(_ drift: WindowDrift) {

@@ -10,6 +10,8 @@ final class PartitionTrack {
     let index: UInt64
     /// The topic as a JSON string, written into every prediction record.
     let topicJSON: [UInt8]
+    /// The topic's UTF-8 bytes (Avro records).
+    let topicBytes: [UInt8]
     @exclusivity(unchecked) private var offsets: [Int64]
     @exclusivity(unchecked) private var timestamps: [Int64]
     /// When each event was consumed (monotonic nanoseconds), for the oldest-unanswered probe.
@@ -39,6 +41,7 @@ final class PartitionTrack {
         }
         writer.append(UInt8(ascii: "\""))
         topicJSON = writer
+        topicBytes = Array(partition.topic.utf8)
         offsets = Array(repeating: 0, count: 64)
         timestamps = Array(repeating: 0, count: 64)
         receivedAt = Array(repeating: 0, count: 64)

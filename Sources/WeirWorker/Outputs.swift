@@ -109,13 +109,13 @@ final class Outputs {
 
     // MARK: Answers
 
-    /// Sends the prediction in `writer` for the event of `context`; returns the producer's refusal
+    /// Sends the prediction record `value` for the event of `context`; returns the producer's refusal
     /// (the caller answers the event with an `output-refused` dead letter instead).
     @inline(__always)
-    func sendPrediction(_ writer: JSONWriter, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders,
+    func sendPrediction(_ value: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer?, headers: consuming OutgoingHeaders,
                         context: UInt) -> KafkaError? {
         do {
-            try producer.send(to: predictions, key: key, value: writer.bytes, headers: headers, context: context)
+            try producer.send(to: predictions, key: key, value: value, headers: headers, context: context)
             return nil
         } catch {
             return error
@@ -270,11 +270,11 @@ final class Outputs {
 
     // MARK: Best-effort records
 
-    /// A shadow candidate's answer (in `writer`): not retried, does not hold back commits.
-    func sendShadow(_ writer: JSONWriter, of message: KafkaMessage, headers: consuming OutgoingHeaders) {
+    /// A shadow candidate's answer (`value`): not retried, does not hold back commits.
+    func sendShadow(_ value: UnsafeRawBufferPointer, of message: KafkaMessage, headers: consuming OutgoingHeaders) {
         guard let shadow else { return }
         do {
-            try bestEffortProducer.send(to: shadow, key: message.key, value: writer.bytes, headers: headers, context: 0)
+            try bestEffortProducer.send(to: shadow, key: message.key, value: value, headers: headers, context: 0)
             metrics.shadowPredictions.increment()
             metrics.shadowTotal.add(1, ordering: .relaxed)
         } catch {
@@ -283,11 +283,11 @@ final class Outputs {
     }
 
     /// A drift record, keyed by model name.
-    func sendDrift(_ writer: JSONWriter, key: [UInt8]) {
+    func sendDrift(_ value: UnsafeRawBufferPointer, key: [UInt8]) {
         guard let drift else { return }
         var failure: KafkaError?
         key.withUnsafeBytes { key in
-            do throws(KafkaError) { try bestEffortProducer.send(to: drift, key: key, value: writer.bytes, context: 0) } catch { failure = error }
+            do throws(KafkaError) { try bestEffortProducer.send(to: drift, key: key, value: value, context: 0) } catch { failure = error }
         }
         if let failure { log("cannot produce a drift record to '\(drift.name)': \(failure)", level: .warning) }
     }

@@ -2,6 +2,7 @@ import Foundation
 import WeirCodec
 import WeirControl
 import WeirKafka
+import WeirRegistry
 
 /// The poll thread's loop: wakes on librdkafka's queue event, takes events into the batch, and at
 /// one fixed point per turn applies what callbacks recorded (delivery reports, rebalances,
@@ -98,9 +99,17 @@ final class PollLoop {
             try control.replay(brokers: settings.brokers!, properties: settings.kafkaProperties(for: "consumer"))
             apply(control.plan)
         }
+        if settings.outputFormat == .avro, let registry = settings.registryConfiguration {
+            // Before anything is consumed: every answer needs its schema id.
+            try batcher.routing.primary.answers.records.register(
+                settings: settings, client: SchemaRegistryClient(registry), stopRequested: { [shared] in shared.stopRequested },
+                wait: { [signal] in _ = signal.wait(timeoutMs: $0) }, log: log)
+        }
         shared.lifecycle(.running)
         publishStatus(StatusNote(state: nil, reason: "started", message: nil))
-        try consumer.subscribe(settings.input)
+        do { try consumer.subscribe(settings.input) } catch {
+            failure = WorkerError("input: cannot subscribe to \(settings.input.joined(separator: ",")): \(error)", kind: .configuration)
+        }
         log("worker \(settings.workerID): serving \(batcher.routing.primary.bundle.manifest.name) \(batcher.routing.primary.version) from \(settings.input.joined(separator: ",")) to \(settings.output)")
         while !shared.stopRequested && failure == nil {
             step()

@@ -34,7 +34,8 @@ final class ServingModel {
 
     var version: String { bundle.manifest.version }
 
-    init(bundle: ModelBundle, ref: BundleRef, settings: WorkerSettings, writerSchemas: WriterSchemas, log: (String) -> Void) throws {
+    init(bundle: ModelBundle, ref: BundleRef, settings: WorkerSettings, writerSchemas: WriterSchemas, records: OutputRecords,
+         log: (String) -> Void) throws {
         self.bundle = bundle
         self.ref = ref
         let manifest = bundle.manifest
@@ -45,7 +46,7 @@ final class ServingModel {
         self.writerSchemas = writerSchemas
         decoder = makeRowDecoder(settings.inputFormat, features: features, writerSchemas: writerSchemas)
         scratch = bundle.model.makeScratch()
-        answers = AnswerWriter(manifest: manifest)
+        answers = AnswerWriter(manifest: manifest, records: records)
         capacity = settings.batchMaxEvents * max(width, 1)
         rows = .allocate(capacity: capacity)
         rows.initialize(repeating: 0, count: capacity)
@@ -54,7 +55,7 @@ final class ServingModel {
                 rows.deallocate()
                 throw WorkerError("drift-topic: the bundle at \(bundle.directory.path) has no reference.json; package it again with weir model package")
             }
-            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID, log: log)
+            drift = DriftTap(bundle: bundle, reference: reference, settings: settings, referenceID: referenceID, records: records, log: log)
         } else {
             drift = nil
         }

@@ -44,7 +44,9 @@ public struct WorkerSettings: Sendable, Equatable {
     public var inputFeaturesPath: String?
     /// How event values are written: JSON, or a Schema Registry format in Confluent's wire format.
     public var inputFormat = InputFormat.json
-    /// The Schema Registry's base URL (framed input formats).
+    /// How prediction, shadow and drift records are written: JSON, or Avro registered in the Schema Registry.
+    public var outputFormat = OutputFormat.json
+    /// The Schema Registry's base URL (framed input formats, Avro outputs).
     public var schemaRegistryURL: String?
     /// `user:password` for the registry: a secret, redacted from `--print-config` and never logged.
     public var schemaRegistryBasicAuth: String?
@@ -243,7 +245,14 @@ let settingsCatalog: [SettingSpec] = [
         }
         settings.inputFormat = format
     }, render: { $0.inputFormat.rawValue }),
-    optionalText("schema-registry.url", "Schema Registry base URL (http://host:8081), for framed input formats", \.schemaRegistryURL),
+    SettingSpec(key: "output.format", help: "json, or avro (registered under <topic>-value in the Schema Registry)", apply: { settings, values, source in
+        let value = try single("output.format", values, source)
+        guard let format = OutputFormat(rawValue: value) else {
+            throw SettingsError("output.format: '\(value)' \(source) is not an output format; use json or avro")
+        }
+        settings.outputFormat = format
+    }, render: { $0.outputFormat.rawValue }),
+    optionalText("schema-registry.url", "Schema Registry base URL (http://host:8081), for framed input formats and Avro outputs", \.schemaRegistryURL),
     SettingSpec(key: "schema-registry.basic-auth", help: "user:password for the Schema Registry (a secret: never shown)",
                 apply: { settings, values, source in
         let value = try single("schema-registry.basic-auth", values, source)
@@ -451,6 +460,9 @@ public enum SettingsLoader {
         guard let url = settings.schemaRegistryURL else {
             if settings.inputFormat.isFramed {
                 throw SettingsError("schema-registry.url: required with input.format \(settings.inputFormat.rawValue); give the registry's base URL, such as http://registry:8081")
+            }
+            if settings.outputFormat == .avro {
+                throw SettingsError("schema-registry.url: required with output.format avro; give the registry's base URL, such as http://registry:8081")
             }
             return
         }

@@ -71,7 +71,8 @@ public final class Worker: Sendable {
         let signal = EventSignal()
         let primary = try ServingModel(bundle: bundle, ref: BundleRef(version: bundle.manifest.version, location: bundle.directory.path,
                                                                       sha256: bundle.id),
-                                       settings: settings, writerSchemas: WriterSchemas(), log: { log($0) })
+                                       settings: settings, writerSchemas: WriterSchemas(),
+                                       records: OutputRecords(format: settings.outputFormat), log: { log($0) })
         let control = try ControlPlane(settings: settings, base: primary, metrics: metrics, signal: signal, log: log)
         shared = WorkerShared(signal: signal)
         shared.recordServing(Routing(primary: primary), metrics: metrics, log: log)

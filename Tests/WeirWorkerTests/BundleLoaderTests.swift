@@ -12,7 +12,7 @@ import WeirTestSupport
 @Suite("Bundle loader rejections", .timeLimit(.minutes(2)))
 struct BundleLoaderTests {
     let bundles = TestBundles()
-    let loader = BundleLoader(settings: WorkerSettings(), modelName: "fraud", writerSchemas: WriterSchemas(),
+    let loader = BundleLoader(settings: WorkerSettings(), modelName: "fraud", writerSchemas: WriterSchemas(), records: OutputRecords(format: .json),
                               log: WorkerLog(worker: "test", model: "fraud", version: "1.0.0", sink: { _ in }))
     let active = try! ModelBundle(directory: demoBundleURL).manifest
     let recent = (0..<64).map { SyntheticEvents.event($0) }

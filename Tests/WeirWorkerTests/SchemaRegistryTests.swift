@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FuzzChecks
 import WeirCodec
 import WeirControl
 import WeirKafka
@@ -21,17 +22,38 @@ import WeirTestSupport
         return settings
     }
 
-    /// Predictions by event id: the model's scores as the record printed them.
-    static func scoresByID(_ records: [ConsumedRecord]) throws -> [String: [Double]] {
-        var result: [String: [Double]] = [:]
-        for record in records {
-            let object = try jsonObject(record)
+    /// Predictions by event id: label and scores (as float32) as the record holds them.
+    static func predictionsByID(_ objects: [[String: Any]]) throws -> [String: (label: String, scores: [Float])] {
+        var result: [String: (label: String, scores: [Float])] = [:]
+        for object in objects {
             guard let id = object["id"] as? String, let scores = object["scores"] as? [Double] else {
                 throw TestFailure("prediction without id or scores: \(object)")
             }
-            result[id] = scores
+            result[id] = ("\(object["label"] ?? "")", scores.map { Float($0) })
         }
         return result
+    }
+
+    /// An Avro record Weir wrote, read by libavro-c under `schema` into plain JSON values (union
+    /// branches unwrapped); checks the frame's magic byte and schema id.
+    static func avroObject(_ record: ConsumedRecord, schema: String, id: UInt32) throws -> [String: Any] {
+        let value = try #require(record.value)
+        guard value.count > 5, value[0] == 0, ConfluentFrame.schemaID(of: value.withUnsafeBytes { UnsafeRawBufferPointer($0) }) == id else {
+            throw TestFailure("record at offset \(record.offset) is not framed with schema id \(id)")
+        }
+        let oracle = try #require(AvroOracle(schemaText: schema, features: FeatureSchema(names: [])))
+        let text = try #require(oracle.json(value), "libavro-c cannot read the record at offset \(record.offset)")
+        func plain(_ json: Any) -> Any {
+            if let object = json as? [String: Any] {
+                if object.count == 1, let (key, inner) = object.first, ["string", "long", "double", "float", "array", "int"].contains(key) {
+                    return plain(inner)
+                }
+                return object.mapValues(plain)
+            }
+            if let list = json as? [Any] { return list.map(plain) }
+            return json
+        }
+        return try #require(plain(try JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any])
     }
 
     @Test func avroEventsArePredictedAsTheSameRowsInJSONAndEveryBadOneIsAnsweredWithItsCode() throws {
@@ -76,6 +98,8 @@ import WeirTestSupport
 
         var settings = Self.avroSettings(cluster, registry: registry.url)
         settings.schemaRegistryBasicAuth = "weir:s3cret-pass"
+        // Avro in, Avro out: predictions and drift records registered under <topic>-value.
+        settings.outputFormat = .avro
         // One drift window over every good event: the same rows give the same statistics.
         settings.driftTopic = "drift"
         settings.driftWindowEvents = count
@@ -94,11 +118,25 @@ import WeirTestSupport
         try waitFor("every JSON event answered") { jsonWorker.answered >= count }
         try jsonWorker.stop()
 
-        let avroScores = try Self.scoresByID(try readTopic(cluster, "predictions"))
-        let jsonScores = try Self.scoresByID(try readTopic(cluster, "json-predictions"))
+        let client = SchemaRegistryClient(RegistryConfiguration(url: registry.url, basicAuth: "weir:s3cret-pass"))
+        let predictionID = try client.latest(subject: "predictions-value").id
+        let driftID = try client.latest(subject: "drift-value").id
+        let avroPredictions = try readTopic(cluster, "predictions").map {
+            try Self.avroObject($0, schema: OutputRecords.predictionSchema, id: predictionID)
+        }
+        let avroScores = try Self.predictionsByID(avroPredictions)
+        let jsonScores = try Self.predictionsByID(try readTopic(cluster, "json-predictions").map(jsonObject))
         #expect(avroScores.count == count)
-        #expect(avroScores == jsonScores, "Avro and JSON rows must give the same predictions")
-        let drift = try readTopic(cluster, "drift", partitions: 1).map(jsonObject)
+        #expect(avroScores.keys.sorted() == jsonScores.keys.sorted())
+        for (id, answer) in avroScores {
+            #expect(answer.label == jsonScores[id]?.label && answer.scores == jsonScores[id]?.scores,
+                    "\(id): Avro \(answer), JSON \(String(describing: jsonScores[id]))")
+        }
+        if let first = avroPredictions.first {
+            #expect(first["model"] as? String == bundle.manifest.name && first["version"] as? String == bundle.manifest.version)
+            #expect((first["source"] as? [String: Any])?["topic"] as? String == "events" && first["value"] is NSNull)
+        }
+        let drift = try readTopic(cluster, "drift", partitions: 1).map { try Self.avroObject($0, schema: OutputRecords.driftSchema, id: driftID) }
         let jsonDrift = try readTopic(cluster, "json-drift", partitions: 1).map(jsonObject)
         #expect(drift.count == 1 && jsonDrift.count == 1)
         if let avroWindow = drift.first, let jsonWindow = jsonDrift.first {
@@ -241,5 +279,26 @@ import WeirTestSupport
         #expect(ids == Set((0..<count).map { "evt-\($0)" }), "the id is echoed from behind the frame")
         let codes = try readTopic(cluster, "dead-letters").map { header($0, "weir-error") ?? "" }
         #expect(codes == ["bad-wire-format", "bad-wire-format"])
+    }
+
+    @Test func aRegistryRefusingTheOutputSchemaStopsTheWorkerNamingTheSubject() throws {
+        let cluster = try makeCluster()
+        defer { cluster.stopCheckingClients() }
+        let registry = try SchemaRegistryServer(credentials: "weir:right")
+        defer { registry.stop() }
+        var settings = testSettings(cluster)
+        settings.outputFormat = .avro
+        settings.schemaRegistryURL = registry.url
+        settings.schemaRegistryBasicAuth = "weir:wrong-secret"
+        let worker = try RunningWorker(settings: settings, bundle: bundle)
+        do {
+            try worker.waitStopped(timeoutSeconds: 30)
+            Issue.record("the worker ran without its output schema")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("'predictions-value'") && message.contains("401"), "\(message)")
+            #expect(!message.contains("wrong-secret"))
+        }
+        #expect(worker.answered == 0)
     }
 }

@@ -120,6 +120,8 @@ import WeirTestSupport
         (["--log-format", "xml"], "log.format: 'xml' from --log-format is not a log format; use human or json"),
         (["--kernels", "sse9"], "kernels: 'sse9' from --kernels is not a kernel set; use auto, avx512, avx2 or portable"),
         (["--input-format", "xml"], "input.format: 'xml' from --input-format is not an input format; use json, avro, json-schema or protobuf"),
+        (["--output-format", "xml"], "output.format: 'xml' from --output-format is not an output format; use json or avro"),
+        (["--output-format", "avro"], "schema-registry.url: required with output.format avro; give the registry's base URL, such as http://registry:8081"),
         (["--input-format", "avro"], "schema-registry.url: required with input.format avro; give the registry's base URL, such as http://registry:8081"),
         (["--input-format", "protobuf", "--schema-registry-url", "http://r:8081"], "input.format: protobuf is not supported yet; use avro, json-schema or json"),
         (["--input-format", "avro", "--schema-registry-url", "registry:8081"], "schema-registry.url: 'registry:8081' is not an http:// or https:// URL"),

@@ -37,6 +37,10 @@ int weir_avro_reference_decode(weir_avro_reference *reference, const uint8_t *va
 /// generic decode of the same bytes). Returns 0 on success.
 int weir_avro_reference_read_only(weir_avro_reference *reference, const uint8_t *value, size_t length);
 
+/// The value as JSON (the Avro specification's JSON encoding: a non-null union branch is an
+/// object keyed by its type) into `out`: 0, -1 when avro-c cannot read it, -2 when `capacity` is short.
+int weir_avro_reference_to_json(weir_avro_reference *reference, const uint8_t *value, size_t length, char *out, size_t capacity);
+
 /// Frees every block avro-c still holds, leaked ones included. Only when no avro-c object is
 /// alive on any thread (the fuzz target calls it after each input).
 void weir_avro_reference_sweep(void);
