@@ -50,6 +50,8 @@ public final class AvroDecoder: RowDecoder {
             return .failure(DecodeFailure(code: .malformedAvro, message: "schema id \(id) cannot be read as Avro: \(why)"))
         case .unknown(let why)?:
             return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id): \(why)"))
+        case .protobuf?:
+            return .failure(DecodeFailure(code: .badWireFormat, message: "schema id \(id) is a Protobuf schema, and input.format is avro"))
         case .present?, nil:
             return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id) has not been fetched from the Schema Registry"))
         }

@@ -34,6 +34,8 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
         case badWireFormat = "bad-wire-format"
         /// An Avro value that ends early or does not match its writer schema.
         case malformedAvro = "malformed-avro"
+        /// A Protobuf value that ends early or breaks the wire format.
+        case malformedProtobuf = "malformed-protobuf"
         /// A schema id the Schema Registry says does not exist.
         case unknownSchema = "unknown-schema"
     }

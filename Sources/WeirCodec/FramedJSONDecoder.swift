@@ -20,7 +20,7 @@ public final class FramedJSONDecoder: RowDecoder {
         guard let id = ConfluentFrame.schemaID(of: payload) else { return .failure(ConfluentFrame.failure(for: payload)) }
         if id != lastPresent {
             switch writerSchemas.entry(id) {
-            case .present?, .avro?: lastPresent = id
+            case .present?, .avro?, .protobuf?: lastPresent = id
             case .unknown(let why)?: return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id): \(why)"))
             case .unusable(let why)?: return .failure(DecodeFailure(code: .badWireFormat, message: "schema id \(id) cannot be read as JSON Schema: \(why)"))
             case nil: return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id) has not been fetched from the Schema Registry"))

@@ -8,6 +8,8 @@ public final class WriterSchemas: Sendable {
     public enum Entry: Sendable {
         /// An Avro schema, parsed.
         case avro(AvroType)
+        /// A Protobuf schema, parsed.
+        case protobuf(ProtoFile)
         /// A schema the registry holds that this input format cannot read (wrong type, bad text).
         case unusable(String)
         /// The registry says the id does not exist.

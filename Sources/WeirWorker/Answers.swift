@@ -30,6 +30,8 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
     case malformedAvro = "malformed-avro"
     /// The Schema Registry says the value's schema id does not exist.
     case unknownSchema = "unknown-schema"
+    /// A Protobuf value that ends early or breaks the wire format (the field number is named).
+    case malformedProtobuf = "malformed-protobuf"
 
     init(_ code: DecodeFailure.Code) {
         switch code {
@@ -40,6 +42,7 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
         case .badWireFormat: self = .badWireFormat
         case .malformedAvro: self = .malformedAvro
         case .unknownSchema: self = .unknownSchema
+        case .malformedProtobuf: self = .malformedProtobuf
         }
     }
 }

@@ -116,8 +116,12 @@ final class SchemaFetcher: Sendable {
             case .jsonSchema:
                 guard schema.schemaType == "JSON" else { return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is json-schema")) }
                 return .success(.present)
-            case .json, .protobuf:
-                return .success(.unusable("input.format \(format.rawValue) does not read framed values"))
+            case .protobuf:
+                guard schema.schemaType == "PROTOBUF" else { return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is protobuf")) }
+                guard schema.referenceCount == 0 else { return .success(.unusable("it references other schemas, which Weir does not resolve yet")) }
+                do { return .success(.protobuf(try ProtoFile.parse(schema.text))) } catch { return .success(.unusable("\(error)")) }
+            case .json:
+                return .success(.unusable("input.format json does not read framed values"))
             }
         } catch {
             if case .notFound(_, let message) = error { return .success(.unknown("the Schema Registry does not know it (\(message))")) }

@@ -161,12 +161,12 @@ final class ServingModel {
     }
 }
 
-/// The decoder for `format`: JSON objects, Avro records, or JSON objects behind Confluent's frame.
+/// The decoder for `format`: JSON objects, Avro records, Protobuf messages, or JSON objects behind Confluent's frame.
 func makeRowDecoder(_ format: InputFormat, features: FeatureSchema, writerSchemas: WriterSchemas) -> any RowDecoder {
     switch format {
     case .json: return EventDecoder(schema: features)
     case .avro: return AvroDecoder(schema: features, writerSchemas: writerSchemas)
     case .jsonSchema: return FramedJSONDecoder(schema: features, writerSchemas: writerSchemas)
-    case .protobuf: return AvroDecoder(schema: features, writerSchemas: writerSchemas)  // refused by settings validation
+    case .protobuf: return ProtobufDecoder(schema: features, writerSchemas: writerSchemas)
     }
 }

@@ -238,7 +238,7 @@ let settingsCatalog: [SettingSpec] = [
         settings.guarantee = guarantee
     }, render: { $0.guarantee.rawValue }),
     optionalText("input.features-path", "dotted path to the object or array holding the features", \.inputFeaturesPath),
-    SettingSpec(key: "input.format", help: "json, avro, json-schema (Confluent wire format) or protobuf", apply: { settings, values, source in
+    SettingSpec(key: "input.format", help: "json, or a Schema Registry format in Confluent's wire format: avro, protobuf, json-schema", apply: { settings, values, source in
         let value = try single("input.format", values, source)
         guard let format = InputFormat(rawValue: value) else {
             throw SettingsError("input.format: '\(value)' \(source) is not an input format; use json, avro, json-schema or protobuf")
@@ -454,9 +454,6 @@ public enum SettingsLoader {
 
     /// The input format against the `schema-registry.*` settings.
     private static func validateRegistry(_ settings: WorkerSettings) throws {
-        if settings.inputFormat == .protobuf {
-            throw SettingsError("input.format: protobuf is not supported yet; use avro, json-schema or json")
-        }
         guard let url = settings.schemaRegistryURL else {
             if settings.inputFormat.isFramed {
                 throw SettingsError("schema-registry.url: required with input.format \(settings.inputFormat.rawValue); give the registry's base URL, such as http://registry:8081")

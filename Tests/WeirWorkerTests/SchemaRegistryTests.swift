@@ -301,4 +301,64 @@ import WeirTestSupport
         }
         #expect(worker.answered == 0)
     }
+
+    /// The demo's event as Protobuf: `message Event { string id = 1; double f0 = 2; ... double f31 = 33; }`.
+    static let protoSchema = "syntax = \"proto3\";\npackage weir.demo;\nmessage Event {\n  string id = 1;\n"
+        + (0..<32).map { "  double f\($0) = \($0 + 2);\n" }.joined() + "}\n"
+
+    static func protoEvent(_ index: Int, schemaID: UInt32) throws -> [UInt8] {
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(SyntheticEvents.event(index))) as? [String: Any])
+        var bytes = ConfluentFrame.header(schemaID: schemaID) + [0]  // message indexes [0]
+        let id = Array((json["id"] as! String).utf8)
+        bytes += [0x0A, UInt8(id.count)] + id
+        for feature in 0..<32 {
+            let number = feature + 2
+            // Field tag (number << 3 | 1, a 64-bit value) as a varint; numbers up to 33 take one or two bytes.
+            var tag = UInt32(number << 3 | 1)
+            while tag >= 0x80 { bytes.append(UInt8(tag & 0x7F) | 0x80); tag >>= 7 }
+            bytes.append(UInt8(tag))
+            let value = (json["f\(feature)"] as! NSNumber).doubleValue
+            withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes += $0 }
+        }
+        return bytes
+    }
+
+    @Test func protobufEventsArePredictedAsTheSameRowsInJSON() throws {
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 4), ("json-events", 4), ("predictions", 4), ("json-predictions", 4),
+                                                               ("dead-letters", 4), ("json-dead-letters", 4)])
+        defer { cluster.stopCheckingClients() }
+        let registry = try SchemaRegistryServer()
+        defer { registry.stop() }
+        let schemaID = registry.register(subject: "events-value", schema: Self.protoSchema, schemaType: "PROTOBUF")
+        let count = 60
+        var records = try (0..<count).map { index -> (key: [UInt8]?, value: [UInt8]?, headers: [(String, String)]) in
+            (SyntheticEvents.key(index), try Self.protoEvent(index, schemaID: schemaID), [])
+        }
+        var truncated = try Self.protoEvent(1, schemaID: schemaID)
+        truncated.removeLast(3)
+        records.append((nil, truncated, []))
+        try produce(cluster, records)
+        try produce(cluster, topic: "json-events", (0..<count).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
+        var settings = testSettings(cluster)
+        settings.inputFormat = .protobuf
+        settings.schemaRegistryURL = registry.url
+        let worker = try RunningWorker(settings: settings, bundle: bundle)
+        try worker.waitUntilReady()
+        try waitFor("every Protobuf event answered") { worker.answered >= records.count }
+        try worker.stop()
+        var jsonSettings = testSettings(cluster)
+        jsonSettings.input = ["json-events"]
+        jsonSettings.output = "json-predictions"
+        jsonSettings.dlq = "json-dead-letters"
+        let jsonWorker = try RunningWorker(settings: jsonSettings, bundle: bundle)
+        try jsonWorker.waitUntilReady()
+        try waitFor("every JSON event answered") { jsonWorker.answered >= count }
+        try jsonWorker.stop()
+        let protobuf = try Self.predictionsByID(try readTopic(cluster, "predictions").map(jsonObject))
+        let json = try Self.predictionsByID(try readTopic(cluster, "json-predictions").map(jsonObject))
+        #expect(protobuf.count == count && protobuf.keys.sorted() == json.keys.sorted())
+        for (id, answer) in protobuf { #expect(answer.scores == json[id]?.scores, "\(id)") }
+        let codes = try readTopic(cluster, "dead-letters").map { header($0, "weir-error") ?? "" }
+        #expect(codes == ["malformed-protobuf"])
+    }
 }

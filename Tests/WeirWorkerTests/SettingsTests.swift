@@ -123,7 +123,7 @@ import WeirTestSupport
         (["--output-format", "xml"], "output.format: 'xml' from --output-format is not an output format; use json or avro"),
         (["--output-format", "avro"], "schema-registry.url: required with output.format avro; give the registry's base URL, such as http://registry:8081"),
         (["--input-format", "avro"], "schema-registry.url: required with input.format avro; give the registry's base URL, such as http://registry:8081"),
-        (["--input-format", "protobuf", "--schema-registry-url", "http://r:8081"], "input.format: protobuf is not supported yet; use avro, json-schema or json"),
+        (["--input-format", "protobuf"], "schema-registry.url: required with input.format protobuf; give the registry's base URL, such as http://registry:8081"),
         (["--input-format", "avro", "--schema-registry-url", "registry:8081"], "schema-registry.url: 'registry:8081' is not an http:// or https:// URL"),
         (["--input-format", "avro", "--schema-registry-url", "https://bob:pw@registry:8081"],
          "schema-registry.url: has credentials in it, which would be logged; put them in schema-registry.basic-auth"),
