@@ -223,6 +223,26 @@ vector = v1.Vector(id=5, values=[0.5, -0.25, 8.0])
 data = serialize(vector, PROTO_V1, "vectors")
 case("packed floats by position", data, ["a", "b", "c"], path=("values",), message=vector, id_=5)
 
+# Random messages: any subset of fields set, values across each type's range (a fixed seed).
+import random
+rng = random.Random(22)
+for index in range(120):
+    message = v1.Payment(id=f"r-{index}")
+    for name, make in [("amount", lambda: rng.choice([0.0, -0.0, rng.uniform(-1e9, 1e9), 1e-40, 3.4e38])),
+                       ("ratio", lambda: rng.uniform(-1e6, 1e6)), ("count", lambda: rng.randint(-2**31, 2**31 - 1)),
+                       ("big", lambda: rng.randint(-2**63, 2**63 - 1)), ("u32", lambda: rng.randint(0, 2**32 - 1)),
+                       ("s32", lambda: rng.randint(-2**31, 2**31 - 1)), ("s64", lambda: rng.randint(-2**63, 2**63 - 1)),
+                       ("f32", lambda: rng.randint(0, 2**32 - 1)), ("sf64", lambda: rng.randint(-2**63, 2**63 - 1)),
+                       ("flag", lambda: rng.random() < 0.5), ("maybe", lambda: rng.uniform(-5, 5)), ("left", lambda: rng.uniform(-1, 1)),
+                       ("note", lambda: "x" * rng.randint(0, 300)), ("tags", None)]:
+        if rng.random() < 0.6:
+            if name == "tags":
+                message.tags.extend(["t"] * rng.randint(0, 3))
+            else:
+                setattr(message, name, make())
+    data = serialize(message, PROTO_V1, "payments")
+    case(f"random payment {index}", data, numeric + ["left"], defaults=[None] * 10 + [-1.0, -2.0], message=message, id_=f"r-{index}")
+
 v2 = compile_proto(PROTO_V2, "payments_v2")
 evolved = v2.Payment(id="p-9", ratio=0.75, count=3, amount=99.0, channel="web")
 data = serialize(evolved, PROTO_V2, "payments")

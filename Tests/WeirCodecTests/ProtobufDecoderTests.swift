@@ -39,7 +39,7 @@ struct ProtobufDecoderTests {
     func fixtureCases() throws {
         let store = WriterSchemas()
         for (id, text) in schemas { store.store(.protobuf(try ProtoFile.parse(text)), for: id) }
-        #expect(cases.count >= 20)
+        #expect(cases.count >= 140)
         for item in cases {
             let decoder = ProtobufDecoder(schema: item.features, writerSchemas: store)
             var row = [Float](repeating: .nan, count: item.features.names.count)
