@@ -7,8 +7,7 @@ schemaless_writer behind a hand-made frame, with the writer schemas by id, the m
 and what Weir must read: the feature row (from the record itself, in Python) or the dead-letter
 code. Regenerate: python3 scripts/make-avro-fixtures.py
 """
-import base64, decimal, io, json, math, os, struct, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import base64, decimal, io, json, math, os, struct, sys
 
 import confluent_kafka, fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -17,56 +16,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "WeirCodecTests", "Fixtures", "avro-cases.json")
 
-schemas = []        # id - 1 -> (schema text, type)
-subjects = {}       # subject -> [ids]
+from fixture_registry import schemas
+import fixture_registry
 
-
-class Registry(BaseHTTPRequestHandler):
-    """The REST calls the serializer makes: register, and read back by id or version."""
-
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if len(parts) == 3 and parts[0] == "subjects" and parts[2] == "versions":
-            entry = (body["schema"], body.get("schemaType", "AVRO"))
-            if entry not in schemas:
-                schemas.append(entry)
-            sid = schemas.index(entry) + 1
-            subjects.setdefault(parts[1], [])
-            if sid not in subjects[parts[1]]:
-                subjects[parts[1]].append(sid)
-            return self.answer(200, {"id": sid})
-        self.answer(404, {"error_code": 404, "message": "not found"})
-
-    def do_GET(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        if len(parts) == 3 and parts[:2] == ["schemas", "ids"]:
-            sid = int(parts[2])
-            if 1 <= sid <= len(schemas):
-                return self.answer(200, {"schema": schemas[sid - 1][0]})
-            return self.answer(404, {"error_code": 40403, "message": f"Schema {sid} not found"})
-        if len(parts) == 4 and parts[0] == "subjects" and parts[2] == "versions" and parts[1] in subjects:
-            ids = subjects[parts[1]]
-            version = len(ids) if parts[3] == "latest" else int(parts[3])
-            sid = ids[version - 1]
-            return self.answer(200, {"subject": parts[1], "id": sid, "version": version, "schema": schemas[sid - 1][0]})
-        self.answer(404, {"error_code": 40401, "message": "Subject not found."})
-
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-client = SchemaRegistryClient({"url": f"http://127.0.0.1:{server.server_address[1]}"})
+server, url = fixture_registry.start()
+client = SchemaRegistryClient({"url": url})
 
 cases = []
 

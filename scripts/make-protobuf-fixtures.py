@@ -8,8 +8,9 @@ and what Weir must read: the row (computed here from the message with protobuf's
 rules) or the dead-letter code. Regenerate: python3 scripts/make-protobuf-fixtures.py
 (needs grpcio-tools and confluent-kafka[protobuf]).
 """
-import base64, importlib, json, math, os, struct, sys, tempfile, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import base64, importlib, json, math, os, struct, sys, tempfile
+
+import fixture_registry
 
 import confluent_kafka, google.protobuf
 from grpc_tools import protoc
@@ -79,43 +80,6 @@ message Payment {
 }
 """
 
-schemas = []   # (schema as registered, type)
-subjects = {}
-
-
-class Registry(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        entry = (body["schema"], body.get("schemaType", "AVRO"))
-        if entry not in schemas:
-            schemas.append(entry)
-        sid = schemas.index(entry) + 1
-        if len(parts) == 3:
-            subjects.setdefault(parts[1], [])
-            if sid not in subjects[parts[1]]:
-                subjects[parts[1]].append(sid)
-        self.answer(200, {"id": sid, "schemaType": entry[1], "schema": entry[0], "version": 1})
-
-    def do_GET(self):
-        parts = self.path.split("?")[0].strip("/").split("/")
-        if len(parts) == 3 and parts[:2] == ["schemas", "ids"]:
-            sid = int(parts[2])
-            return self.answer(200, {"schema": schemas[sid - 1][0], "schemaType": schemas[sid - 1][1]})
-        self.answer(404, {"error_code": 40401, "message": "not found"})
-
-
 def compile_proto(text, name):
     directory = tempfile.mkdtemp()
     with open(os.path.join(directory, name + ".proto"), "w") as f:
@@ -126,9 +90,8 @@ def compile_proto(text, name):
 
 
 v1 = compile_proto(PROTO_V1, "payments_v1")
-server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-client = SchemaRegistryClient({"url": f"http://127.0.0.1:{server.server_address[1]}"})
+server, url = fixture_registry.start()
+client = SchemaRegistryClient({"url": url})
 texts = {}     # schema id -> the .proto text a registry returns for it
 cases = []
 

@@ -12,26 +12,21 @@ public final class AvroDecoder: RowDecoder {
     private var plans: [UInt32: AvroRowPlan] = [:]
     /// The plan used last: events of one stream nearly always share their schema id.
     private var lastPlan: AvroRowPlan?
-    /// Per feature: its `AvroFeatureState` in the current event.
-    private let states: UnsafeMutablePointer<UInt8>
-    private let featureCount: Int
+    /// Per feature: its state in the current event.
+    private let states: FeatureStates
     /// Deeper nesting of values is refused (recursive schemas).
     static let maxDepth = 128
 
-    public private(set) var defaultedCount = 0
+    public var defaultedCount: Int { states.defaultedCount }
 
     public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
         self.schema = schema
         self.writerSchemas = writerSchemas
-        featureCount = schema.names.count
-        states = .allocate(capacity: max(featureCount, 1))
-        states.initialize(repeating: AvroFeatureState.absent.rawValue, count: max(featureCount, 1))
+        states = FeatureStates(count: schema.names.count)
     }
 
-    deinit { states.deallocate() }
-
     @inline(__always)
-    public func wasDefaulted(_ index: Int) -> Bool { states[index] != AvroFeatureState.value.rawValue }
+    public func wasDefaulted(_ index: Int) -> Bool { states.wasDefaulted(index) }
 
     /// The plan for a schema id, compiled on first use; a failure when the id is not usable.
     private func plan(for id: UInt32) -> Result<AvroRowPlan, DecodeFailure> {
@@ -69,9 +64,9 @@ public final class AvroDecoder: RowDecoder {
         case .success(let found): plan = found
         case .failure(let failure): return .failure(failure)
         }
-        states.update(repeating: AvroFeatureState.absent.rawValue, count: featureCount)
+        states.reset()
         var reader = AvroReader(base: base, p: base + ConfluentFrame.headerBytes, end: base + payload.count, plan: plan,
-                                row: row, states: states, featureCount: featureCount)
+                                marks: states.marks(row: row))
         if !reader.run(plan.rootStart, plan.rootCount, depth: 0, position: 0) {
             return .failure(DecodeFailure(code: .malformedAvro,
                                           message: "\(reader.problem) in field '\(plan.fieldNames[Int(reader.problemField)])' at byte \(reader.p - base) (schema id \(schemaID))"))
@@ -80,24 +75,7 @@ public final class AvroDecoder: RowDecoder {
             return .failure(DecodeFailure(code: .malformedAvro,
                                           message: "\(reader.end - reader.p) bytes left after the record (schema id \(schemaID)): the value does not match its writer schema"))
         }
-        defaultedCount = 0
-        if reader.values == featureCount { return .success(reader.id) }
-        for index in 0..<featureCount {
-            let state = AvroFeatureState(rawValue: states[index])!
-            switch state {
-            case .value:
-                continue
-            case .absent, .null:
-                if let value = schema.defaults[index] {
-                    row[index] = value
-                    defaultedCount += 1
-                } else {
-                    return .failure(DecodeFailure(code: .missingFeature, message: "feature '\(schema.names[index])' is \(state == .null ? "null" : "missing") and has no default (schema id \(schemaID))"))
-                }
-            default:
-                return .failure(DecodeFailure(code: .notANumber, message: "feature '\(schema.names[index])' is \(state.description), not a number (schema id \(schemaID))"))
-            }
-        }
+        if let failure = states.finish(values: reader.marks.values, row: row, schema: schema, schemaID: schemaID) { return .failure(failure) }
         return .success(reader.id)
     }
 }
@@ -109,26 +87,19 @@ private struct AvroReader {
     let end: UnsafePointer<UInt8>
     let ops: UnsafeMutablePointer<AvroOp>
     let slots: UnsafeMutablePointer<SIMD2<Int32>>
-    let row: UnsafeMutablePointer<Float>
-    let states: UnsafeMutablePointer<UInt8>
-    let featureCount: Int
-    /// Features given a number so far.
-    var values = 0
+    var marks: FeatureMarks
     var id: EventID?
     var problem: StaticString = ""
     var problemField: Int32 = 0
     var hasProblem = false
 
-    init(base: UnsafePointer<UInt8>, p: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, plan: AvroRowPlan,
-         row: UnsafeMutablePointer<Float>, states: UnsafeMutablePointer<UInt8>, featureCount: Int) {
+    init(base: UnsafePointer<UInt8>, p: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, plan: AvroRowPlan, marks: FeatureMarks) {
         self.base = base
         self.p = p
         self.end = end
         ops = plan.ops.baseAddress!
         slots = plan.slots.baseAddress!
-        self.row = row
-        self.states = states
-        self.featureCount = featureCount
+        self.marks = marks
     }
 
     @inline(__always)
@@ -169,26 +140,17 @@ private struct AvroReader {
     @inline(__always)
     private func column(_ op: AvroOp, _ position: Int) -> Int? {
         if op.target >= 0 { return Int(op.target) }
-        return position < featureCount ? position : nil
+        return position < marks.featureCount ? position : nil
     }
 
     @inline(__always)
     private mutating func set(_ column: Int?, _ value: Float) {
-        guard let column else { return }
-        if value.isNaN { return mark(column, .null) }
-        if !value.isFinite { return mark(column, .beyondFloat) }
-        row[column] = value
-        if states[column] != AvroFeatureState.value.rawValue {
-            states[column] = AvroFeatureState.value.rawValue
-            values &+= 1
-        }
+        if let column { marks.set(column, value) }
     }
 
     @inline(__always)
     private mutating func mark(_ column: Int?, _ state: AvroFeatureState) {
-        guard let column else { return }
-        if states[column] == AvroFeatureState.value.rawValue { values &-= 1 }
-        states[column] = state.rawValue
+        if let column { marks.mark(column, state) }
     }
 
     /// Runs steps `start..<start + count`; `position` is the current features-array item.

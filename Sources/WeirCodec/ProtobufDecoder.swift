@@ -8,9 +8,8 @@ public final class ProtobufDecoder: RowDecoder {
     private let writerSchemas: WriterSchemas
     private var plans: [PlanKey: ProtoRowPlan] = [:]
     private var lastPlan: ProtoRowPlan?
-    private let states: UnsafeMutablePointer<UInt8>
-    private let featureCount: Int
-    public private(set) var defaultedCount = 0
+    private let states: FeatureStates
+    public var defaultedCount: Int { states.defaultedCount }
     /// Message indexes deeper than this are refused.
     static let maxIndexes = 32
 
@@ -22,15 +21,11 @@ public final class ProtobufDecoder: RowDecoder {
     public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
         self.schema = schema
         self.writerSchemas = writerSchemas
-        featureCount = schema.names.count
-        states = .allocate(capacity: max(featureCount, 1))
-        states.initialize(repeating: AvroFeatureState.absent.rawValue, count: max(featureCount, 1))
+        states = FeatureStates(count: schema.names.count)
     }
 
-    deinit { states.deallocate() }
-
     @inline(__always)
-    public func wasDefaulted(_ index: Int) -> Bool { states[index] != AvroFeatureState.value.rawValue }
+    public func wasDefaulted(_ index: Int) -> Bool { states.wasDefaulted(index) }
 
     private func plan(_ key: PlanKey) -> Result<ProtoRowPlan, DecodeFailure> {
         if let lastPlan, lastPlan.key == key { return .success(lastPlan) }
@@ -62,8 +57,7 @@ public final class ProtobufDecoder: RowDecoder {
         guard let schemaID = ConfluentFrame.schemaID(of: payload), let base = payload.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
             return .failure(ConfluentFrame.failure(for: payload))
         }
-        var reader = ProtoReader(base: base, p: base + ConfluentFrame.headerBytes, end: base + payload.count, row: row, states: states,
-                                 featureCount: featureCount)
+        var reader = ProtoReader(base: base, p: base + ConfluentFrame.headerBytes, end: base + payload.count, marks: states.marks(row: row))
         // Confluent's message indexes: a zig-zag count, then that many zig-zag indexes; a single 0 is [0].
         guard let count = reader.zigzagVarint(), count >= 0, count <= Int64(Self.maxIndexes) else {
             return .failure(DecodeFailure(code: .malformedProtobuf, message: "the message indexes after the schema id are not readable (schema id \(schemaID))"))
@@ -81,30 +75,14 @@ public final class ProtobufDecoder: RowDecoder {
         case .success(let found): plan = found
         case .failure(let failure): return .failure(failure)
         }
-        states.update(repeating: AvroFeatureState.absent.rawValue, count: featureCount)
+        states.reset()
         reader.plan = plan
         if plan.levels.count == 1 { reader.applyPresets(plan.levels[0]) }
         if !reader.message(until: reader.end, level: 0, group: nil) {
             return .failure(DecodeFailure(code: .malformedProtobuf,
                                           message: "\(reader.problem) in field \(reader.problemField) at byte \(reader.p - base) (schema id \(schemaID))"))
         }
-        defaultedCount = 0
-        if reader.values == featureCount { return .success(reader.id) }
-        for index in 0..<featureCount {
-            let state = AvroFeatureState(rawValue: states[index])!
-            switch state {
-            case .value: continue
-            case .absent, .null:
-                if let value = schema.defaults[index] {
-                    row[index] = value
-                    defaultedCount += 1
-                } else {
-                    return .failure(DecodeFailure(code: .missingFeature, message: "feature '\(schema.names[index])' is missing and has no default (schema id \(schemaID))"))
-                }
-            default:
-                return .failure(DecodeFailure(code: .notANumber, message: "feature '\(schema.names[index])' is \(state.description), not a number (schema id \(schemaID))"))
-            }
-        }
+        if let failure = states.finish(values: reader.marks.values, row: row, schema: schema, schemaID: schemaID) { return .failure(failure) }
         return .success(reader.id)
     }
 }
@@ -203,25 +181,19 @@ struct ProtoReader {
     let base: UnsafePointer<UInt8>
     var p: UnsafePointer<UInt8>
     let end: UnsafePointer<UInt8>
-    let row: UnsafeMutablePointer<Float>
-    let states: UnsafeMutablePointer<UInt8>
-    let featureCount: Int
+    var marks: FeatureMarks
     var plan: ProtoRowPlan?
-    var values = 0
     var id: EventID?
     var problem: StaticString = ""
     var problemField: Int64 = 0
     /// Whether the features message has had its implicit zeros applied (merged occurrences keep values).
     var presetsApplied = false
 
-    init(base: UnsafePointer<UInt8>, p: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, row: UnsafeMutablePointer<Float>,
-         states: UnsafeMutablePointer<UInt8>, featureCount: Int) {
+    init(base: UnsafePointer<UInt8>, p: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, marks: FeatureMarks) {
         self.base = base
         self.p = p
         self.end = end
-        self.row = row
-        self.states = states
-        self.featureCount = featureCount
+        self.marks = marks
     }
 
     @inline(__always)
@@ -253,21 +225,10 @@ struct ProtoReader {
     }
 
     @inline(__always)
-    mutating func set(_ column: Int, _ value: Float) {
-        if value.isNaN { return mark(column, .null) }
-        if !value.isFinite { return mark(column, .beyondFloat) }
-        row[column] = value
-        if states[column] != AvroFeatureState.value.rawValue {
-            states[column] = AvroFeatureState.value.rawValue
-            values &+= 1
-        }
-    }
+    mutating func set(_ column: Int, _ value: Float) { marks.set(column, value) }
 
     @inline(__always)
-    mutating func mark(_ column: Int, _ state: AvroFeatureState) {
-        if states[column] == AvroFeatureState.value.rawValue { values &-= 1 }
-        states[column] = state.rawValue
-    }
+    mutating func mark(_ column: Int, _ state: AvroFeatureState) { marks.mark(column, state) }
 
     /// A scalar of `type` sent with wire type `wire`, as a number; nil (and `problem`) when the
     /// value is cut short. `matches` is false for a wire type the field's type does not use.
@@ -389,7 +350,7 @@ struct ProtoReader {
     private var position = 0
 
     mutating func positionalItem(_ value: Float) {
-        if position < featureCount { set(position, value) }
+        if position < marks.featureCount { set(position, value) }
         position &+= 1
     }
 

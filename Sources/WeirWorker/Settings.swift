@@ -186,6 +186,21 @@ private func optionalInteger(_ key: String, _ help: String, _ range: ClosedRange
     }, render: { $0[keyPath: path].map(String.init) })
 }
 
+/// A setting with a fixed set of values (an enum's raw values), refused naming them all.
+private func choice<Value: RawRepresentable & CaseIterable & Sendable>(
+    _ key: String, _ help: String, _ what: String, _ path: WritableKeyPath<WorkerSettings, Value> & Sendable
+) -> SettingSpec where Value.RawValue == String {
+    SettingSpec(key: key, help: help, apply: { settings, values, source in
+        let value = try single(key, values, source)
+        guard let parsed = Value(rawValue: value) else {
+            let names = Value.allCases.map(\.rawValue)
+            let list = names.count > 1 ? names.dropLast().joined(separator: ", ") + " or " + names.last! : names.joined()
+            throw SettingsError("\(key): '\(value)' \(source) is not \(what); use \(list)")
+        }
+        settings[keyPath: path] = parsed
+    }, render: { $0[keyPath: path].rawValue })
+}
+
 private func parseInteger(_ key: String, _ value: String, _ range: ClosedRange<Int>, _ source: SettingSource) throws -> Int {
     guard let number = Int(value.trimmingCharacters(in: .whitespaces)) else {
         throw SettingsError("\(key): '\(value)' \(source) is not a whole number")
@@ -230,28 +245,11 @@ let settingsCatalog: [SettingSpec] = [
     integer("control.rollback.min-events", "...judged after this many candidate events", 1...100_000_000, \.rollbackMinEvents),
     integer("metrics-port", "port for /metrics, /healthz, /readyz (0: any free port)", 0...65_535, \.metricsPort),
     text("metrics-host", "address the metrics server listens on", \.metricsHost),
-    SettingSpec(key: "guarantee", help: "at-least-once or exactly-once", apply: { settings, values, source in
-        let value = try single("guarantee", values, source)
-        guard let guarantee = Guarantee(rawValue: value) else {
-            throw SettingsError("guarantee: '\(value)' \(source) is not a guarantee; use at-least-once or exactly-once")
-        }
-        settings.guarantee = guarantee
-    }, render: { $0.guarantee.rawValue }),
+    choice("guarantee", "at-least-once or exactly-once", "a guarantee", \.guarantee),
     optionalText("input.features-path", "dotted path to the object or array holding the features", \.inputFeaturesPath),
-    SettingSpec(key: "input.format", help: "json, or a Schema Registry format in Confluent's wire format: avro, protobuf, json-schema", apply: { settings, values, source in
-        let value = try single("input.format", values, source)
-        guard let format = InputFormat(rawValue: value) else {
-            throw SettingsError("input.format: '\(value)' \(source) is not an input format; use json, avro, json-schema or protobuf")
-        }
-        settings.inputFormat = format
-    }, render: { $0.inputFormat.rawValue }),
-    SettingSpec(key: "output.format", help: "json, or avro (registered under <topic>-value in the Schema Registry)", apply: { settings, values, source in
-        let value = try single("output.format", values, source)
-        guard let format = OutputFormat(rawValue: value) else {
-            throw SettingsError("output.format: '\(value)' \(source) is not an output format; use json or avro")
-        }
-        settings.outputFormat = format
-    }, render: { $0.outputFormat.rawValue }),
+    choice("input.format", "json, or a Schema Registry format in Confluent's wire format: avro, protobuf, json-schema", "an input format",
+           \.inputFormat),
+    choice("output.format", "json, or avro (registered under <topic>-value in the Schema Registry)", "an output format", \.outputFormat),
     optionalText("schema-registry.url", "Schema Registry base URL (http://host:8081), for framed input formats and Avro outputs", \.schemaRegistryURL),
     SettingSpec(key: "schema-registry.basic-auth", help: "user:password for the Schema Registry (a secret: never shown)",
                 apply: { settings, values, source in
@@ -275,13 +273,7 @@ let settingsCatalog: [SettingSpec] = [
     integer("output.max-retries", "resends of an answer whose delivery failed retriably, then it is refused for good", 0...100, \.outputMaxRetries),
     integer("shutdown-timeout-ms", "longest a stop may take to flush and commit", 100...600_000, \.shutdownTimeoutMs),
     text("worker-id", "this worker's name in status and drift records", \.workerID),
-    SettingSpec(key: "log.format", help: "human or json (one JSON object per line)", apply: { settings, values, source in
-        let value = try single("log.format", values, source)
-        guard let format = LogFormat(rawValue: value) else {
-            throw SettingsError("log.format: '\(value)' \(source) is not a log format; use human or json")
-        }
-        settings.logFormat = format
-    }, render: { $0.logFormat.rawValue }),
+    choice("log.format", "human or json (one JSON object per line)", "a log format", \.logFormat),
 ]
 
 /// Reads settings from the file, the environment and flags, in that order of precedence (lowest first).

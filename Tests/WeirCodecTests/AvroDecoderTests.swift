@@ -4,39 +4,8 @@ import Testing
 import WeirTestSupport
 @testable import WeirCodec
 
-/// The committed cases (scripts/make-avro-fixtures.py): values written by confluent-kafka's
-/// AvroSerializer and fastavro, with the rows or dead-letter codes Weir must give.
-struct AvroFixtures {
-    struct Case {
-        let name: String
-        let value: [UInt8]
-        let features: FeatureSchema
-        let code: String?
-        let row: [Float]
-        let defaulted: [Bool]
-        let id: Any?
-    }
-
-    let schemas: [UInt32: String]
-    let cases: [Case]
-
-    init() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/avro-cases.json")
-        let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        let texts = try #require(root["schemas"] as? [String: String])
-        schemas = Dictionary(uniqueKeysWithValues: texts.map { (UInt32($0.key)!, $0.value) })
-        cases = try #require(root["cases"] as? [[String: Any]]).map { entry in
-            let names = entry["features"] as! [String]
-            let defaults = (entry["defaults"] as! [Any]).map { ($0 as? NSNumber).map { Float(truncating: $0) } }
-            return Case(name: entry["name"] as! String, value: Array(Data(base64Encoded: entry["value"] as! String)!),
-                        features: FeatureSchema(names: names, defaults: defaults, featuresPath: entry["features_path"] as! [String]),
-                        code: entry["code"] as? String,
-                        row: ((entry["row"] as? [NSNumber]) ?? []).map { Float($0.doubleValue) },
-                        defaulted: (entry["defaulted"] as? [Bool]) ?? [], id: entry["id"].flatMap { $0 is NSNull ? nil : $0 })
-        }
-    }
-
-    /// Every schema parsed into a store the decoders read.
+/// The committed Avro cases, with every schema parsed into a store the decoders read.
+extension SchemaFixtures {
     func writerSchemas() throws -> WriterSchemas {
         let store = WriterSchemas()
         for (id, text) in schemas { store.store(.avro(try AvroType.parse(text)), for: id) }
@@ -62,9 +31,9 @@ func outcome(_ result: Result<EventID?, DecodeFailure>, _ row: [Float]) -> AvroO
 
 @Suite("Avro decoder", .timeLimit(.minutes(5)))
 struct AvroDecoderTests {
-    let fixtures: AvroFixtures
+    let fixtures: SchemaFixtures
 
-    init() throws { fixtures = try AvroFixtures() }
+    init() throws { fixtures = try SchemaFixtures("avro-cases.json") }
 
     @Test("values written by confluent-kafka's AvroSerializer and fastavro: the rows, ids and dead-letter codes the fixtures name")
     func fixtureCases() throws {
@@ -72,23 +41,7 @@ struct AvroDecoderTests {
         #expect(fixtures.cases.count >= 20)
         for item in fixtures.cases {
             let (result, row, decoder) = avroDecode(item.value, item.features, schemas)
-            switch result {
-            case .success(let id):
-                #expect(item.code == nil, "\(item.name): expected \(item.code ?? "") but it decoded")
-                #expect(row == item.row, "\(item.name)")
-                #expect(item.features.names.indices.map(decoder.wasDefaulted) == item.defaulted, "\(item.name)")
-                if let text = item.id as? String {
-                    let echoed = try #require(id, "\(item.name): no id")
-                    #expect(echoed.form == .text && String(decoding: item.value[echoed.start..<echoed.end], as: UTF8.self) == text, "\(item.name)")
-                } else if let number = item.id as? NSNumber {
-                    #expect(id?.form == .integer && id?.integer == number.int64Value, "\(item.name)")
-                } else {
-                    #expect(id == nil, "\(item.name)")
-                }
-            case .failure(let failure):
-                #expect(failure.code.rawValue == item.code, "\(item.name): \(failure)")
-                #expect(!failure.message.isEmpty)
-            }
+            try SchemaFixtures.check(item, result, row: row, decoder: decoder)
         }
     }
 

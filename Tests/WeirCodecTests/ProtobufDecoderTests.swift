@@ -8,32 +8,11 @@ import WeirTestSupport
 /// returns, and the rows (by protobuf's own presence rules) or dead-letter codes Weir must give.
 @Suite("Protobuf decoder", .timeLimit(.minutes(2)))
 struct ProtobufDecoderTests {
-    struct Case {
-        let name: String
-        let value: [UInt8]
-        let features: FeatureSchema
-        let code: String?
-        let row: [Float]
-        let defaulted: [Bool]
-        let id: Any?
-    }
+    let fixtures: SchemaFixtures
+    var schemas: [UInt32: String] { fixtures.schemas }
+    var cases: [SchemaFixtures.Case] { fixtures.cases }
 
-    let schemas: [UInt32: String]
-    let cases: [Case]
-
-    init() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/protobuf-cases.json")
-        let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-        schemas = Dictionary(uniqueKeysWithValues: try #require(root["schemas"] as? [String: String]).map { (UInt32($0.key)!, $0.value) })
-        cases = try #require(root["cases"] as? [[String: Any]]).map { entry in
-            let defaults = (entry["defaults"] as! [Any]).map { ($0 as? NSNumber).map { Float(truncating: $0) } }
-            return Case(name: entry["name"] as! String, value: Array(Data(base64Encoded: entry["value"] as! String)!),
-                        features: FeatureSchema(names: entry["features"] as! [String], defaults: defaults,
-                                                featuresPath: entry["features_path"] as! [String]),
-                        code: entry["code"] as? String, row: ((entry["row"] as? [NSNumber]) ?? []).map { Float($0.doubleValue) },
-                        defaulted: (entry["defaulted"] as? [Bool]) ?? [], id: entry["id"].flatMap { $0 is NSNull ? nil : $0 })
-        }
-    }
+    init() throws { fixtures = try SchemaFixtures("protobuf-cases.json") }
 
     @Test("values written by confluent-kafka's ProtobufSerializer: the rows, ids and dead-letter codes the fixtures name")
     func fixtureCases() throws {
@@ -44,20 +23,7 @@ struct ProtobufDecoderTests {
             let decoder = ProtobufDecoder(schema: item.features, writerSchemas: store)
             var row = [Float](repeating: .nan, count: item.features.names.count)
             let result = item.value.withUnsafeBytes { bytes in row.withUnsafeMutableBufferPointer { decoder.decode(bytes, into: $0.baseAddress!) } }
-            switch result {
-            case .success(let id):
-                #expect(item.code == nil, "\(item.name): expected \(item.code ?? "") but it decoded")
-                #expect(row == item.row, "\(item.name)")
-                #expect(item.features.names.indices.map(decoder.wasDefaulted) == item.defaulted, "\(item.name)")
-                if let text = item.id as? String {
-                    let echoed = try #require(id, "\(item.name): no id")
-                    #expect(echoed.form == .text && String(decoding: item.value[echoed.start..<echoed.end], as: UTF8.self) == text, "\(item.name)")
-                } else if let number = item.id as? NSNumber {
-                    #expect(id?.form == .integer && id?.integer == number.int64Value, "\(item.name)")
-                }
-            case .failure(let failure):
-                #expect(failure.code.rawValue == item.code, "\(item.name): \(failure)")
-            }
+            try SchemaFixtures.check(item, result, row: row, decoder: decoder)
         }
     }
 

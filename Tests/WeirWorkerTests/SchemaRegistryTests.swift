@@ -22,6 +22,23 @@ import WeirTestSupport
         return settings
     }
 
+    /// The same events as JSON: a worker reading `json-events` into `json-predictions` (and
+    /// `json-drift` with windows of `driftWindow`), run until it has answered `events`.
+    func runJSONWorker(_ cluster: EmbeddedCluster, events: Int, driftWindow: Int? = nil) throws {
+        var settings = testSettings(cluster)
+        settings.input = ["json-events"]
+        settings.output = "json-predictions"
+        settings.dlq = "json-dead-letters"
+        if let driftWindow {
+            settings.driftTopic = "json-drift"
+            settings.driftWindowEvents = driftWindow
+        }
+        let worker = try RunningWorker(settings: settings, bundle: bundle)
+        try worker.waitUntilReady()
+        try waitFor("every JSON event answered") { worker.answered >= events }
+        try worker.stop()
+    }
+
     /// Predictions by event id: label and scores (as float32) as the record holds them.
     static func predictionsByID(_ objects: [[String: Any]]) throws -> [String: (label: String, scores: [Float])] {
         var result: [String: (label: String, scores: [Float])] = [:]
@@ -107,16 +124,7 @@ import WeirTestSupport
         try worker.waitUntilReady()
         try waitFor("every Avro event answered") { worker.answered >= records.count }
         try worker.stop()
-        var jsonSettings = testSettings(cluster)
-        jsonSettings.input = ["json-events"]
-        jsonSettings.output = "json-predictions"
-        jsonSettings.dlq = "json-dead-letters"
-        jsonSettings.driftTopic = "json-drift"
-        jsonSettings.driftWindowEvents = count
-        let jsonWorker = try RunningWorker(settings: jsonSettings, bundle: bundle)
-        try jsonWorker.waitUntilReady()
-        try waitFor("every JSON event answered") { jsonWorker.answered >= count }
-        try jsonWorker.stop()
+        try runJSONWorker(cluster, events: count, driftWindow: count)
 
         let client = SchemaRegistryClient(RegistryConfiguration(url: registry.url, basicAuth: "weir:s3cret-pass"))
         let predictionID = try client.latest(subject: "predictions-value").id
@@ -346,14 +354,7 @@ import WeirTestSupport
         try worker.waitUntilReady()
         try waitFor("every Protobuf event answered") { worker.answered >= records.count }
         try worker.stop()
-        var jsonSettings = testSettings(cluster)
-        jsonSettings.input = ["json-events"]
-        jsonSettings.output = "json-predictions"
-        jsonSettings.dlq = "json-dead-letters"
-        let jsonWorker = try RunningWorker(settings: jsonSettings, bundle: bundle)
-        try jsonWorker.waitUntilReady()
-        try waitFor("every JSON event answered") { jsonWorker.answered >= count }
-        try jsonWorker.stop()
+        try runJSONWorker(cluster, events: count)
         let protobuf = try Self.predictionsByID(try readTopic(cluster, "predictions").map(jsonObject))
         let json = try Self.predictionsByID(try readTopic(cluster, "json-predictions").map(jsonObject))
         #expect(protobuf.count == count && protobuf.keys.sorted() == json.keys.sorted())

@@ -119,7 +119,7 @@ import WeirTestSupport
         (["--status-topic", "events"], "status-topic: 'events' is also an input topic; the worker would read its own records"),
         (["--log-format", "xml"], "log.format: 'xml' from --log-format is not a log format; use human or json"),
         (["--kernels", "sse9"], "kernels: 'sse9' from --kernels is not a kernel set; use auto, avx512, avx2 or portable"),
-        (["--input-format", "xml"], "input.format: 'xml' from --input-format is not an input format; use json, avro, json-schema or protobuf"),
+        (["--input-format", "xml"], "input.format: 'xml' from --input-format is not an input format; use json, avro, protobuf or json-schema"),
         (["--output-format", "xml"], "output.format: 'xml' from --output-format is not an output format; use json or avro"),
         (["--output-format", "avro"], "schema-registry.url: required with output.format avro; give the registry's base URL, such as http://registry:8081"),
         (["--input-format", "avro"], "schema-registry.url: required with input.format avro; give the registry's base URL, such as http://registry:8081"),
