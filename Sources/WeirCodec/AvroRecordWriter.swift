@@ -1,37 +1,7 @@
 /// Appends Avro binary to a reused raw buffer, as `JSONWriter` does JSON: the records Weir
 /// publishes as Avro, with no allocation per record once the buffer has grown. One per thread.
-public final class AvroRecordWriter {
-    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
-    @exclusivity(unchecked) private var capacity: Int
-    @exclusivity(unchecked) public private(set) var count = 0
-
-    public init(capacity: Int = 512) {
-        self.capacity = max(capacity, 64)
-        storage = .allocate(capacity: self.capacity)
-    }
-
-    deinit { storage.deallocate() }
-
-    /// The bytes written since the last `reset`; valid until the next write.
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: count) }
-
-    public var array: [UInt8] { Array(bytes) }
-
-    @inline(__always) public func reset() { count = 0 }
-
-    @inline(__always) private func reserve(_ extra: Int) {
-        if count + extra > capacity { grow(count + extra) }
-    }
-
-    private func grow(_ needed: Int) {
-        var size = capacity * 2
-        while size < needed { size *= 2 }
-        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
-        bigger.update(from: storage, count: count)
-        storage.deallocate()
-        storage = bigger
-        capacity = size
-    }
+public final class AvroRecordWriter: ByteWriter {
+    public init(capacity: Int = 512) { super.init(reserving: capacity) }
 
     /// Confluent's frame: magic byte 0 and the schema id.
     public func frame(schemaID: UInt32) {
@@ -72,20 +42,12 @@ public final class AvroRecordWriter {
         count += 8
     }
 
-    public func boolean(_ value: Bool) {
-        reserve(1)
-        storage[count] = value ? 1 : 0
-        count += 1
-    }
+    public func boolean(_ value: Bool) { raw(value ? 1 : 0) }
 
     /// A string or bytes: the length, then the bytes.
     public func string(_ value: UnsafeRawBufferPointer) {
         long(Int64(value.count))
-        reserve(value.count)
-        if let base = value.baseAddress, value.count > 0 {
-            UnsafeMutableRawPointer(storage + count).copyMemory(from: base, byteCount: value.count)
-        }
-        count += value.count
+        raw(value)
     }
 
     public func string(_ value: [UInt8]) { value.withUnsafeBytes { string($0) } }

@@ -4,56 +4,8 @@ import Glibc
 
 /// Appends JSON to a reused byte buffer: prediction records are written with no allocation per
 /// event once the buffer has grown to its working size. One writer per thread.
-public final class JSONWriter {
-    // Touched for every byte written, only from the owning thread: no dynamic exclusivity checks.
-    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
-    @exclusivity(unchecked) private var capacity: Int
-    /// Bytes written since the last `reset`.
-    @exclusivity(unchecked) public private(set) var count = 0
-
-    public init(capacity: Int = 1024) {
-        self.capacity = max(capacity, 64)
-        storage = .allocate(capacity: self.capacity)
-    }
-
-    deinit { storage.deallocate() }
-
-    /// The bytes written so far; valid until the next write or `reset`.
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: storage, count: count) }
-
-    /// A copy of the bytes (tests, tools).
-    public var array: [UInt8] { Array(bytes) }
-
-    /// Empties the buffer, keeping its storage.
-    @inline(__always) public func reset() { count = 0 }
-
-    @inline(__always) private func reserve(_ extra: Int) {
-        if count + extra > capacity { grow(count + extra) }
-    }
-
-    private func grow(_ needed: Int) {
-        var newCapacity = capacity * 2
-        while newCapacity < needed { newCapacity *= 2 }
-        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        bigger.update(from: storage, count: count)
-        storage.deallocate()
-        storage = bigger
-        capacity = newCapacity
-    }
-
-    @inline(__always) public func raw(_ byte: UInt8) {
-        reserve(1)
-        storage[count] = byte
-        count += 1
-    }
-
-    /// Appends bytes as they are (already-valid JSON, or a prepared fragment).
-    public func raw(_ fragment: UnsafeRawBufferPointer) {
-        guard let base = fragment.baseAddress, fragment.count > 0 else { return }
-        reserve(fragment.count)
-        (storage + count).update(from: base.assumingMemoryBound(to: UInt8.self), count: fragment.count)
-        count += fragment.count
-    }
+public final class JSONWriter: ByteWriter {
+    public init(capacity: Int = 1024) { super.init(reserving: capacity) }
 
     /// Appends a constant fragment.
     public func raw(_ fragment: StaticString) {
