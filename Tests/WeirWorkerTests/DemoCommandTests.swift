@@ -28,6 +28,22 @@ struct DemoCommandTests {
         #expect(last.hasSuffix("model fraud 1.0.0"), "the serving model and version: \(last)")
     }
 
+    @Test("weir demo --format avro: Avro events through an in-process Schema Registry, every bad kind dead-lettered")
+    func demoRunsOnAvro() throws {
+        let result = try run([weir, "demo", "--format", "avro", "--duration", "5", "--rate", "1000", "--bad-every", "50", "--metrics-port", "0",
+                              "--model", repositoryRoot.appendingPathComponent("models/demo").path], timeoutSeconds: 60)
+        #expect(result.status == 0, "exit status; stderr:\n\(result.errors)")
+        #expect(result.errors.contains("demo Schema Registry at http://127.0.0.1:"), "\(result.errors)")
+        let last = try #require(result.output.split(separator: "\n").last { $0.hasPrefix("t=") }.map(String.init), "\(result.output)")
+        func count(after label: String) -> Int? {
+            guard let range = last.range(of: label + " ") else { return nil }
+            return Int(last[range.upperBound...].prefix { $0.isNumber })
+        }
+        let predictions = try #require(count(after: "predictions"), "\(last)")
+        let deadLetters = try #require(count(after: "dead letters"), "\(last)")
+        #expect(predictions > 1_000 && deadLetters > 0 && deadLetters * 25 < predictions, "\(last)")
+    }
+
     @Test("A bad option: the first line names it and what to do, exit status 64")
     func badOptionIsOneLine() throws {
         let result = try run([weir, "demo", "--rate=-5"], timeoutSeconds: 30)
