@@ -253,7 +253,8 @@ final class Batcher {
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
                             if let refusal = outputs.sendPrediction(model.answers.record, key: message.key, headers: headers, context: context) {
                                 outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
-                                                       reason: "'\(outputs.predictions.name)' refused the prediction: \(refusal.code.name): \(refusal.message)",
+                                                       reason: Outputs.refusedPredictionReason(topic: outputs.predictions.name, code: refusal.code,
+                                                                                               message: refusal.message),
                                                        context: context)
                             } else {
                                 predicted += 1

@@ -12,7 +12,7 @@ protocol Committer: AnyObject {
     func commit()
     /// An answer's delivery failed; `retry` queues it to be sent again where the guarantee allows.
     func deliveryFailed(_ failed: FailedDelivery, retry: (FailedDelivery) -> Void)
-    /// The producer refused a send.
+    /// A dead letter was refused for good: nothing can answer its event.
     func sendRefused(_ fault: SendFault)
     /// The coordinator refused an asynchronous commit of `offsets`.
     func commitRefused(_ offsets: [TopicPartitionOffset], _ error: KafkaErrorCode)

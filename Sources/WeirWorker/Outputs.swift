@@ -8,17 +8,9 @@ struct EventSource: CustomStringConvertible, Hashable {
     var description: String { "\(partition.topic)[\(partition.partition)] offset \(offset)" }
 }
 
-/// A write nothing more can be done about, recorded for the loop's fixed point, where the
-/// committer decides what it means (the guarantee decides: stop, or abort the transaction and
-/// answer again).
+/// A dead letter refused for good, even at its smallest: nothing can answer the event. Recorded for
+/// the loop's fixed point, where the committer stops the worker with `description`.
 struct SendFault {
-    enum Kind {
-        /// An answer or its retry was refused.
-        case answerRefused
-        /// A dead letter was refused for good, even at its smallest: nothing can answer the event.
-        case deadLetterRefused
-    }
-    let kind: Kind
     let topic: String
     let error: KafkaError
     /// The event left without an answer, when known.
@@ -27,12 +19,7 @@ struct SendFault {
     /// The one line a worker stops with: topic, partition, offset and cause.
     var description: String {
         let event = source.map { " the answer to \($0)" } ?? " a record"
-        switch kind {
-        case .deadLetterRefused:
-            return "the dead-letter topic '\(topic)' refused\(event) for good (\(error.code.name): \(error.message)); no record can answer it"
-        case .answerRefused:
-            return "'\(topic)' refused\(event) (\(error.code.name): \(error.message))"
-        }
+        return "the dead-letter topic '\(topic)' refused\(event) for good (\(error.code.name): \(error.message)); no record can answer it"
     }
 }
 
@@ -101,10 +88,8 @@ final class Outputs {
         return fault
     }
 
-    private func record(_ kind: SendFault.Kind, _ topic: String, _ error: KafkaError, source: EventSource?) {
-        if fault == nil || kind == .deadLetterRefused {
-            fault = SendFault(kind: kind, topic: topic, error: error, source: source)
-        }
+    private func recordRefusedDeadLetter(_ topic: String, _ error: KafkaError, source: EventSource?) {
+        fault = SendFault(topic: topic, error: error, source: source)
     }
 
     // MARK: Answers
@@ -140,7 +125,7 @@ final class Outputs {
                                       key: message.key.map { Array($0) }, value: Array(value), headers: list)
             sendSmaller(copy, source: source)
         } catch {
-            record(.deadLetterRefused, deadLetters.name, error, source: source)
+            recordRefusedDeadLetter(deadLetters.name, error, source: source)
         }
     }
 
@@ -180,6 +165,12 @@ final class Outputs {
         }
     }
 
+    /// `weir-error-message` of an `output-refused` dead letter, the same whether the prediction was
+    /// refused at send (with librdkafka's message) or on delivery (the code only).
+    static func refusedPredictionReason(topic: String, code: KafkaErrorCode, message: String?) -> String {
+        "'\(topic)' refused the prediction: \(code.name)" + (message.map { ": \($0)" } ?? "")
+    }
+
     /// A prediction the output topic will not take is answered by an `output-refused` dead letter:
     /// the input's key and headers (from the prediction's copy), no value (the input stays at its
     /// source offset), and the broker's refusal in `weir-error-message`.
@@ -189,7 +180,7 @@ final class Outputs {
         let model = failed.headers.first { $0.name == "weir-model" }?.value
         let version = failed.headers.first { $0.name == "weir-version" }?.value
         headers += AnswerWriter.deadLetterHeaderList(
-            code: .outputRefused, reason: "'\(failed.topic)' refused the prediction: \(failed.error.name)",
+            code: .outputRefused, reason: Self.refusedPredictionReason(topic: failed.topic, code: failed.error, message: nil),
             source: source, model: model ?? [], version: version ?? [])
         metrics.deadLetter(code: .outputRefused)
         let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: failed.error, context: failed.context,
@@ -201,7 +192,7 @@ final class Outputs {
     /// refusal for good, or nothing left to drop, is a fault.
     private func sendSmaller(_ refused: FailedDelivery, source: EventSource) {
         guard refused.error.isRecordTooLarge, let smaller = Self.smaller(refused) else {
-            record(.deadLetterRefused, deadLetters.name,
+            recordRefusedDeadLetter(deadLetters.name,
                    KafkaError(operation: "deliver a dead letter to '\(deadLetters.name)'", code: refused.error), source: source)
             return
         }

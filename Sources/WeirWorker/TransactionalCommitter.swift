@@ -94,7 +94,7 @@ final class TransactionalCommitter: Committer {
             let count = aborted.noteFailed(source, error: failed.error)
             if failed.topic == outputs.deadLetters.name && count >= 2 * AbortedAnswers.limit {
                 let error = KafkaError(operation: "deliver a dead letter to '\(failed.topic)'", code: failed.error)
-                stop(WorkerError(SendFault(kind: .deadLetterRefused, topic: failed.topic, error: error, source: source).description,
+                stop(WorkerError(SendFault(topic: failed.topic, error: error, source: source).description,
                                  kind: .outputRefused))
                 return
             }
@@ -106,15 +106,10 @@ final class TransactionalCommitter: Committer {
         }
     }
 
-    /// In a transaction that has failed, sends fail too: abort and answer again. A fenced
-    /// producer stops the worker naming the fencing, whichever call saw it first (a send can,
-    /// right after the transaction's end was refused).
+    /// A dead letter refused for good: nothing can answer its event, so the worker stops (naming
+    /// the fencing when the producer was fenced, whichever call saw it first).
     func sendRefused(_ fault: SendFault) {
-        if isFenced(fault.error) || fault.error.isFatal || fault.kind == .deadLetterRefused {
-            stop(producerFailure(fault.error, doing: "cannot produce to '\(fault.topic)'"))
-        } else if state == .open {
-            state = .broken
-        }
+        stop(producerFailure(fault.error, doing: "cannot produce to '\(fault.topic)'"))
     }
 
     func commitRefused(_ offsets: [TopicPartitionOffset], _ error: KafkaErrorCode) {}
