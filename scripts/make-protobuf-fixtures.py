@@ -67,6 +67,26 @@ message Vector {
 }
 """
 
+# The well-known types: wrappers (numbers with presence) and a timestamp (read as milliseconds).
+PROTO_SENSORS = """syntax = "proto3";
+package acme.sensors;
+
+import "google/protobuf/wrappers.proto";
+import "google/protobuf/timestamp.proto";
+
+message Reading {
+  string id = 1;
+  google.protobuf.DoubleValue temperature = 2;
+  google.protobuf.Int64Value count = 3;
+  google.protobuf.BoolValue ok = 4;
+  google.protobuf.Timestamp at = 5;
+  google.protobuf.StringValue label = 6;
+}
+"""
+
+WRAPPERS = {"google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value", "google.protobuf.UInt64Value",
+            "google.protobuf.Int32Value", "google.protobuf.UInt32Value", "google.protobuf.BoolValue"}
+
 # v2 of Payment's subject: `amount` moved to a new number, `big` removed, a field added (its own
 # package: both versions live in one protobuf runtime here).
 PROTO_V2 = """syntax = "proto3";
@@ -84,7 +104,8 @@ def compile_proto(text, name):
     directory = tempfile.mkdtemp()
     with open(os.path.join(directory, name + ".proto"), "w") as f:
         f.write(text)
-    assert protoc.main(["protoc", f"-I{directory}", f"--python_out={directory}", name + ".proto"]) == 0
+    well_known = os.path.join(os.path.dirname(protoc.__file__), "_proto")  # google/protobuf/*.proto
+    assert protoc.main(["protoc", f"-I{directory}", f"-I{well_known}", f"--python_out={directory}", name + ".proto"]) == 0
     sys.path.insert(0, directory)
     return importlib.import_module(name + "_pb2")
 
@@ -125,6 +146,11 @@ def expected(message, features, defaults, path=()):
             field = holder.DESCRIPTOR.fields_by_name[name]
             if field.has_presence and not holder.HasField(name):
                 value = None
+            elif field.message_type is not None and field.message_type.full_name in WRAPPERS:
+                value = getattr(holder, name).value
+            elif field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
+                stamp = getattr(holder, name)
+                value = stamp.seconds * 1000 + stamp.nanos / 1e6
             else:
                 value = getattr(holder, name)
         if isinstance(value, bool):
@@ -205,6 +231,20 @@ for index in range(120):
                 setattr(message, name, make())
     data = serialize(message, PROTO_V1, "payments")
     case(f"random payment {index}", data, numeric + ["left"], defaults=[None] * 10 + [-1.0, -2.0], message=message, id_=f"r-{index}")
+
+sensors = compile_proto(PROTO_SENSORS, "sensors")
+from google.protobuf import timestamp_pb2, wrappers_pb2
+reading = sensors.Reading(id="s-1", temperature=wrappers_pb2.DoubleValue(value=21.5), count=wrappers_pb2.Int64Value(value=-3),
+                          ok=wrappers_pb2.BoolValue(value=True), at=timestamp_pb2.Timestamp(seconds=1796119200, nanos=250_000_000),
+                          label=wrappers_pb2.StringValue(value="x"))
+data = serialize(reading, PROTO_SENSORS, "readings")
+case("well-known wrappers and a timestamp", data, ["temperature", "count", "ok", "at"], message=reading, id_="s-1")
+case("a StringValue feature", data, ["label"], code="not-a-number")
+zero = sensors.Reading(id="s-2", temperature=wrappers_pb2.DoubleValue(value=0.0), ok=wrappers_pb2.BoolValue(value=False))
+data = serialize(zero, PROTO_SENSORS, "readings")
+case("a wrapper present with its zero is 0; an absent one is missing", data, ["temperature", "ok", "count", "at"],
+     defaults=[None, None, -1.0, -2.0], message=zero, id_="s-2")
+case("an absent wrapper without a default", data, ["count"], code="missing-feature")
 
 v2 = compile_proto(PROTO_V2, "payments_v2")
 evolved = v2.Payment(id="p-9", ratio=0.75, count=3, amount=99.0, channel="web")

@@ -48,6 +48,13 @@ public enum ProtoFieldType: Sendable, Equatable {
     case message(Int)
     /// A map field (a repeated entry message on the wire): never a feature.
     case map
+    /// A well-known wrapper (`google.protobuf.DoubleValue`, `Int64Value`, `BoolValue`...): a
+    /// number with presence, the wrapped scalar in its field 1.
+    case wrapper(ProtoWrapped)
+    /// `google.protobuf.Timestamp` or `Duration`: seconds (field 1) and nanos (field 2), read as milliseconds.
+    case timestamp
+    /// Another well-known message (`Struct`, `Any`, `Empty`...): never a feature.
+    case wellKnown
     /// Resolved after parsing (a message or enum named before or after its use).
     case unresolved(String)
 
@@ -55,6 +62,41 @@ public enum ProtoFieldType: Sendable, Equatable {
         "double": .double, "float": .float, "int64": .int64, "uint64": .uint64, "int32": .int32, "fixed64": .fixed64,
         "fixed32": .fixed32, "bool": .bool, "string": .string, "bytes": .bytes, "uint32": .uint32, "sfixed32": .sfixed32,
         "sfixed64": .sfixed64, "sint32": .sint32, "sint64": .sint64,
+    ]
+}
+
+/// The scalar inside a well-known wrapper message.
+public enum ProtoWrapped: Sendable, Equatable {
+    case double, float, int64, uint64, int32, uint32, bool
+
+    /// The wrapper's scalar as a field type.
+    var fieldType: ProtoFieldType {
+        switch self {
+        case .double: return .double
+        case .float: return .float
+        case .int64: return .int64
+        case .uint64: return .uint64
+        case .int32: return .int32
+        case .uint32: return .uint32
+        case .bool: return .bool
+        }
+    }
+}
+
+/// The types of the `google/protobuf/*.proto` files every registry knows without a reference.
+enum ProtoWellKnown {
+    static let files: Set<String> = ["google/protobuf/wrappers.proto", "google/protobuf/timestamp.proto", "google/protobuf/duration.proto",
+                                     "google/protobuf/empty.proto", "google/protobuf/struct.proto", "google/protobuf/any.proto",
+                                     "google/protobuf/field_mask.proto"]
+
+    static let types: [String: ProtoFieldType] = [
+        "google.protobuf.DoubleValue": .wrapper(.double), "google.protobuf.FloatValue": .wrapper(.float),
+        "google.protobuf.Int64Value": .wrapper(.int64), "google.protobuf.UInt64Value": .wrapper(.uint64),
+        "google.protobuf.Int32Value": .wrapper(.int32), "google.protobuf.UInt32Value": .wrapper(.uint32),
+        "google.protobuf.BoolValue": .wrapper(.bool), "google.protobuf.StringValue": .wellKnown, "google.protobuf.BytesValue": .wellKnown,
+        "google.protobuf.Timestamp": .timestamp, "google.protobuf.Duration": .timestamp, "google.protobuf.Empty": .wellKnown,
+        "google.protobuf.Struct": .wellKnown, "google.protobuf.Value": .wellKnown, "google.protobuf.ListValue": .wellKnown,
+        "google.protobuf.Any": .wellKnown, "google.protobuf.FieldMask": .wellKnown,
     ]
 }
 
@@ -173,7 +215,15 @@ struct ProtoParser {
             case "package":
                 _ = try next(); package = try next(); try expect(";")
             case "import":
-                throw ProtoSchemaError(message: "it imports another file, which Weir does not resolve yet")
+                // The well-known types need no reference; any other file would.
+                _ = try next()
+                var file = try next()
+                if file == "public" || file == "weak" { file = try next() }
+                let path = String(file.dropFirst().dropLast())
+                guard ProtoWellKnown.files.contains(path) else {
+                    throw ProtoSchemaError(message: "it imports '\(path)', which Weir does not resolve yet (only google/protobuf's well-known types)")
+                }
+                try expect(";")
             case "message":
                 _ = try next()
                 topLevel.append(try message(scope: package))
@@ -286,6 +336,7 @@ struct ProtoParser {
     func lookup(_ fullName: String, _ written: String) throws -> ProtoFieldType {
         if let index = messages.firstIndex(where: { $0.fullName == fullName }) { return .message(index) }
         if enums.contains(fullName) { return .enumeration }
+        if let known = ProtoWellKnown.types[fullName] { return known }
         throw ProtoSchemaError(message: "unknown type '\(written)'")
     }
 }

@@ -97,6 +97,8 @@ enum ProtoAction {
     /// A repeated scalar at the end of the path: item i is column i.
     case positional(type: ProtoFieldType)
     case id(type: ProtoFieldType)
+    /// A well-known wrapper or timestamp: a number with presence, inside a small message.
+    case wrapped(column: Int, type: ProtoFieldType)
 }
 
 /// One message of the features path: actions by field number, and the columns that read zero
@@ -148,6 +150,8 @@ final class ProtoRowPlan {
                 if field.label == .repeated {
                     plan.actions[field.number] = .notNumber(column: column, state: .array)
                     plan.mismatches.append((column, .array))
+                } else if ProtoRowPlan.isWrapped(field.type) {
+                    plan.actions[field.number] = .wrapped(column: column, type: field.type)
                 } else if ProtoRowPlan.isNumeric(field.type) {
                     plan.actions[field.number] = .feature(column: column, type: field.type)
                     if field.hasImplicitDefault(proto3: file.isProto3) { plan.presets.append(column) }
@@ -166,6 +170,13 @@ final class ProtoRowPlan {
             levels.append(plan)
         }
         self.levels = levels
+    }
+
+    static func isWrapped(_ type: ProtoFieldType) -> Bool {
+        switch type {
+        case .wrapper, .timestamp: return true
+        default: return false
+        }
     }
 
     static func isNumeric(_ type: ProtoFieldType) -> Bool {
@@ -322,6 +333,7 @@ struct ProtoReader {
                 } else {
                     guard let read = scalar(type, wire: wire, before: limit) else { return false }
                     if read.matches { positionalItem(read.value) } else if wire > 5 { problem = "a wire type that does not exist"; return false }
+                    else if wire == 3, !skip(wire: wire, field: field, before: limit) { return false }
                 }
             case .id(let type) where wire == 2 && type == .string:
                 guard let length = varint(before: limit) else { return false }
@@ -336,6 +348,13 @@ struct ProtoReader {
                 case .uint32: id = .integer(Int64(UInt32(truncatingIfNeeded: raw)))
                 default: id = .integer(Int64(bitPattern: raw))
                 }
+            case .wrapped(let column, let type) where wire == 2:
+                guard let length = varint(before: limit) else { return false }
+                guard length <= UInt64(limit - p) else { problem = "a length beyond the end of the value"; return false }
+                let inner = p + Int(length)
+                guard let value = wrapped(type, until: inner) else { return false }
+                set(column, value)
+                p = inner
             case .notNumber(let column, let state):
                 mark(column, state)
                 guard skip(wire: wire, field: field, before: limit) else { return false }
@@ -348,6 +367,37 @@ struct ProtoReader {
     }
 
     private var position = 0
+
+    /// The number inside a wrapper (field 1; absent is 0) or a timestamp/duration (seconds in field
+    /// 1, nanos in field 2: milliseconds). Other fields are skipped.
+    mutating func wrapped(_ type: ProtoFieldType, until limit: UnsafePointer<UInt8>) -> Float? {
+        var value: Float = 0
+        var seconds: Int64 = 0, nanos: Int64 = 0
+        while p < limit {
+            guard let key = varint(before: limit) else { return nil }
+            let field = Int64(key >> 3), wire = key & 7
+            guard field >= 1 else { problem = "a field number out of range"; return nil }
+            switch (type, field, wire) {
+            case (.wrapper(let scalarType), 1, _):
+                guard let read = scalar(scalarType.fieldType, wire: wire, before: limit) else { return nil }
+                if read.matches { value = read.value } else if wire > 5 { problem = "a wire type that does not exist"; return nil }
+                else if wire == 2 || wire == 3, !skip(wire: wire, field: field, before: limit) { return nil }
+            case (.timestamp, 1, 0):
+                guard let raw = varint(before: limit) else { return nil }
+                seconds = Int64(bitPattern: raw)
+            case (.timestamp, 2, 0):
+                guard let raw = varint(before: limit) else { return nil }
+                nanos = Int64(Int32(truncatingIfNeeded: raw))
+            default:
+                guard skip(wire: wire, field: field, before: limit) else { return nil }
+            }
+        }
+        if case .timestamp = type {
+            // Milliseconds as a double first: seconds up to ±2^63 cannot trap.
+            value = Float(Double(seconds) * 1000 + Double(nanos) / 1e6)
+        }
+        return value
+    }
 
     mutating func positionalItem(_ value: Float) {
         if position < marks.featureCount { set(position, value) }
