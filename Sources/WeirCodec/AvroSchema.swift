@@ -81,15 +81,19 @@ public struct AvroSchemaError: Error, Sendable, CustomStringConvertible {
 extension AvroType {
     /// Parses a schema's JSON text (Avro 1.11 specification: primitives, records, enums, arrays,
     /// maps, unions, fixed; named types with namespaces; the logical types above).
-    public static func parse(_ text: String) throws -> AvroType {
-        let json: Any
-        do {
-            json = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
-        } catch {
-            throw AvroSchemaError(message: "not valid JSON")
+    /// `references`: the texts of the schemas it names types from (Schema Registry references),
+    /// each before those that use it.
+    public static func parse(_ text: String, references: [String] = []) throws -> AvroType {
+        func json(_ text: String, _ place: String) throws -> Any {
+            do { return try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) } catch {
+                throw AvroSchemaError(message: "\(place) is not valid JSON")
+            }
         }
         var parser = AvroSchemaParser()
-        return try parser.type(json, namespace: nil, at: "schema")
+        for (index, reference) in references.enumerated() {
+            _ = try parser.type(try json(reference, "referenced schema \(index + 1)"), namespace: nil, at: "referenced schema \(index + 1)")
+        }
+        return try parser.type(try json(text, "the schema"), namespace: nil, at: "schema")
     }
 }
 

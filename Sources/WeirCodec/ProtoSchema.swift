@@ -108,8 +108,10 @@ public struct ProtoSchemaError: Error, Sendable, CustomStringConvertible {
 extension ProtoFile {
     /// Parses `.proto` text. Imports are refused (their types are not at hand); options, reserved
     /// ranges, extensions and services are read past.
-    public static func parse(_ text: String) throws -> ProtoFile {
+    /// `imports`: the texts of the files it imports, by import path (Schema Registry references).
+    public static func parse(_ text: String, imports: [String: String] = [:]) throws -> ProtoFile {
         var parser = ProtoParser(tokens: try ProtoTokenizer.tokens(text))
+        parser.imports = imports
         return try parser.file()
     }
 }
@@ -167,6 +169,9 @@ struct ProtoParser {
     var messages: [ProtoMessage] = []
     var enums: Set<String> = []
     var depth = 0
+    /// Texts of importable files by path; files read so far (an import is read once).
+    var imports: [String: String] = [:]
+    var imported: Set<String> = []
 
     init(tokens: [String]) { self.tokens = tokens }
 
@@ -220,10 +225,12 @@ struct ProtoParser {
                 var file = try next()
                 if file == "public" || file == "weak" { file = try next() }
                 let path = String(file.dropFirst().dropLast())
-                guard ProtoWellKnown.files.contains(path) else {
-                    throw ProtoSchemaError(message: "it imports '\(path)', which Weir does not resolve yet (only google/protobuf's well-known types)")
-                }
                 try expect(";")
+                if ProtoWellKnown.files.contains(path) { continue }
+                guard let importedText = imports[path] else {
+                    throw ProtoSchemaError(message: "it imports '\(path)', which the registry did not reference")
+                }
+                try readImport(path, importedText)
             case "message":
                 _ = try next()
                 topLevel.append(try message(scope: package))
@@ -238,7 +245,7 @@ struct ProtoParser {
                 try skipStatement()  // option, service, extend
             }
         }
-        for index in messages.indices {
+        for index in messages.indices where resolvesTypes {
             for field in messages[index].fields.indices {
                 if case .unresolved(let name) = messages[index].fields[field].type {
                     messages[index].fields[field].type = try resolve(name, from: messages[index].fullName)
@@ -247,6 +254,25 @@ struct ProtoParser {
         }
         return ProtoFile(package: package, isProto3: isProto3, messages: messages, topLevel: topLevel)
     }
+
+    /// Declares an imported file's messages and enums (in its own package) for type resolution;
+    /// they are not among the file's top-level messages (message indexes).
+    mutating func readImport(_ path: String, _ text: String) throws {
+        guard imported.insert(path).inserted else { return }
+        var inner = ProtoParser(tokens: try ProtoTokenizer.tokens(text))
+        inner.imports = imports
+        inner.imported = imported
+        inner.messages = messages
+        inner.enums = enums
+        inner.resolvesTypes = false
+        _ = try inner.file()
+        messages = inner.messages
+        enums = inner.enums
+        imported = inner.imported
+    }
+
+    /// Off while reading an imported file: its types resolve with the importing file's.
+    var resolvesTypes = true
 
     /// A message body after `message`; its index in the table.
     mutating func message(scope: String) throws -> Int {

@@ -50,13 +50,42 @@ public enum RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Another schema a schema uses: the name it is known by inside the schema (an Avro type's full
+/// name, a Protobuf import path), and where the registry holds it.
+public struct SchemaReference: Sendable, Equatable {
+    public let name: String
+    public let subject: String
+    public let version: Int
+
+    public init(name: String, subject: String, version: Int) {
+        self.name = name
+        self.subject = subject
+        self.version = version
+    }
+
+    static func list(_ json: Any?) -> [SchemaReference] {
+        ((json as? [[String: Any]]) ?? []).compactMap { entry in
+            guard let name = entry["name"] as? String, let subject = entry["subject"] as? String, let version = entry["version"] as? Int else {
+                return nil
+            }
+            return SchemaReference(name: name, subject: subject, version: version)
+        }
+    }
+}
+
 /// A schema as the registry holds it.
 public struct RegisteredSchema: Sendable, Equatable {
     /// `AVRO` (the registry omits the type for Avro), `PROTOBUF` or `JSON`.
     public let schemaType: String
     public let text: String
-    /// How many other schemas it references by subject (not resolved by Weir yet).
-    public let referenceCount: Int
+    /// The schemas it uses, each registered under its own subject.
+    public let references: [SchemaReference]
+
+    init(_ object: [String: Any], text: String) {
+        schemaType = (object["schemaType"] as? String) ?? "AVRO"
+        self.text = text
+        references = SchemaReference.list(object["references"])
+    }
 }
 
 /// A blocking client for the Confluent Schema Registry REST API: the calls Weir uses. Each call
@@ -70,14 +99,25 @@ public final class SchemaRegistryClient: Sendable {
     public func schema(id: UInt32) throws(RegistryError) -> RegisteredSchema {
         let object = try call("GET", "/schemas/ids/\(id)")
         guard let text = object["schema"] as? String else { throw .badAnswer("no \"schema\" in the answer for id \(id)") }
-        return RegisteredSchema(schemaType: (object["schemaType"] as? String) ?? "AVRO", text: text,
-                                referenceCount: (object["references"] as? [Any])?.count ?? 0)
+        return RegisteredSchema(object, text: text)
+    }
+
+    /// `GET /subjects/{subject}/versions/{version}`: a referenced schema.
+    public func schema(subject: String, version: Int) throws(RegistryError) -> RegisteredSchema {
+        // Version -1 is the latest, as the registry's references may say.
+        let object = try call("GET", "/subjects/\(Self.escape(subject))/versions/\(version < 1 ? "latest" : String(version))")
+        guard let text = object["schema"] as? String else { throw .badAnswer("no \"schema\" in version \(version) of '\(subject)'") }
+        return RegisteredSchema(object, text: text)
     }
 
     /// `POST /subjects/{subject}/versions`: registers a schema (or finds it registered); its id.
-    public func register(subject: String, schema: String, schemaType: String = "AVRO") throws(RegistryError) -> UInt32 {
+    public func register(subject: String, schema: String, schemaType: String = "AVRO",
+                         references: [SchemaReference] = []) throws(RegistryError) -> UInt32 {
         var body: [String: Any] = ["schema": schema]
         if schemaType != "AVRO" { body["schemaType"] = schemaType }
+        if !references.isEmpty {
+            body["references"] = references.map { ["name": $0.name, "subject": $0.subject, "version": $0.version] as [String: Any] }
+        }
         let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
         let object = try call("POST", "/subjects/\(Self.escape(subject))/versions", body: data)
         guard let id = object["id"] as? Int, let id32 = UInt32(exactly: id) else { throw .badAnswer("no \"id\" in the answer to a registration") }
@@ -89,8 +129,25 @@ public final class SchemaRegistryClient: Sendable {
         let object = try call("GET", "/subjects/\(Self.escape(subject))/versions/latest")
         guard let id = object["id"] as? Int, let id32 = UInt32(exactly: id), let version = object["version"] as? Int,
               let text = object["schema"] as? String else { throw .badAnswer("the latest version of '\(subject)' lacks id, version or schema") }
-        return (id32, version, RegisteredSchema(schemaType: (object["schemaType"] as? String) ?? "AVRO", text: text,
-                                               referenceCount: (object["references"] as? [Any])?.count ?? 0))
+        return (id32, version, RegisteredSchema(object, text: text))
+    }
+
+    /// The schemas `schema` references, and theirs, in the order they must be read (each before
+    /// the schemas that use it): their names and texts. Bounded at 64 schemas, 16 deep.
+    public func dependencies(of schema: RegisteredSchema) throws(RegistryError) -> [(name: String, text: String)] {
+        var ordered: [(name: String, text: String)] = []
+        var seen = Set<String>()
+        func visit(_ references: [SchemaReference], depth: Int) throws(RegistryError) {
+            guard depth < 16 else { throw .refused(status: 0, errorCode: nil, message: "schema references nested deeper than 16") }
+            for reference in references where seen.insert("\(reference.subject)@\(reference.version)").inserted {
+                guard seen.count <= 64 else { throw .refused(status: 0, errorCode: nil, message: "more than 64 referenced schemas") }
+                let referenced = try self.schema(subject: reference.subject, version: reference.version)
+                try visit(referenced.references, depth: depth + 1)
+                ordered.append((reference.name, referenced.text))
+            }
+        }
+        try visit(schema.references, depth: 0)
+        return ordered
     }
 
     static func escape(_ component: String) -> String {

@@ -25,7 +25,7 @@ public final class SchemaRegistryServer: Sendable {
     private let credentials: String?
 
     private struct Store {
-        var schemas: [(text: String, type: String)] = []  // id = index + 1
+        var schemas: [(text: String, type: String, references: [SchemaReference])] = []  // id = index + 1
         var subjects: [String: [Int]] = [:]  // subject -> ids by version
         var available = true
         var delayMs = 0
@@ -80,16 +80,16 @@ public final class SchemaRegistryServer: Sendable {
 
     /// Registers directly (tests, the demo): the schema's id under `subject`.
     @discardableResult
-    public func register(subject: String, schema: String, schemaType: String = "AVRO") -> UInt32 {
-        state.withLock { UInt32(Self.register(&$0, subject: subject, text: schema, type: schemaType)) }
+    public func register(subject: String, schema: String, schemaType: String = "AVRO", references: [SchemaReference] = []) -> UInt32 {
+        state.withLock { UInt32(Self.register(&$0, subject: subject, text: schema, type: schemaType, references: references)) }
     }
 
-    private static func register(_ store: inout Store, subject: String, text: String, type: String) -> Int {
+    private static func register(_ store: inout Store, subject: String, text: String, type: String, references: [SchemaReference]) -> Int {
         let id: Int
-        if let existing = store.schemas.firstIndex(where: { $0.text == text && $0.type == type }) {
+        if let existing = store.schemas.firstIndex(where: { $0.text == text && $0.type == type && $0.references == references }) {
             id = existing + 1
         } else {
-            store.schemas.append((text, type))
+            store.schemas.append((text, type, references))
             id = store.schemas.count
         }
         if !(store.subjects[subject]?.contains(id) ?? false) { store.subjects[subject, default: []].append(id) }
@@ -150,6 +150,10 @@ public final class SchemaRegistryServer: Sendable {
         }
     }
 
+    private static func json(_ references: [SchemaReference]) -> [[String: Any]] {
+        references.map { ["name": $0.name, "subject": $0.subject, "version": $0.version] }
+    }
+
     private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
         for start in 0...(haystack.count - needle.count) where haystack[start..<start + needle.count].elementsEqual(needle) { return start }
@@ -189,6 +193,7 @@ public final class SchemaRegistryServer: Sendable {
                 let schema = store.schemas[id - 1]
                 var object: [String: Any] = ["schema": schema.text]
                 if schema.type != "AVRO" { object["schemaType"] = schema.type }
+                if !schema.references.isEmpty { object["references"] = Self.json(schema.references) }
                 return (200, object)
             case ("GET", 1) where segments[0] == "subjects":
                 return (200, store.subjects.keys.sorted())
@@ -200,7 +205,11 @@ public final class SchemaRegistryServer: Sendable {
                 if type == "AVRO" && (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) == nil {
                     return error(422, 42201, "Invalid schema: not valid JSON")
                 }
-                return (200, ["id": Self.register(&store, subject: segments[1], text: text, type: type)])
+                let references = SchemaReference.list(object["references"])
+                for reference in references where (store.subjects[reference.subject]?.count ?? 0) < reference.version {
+                    return error(422, 42201, "Invalid schema: reference '\(reference.name)' names \(reference.subject) version \(reference.version), which does not exist")
+                }
+                return (200, ["id": Self.register(&store, subject: segments[1], text: text, type: type, references: references)])
             case ("GET", 4) where segments[0] == "subjects" && segments[2] == "versions":
                 guard let ids = store.subjects[segments[1]], !ids.isEmpty else {
                     return error(404, 40401, "Subject '\(segments[1])' not found.")
@@ -215,6 +224,7 @@ public final class SchemaRegistryServer: Sendable {
                 let schema = store.schemas[id - 1]
                 var object: [String: Any] = ["subject": segments[1], "id": id, "version": version, "schema": schema.text]
                 if schema.type != "AVRO" { object["schemaType"] = schema.type }
+                if !schema.references.isEmpty { object["references"] = Self.json(schema.references) }
                 return (200, object)
             default:
                 return error(404, 404, "HTTP 404 Not Found")

@@ -106,26 +106,36 @@ final class SchemaFetcher: Sendable {
 
     /// One attempt: the entry for `id`, or the registry's failure to answer.
     private func fetch(_ id: UInt32) -> Result<WriterSchemas.Entry, RegistryError> {
-        do {
-            let schema = try client.schema(id: id)
-            switch format {
-            case .avro:
-                guard schema.schemaType == "AVRO" else { return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is avro")) }
-                guard schema.referenceCount == 0 else { return .success(.unusable("it references other schemas, which Weir does not resolve yet")) }
-                do { return .success(.avro(try AvroType.parse(schema.text))) } catch { return .success(.unusable("\(error)")) }
-            case .jsonSchema:
-                guard schema.schemaType == "JSON" else { return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is json-schema")) }
-                return .success(.present)
-            case .protobuf:
-                guard schema.schemaType == "PROTOBUF" else { return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is protobuf")) }
-                guard schema.referenceCount == 0 else { return .success(.unusable("it references other schemas, which Weir does not resolve yet")) }
-                do { return .success(.protobuf(try ProtoFile.parse(schema.text))) } catch { return .success(.unusable("\(error)")) }
-            case .json:
-                return .success(.unusable("input.format json does not read framed values"))
-            }
-        } catch {
+        Self.entry(for: id, client: client, format: format)
+    }
+
+    /// What the registry's schema `id` (and the schemas it references) is to `format`: a parsed
+    /// schema, one this format cannot use (with why), an id that does not exist; or the failure
+    /// to answer, which is retried.
+    static func entry(for id: UInt32, client: SchemaRegistryClient, format: InputFormat) -> Result<WriterSchemas.Entry, RegistryError> {
+        let schema: RegisteredSchema
+        do { schema = try client.schema(id: id) } catch {
             if case .notFound(_, let message) = error { return .success(.unknown("the Schema Registry does not know it (\(message))")) }
             return .failure(error)
+        }
+        let expected = ["avro": "AVRO", "protobuf": "PROTOBUF", "json-schema": "JSON"][format.rawValue]
+        guard let expected, schema.schemaType == expected else {
+            return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is \(format.rawValue)"))
+        }
+        if format == .jsonSchema { return .success(.present) }
+        let dependencies: [(name: String, text: String)]
+        do { dependencies = try client.dependencies(of: schema) } catch {
+            switch error {
+            case .unavailable: return .failure(error)
+            default: return .success(.unusable("a schema it references cannot be read: \(error)"))
+            }
+        }
+        do {
+            if format == .avro { return .success(.avro(try AvroType.parse(schema.text, references: dependencies.map(\.text)))) }
+            let imports = Dictionary(dependencies.map { ($0.name, $0.text) }, uniquingKeysWith: { first, _ in first })
+            return .success(.protobuf(try ProtoFile.parse(schema.text, imports: imports)))
+        } catch {
+            return .success(.unusable("\(error)"))
         }
     }
 }
