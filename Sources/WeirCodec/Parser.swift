@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-private let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+/// The JSON parser's two special string bytes (Parser.swift, Parser+Strings.swift).
+let jsonQuote = UInt8(ascii: "\""), jsonBackslash = UInt8(ascii: "\\")
 
 
 /// One pass over a payload. Reports through the decoder; stops at the first malformed byte.
@@ -53,7 +54,7 @@ struct Parser {
 
     var offset: Int { p - base }
 
-    private mutating func malformed(_ what: String) {
+    mutating func malformed(_ what: String) {
         isMalformed = true
         decoder.fail(.malformedJSON, "\(what) at byte \(offset)")
         p = end
@@ -82,7 +83,7 @@ struct Parser {
         var position = 0, matched = 0, mismatched = 0
         while true {
             skipWhitespace()
-            guard p < end, p.pointee == quote else { return malformed("expected a key") }
+            guard p < end, p.pointee == jsonQuote else { return malformed("expected a key") }
             if usesLayout, let learned = layout.match(position, at: p, before: end) {
                 matched &+= 1
                 // The key this position had last time, colon included.
@@ -198,7 +199,7 @@ struct Parser {
             if literal("true") { record(index, .boolean) }
         case UInt8(ascii: "f"):
             if literal("false") { record(index, .boolean) }
-        case quote:
+        case jsonQuote:
             if readString() != nil { record(index, .string) }
         case UInt8(ascii: "{"):
             skipValue(depth: depth)
@@ -214,7 +215,7 @@ struct Parser {
     mutating func parseID() {
         let start = p
         switch p.pointee {
-        case quote:
+        case jsonQuote:
             if readString() != nil { decoder.setID(EventID(start: start - base, end: p - base, isString: true)) }
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             if parseNumber() != nil { decoder.setID(EventID(start: start - base, end: p - base, isString: false)) }
@@ -229,7 +230,7 @@ struct Parser {
         if depth > EventDecoder.maxDepth { return malformed("nesting deeper than \(EventDecoder.maxDepth)") }
         guard p < end else { return malformed("unexpected end") }
         switch p.pointee {
-        case quote:
+        case jsonQuote:
             _ = readString()
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             _ = parseNumber()
@@ -428,170 +429,5 @@ struct Parser {
         case 21: return 1e21
         default: return 1e22
         }
-    }
-
-    // MARK: strings
-
-    /// Reads a string (p at the opening quote), validating escapes and UTF-8. Returns its bytes:
-    /// a slice of the payload, or the decoder's scratch when it had escapes. Nil after reporting.
-    mutating func readString() -> UnsafeBufferPointer<UInt8>? {
-        p += 1
-        let start = p
-        // Sixteen bytes at a time while there is nothing but plain ASCII. As signed bytes, control
-        // characters (0...31) and non-ASCII bytes (128...255, negative) are exactly those below 32:
-        // one signed compare finds both.
-        let quotes = SIMD16<Int8>(repeating: Int8(bitPattern: quote)), backslashes = SIMD16<Int8>(repeating: Int8(bitPattern: backslash))
-        let space = SIMD16<Int8>(repeating: 0x20)
-        while end - p >= 16 {
-            let chunk = UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Int8>.self)
-            let special = (chunk .== quotes) .| (chunk .== backslashes) .| (chunk .< space)
-            // The mask's lanes are 0 or -1: two 64-bit halves test it faster than `any`, which
-            // reduces lane by lane, and their trailing zeros give the first special byte.
-            let halves = unsafeBitCast(special, to: SIMD2<UInt64>.self)
-            if halves[0] | halves[1] != 0 {
-                p += halves[0] != 0 ? halves[0].trailingZeroBitCount >> 3 : 8 + halves[1].trailingZeroBitCount >> 3
-                // The closing quote (a short key ends in its first chunk) ends the string here; an
-                // escape, a control or a non-ASCII byte goes on byte by byte from it.
-                if p.pointee == quote {
-                    let slice = UnsafeBufferPointer(start: start, count: p - start)
-                    p += 1
-                    return slice
-                }
-                break
-            }
-            p += 16
-        }
-        // Byte by byte: no escapes, ASCII or valid UTF-8.
-        while p < end {
-            let c = p.pointee
-            if c == quote {
-                let slice = UnsafeBufferPointer(start: start, count: p - start)
-                p += 1
-                return slice
-            }
-            if c == backslash { break }
-            if c < 0x20 { malformed("control character in a string"); return nil }
-            if c >= 0x80 { if !skipUTF8() { return nil } } else { p += 1 }
-        }
-        guard p < end else { malformed("unterminated string"); return nil }
-        return readEscapedString(from: start)
-    }
-
-    /// The rest of a string that has escapes (p at the first backslash): decoded into the
-    /// decoder's scratch. Kept out of line so the common path stays small.
-    @inline(never)
-    private mutating func readEscapedString(from start: UnsafePointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
-        // Slow path: decode into scratch.
-        var ok = true
-        var failureText = ""
-        let prefix = UnsafeBufferPointer(start: start, count: p - start)
-        var cursor = p
-        let limit = end
-        let result: UnsafeBufferPointer<UInt8>? = decoder.withKeyScratch { scratch in
-            scratch.removeAll(keepingCapacity: true)
-            scratch.append(contentsOf: prefix)
-            while cursor < limit {
-                let c = cursor.pointee
-                if c == quote { cursor += 1; return scratch.withUnsafeBufferPointer { $0 } }
-                if c < 0x20 { ok = false; failureText = "control character in a string"; return nil }
-                if c != backslash { scratch.append(c); cursor += 1; continue }
-                cursor += 1
-                guard cursor < limit else { break }
-                let e = cursor.pointee
-                cursor += 1
-                switch e {
-                case quote, backslash, UInt8(ascii: "/"): scratch.append(e)
-                case UInt8(ascii: "b"): scratch.append(0x08)
-                case UInt8(ascii: "f"): scratch.append(0x0C)
-                case UInt8(ascii: "n"): scratch.append(0x0A)
-                case UInt8(ascii: "r"): scratch.append(0x0D)
-                case UInt8(ascii: "t"): scratch.append(0x09)
-                case UInt8(ascii: "u"):
-                    guard var scalar = hex4(&cursor, limit) else { ok = false; failureText = "invalid \\u escape"; return nil }
-                    if (0xD800...0xDBFF).contains(scalar) {
-                        guard limit - cursor >= 6, cursor[0] == backslash, cursor[1] == UInt8(ascii: "u") else {
-                            ok = false; failureText = "unpaired surrogate in \\u escape"; return nil
-                        }
-                        cursor += 2
-                        guard let low = hex4(&cursor, limit), (0xDC00...0xDFFF).contains(low) else {
-                            ok = false; failureText = "unpaired surrogate in \\u escape"; return nil
-                        }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(scalar) {
-                        ok = false; failureText = "unpaired surrogate in \\u escape"; return nil
-                    }
-                    for unit in Unicode.Scalar(scalar)!.utf8 { scratch.append(unit) }
-                default:
-                    ok = false; failureText = "invalid escape"; return nil
-                }
-            }
-            ok = false
-            failureText = "unterminated string"
-            return nil
-        }
-        if !ok || result == nil {
-            p = cursor
-            malformed(failureText.isEmpty ? "invalid string" : failureText)
-            return nil
-        }
-        // Validate raw UTF-8 of the escaped string's non-escape bytes.
-        let decodedEnd = cursor
-        var check = p
-        while check < decodedEnd {
-            if check.pointee >= 0x80 {
-                p = check
-                if !skipUTF8() { return nil }
-                check = p
-            } else {
-                check += 1
-            }
-        }
-        p = decodedEnd
-        return result
-    }
-
-    private func hex4(_ cursor: inout UnsafePointer<UInt8>, _ limit: UnsafePointer<UInt8>) -> UInt32? {
-        guard limit - cursor >= 4 else { return nil }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let c = cursor.pointee
-            let digit: UInt32
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(c - 48)
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(c - 87)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(c - 55)
-            default: return nil
-            }
-            value = value << 4 | digit
-            cursor += 1
-        }
-        return value
-    }
-
-    /// Skips one UTF-8 encoded scalar at p (first byte ≥ 0x80), rejecting overlong forms,
-    /// surrogates and values beyond U+10FFFF.
-    private mutating func skipUTF8() -> Bool {
-        let c = p.pointee
-        let length: Int
-        var scalar: UInt32
-        switch c {
-        case 0xC2...0xDF: length = 2; scalar = UInt32(c & 0x1F)
-        case 0xE0...0xEF: length = 3; scalar = UInt32(c & 0x0F)
-        case 0xF0...0xF4: length = 4; scalar = UInt32(c & 0x07)
-        default: malformed("invalid UTF-8"); return false
-        }
-        guard end - p >= length else { malformed("invalid UTF-8"); return false }
-        for i in 1..<length {
-            let b = p[i]
-            guard b & 0xC0 == 0x80 else { malformed("invalid UTF-8"); return false }
-            scalar = scalar << 6 | UInt32(b & 0x3F)
-        }
-        let minimum: UInt32 = length == 2 ? 0x80 : (length == 3 ? 0x800 : 0x10000)
-        guard scalar >= minimum, scalar <= 0x10FFFF, !(0xD800...0xDFFF).contains(scalar) else {
-            malformed("invalid UTF-8")
-            return false
-        }
-        p += length
-        return true
     }
 }
