@@ -41,23 +41,16 @@ public final class AvroDecoder: RowDecoder {
             plans[id] = compiled
             lastPlan = compiled
             return .success(compiled)
-        case .unusable(let why)?:
-            return .failure(DecodeFailure(code: .malformedAvro, message: "schema id \(id) cannot be read as Avro: \(why)"))
-        case .unknown(let why)?:
-            return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id): \(why)"))
-        case .protobuf?:
-            return .failure(DecodeFailure(code: .badWireFormat, message: "schema id \(id) is a Protobuf schema, and input.format is avro"))
-        case .present?, nil:
-            return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id) has not been fetched from the Schema Registry"))
+        case let other:
+            return .failure(WriterSchemas.Entry.refusal(other, id: id, readingAs: "Avro", unusableCode: .malformedAvro))
         }
     }
 
     public func decode(_ payload: UnsafeRawBufferPointer, into row: UnsafeMutablePointer<Float>) -> Result<EventID?, DecodeFailure> {
-        if payload.count > schema.maxBytes {
-            return .failure(DecodeFailure(code: .tooLarge, message: "value is \(payload.count) bytes; the limit is \(schema.maxBytes)"))
-        }
-        guard let schemaID = ConfluentFrame.schemaID(of: payload), let base = payload.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-            return .failure(ConfluentFrame.failure(for: payload))
+        let schemaID: UInt32, base: UnsafePointer<UInt8>
+        switch ConfluentFrame.open(payload, maxBytes: schema.maxBytes) {
+        case .success(let frame): (schemaID, base) = frame
+        case .failure(let failure): return .failure(failure)
         }
         let plan: AvroRowPlan
         switch self.plan(for: schemaID) {

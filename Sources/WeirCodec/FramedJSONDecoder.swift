@@ -21,9 +21,7 @@ public final class FramedJSONDecoder: RowDecoder {
         if id != lastPresent {
             switch writerSchemas.entry(id) {
             case .present?, .avro?, .protobuf?: lastPresent = id
-            case .unknown(let why)?: return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id): \(why)"))
-            case .unusable(let why)?: return .failure(DecodeFailure(code: .badWireFormat, message: "schema id \(id) cannot be read as JSON Schema: \(why)"))
-            case nil: return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(id) has not been fetched from the Schema Registry"))
+            case let other: return .failure(WriterSchemas.Entry.refusal(other, id: id, readingAs: "JSON Schema"))
             }
         }
         let body = UnsafeRawBufferPointer(rebasing: payload[ConfluentFrame.headerBytes...])

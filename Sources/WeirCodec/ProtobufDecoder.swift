@@ -39,23 +39,16 @@ public final class ProtobufDecoder: RowDecoder {
             plans[key] = compiled
             lastPlan = compiled
             return .success(compiled)
-        case .unusable(let why)?:
-            return .failure(DecodeFailure(code: .badWireFormat, message: "schema id \(key.schemaID) cannot be read as Protobuf: \(why)"))
-        case .unknown(let why)?:
-            return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(key.schemaID): \(why)"))
-        case .avro?, .present?:
-            return .failure(DecodeFailure(code: .badWireFormat, message: "schema id \(key.schemaID) is not a Protobuf schema"))
-        case nil:
-            return .failure(DecodeFailure(code: .unknownSchema, message: "schema id \(key.schemaID) has not been fetched from the Schema Registry"))
+        case let other:
+            return .failure(WriterSchemas.Entry.refusal(other, id: key.schemaID, readingAs: "Protobuf"))
         }
     }
 
     public func decode(_ payload: UnsafeRawBufferPointer, into row: UnsafeMutablePointer<Float>) -> Result<EventID?, DecodeFailure> {
-        if payload.count > schema.maxBytes {
-            return .failure(DecodeFailure(code: .tooLarge, message: "value is \(payload.count) bytes; the limit is \(schema.maxBytes)"))
-        }
-        guard let schemaID = ConfluentFrame.schemaID(of: payload), let base = payload.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-            return .failure(ConfluentFrame.failure(for: payload))
+        let schemaID: UInt32, base: UnsafePointer<UInt8>
+        switch ConfluentFrame.open(payload, maxBytes: schema.maxBytes) {
+        case .success(let frame): (schemaID, base) = frame
+        case .failure(let failure): return .failure(failure)
         }
         var reader = ProtoReader(base: base, p: base + ConfluentFrame.headerBytes, end: base + payload.count, marks: states.marks(row: row))
         // Confluent's message indexes: a zig-zag count, then that many zig-zag indexes; a single 0 is [0].

@@ -27,6 +27,16 @@ public enum InputFormat: String, Sendable, CaseIterable {
 
     /// Whether values carry Confluent's frame and need a Schema Registry.
     public var isFramed: Bool { self != .json }
+
+    /// The `schemaType` a registry gives this format's schemas (it omits `AVRO`); nil for plain JSON.
+    public var registrySchemaType: String? {
+        switch self {
+        case .json: return nil
+        case .avro: return "AVRO"
+        case .protobuf: return "PROTOBUF"
+        case .jsonSchema: return "JSON"
+        }
+    }
 }
 
 /// Confluent's wire format: `0x00`, the schema id (4 bytes, big-endian), then the serialized value.
@@ -52,6 +62,18 @@ public enum ConfluentFrame {
                                  message: "first byte is \(payload[0]), not the magic byte 0 of Confluent's wire format (is the producer using a Schema Registry serializer?)")
         }
         return DecodeFailure(code: .badWireFormat, message: "value is \(payload.count) bytes, shorter than the 5-byte frame header")
+    }
+
+    /// A value's schema id and bytes, after the checks every framed decoder makes first: no larger
+    /// than `maxBytes` (else `too-large`), and framed (else `bad-wire-format`).
+    static func open(_ payload: UnsafeRawBufferPointer, maxBytes: Int) -> Result<(schemaID: UInt32, base: UnsafePointer<UInt8>), DecodeFailure> {
+        if payload.count > maxBytes {
+            return .failure(DecodeFailure(code: .tooLarge, message: "value is \(payload.count) bytes; the limit is \(maxBytes)"))
+        }
+        guard let schemaID = schemaID(of: payload), let base = payload.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            return .failure(failure(for: payload))
+        }
+        return .success((schemaID, base))
     }
 
     /// Writes a frame header for `schemaID` (producers: the demo, tests, Avro outputs).

@@ -29,3 +29,22 @@ public final class WriterSchemas: Sendable {
     /// How many ids are known (the `weir_schema_registry_schemas` gauge).
     public var count: Int { entries.withLock { $0.count } }
 }
+
+extension WriterSchemas.Entry {
+    /// The dead letter for a value framed with schema `id` whose entry is not one a `name` decoder
+    /// reads (`nil`: never fetched): every framed decoder refuses the same way, and `unusableCode`
+    /// is what a schema of its own kind that it cannot use gives.
+    static func refusal(_ entry: WriterSchemas.Entry?, id: UInt32, readingAs name: String,
+                        unusableCode: DecodeFailure.Code = .badWireFormat) -> DecodeFailure {
+        switch entry {
+        case .unusable(let why)?:
+            return DecodeFailure(code: unusableCode, message: "schema id \(id) cannot be read as \(name): \(why)")
+        case .unknown(let why)?:
+            return DecodeFailure(code: .unknownSchema, message: "schema id \(id): \(why)")
+        case nil:
+            return DecodeFailure(code: .unknownSchema, message: "schema id \(id) has not been fetched from the Schema Registry")
+        case .avro?, .protobuf?, .present?:
+            return DecodeFailure(code: .badWireFormat, message: "schema id \(id) is not a schema a \(name) decoder reads")
+        }
+    }
+}

@@ -138,9 +138,9 @@ public final class SchemaRegistryClient: Sendable {
         var ordered: [(name: String, text: String)] = []
         var seen = Set<String>()
         func visit(_ references: [SchemaReference], depth: Int) throws(RegistryError) {
-            guard depth < 16 else { throw .refused(status: 0, errorCode: nil, message: "schema references nested deeper than 16") }
+            guard depth < 16 else { throw .badAnswer("schema references nested deeper than 16") }
             for reference in references where seen.insert("\(reference.subject)@\(reference.version)").inserted {
-                guard seen.count <= 64 else { throw .refused(status: 0, errorCode: nil, message: "more than 64 referenced schemas") }
+                guard seen.count <= 64 else { throw .badAnswer("more than 64 referenced schemas") }
                 let referenced = try self.schema(subject: reference.subject, version: reference.version)
                 try visit(referenced.references, depth: depth + 1)
                 ordered.append((reference.name, referenced.text))

@@ -72,7 +72,7 @@ final class SchemaFetcher: Sendable {
             while let id = state.withLock({ $0.stopping ? nil : ($0.requested.isEmpty ? nil : $0.requested.removeFirst()) }) {
                 var backoffMs = 100
                 while !stopping {
-                    switch fetch(id) {
+                    switch Self.entry(for: id, client: client, format: format) {
                     case .success(let entry):
                         schemas.store(entry, for: id)
                         if let since = outageSince {
@@ -104,11 +104,6 @@ final class SchemaFetcher: Sendable {
         }
     }
 
-    /// One attempt: the entry for `id`, or the registry's failure to answer.
-    private func fetch(_ id: UInt32) -> Result<WriterSchemas.Entry, RegistryError> {
-        Self.entry(for: id, client: client, format: format)
-    }
-
     /// What the registry's schema `id` (and the schemas it references) is to `format`: a parsed
     /// schema, one this format cannot use (with why), an id that does not exist; or the failure
     /// to answer, which is retried.
@@ -118,8 +113,7 @@ final class SchemaFetcher: Sendable {
             if case .notFound(_, let message) = error { return .success(.unknown("the Schema Registry does not know it (\(message))")) }
             return .failure(error)
         }
-        let expected = ["avro": "AVRO", "protobuf": "PROTOBUF", "json-schema": "JSON"][format.rawValue]
-        guard let expected, schema.schemaType == expected else {
+        guard let expected = format.registrySchemaType, schema.schemaType == expected else {
             return .success(.unusable("it is a \(schema.schemaType) schema, and input.format is \(format.rawValue)"))
         }
         if format == .jsonSchema { return .success(.present) }
