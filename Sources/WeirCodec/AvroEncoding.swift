@@ -1,4 +1,4 @@
-/// An Avro value, for writing: the synthetic producer, tests, and records Weir publishes.
+/// An Avro value, for writing whole against its schema (tests, tools).
 public indirect enum AvroValue: Sendable, Equatable {
     case null
     case boolean(Bool)
@@ -42,48 +42,10 @@ public struct AvroEncodingError: Error, Sendable, CustomStringConvertible {
     public let description: String
 }
 
-/// Avro's binary encoding into a reused byte buffer.
-public struct AvroBinaryWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
-
-    public init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
-
-    public mutating func reset() { bytes.removeAll(keepingCapacity: true) }
-
-    /// Confluent's frame for `schemaID`, before the value.
-    public mutating func frame(schemaID: UInt32) { bytes.append(contentsOf: ConfluentFrame.header(schemaID: schemaID)) }
-
-    public mutating func long(_ value: Int64) {
-        var raw = UInt64(bitPattern: (value << 1) ^ (value >> 63))
-        while raw >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: raw) | 0x80)
-            raw >>= 7
-        }
-        bytes.append(UInt8(raw))
-    }
-
-    public mutating func double(_ value: Double) {
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
-    }
-
-    public mutating func float(_ value: Float) {
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
-    }
-
-    public mutating func boolean(_ value: Bool) { bytes.append(value ? 1 : 0) }
-
-    public mutating func string(_ value: String) {
-        long(Int64(value.utf8.count))
-        bytes.append(contentsOf: value.utf8)
-    }
-
-    public mutating func bytes(_ value: [UInt8]) {
-        long(Int64(value.count))
-        bytes.append(contentsOf: value)
-    }
-
+/// Whole values (tests, tools): `AvroValue` trees written against their schema.
+extension AvroRecordWriter {
     /// Writes `value` as `type`; throws naming the place where they disagree.
-    public mutating func write(_ value: AvroValue, as type: AvroType, at place: String = "value") throws {
+    public func write(_ value: AvroValue, as type: AvroType, at place: String = "value") throws {
         switch (type.resolved, value) {
         case (.null, .null): break
         case let (.boolean, .boolean(v)): boolean(v)
@@ -91,7 +53,7 @@ public struct AvroBinaryWriter: Sendable {
         case let (.long, .long(v)): long(v)
         case let (.float, .float(v)): float(v)
         case let (.double, .double(v)): double(v)
-        case let (.bytes, .bytes(v)): bytes(v)
+        case let (.bytes, .bytes(v)): string(v)
         case let (.string, .string(v)): string(v)
         case let (.record(record), .record(fields)):
             guard fields.count == record.fields.count else {
@@ -122,7 +84,7 @@ public struct AvroBinaryWriter: Sendable {
             try write(inner, as: branches[index], at: place)
         case let (.fixed(_, size, _), .fixed(v)):
             guard v.count == size else { throw AvroEncodingError(description: "\(place): \(v.count) bytes for a fixed of \(size)") }
-            bytes.append(contentsOf: v)
+            v.withUnsafeBytes { raw($0) }
         default:
             throw AvroEncodingError(description: "\(place): a value that is not a \(type.typeName)")
         }

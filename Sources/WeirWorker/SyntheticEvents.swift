@@ -33,7 +33,7 @@ public enum SyntheticEvents {
     /// Event `index` as Confluent-framed Avro under `schemaID`: the same fields and the same
     /// doubles as the JSON event (each the double its JSON text reads as), padded alike.
     public static func avroEvent(_ index: Int, schemaID: UInt32, targetBytes: Int = 750) -> [UInt8] {
-        var writer = AvroBinaryWriter(capacity: targetBytes + 16)
+        let writer = AvroRecordWriter(capacity: targetBytes + 16)
         writer.frame(schemaID: schemaID)
         writer.string("evt-\(index)")
         writer.string("u\(index % 5000)")
@@ -44,8 +44,8 @@ public enum SyntheticEvents {
             let value = generator.nextGaussian() * Double(feature % 5 + 1) + Double(feature % 3)
             writer.double(Double(formatted(value))!)
         }
-        writer.string(String(repeating: "x", count: max(0, targetBytes - writer.bytes.count - 2)))
-        return writer.bytes
+        writer.string(String(repeating: "x", count: max(0, targetBytes - writer.count - 2)))
+        return writer.array
     }
 
     /// The bad Avro events a demo stream mixes in, one per dead-letter code they produce.

@@ -94,25 +94,25 @@ struct AvroDecoderTests {
         store.store(.avro(list), for: 2)
         store.store(.avro(doubles), for: 3)
         let features = FeatureSchema(names: ["x"])
-        var writer = AvroBinaryWriter()
+        let writer = AvroRecordWriter()
         // 2^62 null items: free to forge, bounded at 65,536.
         writer.frame(schemaID: 1); writer.long(1 << 62); writer.long(0); writer.double(1)
-        #expect(code(of: writer.bytes, features, store) == .malformedAvro)
+        #expect(code(of: writer.array, features, store) == .malformedAvro)
         // A billion doubles claimed in 20 bytes.
         writer.reset(); writer.frame(schemaID: 3); writer.long(1_000_000_000); writer.double(1); writer.double(2)
-        #expect(code(of: writer.bytes, features, store) == .malformedAvro)
+        #expect(code(of: writer.array, features, store) == .malformedAvro)
         // A list 10,000 nodes deep: refused at depth 128, no stack overflow.
         writer.reset(); writer.frame(schemaID: 2)
         for _ in 0..<10_000 { writer.long(1) }
         writer.long(0)
         for _ in 0..<10_001 { writer.double(1) }
-        #expect(code(of: writer.bytes, features, store) == .malformedAvro)
+        #expect(code(of: writer.array, features, store) == .malformedAvro)
         // ... and 100 deep decodes.
         writer.reset(); writer.frame(schemaID: 2)
         for _ in 0..<100 { writer.long(1) }
         writer.long(0)
         for index in 0...100 { writer.double(Double(index)) }
-        let (result, row, _) = avroDecode(writer.bytes, features, store)
+        let (result, row, _) = avroDecode(writer.array, features, store)
         guard case .success = result else { Issue.record("\(result)"); return }
         #expect(row == [100])
     }
@@ -149,17 +149,17 @@ struct AvroDecoderTests {
             store.store(.avro(type), for: 1)
             let oracle = try #require(AvroOracle(schemaText: text, features: features), "libavro-c parses \(text)")
             for _ in 0..<10 {
-                var writer = AvroBinaryWriter()
+                let writer = AvroRecordWriter()
                 writer.frame(schemaID: 1)
                 var valueGenerator = RandomAvro(random: random)
                 let value = valueGenerator.value(type, depth: 0)
                 random = valueGenerator.random
                 try writer.write(value, as: type)
-                var variants = [writer.bytes]
-                let body = writer.bytes.count - 5
+                var variants = [writer.array]
+                let body = writer.count - 5
                 if body > 0 {
-                    variants.append(Array(writer.bytes.prefix(5 + Int.random(in: 0..<body, using: &random))))
-                    var flipped = writer.bytes
+                    variants.append(Array(writer.array.prefix(5 + Int.random(in: 0..<body, using: &random))))
+                    var flipped = writer.array
                     flipped[5 + Int.random(in: 0..<body, using: &random)] ^= UInt8.random(in: 1...255, using: &random)
                     variants.append(flipped)
                 }

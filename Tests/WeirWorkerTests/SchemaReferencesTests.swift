@@ -28,7 +28,7 @@ import WeirRegistry
         guard case .avro(let type) = entry else { Issue.record("\(entry)"); return }
         let store = WriterSchemas()
         store.store(.avro(type), for: id)
-        var writer = AvroBinaryWriter()
+        let writer = AvroRecordWriter()
         writer.frame(schemaID: id)
         writer.long(42)
         writer.string("Main St")
@@ -36,9 +36,9 @@ import WeirRegistry
         writer.double(13.25)
         writer.double(0.75)
         let top = AvroDecoder(schema: FeatureSchema(names: ["score"]), writerSchemas: store)
-        #expect(decode(writer.bytes, top).1 == [0.75])
+        #expect(decode(writer.array, top).1 == [0.75])
         let nested = AvroDecoder(schema: FeatureSchema(names: ["lat", "lon"], featuresPath: ["home", "at"]), writerSchemas: store)
-        let (result, row) = decode(writer.bytes, nested)
+        let (result, row) = decode(writer.array, nested)
         #expect(row == [52.5, 13.25])
         #expect((try? result.get())??.integer == 42)
     }

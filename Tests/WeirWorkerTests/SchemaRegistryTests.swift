@@ -203,10 +203,10 @@ import WeirTestSupport
             }
         }
         values["extra"] = .long(Int64(index))
-        var writer = AvroBinaryWriter()
+        let writer = AvroRecordWriter()
         writer.frame(schemaID: id)
         try writer.write(.record(record.fields.map { values[$0.name]! }), as: type)
-        return writer.bytes
+        return writer.array
     }
 
     @Test func aRegistryThatIsDownFailingOrSlowPausesThePartitionsAndNothingIsDeadLettered() throws {
