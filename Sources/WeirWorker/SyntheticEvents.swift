@@ -7,14 +7,19 @@ import WeirDrift
 public enum SyntheticEvents {
     public static let featureCount = 32
 
+    /// Event `index`'s features `f0`...`f31` as a producer would print them (six decimals):
+    /// deterministic, shared by the JSON and Avro forms of the event.
+    static func featureTexts(_ index: Int) -> [String] {
+        var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        return (0..<featureCount).map { feature in
+            formatted(generator.nextGaussian() * Double(feature % 5 + 1) + Double(feature % 3))
+        }
+    }
+
     /// Event `index`, deterministic, padded with a `note` field to about `targetBytes`.
     public static func event(_ index: Int, targetBytes: Int = 750) -> [UInt8] {
-        var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
         var json = "{\"id\":\"evt-\(index)\",\"user\":\"u\(index % 5000)\",\"country\":\"NL\",\"channel\":\"web\""
-        for feature in 0..<featureCount {
-            let value = generator.nextGaussian() * Double(feature % 5 + 1) + Double(feature % 3)
-            json += ",\"f\(feature)\":\(formatted(value))"
-        }
+        for (feature, text) in featureTexts(index).enumerated() { json += ",\"f\(feature)\":\(text)" }
         let padding = max(0, targetBytes - json.utf8.count - 12)
         json += ",\"note\":\"" + String(repeating: "x", count: padding) + "\"}"
         return Array(json.utf8)
@@ -39,11 +44,7 @@ public enum SyntheticEvents {
         writer.string("u\(index % 5000)")
         writer.string("NL")
         writer.string("web")
-        var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
-        for feature in 0..<featureCount {
-            let value = generator.nextGaussian() * Double(feature % 5 + 1) + Double(feature % 3)
-            writer.double(Double(formatted(value))!)
-        }
+        for text in featureTexts(index) { writer.double(Double(text)!) }
         writer.string(String(repeating: "x", count: max(0, targetBytes - writer.count - 2)))
         return writer.array
     }

@@ -50,7 +50,7 @@ import Glibc
 
     /// Waits (bounded) until something accepts connections on `port`.
     static func waitListening(_ port: Int) throws {
-        try waitForCondition("s_server to listen on \(port)") {
+        try waitFor("s_server to listen on \(port)", timeoutSeconds: 10) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
             var address = sockaddr_in()
@@ -105,14 +105,5 @@ import Glibc
                 #expect(!why.contains("tls-secret"))
             }
         }
-    }
-}
-
-/// Polls `condition` every 20 ms, bounded.
-func waitForCondition(_ what: String, timeoutSeconds: Double = 10, _ condition: () throws -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeoutSeconds)
-    while try !condition() {
-        if Date() > deadline { throw TestFailure("timed out after \(timeoutSeconds) s waiting for \(what)") }
-        usleep(20_000)
     }
 }

@@ -175,34 +175,10 @@ import WeirTestSupport
 
     /// Good event `index` written with writer schema `type` (v2: same fields by name, other order, one added).
     static func rewrite(_ index: Int, as type: AvroType, id: UInt32) throws -> [UInt8] {
-        guard case .record(let record) = type, case .record(let v1Record) = try AvroType.parse(SyntheticEvents.avroSchema) else {
-            throw TestFailure("not records")
-        }
-        // Read v1's values back with the Avro reference order: strings, 32 doubles, note.
-        let bytes = SyntheticEvents.avroEvent(index, schemaID: 0)
-        var position = 5
-        func long() -> Int64 {
-            var raw: UInt64 = 0, shift: UInt64 = 0
-            while true {
-                let byte = bytes[position]; position += 1
-                raw |= UInt64(byte & 0x7F) << shift
-                if byte & 0x80 == 0 { break }
-                shift += 7
-            }
-            return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
-        }
-        var values: [String: AvroValue] = [:]
-        for field in v1Record.fields {
-            if case .double = field.type {
-                values[field.name] = .double(bytes[position..<position + 8].withUnsafeBytes { Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) })
-                position += 8
-            } else {
-                let length = Int(long())
-                values[field.name] = .string(String(decoding: bytes[position..<position + length], as: UTF8.self))
-                position += length
-            }
-        }
-        values["extra"] = .long(Int64(index))
+        guard case .record(let record) = type else { throw TestFailure("not a record") }
+        var values: [String: AvroValue] = ["id": .string("evt-\(index)"), "user": .string("u\(index % 5000)"), "country": .string("NL"),
+                                           "channel": .string("web"), "note": .string(""), "extra": .long(Int64(index))]
+        for (feature, text) in SyntheticEvents.featureTexts(index).enumerated() { values["f\(feature)"] = .double(Double(text)!) }
         let writer = AvroRecordWriter()
         writer.frame(schemaID: id)
         try writer.write(.record(record.fields.map { values[$0.name]! }), as: type)
@@ -315,18 +291,16 @@ import WeirTestSupport
         + (0..<32).map { "  double f\($0) = \($0 + 2);\n" }.joined() + "}\n"
 
     static func protoEvent(_ index: Int, schemaID: UInt32) throws -> [UInt8] {
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(SyntheticEvents.event(index))) as? [String: Any])
         var bytes = ConfluentFrame.header(schemaID: schemaID) + [0]  // message indexes [0]
-        let id = Array((json["id"] as! String).utf8)
+        let id = Array("evt-\(index)".utf8)
         bytes += [0x0A, UInt8(id.count)] + id
-        for feature in 0..<32 {
+        for (feature, text) in SyntheticEvents.featureTexts(index).enumerated() {
             let number = feature + 2
             // Field tag (number << 3 | 1, a 64-bit value) as a varint; numbers up to 33 take one or two bytes.
             var tag = UInt32(number << 3 | 1)
             while tag >= 0x80 { bytes.append(UInt8(tag & 0x7F) | 0x80); tag >>= 7 }
             bytes.append(UInt8(tag))
-            let value = (json["f\(feature)"] as! NSNumber).doubleValue
-            withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: Double(text)!.bitPattern.littleEndian) { bytes += $0 }
         }
         return bytes
     }
