@@ -159,24 +159,14 @@ public final class SchemaRegistryClient: Sendable {
         let config = configuration
         var response = weir_http_response()
         let url = config.url + path
-        let result: Int32 = url.withCString { urlPointer in
-            method.withCString { methodPointer in
-                body.withUnsafeBytes { bodyBytes in
-                    withOptionalCString(config.basicAuth) { auth in
-                        withOptionalCString(config.caFile) { ca in
-                            withOptionalCString(config.certFile) { cert in
-                                withOptionalCString(config.keyFile) { key in
-                                    var request = weir_http_request(
-                                        url: urlPointer, method: methodPointer,
-                                        body: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self), body_length: bodyBytes.count,
-                                        user_password: auth, ca_file: ca, cert_file: cert, key_file: key,
-                                        connect_timeout_ms: min(config.timeoutMs, 2_000), timeout_ms: config.timeoutMs)
-                                    return weir_http_perform(&request, &response)
-                                }
-                            }
-                        }
-                    }
-                }
+        let result: Int32 = body.withUnsafeBytes { bodyBytes in
+            withCStrings([url, method, config.basicAuth, config.caFile, config.certFile, config.keyFile]) { strings in
+                var request = weir_http_request(
+                    url: strings[0], method: strings[1],
+                    body: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self), body_length: bodyBytes.count,
+                    user_password: strings[2], ca_file: strings[3], cert_file: strings[4], key_file: strings[5],
+                    connect_timeout_ms: min(config.timeoutMs, 2_000), timeout_ms: config.timeoutMs)
+                return weir_http_perform(&request, &response)
             }
         }
         defer { weir_http_response_free(&response) }
@@ -202,7 +192,9 @@ public final class SchemaRegistryClient: Sendable {
     }
 }
 
-private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
-    guard let text else { return body(nil) }
-    return text.withCString { body($0) }
+/// C copies of `texts` (nil stays nil) for the length of `body`.
+private func withCStrings<R>(_ texts: [String?], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let copies = texts.map { $0.flatMap { strdup($0) } }
+    defer { copies.forEach { free($0) } }
+    return body(copies.map { $0.map { UnsafePointer($0) } })
 }
