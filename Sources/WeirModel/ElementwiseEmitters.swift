@@ -34,6 +34,20 @@ extension Planner {
 
     /// Add, Sub, Mul, Div of batch values and broadcast constants.
     mutating func emitBinary(_ node: GraphNode) throws {
+        // Float rows of one rank with scalar or per-column constants take the fast step; anything
+        // else (integers, more dimensions, row-shaped broadcasts) the general one.
+        let runtimeInfos = node.inputs.compactMap { slots[$0].map { info[$0] } }
+        let fast = runtimeInfos.allSatisfy { $0.kind == .float && $0.rank <= 2 }
+            && Set(runtimeInfos.map(\.rank)).count == 1
+            && node.inputs.allSatisfy { name in
+                guard slots[name] == nil else { return true }
+                guard let c = constants[name], c.floats != nil else { return false }
+                return c.count == 1 || c.shape.count == 1 || (c.shape.count == 2 && c.shape[0] == 1)
+            }
+        if !fast {
+            try emitElementwise(node, ElementwiseOperator(rawValue: node.opType)!)
+            return
+        }
         let op = BinaryOperator(rawValue: node.opType)!
         func operand(_ name: String) throws -> (Operand, SlotInfo?) {
             if let slot = slots[name] { return (.slot(slot), info[slot]) }

@@ -12,7 +12,7 @@ extension Planner {
     /// Every operator Weir plans, from all families; `checkOperators` refuses any other.
     static let emitters: [OperatorKey: Emitter] = {
         var table = [OperatorKey: Emitter]()
-        for family in [denseFamily, elementwiseFamily, shapeFamily, quantizationFamily, mlFamily] {
+        for family in [denseFamily, elementwiseFamily, shapeFamily, quantizationFamily, mlFamily, categoricalFamily, mathFamily] {
             table.merge(family) { first, _ in first }
         }
         return table

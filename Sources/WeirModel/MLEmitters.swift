@@ -33,9 +33,9 @@ extension Planner {
     mutating func emitArrayFeatureExtractor(_ node: GraphNode, index: Int) throws {
         if let labels = constants[node.inputs[0]] {
             let ix = try runtime(node.inputs[1], node)
-            let kind: ValueKind = labels.strings != nil ? .string : (labels.floats != nil ? .float : .int64)
-            let out = newSlot(node.outputs[0], SlotInfo(kind: kind, rank: ix.info.rank, width: ix.info.width))
-            record(GatherLabelsStep(indices: ix.slot, output: out, labels: labels), output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
+            let table = ConstantTable(labels, symbols: &symbols)
+            let out = newSlot(node.outputs[0], SlotInfo(kind: table.kind, rank: ix.info.rank, width: ix.info.width))
+            record(GatherLabelsStep(indices: ix.slot, output: out, labels: table), output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
         } else {
             let x = try runtime(node.inputs[0], node)
             guard let columns = constants[node.inputs[1]]?.asInt64s.map(Int.init) else {
@@ -56,14 +56,14 @@ extension Planner {
         try emitTrees(node)
     }
 
-    private func classLabels(_ node: GraphNode) -> ClassLabels? {
-        if let ints = node.ints("classlabels_ints") ?? node.ints("classlabels_int64s") { return .ints(ints) }
-        if let strings = node.strings("classlabels_strings") { return .strings(strings) }
+    mutating func classLabels(_ node: GraphNode) -> ClassLabels? {
+        if let ints = node.ints("classlabels_ints") ?? node.ints("classlabels_int64s") { return ClassLabels(values: ints, kind: .int64) }
+        if let strings = node.strings("classlabels_strings") { return ClassLabels(values: strings.map { symbols.intern($0) }, kind: .string) }
         return nil
     }
 
     /// A classifier writes labels (output 0) and scores (output 1); a regressor only values (output 0).
-    private mutating func outputSlots(_ node: GraphNode, labels: ClassLabels?, scoreWidth: Int)
+    mutating func outputSlots(_ node: GraphNode, labels: ClassLabels?, scoreWidth: Int)
         -> (label: Int?, scoreName: String, score: Int)
     {
         var labelSlot: Int? = nil

@@ -4,11 +4,16 @@ import Foundation
 /// A loaded, compiled model: immutable and safe to share between threads. Each thread runs it with
 /// its own `ModelScratch`.
 public final class Model: Sendable {
-    /// The graph's input (one float tensor `[rows, features]`).
+    /// The graph's first input.
     public let input: TensorSignature
+    /// Every graph input, in the order their columns sit in the feature row.
+    public let inputs: [ModelInput]
+    /// The strings the model knows, numbered: a string column of the feature row holds the
+    /// category's symbol (`SymbolTable.unknown` for one the model does not know).
+    public let symbols: SymbolTable
     /// The graph's outputs, in order.
     public let outputs: [TensorSignature]
-    /// Features per row.
+    /// Columns per feature row: all inputs' columns side by side.
     public let inputWidth: Int
     /// The planned steps, with their precision: what `weir model inspect` prints.
     public let layers: [LayerDescription]
@@ -18,8 +23,7 @@ public final class Model: Sendable {
     public let producer: String
     let plan: Plan
     let tileRows: Int
-    /// Whether steps read the caller's rows in place: always, unless the input is also a graph
-    /// output (a result must not point into memory the caller may free after `run`).
+    /// Whether steps read the caller's rows in place (one float input) rather than a copy split by input.
     let readsInputInPlace: Bool
 
     /// Loads and compiles an ONNX file. Unsupported operators fail here, naming the node.
@@ -36,6 +40,8 @@ public final class Model: Sendable {
         var planner = Planner(graph: graph, options: options)
         plan = try planner.plan(inputWidth: inputWidth)
         input = graph.inputs[0]
+        inputs = plan.inputs.map(\.input)
+        symbols = plan.symbols
         outputs = graph.outputs
         self.inputWidth = plan.inputWidth
         layers = plan.layers
@@ -44,17 +50,24 @@ public final class Model: Sendable {
         let widest = plan.slotInfo.map(\.width).max() ?? 1
         tileRows = options.tileRows ?? min(256, max(32, (256 * 1024) / (MemoryLayout<Float>.stride * max(widest, 1))))
         kernels = options.kernels.usable
-        let inputSlot = plan.inputSlot
-        readsInputInPlace = !plan.outputSlots.contains { $0.slot == inputSlot }
+        // One float input read in place, unless it is also a graph output (a result must not point
+        // into memory the caller may free after `run`).
+        if plan.inputs.count == 1, plan.inputs[0].input.kind != .int64, plan.inputs[0].input.kind != .string {
+            let inputSlot = plan.inputs[0].slot
+            readsInputInPlace = !plan.outputSlots.contains { $0.slot == inputSlot }
+        } else {
+            readsInputInPlace = false
+        }
     }
 
     /// Working memory for one thread.
     public func makeScratch() -> ModelScratch {
-        ModelScratch(slotCount: plan.slotCount, slotNames: plan.slotNames, stepCount: plan.steps.count)
+        ModelScratch(slotCount: plan.slotCount, slotNames: plan.slotNames, stepCount: plan.steps.count, symbols: plan.symbols)
     }
 
-    /// Runs `rows` rows (row-major, `inputWidth` floats each). The steps read `input` in place (no
-    /// copy) and never write it. The result reads the scratch and is valid until the scratch's next
+    /// Runs `rows` feature rows (row-major, `inputWidth` floats each: every input's columns in
+    /// `inputs` order; a string column holds the category's symbol, an int64 column the integer).
+    /// One float input is read in place (no copy); steps never write `input`. The result reads the scratch and is valid until the scratch's next
     /// run. A row's result does not depend on the other rows.
     public func run(rows: Int, input: UnsafeBufferPointer<Float>, scratch: ModelScratch) throws -> ModelRun {
         guard input.count >= rows * inputWidth else {
@@ -80,17 +93,68 @@ public final class Model: Sendable {
     }
 
     private func runTile(rows: Int, input: UnsafePointer<Float>, scratch: ModelScratch) throws {
-        let first = scratch.buffers[plan.inputSlot]
         if readsInputInPlace {
+            let first = scratch.buffers[plan.inputs[0].slot]
             first.borrow(input, rows: rows, width: inputWidth)
+            first.rank = plan.inputs[0].input.rankOne ? 1 : 2
         } else {
-            first.prepare(.float, rows: rows, width: inputWidth)
-            _ = memcpy(first.floats, input, rows * inputWidth * MemoryLayout<Float>.stride)
+            for (fed, slot) in plan.inputs { split(fed, rows: rows, from: input, into: scratch.buffers[slot]) }
         }
         // By index: each step runs in place, without copying (and retaining) its constants.
         for index in plan.steps.indices {
             try plan.steps[index].run(scratch, index: index)
         }
+    }
+
+    /// Copies one input's columns out of the feature rows into its own buffer, in its element kind.
+    private func split(_ fed: ModelInput, rows: Int, from input: UnsafePointer<Float>, into buffer: Buffer) {
+        let width = fed.width, stride = inputWidth, first = fed.firstColumn
+        let symbolCount = Int64(symbols.strings.count)
+        switch fed.kind {
+        case .float, .double:
+            buffer.prepare(.float, rows: rows, width: width, rank: fed.rankOne ? 1 : 2)
+            for r in 0..<rows { (buffer.floats + r * width).update(from: input + r * stride + first, count: width) }
+        case .int64:
+            buffer.prepare(.int64, rows: rows, width: width, rank: fed.rankOne ? 1 : 2)
+            for r in 0..<rows { for j in 0..<width { buffer.ints[r * width + j] = saturatingInt64(input[r * stride + first + j]) } }
+        case .string:
+            buffer.prepare(.string, rows: rows, width: width, rank: fed.rankOne ? 1 : 2)
+            for r in 0..<rows {
+                for j in 0..<width {
+                    let symbol = saturatingInt64(input[r * stride + first + j])
+                    buffer.ints[r * width + j] = symbol >= 0 && symbol < symbolCount ? symbol : SymbolTable.unknown
+                }
+            }
+        }
+    }
+
+    /// Feature rows from one tensor per input (by input name): strings become their symbols,
+    /// integers and doubles floats. For tools and tests; the worker's decoders write rows directly.
+    public func featureRows(_ tensors: [String: Tensor]) throws -> [Float] {
+        guard let rows = tensors[inputs[0].name]?.shape.first else { throw ModelError("no tensor for input '\(inputs[0].name)'") }
+        var values = [Float](repeating: 0, count: rows * inputWidth)
+        for fed in inputs {
+            guard let tensor = tensors[fed.name] else { throw ModelError("no tensor for input '\(fed.name)'") }
+            guard tensor.count == rows * fed.width else {
+                throw ModelError("input '\(fed.name)': \(tensor.count) values for \(rows) rows of \(fed.width) columns")
+            }
+            for r in 0..<rows {
+                for j in 0..<fed.width {
+                    let at = r * fed.width + j, target = r * inputWidth + fed.firstColumn + j
+                    switch tensor.storage {
+                    case .float(let v): values[target] = v[at]
+                    case .int64(let v): values[target] = Float(v[at])
+                    case .string(let v): values[target] = Float(symbols.symbol(of: v[at]))
+                    }
+                }
+            }
+        }
+        return values
+    }
+
+    /// Runs one tensor per input (by name) and copies every output out.
+    public func run(inputs tensors: [String: Tensor], scratch: ModelScratch? = nil) throws -> [String: Tensor] {
+        try run(featureRows(tensors), scratch: scratch)
     }
 
     /// Convenience for tools and tests: runs an array of rows and copies every output out.

@@ -29,6 +29,9 @@ public struct ModelOptions: Sendable {
     /// keep the widest intermediate value within 256 KiB, from 32 to 256 (measured with `make bench`:
     /// each tile costs every step's fixed work once, so small models gain from long tiles).
     public var tileRows: Int? = nil
+    /// Treat a ZipMap node (a classifier's list of {label: probability} maps) as its input, the
+    /// score tensor: the bundle manifest's `"zipmap": "ignore"`.
+    public var ignoresZipMap = false
     public init() {}
 }
 
@@ -44,13 +47,32 @@ public struct LayerDescription: Sendable, Equatable {
     public let parameterBytes: Int
 }
 
+/// One graph input as Weir feeds it: its columns sit side by side with the other inputs' in the
+/// feature row (graph input order), a string column holding the category's symbol.
+public struct ModelInput: Sendable, Equatable {
+    /// The element types an input may have.
+    public enum Kind: String, Sendable, CaseIterable {
+        case float, double, int64, string
+    }
+    public let name: String
+    public let kind: Kind
+    /// Columns per row.
+    public let width: Int
+    /// Where its columns start in the feature row.
+    public let firstColumn: Int
+    /// Whether the graph reads it as `[rows]` rather than `[rows, width]`.
+    let rankOne: Bool
+}
+
 struct Plan: Sendable {
     var steps: [any Step]
     var slotCount: Int
     var slotNames: [String: Int]
     var slotInfo: [SlotInfo]
-    var inputSlot: Int
+    /// Each graph input and the slot it fills.
+    var inputs: [(input: ModelInput, slot: Int)]
     var inputWidth: Int
+    var symbols: SymbolTable
     var outputSlots: [(name: String, slot: Int)]
     var layers: [LayerDescription]
 }
@@ -69,6 +91,10 @@ struct Planner {
     var info: [SlotInfo] = []
     var steps: [any Step] = []
     var layers: [LayerDescription] = []
+    /// The strings the plan's steps compare with or produce.
+    var symbols = SymbolTableBuilder()
+    /// Outputs of Shape nodes: the batch value whose shape they hold.
+    var shapeSources: [String: Int] = [:]
 
     init(graph: ImportedGraph, options: ModelOptions) {
         self.graph = graph
@@ -81,17 +107,25 @@ struct Planner {
 
     mutating func plan(inputWidth requestedWidth: Int?) throws -> Plan {
         try checkOperators()
-        guard graph.inputs.count == 1, let input = graph.inputs.first else {
-            throw ModelError("the model has \(graph.inputs.count) inputs; Weir feeds one [rows, features] float tensor")
+        guard !graph.inputs.isEmpty else { throw ModelError("the model has no inputs") }
+        var inputs = [(input: ModelInput, slot: Int)]()
+        var column = 0
+        for input in graph.inputs {
+            guard let kind = ModelInput.Kind(rawValue: input.elementType) else {
+                throw ModelError("input '\(input.name)' is \(input.elementType); Weir feeds float, double, int64 or string inputs")
+            }
+            guard input.shape.count == 1 || input.shape.count == 2 else {
+                throw ModelError("input '\(input.name)' has shape \(shapeText(input.shape)); Weir feeds [rows, columns] or [rows]")
+            }
+            let declared = input.shape.count == 1 ? 1 : input.shape[1]
+            guard let width = declared ?? (graph.inputs.count == 1 ? requestedWidth : nil) else {
+                throw ModelError("input '\(input.name)' has shape \(shapeText(input.shape)); the column count must be fixed")
+            }
+            let fed = ModelInput(name: input.name, kind: kind, width: width, firstColumn: column, rankOne: input.shape.count == 1)
+            let valueKind: ValueKind = kind == .string ? .string : (kind == .int64 ? .int64 : .float)
+            inputs.append((fed, newSlot(input.name, SlotInfo(kind: valueKind, rank: fed.rankOne ? 1 : 2, width: width))))
+            column += width
         }
-        guard input.elementType == "float" else {
-            throw ModelError("input '\(input.name)' is \(input.elementType); Weir feeds float32 rows (export with a float input)")
-        }
-        let declaredWidth = input.shape.count == 2 ? input.shape[1] : nil
-        guard let width = declaredWidth ?? requestedWidth else {
-            throw ModelError("input '\(input.name)' has shape \(input.shape.map { $0.map(String.init) ?? "?" }); the feature count must be fixed")
-        }
-        let inputSlot = newSlot(input.name, SlotInfo(kind: .float, rank: 2, width: width))
         try foldConstants()
         try fuseDynamicQuantization()
         for index in nodes.indices where !removed.contains(index) {
@@ -104,15 +138,19 @@ struct Planner {
             }
             outputs.append((output.name, slot))
         }
-        return Plan(steps: steps, slotCount: info.count, slotNames: slots, slotInfo: info, inputSlot: inputSlot,
-                    inputWidth: width, outputSlots: outputs, layers: layers)
+        return Plan(steps: steps, slotCount: info.count, slotNames: slots, slotInfo: info, inputs: inputs,
+                    inputWidth: column, symbols: symbols.build(), outputSlots: outputs, layers: layers)
+    }
+
+    private func shapeText(_ shape: [Int?]) -> String {
+        "[\(shape.map { $0.map(String.init) ?? "?" }.joined(separator: ", "))]"
     }
 
     private func checkOperators() throws {
         for node in nodes {
             let domain = node.domain == "ai.onnx" ? "" : node.domain
-            if node.opType == "ZipMap" {
-                throw ModelError("\(node.label) outputs a list of maps, which Weir cannot batch: export the classifier with skl2onnx options={'zipmap': False}")
+            if node.opType == "ZipMap" && !options.ignoresZipMap {
+                throw ModelError("\(node.label) outputs a list of maps, which Weir cannot batch: export the classifier with skl2onnx options={'zipmap': False}, or set \"zipmap\": \"ignore\" in the bundle manifest")
             }
             guard Planner.emitters[OperatorKey(domain: domain, opType: node.opType)] != nil else {
                 throw ModelError("unsupported operator \(node.opType) (domain \(domain.isEmpty ? "ai.onnx" : domain)) in node '\(node.name.isEmpty ? node.outputs.first ?? "?" : node.name)'")
@@ -156,11 +194,29 @@ struct Planner {
     private mutating func foldConstants() throws {
         for index in nodes.indices {
             let node = nodes[index]
+            if node.opType == "Constant" {
+                constants[node.outputs[0]] = try constantValue(node)
+                removed.insert(index)
+                continue
+            }
             let inputs = node.inputs.filter { !$0.isEmpty }
             guard !inputs.isEmpty, inputs.allSatisfy({ constants[$0] != nil }) else { continue }
             guard let value = try evaluateConstant(node) else { continue }
             constants[node.outputs[0]] = value
             removed.insert(index)
+        }
+    }
+
+    /// The value of a Constant node.
+    private func constantValue(_ node: GraphNode) throws -> Tensor {
+        switch (node.attributes["value"], node.attributes["value_float"], node.attributes["value_floats"],
+                node.attributes["value_int"], node.attributes["value_ints"]) {
+        case (.tensor(let t)?, _, _, _, _): return t
+        case (_, .float(let v)?, _, _, _): return Tensor(shape: [], floats: [v])
+        case (_, _, .floats(let v)?, _, _): return Tensor(shape: [v.count], floats: v)
+        case (_, _, _, .int(let v)?, _): return Tensor(shape: [], int64s: [v])
+        case (_, _, _, _, .ints(let v)?): return Tensor(shape: [v.count], int64s: v)
+        default: throw ModelError("\(node.label): only tensor, float and int constants are supported")
         }
     }
 

@@ -19,7 +19,7 @@ extension Planner {
     mutating func emitDequantizeLinear(_ node: GraphNode, index: Int) throws {
         let x = try runtime(node.inputs[0], node)
         let (scales, zeros) = try quantParameters(node)
-        let out = newSlot(node.outputs[0], SlotInfo(kind: .float, rank: x.info.rank, width: x.info.width))
+        let out = newSlot(node.outputs[0], SlotInfo(kind: .float, rowShape: x.info.rowShape))
         record(DequantizeLinearStep(input: x.slot, output: out, scales: scales, zeroPoints: zeros), output: node.outputs[0],
                nodes: [node.name], precision: "fp32", bytes: 0)
     }
@@ -45,7 +45,7 @@ extension Planner {
             let dq = nodes[users[0]]
             let (dqScales, dqZeros) = try quantParameters(dq)
             if dqScales == scales && dqZeros == zeros {
-                let out = newSlot(dq.outputs[0], SlotInfo(kind: .float, rank: x.info.rank, width: x.info.width))
+                let out = newSlot(dq.outputs[0], SlotInfo(kind: .float, rowShape: x.info.rowShape))
                 record(FakeQuantStep(input: x.slot, output: out, scales: scales, zeroPoints: zeros, low: low, high: high),
                        output: dq.outputs[0], nodes: [node.name, dq.name], precision: "fp32", bytes: 0)
                 removed.insert(users[0])

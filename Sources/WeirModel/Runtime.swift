@@ -1,14 +1,31 @@
-/// The element kind of a runtime value.
+/// The element kind of a runtime value. Strings are held as their symbols (`SymbolTable`) and
+/// booleans as 0 or 1, both in the integer storage.
 enum ValueKind: Sendable, Equatable {
-    case float, int64, string
+    case float, int64, string, bool
+
+    /// Whether values live in the integer storage.
+    var isInteger: Bool { self != .float }
 }
 
-/// What the planner knows about a runtime value: its kind and its per-row width. Every runtime
-/// value is batch-major: rank 1 (`[rows]`) or rank 2 (`[rows, width]`).
+/// What the planner knows about a runtime value: its kind and the shape of one row. Every runtime
+/// value is batch-major: `[rows] + rowShape`, stored row after row (`width` values each).
 struct SlotInfo: Sendable {
     var kind: ValueKind
-    var rank: Int
-    var width: Int
+    /// The dimensions after the batch: [] for `[rows]`, [w] for `[rows, w]`, [a, b] for `[rows, a, b]`.
+    var rowShape: [Int]
+
+    init(kind: ValueKind, rank: Int, width: Int) {
+        self.kind = kind
+        rowShape = rank == 1 ? [] : [width]
+    }
+
+    init(kind: ValueKind, rowShape: [Int]) {
+        self.kind = kind
+        self.rowShape = rowShape
+    }
+
+    var rank: Int { rowShape.count + 1 }
+    var width: Int { rowShape.reduce(1, *) }
 }
 
 /// The state of one runtime value: storage kept between runs so a warm run allocates nothing. Raw
@@ -24,7 +41,6 @@ struct BufferStorage {
     var ints: UnsafeMutablePointer<Int64>
     var floatCapacity = 1
     var intCapacity = 1
-    var strings: [String] = []
 
     init() {
         ownFloats = .allocate(capacity: 1)
@@ -54,11 +70,8 @@ struct Buffer {
         nonmutating set { storage.pointee.rank = newValue }
     }
     var floats: UnsafeMutablePointer<Float> { storage.pointee.floats }
+    /// Integers, string symbols or booleans (0/1).
     var ints: UnsafeMutablePointer<Int64> { storage.pointee.ints }
-    var strings: [String] {
-        get { storage.pointee.strings }
-        nonmutating _modify { yield &storage.pointee.strings }
-    }
 
     /// Reads `rows` x `width` floats in place from the caller's memory instead of copying them
     /// (for the model input: steps only read their inputs). Valid until the next `prepare`/`borrow`.
@@ -88,14 +101,12 @@ struct Buffer {
                 storage.pointee.floatCapacity = needed
             }
             storage.pointee.floats = storage.pointee.ownFloats
-        case .int64:
+        case .int64, .string, .bool:
             if storage.pointee.intCapacity < needed {
                 storage.pointee.ints.deallocate()
                 storage.pointee.ints = .allocate(capacity: needed)
                 storage.pointee.intCapacity = needed
             }
-        case .string:
-            if storage.pointee.strings.count < needed { storage.pointee.strings = [String](repeating: "", count: needed) }
         }
     }
 
@@ -105,20 +116,21 @@ struct Buffer {
             prepare(tile.kind, rows: totalRows, width: tile.width, rank: tile.rank)
         }
         let start = rowsBefore * tile.width, count = tile.count
-        switch tile.kind {
-        case .float: (floats + start).update(from: tile.floats, count: count)
-        case .int64: (ints + start).update(from: tile.ints, count: count)
-        case .string: for i in 0..<count { strings[start + i] = tile.strings[i] }
+        if tile.kind == .float {
+            (floats + start).update(from: tile.floats, count: count)
+        } else {
+            (ints + start).update(from: tile.ints, count: count)
         }
     }
 
-    /// An owned copy, as a `Tensor`.
-    func tensor() -> Tensor {
+    /// An owned copy, as a `Tensor` (strings spelled out through `symbols`; booleans as int64 0/1).
+    func tensor(symbols: SymbolTable) -> Tensor {
         let shape = rank == 1 ? [rows] : [rows, width]
+        let integers = UnsafeBufferPointer(start: ints, count: count)
         switch kind {
         case .float: return Tensor(shape: shape, floats: Array(UnsafeBufferPointer(start: floats, count: count)))
-        case .int64: return Tensor(shape: shape, int64s: Array(UnsafeBufferPointer(start: ints, count: count)))
-        case .string: return Tensor(shape: shape, strings: Array(strings[0..<count]))
+        case .int64, .bool: return Tensor(shape: shape, int64s: Array(integers))
+        case .string: return Tensor(shape: shape, strings: integers.map { symbols.string($0) })
         }
     }
 }
@@ -156,7 +168,10 @@ public final class ModelScratch {
     let stepMemory: UnsafeMutablePointer<StepMemory>
     private let stepCount: Int
 
-    init(slotCount: Int, slotNames: [String: Int], stepCount: Int) {
+    let symbols: SymbolTable
+
+    init(slotCount: Int, slotNames: [String: Int], stepCount: Int, symbols: SymbolTable) {
+        self.symbols = symbols
         buffers = BufferTable(count: slotCount)
         gathered = BufferTable(count: slotCount)
         gatheredSlots = Array(repeating: false, count: slotCount)
@@ -176,7 +191,7 @@ public final class ModelScratch {
 
     /// The value called `name` in the last run, copied out (nil if the plan has no such runtime value).
     public func value(named name: String) -> Tensor? {
-        slotNames[name].map { result($0).tensor() }
+        slotNames[name].map { result($0).tensor(symbols: symbols) }
     }
 
     /// The buffer holding a value of the last run: the gathered whole batch for tiled outputs.

@@ -15,7 +15,7 @@ extension Planner {
         let x = try runtime(node.inputs[0], node)
         let to = node.int("to", default: 1)
         let kind: ValueKind = [1, 10, 11].contains(to) ? .float : (to == 8 ? .string : .int64)
-        let out = newSlot(node.outputs[0], SlotInfo(kind: kind, rank: x.info.rank, width: x.info.width))
+        let out = newSlot(node.outputs[0], SlotInfo(kind: kind, rowShape: x.info.rowShape))
         record(CastStep(input: x.slot, output: out, to: kind), output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
     }
 
@@ -25,9 +25,10 @@ extension Planner {
         guard let shape = constants[node.inputs[1]]?.asInt64s.map(Int.init) else {
             throw ModelError("\(node.label): the target shape must be a constant")
         }
-        let (rank, width) = try reshapedLayout(x.info, shape, node)
-        let out = newSlot(node.outputs[0], SlotInfo(kind: x.info.kind, rank: rank, width: width))
-        record(ReshapeStep(input: x.slot, output: out, rank: rank, width: width), output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
+        let rowShape = try reshapedRowShape(x.info, shape, node)
+        let out = newSlot(node.outputs[0], SlotInfo(kind: x.info.kind, rowShape: rowShape))
+        record(ReshapeStep(input: x.slot, output: out, rank: rowShape.count + 1, width: x.info.width), output: node.outputs[0],
+               nodes: [node.name], precision: "-", bytes: 0)
     }
 
     /// Flatten at axis 1.
@@ -58,20 +59,28 @@ extension Planner {
                output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
     }
 
-    private func reshapedLayout(_ x: SlotInfo, _ shape: [Int], _ node: GraphNode) throws -> (Int, Int) {
-        let perRow = x.width
-        switch shape.count {
-        case 1:
-            guard perRow == 1 else { throw ModelError("\(node.label): reshaping [rows, \(perRow)] to \(shape) would mix rows") }
-            return (1, 1)
-        case 2:
-            let second = shape[1] == 0 ? perRow : (shape[1] == -1 ? perRow : shape[1])
-            guard second == perRow else { throw ModelError("\(node.label): reshaping [rows, \(perRow)] to \(shape) would mix rows") }
-            return (2, second)
-        default:
-            let trailing = shape.dropFirst(2)
-            guard trailing.allSatisfy({ $0 == 1 }) else { throw ModelError("\(node.label): tensors above rank 2 are not supported (shape \(shape))") }
-            return (2, shape[1] <= 0 ? perRow : shape[1])
+    /// The row shape after reshaping `[rows] + x.rowShape` to `shape`, which must keep the batch
+    /// first (-1 or 0 there) or, for one value per row, flatten to `[rows]`.
+    private func reshapedRowShape(_ x: SlotInfo, _ shape: [Int], _ node: GraphNode) throws -> [Int] {
+        let width = x.width
+        func mixes() -> ModelError { ModelError("\(node.label): reshaping [rows, \(x.rowShape.map(String.init).joined(separator: ", "))] to \(shape) would mix rows") }
+        if shape.count == 1 {
+            guard width == 1 else { throw mixes() }
+            return []
         }
+        guard let first = shape.first, first == -1 || first == 0 else { throw mixes() }
+        var rowShape = Array(shape.dropFirst())
+        for d in rowShape.indices where rowShape[d] == 0 {
+            guard d < x.rowShape.count else { throw mixes() }
+            rowShape[d] = x.rowShape[d]
+        }
+        if let unknown = rowShape.firstIndex(of: -1) {
+            guard first == 0 else { throw mixes() }
+            let known = rowShape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
+            guard known > 0, width % known == 0 else { throw mixes() }
+            rowShape[unknown] = width / known
+        }
+        guard rowShape.reduce(1, *) == width else { throw mixes() }
+        return rowShape
     }
 }

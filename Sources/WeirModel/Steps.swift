@@ -44,10 +44,10 @@ struct UnaryStep: Step {
 func copy(_ x: Buffer, to y: Buffer) {
     y.prepare(x.kind, rows: x.rows, width: x.width, rank: x.rank)
     let count = x.count
-    switch x.kind {
-    case .float: for i in 0..<count { y.floats[i] = x.floats[i] }
-    case .int64: for i in 0..<count { y.ints[i] = x.ints[i] }
-    case .string: for i in 0..<count { y.strings[i] = x.strings[i] }
+    if x.kind == .float {
+        y.floats.update(from: x.floats, count: count)
+    } else {
+        y.ints.update(from: x.ints, count: count)
     }
 }
 
@@ -135,17 +135,39 @@ struct CastStep: Step {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         if x.kind == to { copy(x, to: y); return }
         y.prepare(to, rows: x.rows, width: x.width, rank: x.rank)
-        let count = x.count
+        let count = x.count, symbols = scratch.symbols
         switch (x.kind, to) {
-        case (.float, .int64): for i in 0..<count { y.ints[i] = Int64(x.floats[i].rounded(.towardZero)) }
-        case (.int64, .float): for i in 0..<count { y.floats[i] = Float(x.ints[i]) }
-        case (.int64, .string): for i in 0..<count { y.strings[i] = String(x.ints[i]) }
-        case (.float, .string): for i in 0..<count { y.strings[i] = String(x.floats[i]) }
-        case (.string, .float): for i in 0..<count { y.floats[i] = Float(x.strings[i]) ?? .nan }
-        case (.string, .int64): for i in 0..<count { y.ints[i] = Int64(x.strings[i]) ?? 0 }
+        case (.float, .int64): for i in 0..<count { y.ints[i] = saturatingInt64(x.floats[i]) }
+        case (.float, .bool): for i in 0..<count { y.ints[i] = x.floats[i] != 0 ? 1 : 0 }
+        case (.int64, .float), (.bool, .float): for i in 0..<count { y.floats[i] = Float(x.ints[i]) }
+        case (.int64, .bool): for i in 0..<count { y.ints[i] = x.ints[i] != 0 ? 1 : 0 }
+        case (.bool, .int64): for i in 0..<count { y.ints[i] = x.ints[i] }
+        case (.int64, .string), (.bool, .string):
+            // Only strings the model knows can match anything downstream.
+            for i in 0..<count { y.ints[i] = symbols.integerSymbols[x.ints[i]] ?? SymbolTable.unknown }
+        case (.float, .string):
+            for i in 0..<count {
+                let v = x.floats[i]
+                y.ints[i] = v.rounded() == v && abs(v) < 1e15 ? symbols.integerSymbols[Int64(v)] ?? SymbolTable.unknown : SymbolTable.unknown
+            }
+        case (.string, .float):
+            for i in 0..<count { let s = x.ints[i]; y.floats[i] = s >= 0 ? symbols.numericValues[Int(s)] : .nan }
+        case (.string, .int64):
+            for i in 0..<count { let s = x.ints[i]; y.ints[i] = s >= 0 ? saturatingInt64(symbols.numericValues[Int(s)]) : 0 }
+        case (.string, .bool):
+            for i in 0..<count { y.ints[i] = x.ints[i] >= 0 && !symbols.strings[Int(x.ints[i])].isEmpty ? 1 : 0 }
         default: break
         }
     }
+}
+
+/// A float as an integer toward zero, without trapping: NaN is 0, values beyond Int64 saturate.
+@inline(__always)
+func saturatingInt64(_ value: Float) -> Int64 {
+    if value.isNaN { return 0 }
+    if value >= 9.2233715e18 { return .max }
+    if value <= -9.2233715e18 { return .min }
+    return Int64(value.rounded(.towardZero))
 }
 
 /// Reshape/Flatten of a batch-major value: the row count stays, the per-row width and rank change.
@@ -177,11 +199,9 @@ struct ConcatStep: Step {
             case .float:
                 let source = part.floats, target = y.floats
                 for r in 0..<rows { (target + r * width + column).update(from: source + r * partWidth, count: partWidth) }
-            case .int64:
+            case .int64, .string, .bool:
                 let source = part.ints, target = y.ints
                 for r in 0..<rows { (target + r * width + column).update(from: source + r * partWidth, count: partWidth) }
-            case .string:
-                for r in 0..<rows { for j in 0..<partWidth { y.strings[r * width + column + j] = part.strings[r * partWidth + j] } }
             }
             column += partWidth
         }
@@ -219,10 +239,10 @@ struct GatherColumnsStep: Step {
         for r in 0..<x.rows {
             for (j, c) in columns.enumerated() {
                 guard c < x.width else { throw ModelError("ArrayFeatureExtractor: column \(c) out of range (width \(x.width))") }
-                switch x.kind {
-                case .float: y.floats[r * columns.count + j] = x.floats[r * x.width + c]
-                case .int64: y.ints[r * columns.count + j] = x.ints[r * x.width + c]
-                case .string: y.strings[r * columns.count + j] = x.strings[r * x.width + c]
+                if x.kind == .float {
+                    y.floats[r * columns.count + j] = x.floats[r * x.width + c]
+                } else {
+                    y.ints[r * columns.count + j] = x.ints[r * x.width + c]
                 }
             }
         }
@@ -231,21 +251,56 @@ struct GatherColumnsStep: Step {
 
 struct GatherLabelsStep: Step {
     let indices: Int, output: Int
-    let labels: Tensor
+    let labels: ConstantTable
     var summary: String { "ArrayFeatureExtractor (labels)" }
     func run(_ scratch: ModelScratch, index: Int) throws {
         let ix = scratch.buffers[indices], y = scratch.buffers[output]
         let count = ix.count
-        switch labels.storage {
-        case .int64(let values):
-            y.prepare(.int64, rows: ix.rows, width: ix.width, rank: ix.rank)
-            for i in 0..<count { y.ints[i] = values[Int(ix.ints[i])] }
-        case .float(let values):
-            y.prepare(.float, rows: ix.rows, width: ix.width, rank: ix.rank)
-            for i in 0..<count { y.floats[i] = values[Int(ix.ints[i])] }
-        case .string(let values):
-            y.prepare(.string, rows: ix.rows, width: ix.width, rank: ix.rank)
-            for i in 0..<count { y.strings[i] = values[Int(ix.ints[i])] }
+        y.prepare(labels.kind, rows: ix.rows, width: ix.width, rank: ix.rank)
+        for i in 0..<count {
+            let position = ix.ints[i]
+            guard position >= 0 && position < Int64(labels.count) else {
+                throw ModelError("ArrayFeatureExtractor: index \(position) is outside the \(labels.count) values")
+            }
+            labels.write(Int(position), to: y, at: i)
+        }
+    }
+}
+
+/// A constant list read by position at run time (labels, an embedding's rows): floats, integers or
+/// string symbols.
+enum ConstantTable: Sendable {
+    case floats([Float])
+    case integers([Int64], ValueKind)
+
+    /// `tensor`'s values, its strings numbered by `symbols`.
+    init(_ tensor: Tensor, symbols: inout SymbolTableBuilder) {
+        switch tensor.storage {
+        case .float(let values): self = .floats(values)
+        case .int64(let values): self = .integers(values, .int64)
+        case .string(let values): self = .integers(values.map { symbols.intern($0) }, .string)
+        }
+    }
+
+    var kind: ValueKind {
+        switch self {
+        case .floats: return .float
+        case .integers(_, let kind): return kind
+        }
+    }
+
+    var count: Int {
+        switch self {
+        case .floats(let v): return v.count
+        case .integers(let v, _): return v.count
+        }
+    }
+
+    @inline(__always)
+    func write(_ index: Int, to buffer: Buffer, at position: Int) {
+        switch self {
+        case .floats(let v): buffer.floats[position] = v[index]
+        case .integers(let v, _): buffer.ints[position] = v[index]
         }
     }
 }
@@ -352,26 +407,13 @@ func erfInverse(_ x: Float) -> Float {
     return p * x
 }
 
-/// Class labels of a classifier: int64 or string.
-enum ClassLabels: Sendable {
-    case ints([Int64])
-    case strings([String])
-    var count: Int {
-        switch self {
-        case .ints(let v): return v.count
-        case .strings(let v): return v.count
-        }
-    }
-    func write(_ index: Int, to buffer: Buffer, at position: Int) {
-        switch self {
-        case .ints(let v): buffer.ints[position] = v[index]
-        case .strings(let v): buffer.strings[position] = v[index]
-        }
-    }
-    var kind: ValueKind {
-        if case .strings = self { return .string }
-        return .int64
-    }
+/// Class labels of a classifier: int64 values or string symbols.
+struct ClassLabels: Sendable {
+    let values: [Int64]
+    let kind: ValueKind
+    var count: Int { values.count }
+    @inline(__always)
+    func write(_ index: Int, to buffer: Buffer, at position: Int) { buffer.ints[position] = values[index] }
 }
 
 /// ai.onnx.ml LinearClassifier / LinearRegressor: scores = x · coefficientsᵀ + intercepts.

@@ -1,0 +1,409 @@
+import Foundation
+
+/// Where an element-wise operand's value for output position `j` of a row comes from: the same
+/// position (`map` nil), or `map[j]` within its row (broadcasting, computed once when planned).
+struct OperandSource: Sendable {
+    enum Values: Sendable {
+        case slot(Int)
+        case floats([Float])
+        case integers([Int64], ValueKind)
+    }
+    let values: Values
+    let map: [Int32]?
+
+    var kind: (ValueKind, isConstant: Bool) {
+        switch values {
+        case .slot: return (.float, false)
+        case .floats: return (.float, true)
+        case .integers(_, let kind): return (kind, true)
+        }
+    }
+}
+
+/// The element-wise operators over two or three operands with numpy broadcasting.
+enum ElementwiseOperator: String, Sendable {
+    case add = "Add", sub = "Sub", mul = "Mul", div = "Div", pow = "Pow", max = "Max", min = "Min", mod = "Mod"
+    case equal = "Equal", less = "Less", lessOrEqual = "LessOrEqual", greater = "Greater", greaterOrEqual = "GreaterOrEqual"
+    case and = "And", or = "Or", xor = "Xor"
+    case whereSelect = "Where"
+
+    var isComparison: Bool { [.equal, .less, .lessOrEqual, .greater, .greaterOrEqual].contains(self) }
+    var isLogical: Bool { [.and, .or, .xor].contains(self) }
+
+    @inline(__always)
+    func float(_ a: Float, _ b: Float) -> Float {
+        switch self {
+        case .add: return a + b
+        case .sub: return a - b
+        case .mul: return a * b
+        case .div: return a / b
+        case .pow: return powf(a, b)
+        case .max: return a.isNaN || b.isNaN ? .nan : Swift.max(a, b)
+        case .min: return a.isNaN || b.isNaN ? .nan : Swift.min(a, b)
+        case .mod: return fmodf(a, b)
+        default: return 0
+        }
+    }
+
+    @inline(__always)
+    func integer(_ a: Int64, _ b: Int64) -> Int64 {
+        switch self {
+        case .add: return a &+ b
+        case .sub: return a &- b
+        case .mul: return a &* b
+        case .div: return b == 0 ? 0 : (a == .min && b == -1 ? .min : a / b)
+        case .max: return Swift.max(a, b)
+        case .min: return Swift.min(a, b)
+        case .mod: return b == 0 ? 0 : (a == .min && b == -1 ? 0 : ((a % b) + b) % b)
+        case .pow:
+            var result: Int64 = 1
+            if b < 0 { return 0 }
+            for _ in 0..<Swift.min(b, 64) { result = result &* a }
+            return result
+        default: return 0
+        }
+    }
+
+    @inline(__always)
+    func compare(_ a: Float, _ b: Float) -> Bool {
+        switch self {
+        case .equal: return a == b
+        case .less: return a < b
+        case .lessOrEqual: return a <= b
+        case .greater: return a > b
+        case .greaterOrEqual: return a >= b
+        default: return false
+        }
+    }
+
+    @inline(__always)
+    func compare(_ a: Int64, _ b: Int64) -> Bool {
+        switch self {
+        case .equal: return a == b
+        case .less: return a < b
+        case .lessOrEqual: return a <= b
+        case .greater: return a > b
+        case .greaterOrEqual: return a >= b
+        case .and: return a != 0 && b != 0
+        case .or: return a != 0 || b != 0
+        case .xor: return (a != 0) != (b != 0)
+        default: return false
+        }
+    }
+}
+
+/// An element-wise operator over broadcast operands: arithmetic (float or int64), comparisons and
+/// logic (bool), or Where (condition, then, else).
+struct ElementwiseStep: Step {
+    let op: ElementwiseOperator
+    let operands: [OperandSource]
+    let output: Int
+    let outputKind: ValueKind
+    /// Whether arithmetic and comparisons run on floats (else on integers).
+    let inFloats: Bool
+    let rowShape: [Int]
+    var summary: String { "\(op.rawValue)\(inFloats ? " fp32" : "")" }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        var rows = 0
+        for operand in operands { if case .slot(let s) = operand.values { rows = scratch.buffers[s].rows } }
+        let width = rowShape.reduce(1, *)
+        let y = scratch.buffers[output]
+        y.prepare(outputKind, rows: rows, width: width, rank: rowShape.count + 1)
+        let buffers = operands.map { operand -> Buffer? in
+            if case .slot(let s) = operand.values { return scratch.buffers[s] }
+            return nil
+        }
+        @inline(__always) func position(_ k: Int, _ j: Int) -> Int { operands[k].map.map { Int($0[j]) } ?? j }
+        @inline(__always) func floatValue(_ k: Int, _ r: Int, _ j: Int) -> Float {
+            let p = position(k, j)
+            switch operands[k].values {
+            case .slot:
+                let b = buffers[k]!
+                return b.kind == .float ? b.floats[r * b.width + p] : Float(b.ints[r * b.width + p])
+            case .floats(let v): return v[p]
+            case .integers(let v, _): return Float(v[p])
+            }
+        }
+        @inline(__always) func intValue(_ k: Int, _ r: Int, _ j: Int) -> Int64 {
+            let p = position(k, j)
+            switch operands[k].values {
+            case .slot:
+                let b = buffers[k]!
+                return b.kind == .float ? saturatingInt64(b.floats[r * b.width + p]) : b.ints[r * b.width + p]
+            case .floats(let v): return saturatingInt64(v[p])
+            case .integers(let v, _): return v[p]
+            }
+        }
+        for r in 0..<rows {
+            let base = r * width
+            switch op {
+            case .whereSelect:
+                for j in 0..<width {
+                    let condition = intValue(0, r, j) != 0
+                    if outputKind == .float {
+                        y.floats[base + j] = floatValue(condition ? 1 : 2, r, j)
+                    } else {
+                        y.ints[base + j] = intValue(condition ? 1 : 2, r, j)
+                    }
+                }
+            case _ where op.isComparison:
+                if inFloats {
+                    for j in 0..<width { y.ints[base + j] = op.compare(floatValue(0, r, j), floatValue(1, r, j)) ? 1 : 0 }
+                } else {
+                    for j in 0..<width { y.ints[base + j] = op.compare(intValue(0, r, j), intValue(1, r, j)) ? 1 : 0 }
+                }
+            case _ where op.isLogical:
+                for j in 0..<width { y.ints[base + j] = op.compare(intValue(0, r, j), intValue(1, r, j)) ? 1 : 0 }
+            default:
+                if inFloats {
+                    for j in 0..<width { y.floats[base + j] = op.float(floatValue(0, r, j), floatValue(1, r, j)) }
+                } else {
+                    for j in 0..<width { y.ints[base + j] = op.integer(intValue(0, r, j), intValue(1, r, j)) }
+                }
+            }
+        }
+    }
+}
+
+/// Unary float functions beyond the activations: math, tests and rounding.
+enum MathFunction: String, Sendable {
+    case sqrt = "Sqrt", exp = "Exp", log = "Log", abs = "Abs", neg = "Neg", reciprocal = "Reciprocal", erf = "Erf"
+    case floor = "Floor", ceil = "Ceil", round = "Round", sign = "Sign", softplus = "Softplus"
+    case sin = "Sin", cos = "Cos", atan = "Atan"
+    case isNaN = "IsNaN", isInf = "IsInf", not = "Not"
+    case gelu = "Gelu", geluTanh = "GeluTanh"
+
+    /// Whether the result is a boolean.
+    var isTest: Bool { self == .isNaN || self == .isInf || self == .not }
+
+    @inline(__always)
+    func apply(_ x: Float) -> Float {
+        switch self {
+        case .sqrt: return x.squareRoot()
+        case .exp: return expf(x)
+        case .log: return logf(x)
+        case .abs: return Swift.abs(x)
+        case .neg: return -x
+        case .reciprocal: return 1 / x
+        case .erf: return erff(x)
+        case .floor: return x.rounded(.down)
+        case .ceil: return x.rounded(.up)
+        case .round: return x.rounded(.toNearestOrEven)
+        case .sign: return x > 0 ? 1 : (x < 0 ? -1 : (x.isNaN ? .nan : 0))
+        case .softplus: return x > 20 ? x : log1pf(expf(x))
+        case .sin: return sinf(x)
+        case .cos: return cosf(x)
+        case .atan: return atanf(x)
+        case .gelu: return 0.5 * x * (1 + erff(x * 0.70710678118654752))
+        case .geluTanh: return 0.5 * x * (1 + tanhf(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+        case .isNaN, .isInf, .not: return 0
+        }
+    }
+}
+
+struct MathStep: Step {
+    let input: Int, output: Int
+    let function: MathFunction
+    let rowShape: [Int]
+    var summary: String { "\(function.rawValue)\(function.isTest ? "" : " fp32")" }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let x = scratch.buffers[input], y = scratch.buffers[output]
+        let count = x.count
+        switch function {
+        case .isNaN, .isInf:
+            y.prepare(.bool, rows: x.rows, width: x.width, rank: rowShape.count + 1)
+            for i in 0..<count {
+                let v = x.kind == .float ? x.floats[i] : 0
+                y.ints[i] = (function == .isNaN ? v.isNaN : v.isInfinite) ? 1 : 0
+            }
+        case .not:
+            y.prepare(.bool, rows: x.rows, width: x.width, rank: rowShape.count + 1)
+            for i in 0..<count { y.ints[i] = x.ints[i] == 0 ? 1 : 0 }
+        case .neg where x.kind == .int64, .abs where x.kind == .int64:
+            y.prepare(.int64, rows: x.rows, width: x.width, rank: rowShape.count + 1)
+            for i in 0..<count { y.ints[i] = function == .neg ? 0 &- x.ints[i] : (x.ints[i] < 0 ? 0 &- x.ints[i] : x.ints[i]) }
+        default:
+            y.prepare(.float, rows: x.rows, width: x.width, rank: rowShape.count + 1)
+            let xp = x.floats, yp = y.floats
+            for i in 0..<count { yp[i] = function.apply(xp[i]) }
+        }
+    }
+}
+
+/// Clip to constant bounds.
+struct ClipStep: Step {
+    let input: Int, output: Int
+    let low: Float, high: Float
+    var summary: String { "Clip fp32" }
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let x = scratch.buffers[input], y = scratch.buffers[output]
+        y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
+        for i in 0..<x.count {
+            let v = x.floats[i]
+            y.floats[i] = v.isNaN ? v : Swift.min(Swift.max(v, low), high)
+        }
+    }
+}
+
+/// The reductions over axes after the batch.
+enum Reduction: String, Sendable {
+    case sum = "ReduceSum", mean = "ReduceMean", max = "ReduceMax", min = "ReduceMin", prod = "ReduceProd"
+    case logSumExp = "ReduceLogSumExp", sumSquare = "ReduceSumSquare", l1 = "ReduceL1", l2 = "ReduceL2", logSum = "ReduceLogSum"
+}
+
+/// A reduction over some of a row's axes: each output position reduces the input positions listed
+/// for it (computed when planned).
+struct ReduceStep: Step {
+    let input: Int, output: Int
+    let reduction: Reduction
+    /// For each output position of a row, the input positions it reduces (all groups have one size).
+    let groups: [Int32]
+    let groupSize: Int
+    let outputRank: Int
+    var summary: String { "\(reduction.rawValue) fp32" }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let x = scratch.buffers[input], y = scratch.buffers[output]
+        let outWidth = groups.count / Swift.max(groupSize, 1)
+        y.prepare(.float, rows: x.rows, width: outWidth, rank: outputRank)
+        for r in 0..<x.rows {
+            let row = x.floats + r * x.width
+            for o in 0..<outWidth {
+                let members = o * groupSize
+                var result: Float
+                switch reduction {
+                case .max, .min:
+                    result = reduction == .max ? -.infinity : .infinity
+                    for m in 0..<groupSize {
+                        let v = row[Int(groups[members + m])]
+                        if v.isNaN { result = v; break }
+                        result = reduction == .max ? Swift.max(result, v) : Swift.min(result, v)
+                    }
+                case .prod:
+                    result = 1
+                    for m in 0..<groupSize { result *= row[Int(groups[members + m])] }
+                case .logSumExp:
+                    var highest = -Float.infinity
+                    for m in 0..<groupSize { highest = Swift.max(highest, row[Int(groups[members + m])]) }
+                    var sum: Float = 0
+                    for m in 0..<groupSize { sum += expf(row[Int(groups[members + m])] - highest) }
+                    result = highest.isFinite ? highest + logf(sum) : highest
+                default:
+                    result = 0
+                    for m in 0..<groupSize {
+                        let v = row[Int(groups[members + m])]
+                        switch reduction {
+                        case .sumSquare, .l2: result += v * v
+                        case .l1: result += Swift.abs(v)
+                        default: result += v
+                        }
+                    }
+                    if reduction == .mean { result /= Float(groupSize) }
+                    if reduction == .l2 { result = result.squareRoot() }
+                    if reduction == .logSum { result = logf(result) }
+                }
+                y.floats[r * outWidth + o] = result
+            }
+        }
+    }
+}
+
+/// A row's values rearranged by a fixed index map: Gather, Slice, Transpose and Squeeze of the
+/// dimensions after the batch (computed when planned).
+struct RearrangeStep: Step {
+    let input: Int, output: Int
+    let map: [Int32]
+    let rank: Int
+    let name: String
+    var summary: String { name }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let x = scratch.buffers[input], y = scratch.buffers[output]
+        let width = map.count
+        y.prepare(x.kind, rows: x.rows, width: width, rank: rank)
+        if x.kind == .float {
+            for r in 0..<x.rows { for j in 0..<width { y.floats[r * width + j] = x.floats[r * x.width + Int(map[j])] } }
+        } else {
+            for r in 0..<x.rows { for j in 0..<width { y.ints[r * width + j] = x.ints[r * x.width + Int(map[j])] } }
+        }
+    }
+}
+
+/// Gather on axis 0 of a constant table by runtime indices (an embedding lookup): each index
+/// becomes the table's row. An index outside the table reads zeros (onnxruntime refuses the batch).
+struct EmbeddingStep: Step {
+    let indices: Int, output: Int
+    let table: [Float]
+    let tableRows: Int, rowWidth: Int
+    let rank: Int
+    var summary: String { "Gather (\(tableRows) × \(rowWidth) table)" }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let ix = scratch.buffers[indices], y = scratch.buffers[output]
+        let perRow = ix.width, width = perRow * rowWidth
+        y.prepare(.float, rows: ix.rows, width: width, rank: rank)
+        table.withUnsafeBufferPointer { t in
+            for r in 0..<ix.rows {
+                for k in 0..<perRow {
+                    var i = ix.kind == .float ? saturatingInt64(ix.floats[r * perRow + k]) : ix.ints[r * perRow + k]
+                    if i < 0 { i += Int64(tableRows) }
+                    let target = y.floats + r * width + k * rowWidth
+                    if i >= 0 && i < Int64(tableRows) {
+                        target.update(from: t.baseAddress! + Int(i) * rowWidth, count: rowWidth)
+                    } else {
+                        target.update(repeating: 0, count: rowWidth)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A runtime value of constant content with another value's rows (ConstantOfShape of a Shape).
+struct FillStep: Step {
+    let like: Int, output: Int
+    let value: Float
+    let kind: ValueKind
+    let width: Int, rank: Int
+    var summary: String { "ConstantOfShape" }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let rows = scratch.buffers[like].rows, y = scratch.buffers[output]
+        y.prepare(kind, rows: rows, width: width, rank: rank)
+        if kind == .float {
+            y.floats.update(repeating: value, count: rows * width)
+        } else {
+            y.ints.update(repeating: saturatingInt64(value), count: rows * width)
+        }
+    }
+}
+
+/// LayerNormalization over the last `normalizedWidth` values of each row (groups of that size).
+struct LayerNormStep: Step {
+    let input: Int, output: Int
+    let normalizedWidth: Int
+    let scale: [Float], bias: [Float]
+    let epsilon: Float
+    var summary: String { "LayerNormalization fp32" }
+
+    func run(_ scratch: ModelScratch, index: Int) throws {
+        let x = scratch.buffers[input], y = scratch.buffers[output]
+        y.prepare(.float, rows: x.rows, width: x.width, rank: x.rank)
+        let n = normalizedWidth, groups = x.count / Swift.max(n, 1)
+        for g in 0..<groups {
+            let xp = x.floats + g * n, yp = y.floats + g * n
+            var mean: Float = 0
+            for i in 0..<n { mean += xp[i] }
+            mean /= Float(n)
+            var variance: Float = 0
+            for i in 0..<n { let d = xp[i] - mean; variance += d * d }
+            variance /= Float(n)
+            let inverse = 1 / (variance + epsilon).squareRoot()
+            for i in 0..<n {
+                yp[i] = (xp[i] - mean) * inverse * scale[scale.count == 1 ? 0 : i] + (bias.isEmpty ? 0 : bias[bias.count == 1 ? 0 : i])
+            }
+        }
+    }
+}

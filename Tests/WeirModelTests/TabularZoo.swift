@@ -1,0 +1,103 @@
+import Foundation
+@testable import WeirModel
+
+/// A model of the tabular zoo and onnxruntime's outputs, as scripts/make-tabular-models.py wrote them.
+struct TabularFixture {
+    struct Tensor: Decodable {
+        let name: String
+        let type: String
+        let shape: [Int]
+        let file: String
+    }
+    struct Meta: Decodable {
+        let name: String
+        let model: String
+        let task: String
+        let family: String
+        let notes: String
+        let rows: Int
+        let inputs: [Tensor]
+        let outputs: [Tensor]
+        let operators: [String]
+    }
+
+    static let directory = Fixture.directory.appendingPathComponent("tabular")
+
+    /// Every model of the zoo, by name.
+    static var all: [String] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+    }
+
+    let meta: Meta
+    var modelURL: URL { Self.directory.appendingPathComponent(meta.model) }
+
+    init(_ name: String) throws {
+        meta = try JSONDecoder().decode(Meta.self, from: Data(contentsOf: Self.directory.appendingPathComponent("\(name).json")))
+    }
+
+    /// A stored tensor as a `WeirModel.Tensor`.
+    static func load(_ spec: Tensor) throws -> WeirModel.Tensor {
+        let url = directory.appendingPathComponent(spec.file)
+        switch spec.type {
+        case "float":
+            let data = try Data(contentsOf: url)
+            return WeirModel.Tensor(shape: spec.shape, floats: data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        case "int64":
+            let data = try Data(contentsOf: url)
+            return WeirModel.Tensor(shape: spec.shape, int64s: data.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) })
+        default:
+            var lines = try String(contentsOf: url, encoding: .utf8).components(separatedBy: "\n")
+            if lines.last == "" { lines.removeLast() }
+            return WeirModel.Tensor(shape: spec.shape, strings: lines)
+        }
+    }
+
+    func inputs() throws -> [String: WeirModel.Tensor] {
+        Dictionary(uniqueKeysWithValues: try meta.inputs.map { ($0.name, try Self.load($0)) })
+    }
+
+    /// How Weir's outputs compare with onnxruntime's.
+    struct Agreement {
+        /// Rows whose every label (int64 or string output) equals onnxruntime's, of all rows.
+        var labelRows = 0, rows = 0
+        /// The largest difference of a float output, relative to max(1, |onnxruntime's value|).
+        var worstScoreDifference: Float = 0
+        var worstOutput = ""
+        var labelShare: Double { rows == 0 ? 1 : Double(labelRows) / Double(rows) }
+    }
+
+    func compare(_ outputs: [String: WeirModel.Tensor]) throws -> Agreement {
+        var agreement = Agreement(rows: meta.rows)
+        var rowAgrees = [Bool](repeating: true, count: meta.rows)
+        var sawLabels = false
+        for spec in meta.outputs {
+            let expected = try Self.load(spec)
+            guard let actual = outputs[spec.name] else { throw ModelError("output '\(spec.name)' missing") }
+            guard actual.count == expected.count else {
+                throw ModelError("output '\(spec.name)': \(actual.count) values, onnxruntime gave \(expected.count)")
+            }
+            let perRow = max(1, expected.count / meta.rows)
+            switch (expected.storage, actual.storage) {
+            case (.float(let want), .float(let got)):
+                for i in 0..<want.count {
+                    let difference = abs(want[i] - got[i]) / max(1, abs(want[i]))
+                    if !(difference <= agreement.worstScoreDifference) && !(want[i].isNaN && got[i].isNaN) {
+                        agreement.worstScoreDifference = difference.isNaN ? .infinity : difference
+                        agreement.worstOutput = spec.name
+                    }
+                }
+            case (.int64(let want), .int64(let got)):
+                sawLabels = true
+                for i in 0..<want.count where want[i] != got[i] { rowAgrees[i / perRow] = false }
+            case (.string(let want), .string(let got)):
+                sawLabels = true
+                for i in 0..<want.count where want[i] != got[i] { rowAgrees[i / perRow] = false }
+            default:
+                throw ModelError("output '\(spec.name)': Weir gave \(actual.elementTypeName), onnxruntime \(expected.elementTypeName)")
+            }
+        }
+        agreement.labelRows = sawLabels ? rowAgrees.filter { $0 }.count : meta.rows
+        return agreement
+    }
+}
