@@ -81,14 +81,15 @@ let package = Package(
         // Benchmarks: a Swift passthrough over WeirKafka, its C twin written against
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
-            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker", "WeirRegistry", "AvroReference"],
+            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker", "WeirRegistry", "AvroReference",
+                                               "WeirTestSupport"],
             path: "bench/weir-bench"),
         .executableTarget(
             name: "jansson-peer", dependencies: ["CJansson"], path: "bench/jansson-peer"),
         .executableTarget(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
-        .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka"], path: "Tests/WeirTestSupport"),
+        .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka", "WeirModel"], path: "Tests/WeirTestSupport"),
         .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "FuzzChecks", "WeirTestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),

@@ -18,6 +18,10 @@ extension Planner {
     /// `function` applied to every value.
     mutating func emitUnary(_ node: GraphNode, _ function: UnaryFunction) throws {
         let x = try runtime(node.inputs[0], node)
+        if case .identity = function, !isGraphOutput(node.outputs[0]) {
+            view(node.outputs[0], of: x.slot, rowShape: x.info.rowShape)
+            return
+        }
         let out = newSlot(node.outputs[0], x.info)
         record(UnaryStep(input: x.slot, output: out, function: function), output: node.outputs[0], nodes: [node.name],
                precision: "fp32", bytes: 0)
@@ -36,7 +40,7 @@ extension Planner {
     mutating func emitBinary(_ node: GraphNode) throws {
         // Float rows of one rank with scalar or per-column constants take the fast step; anything
         // else (integers, more dimensions, row-shaped broadcasts) the general one.
-        let runtimeInfos = node.inputs.compactMap { slots[$0].map { info[$0] } }
+        let runtimeInfos = node.inputs.compactMap { slotInfo($0) }
         let fast = runtimeInfos.allSatisfy { $0.kind == .float && $0.rank <= 2 }
             && Set(runtimeInfos.map(\.rank)).count == 1
             && node.inputs.allSatisfy { name in
@@ -50,7 +54,7 @@ extension Planner {
         }
         let op = BinaryOperator(rawValue: node.opType)!
         func operand(_ name: String) throws -> (Operand, SlotInfo?) {
-            if let slot = slots[name] { return (.slot(slot), info[slot]) }
+            if let slot = slots[name] { return (.slot(slot), slotInfo(name)) }
             guard let c = constants[name] else { throw ModelError("\(node.label): input '\(name)' is not produced by any earlier node") }
             return (.constant(c.asFloats), nil)
         }

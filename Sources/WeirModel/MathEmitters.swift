@@ -43,7 +43,7 @@ extension Planner {
     /// An operand's row shape and values: a runtime value, or a constant whose leading dimension
     /// (when it has the runtime value's rank) must be 1.
     private func operandShape(_ name: String, rank: Int, _ node: GraphNode) throws -> (OperandSource.Values, [Int], ValueKind) {
-        if let slot = slots[name] { return (.slot(slot), info[slot].rowShape, info[slot].kind) }
+        if let slot = slots[name], let known = slotInfo(name) { return (.slot(slot), known.rowShape, known.kind) }
         guard let constant = constants[name] else { throw ModelError("\(node.label): input '\(name)' is not produced by any earlier node") }
         var shape = constant.shape
         if shape.count >= rank && rank > 0 {
@@ -101,7 +101,7 @@ extension Planner {
     /// An element-wise operator over two (Where: three) operands, broadcast.
     mutating func emitElementwise(_ node: GraphNode, _ op: ElementwiseOperator, inputs names: [String]? = nil, output: String? = nil) throws {
         let names = names ?? node.inputs
-        let rank = names.compactMap { slots[$0].map { info[$0].rank } }.max()
+        let rank = names.compactMap { slotInfo($0)?.rank }.max()
         guard let rank else { throw ModelError("\(node.label): every input is a constant") }
         var parts = try names.map { try operandShape($0, rank: rank, node) }
         // String constants compared with string values: by symbol.
@@ -391,6 +391,10 @@ extension Planner {
             }
         } else {
             shape.removeAll { $0 == 1 }
+        }
+        if !isGraphOutput(node.outputs[0]) {
+            view(node.outputs[0], of: x.slot, rowShape: shape)
+            return
         }
         let out = newSlot(node.outputs[0], SlotInfo(kind: x.info.kind, rowShape: shape))
         record(ReshapeStep(input: x.slot, output: out, rank: shape.count + 1, width: shape.reduce(1, *)), output: node.outputs[0],

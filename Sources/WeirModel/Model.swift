@@ -8,6 +8,8 @@ public final class Model: Sendable {
     public let input: TensorSignature
     /// Every graph input, in the order their columns sit in the feature row.
     public let inputs: [ModelInput]
+    /// The graph's inputs as declared (element type and shape), in the same order.
+    public let inputSignatures: [TensorSignature]
     /// The strings the model knows, numbered: a string column of the feature row holds the
     /// category's symbol (`SymbolTable.unknown` for one the model does not know).
     public let symbols: SymbolTable
@@ -41,6 +43,7 @@ public final class Model: Sendable {
         plan = try planner.plan(inputWidth: inputWidth)
         input = graph.inputs[0]
         inputs = plan.inputs.map(\.input)
+        inputSignatures = graph.inputs
         symbols = plan.symbols
         outputs = graph.outputs
         self.inputWidth = plan.inputWidth
@@ -113,7 +116,12 @@ public final class Model: Sendable {
         switch fed.kind {
         case .float, .double:
             buffer.prepare(.float, rows: rows, width: width, rank: fed.rankOne ? 1 : 2)
-            for r in 0..<rows { (buffer.floats + r * width).update(from: input + r * stride + first, count: width) }
+            let target = buffer.floats
+            if width == 1 {
+                for r in 0..<rows { target[r] = input[r * stride + first] }
+            } else {
+                for r in 0..<rows { (target + r * width).update(from: input + r * stride + first, count: width) }
+            }
         case .int64:
             buffer.prepare(.int64, rows: rows, width: width, rank: fed.rankOne ? 1 : 2)
             for r in 0..<rows { for j in 0..<width { buffer.ints[r * width + j] = saturatingInt64(input[r * stride + first + j]) } }

@@ -93,6 +93,8 @@ struct Planner {
     var layers: [LayerDescription] = []
     /// The strings the plan's steps compare with or produce.
     var symbols = SymbolTableBuilder()
+    /// Names that view another value's storage with another row shape (Reshape, Identity, ...).
+    var views: [String: SlotInfo] = [:]
     /// Outputs of Shape nodes: the batch value whose shape they hold.
     var shapeSources: [String: Int] = [:]
 
@@ -174,7 +176,19 @@ struct Planner {
             }
             throw ModelError("\(node.label): input '\(name)' is not produced by any earlier node")
         }
-        return (slot, info[slot])
+        return (slot, views[name] ?? info[slot])
+    }
+
+    /// What the planner knows of the runtime value called `name`, if there is one.
+    func slotInfo(_ name: String) -> SlotInfo? {
+        slots[name].map { views[name] ?? info[$0] }
+    }
+
+    /// Makes `name` another view of `slot`'s storage, with row shape `rowShape` (no copy; a step
+    /// reads the row width from its buffer, which is the same).
+    mutating func view(_ name: String, of slot: Int, rowShape: [Int]) {
+        slots[name] = slot
+        views[name] = SlotInfo(kind: info[slot].kind, rowShape: rowShape)
     }
 
     func consumers(of name: String) -> [Int] {

@@ -26,6 +26,10 @@ extension Planner {
             throw ModelError("\(node.label): the target shape must be a constant")
         }
         let rowShape = try reshapedRowShape(x.info, shape, node)
+        if !isGraphOutput(node.outputs[0]) {
+            view(node.outputs[0], of: x.slot, rowShape: rowShape)
+            return
+        }
         let out = newSlot(node.outputs[0], SlotInfo(kind: x.info.kind, rowShape: rowShape))
         record(ReshapeStep(input: x.slot, output: out, rank: rowShape.count + 1, width: x.info.width), output: node.outputs[0],
                nodes: [node.name], precision: "-", bytes: 0)
@@ -35,6 +39,10 @@ extension Planner {
     mutating func emitFlatten(_ node: GraphNode, index: Int) throws {
         let x = try runtime(node.inputs[0], node)
         guard node.int("axis", default: 1) == 1 else { throw ModelError("\(node.label): only axis=1 is supported") }
+        if !isGraphOutput(node.outputs[0]) {
+            view(node.outputs[0], of: x.slot, rowShape: [x.info.width])
+            return
+        }
         let out = newSlot(node.outputs[0], SlotInfo(kind: x.info.kind, rank: 2, width: x.info.width))
         record(ReshapeStep(input: x.slot, output: out, rank: 2, width: x.info.width), output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
     }

@@ -197,11 +197,16 @@ struct ConcatStep: Step {
             let partWidth = part.width
             switch part.kind {
             case .float:
-                let source = part.floats, target = y.floats
-                for r in 0..<rows { (target + r * width + column).update(from: source + r * partWidth, count: partWidth) }
+                let source = part.floats, target = y.floats + column
+                // Narrow parts (one-column inputs, small one-hot blocks) by element: a memmove call each costs more.
+                if partWidth < 16 {
+                    for r in 0..<rows { for j in 0..<partWidth { target[r * width + j] = source[r * partWidth + j] } }
+                } else {
+                    for r in 0..<rows { (target + r * width).update(from: source + r * partWidth, count: partWidth) }
+                }
             case .int64, .string, .bool:
-                let source = part.ints, target = y.ints
-                for r in 0..<rows { (target + r * width + column).update(from: source + r * partWidth, count: partWidth) }
+                let source = part.ints, target = y.ints + column
+                for r in 0..<rows { for j in 0..<partWidth { target[r * width + j] = source[r * partWidth + j] } }
             }
             column += partWidth
         }
@@ -387,6 +392,29 @@ func applyPostTransform(_ transform: PostTransform, _ scores: inout [Float], off
         if sum > 0 { for j in 0..<count { scores[offset + j] /= sum } }
     case .probit:
         for j in 0..<count { scores[offset + j] = Float(2).squareRoot() * erfInverse(2 * scores[offset + j] - 1) }
+    case .none:
+        break
+    }
+}
+
+/// Applies an ONNX-ML post_transform to `count` scores in place, without allocating.
+func applyPostTransform(_ transform: PostTransform, to scores: UnsafeMutablePointer<Float>, count: Int) {
+    switch transform {
+    case .logistic:
+        for j in 0..<count { scores[j] = sigmoid(scores[j]) }
+    case .softmax, .softmaxZero:
+        var highest = -Float.infinity
+        for j in 0..<count { highest = max(highest, scores[j]) }
+        var sum: Float = 0
+        for j in 0..<count {
+            let v = scores[j]
+            let e = (transform == .softmaxZero && v == 0) ? 0 : expf(v - highest)
+            scores[j] = e
+            sum += e
+        }
+        if sum > 0 { for j in 0..<count { scores[j] /= sum } }
+    case .probit:
+        for j in 0..<count { scores[j] = Float(2).squareRoot() * erfInverse(2 * scores[j] - 1) }
     case .none:
         break
     }

@@ -1,3 +1,5 @@
+import CWeirKernels
+
 /// ai.onnx.ml TreeEnsembleClassifier / TreeEnsembleRegressor, flattened into arrays for traversal.
 struct TreeEnsemble: Sendable {
     enum Mode: UInt8, Sendable { case leq, lt, gte, gt, eq, neq, leaf }
@@ -17,6 +19,17 @@ struct TreeEnsemble: Sendable {
     var roots: [Int32] = []
     var targetCount = 0
     var maxFeature = 0
+    /// The nodes packed for the C traversal (`weir_trees_accumulate`), with their branch tests.
+    private(set) var packed: Constants<weir_tree_node>! = nil
+    private(set) var packedModes: Constants<UInt8>! = nil
+    private(set) var packedRoots: Constants<Int32>! = nil
+    private(set) var packedLeafTargets: Constants<Int32>! = nil
+    private(set) var packedLeafWeights: Constants<Float>! = nil
+    private(set) var packedLeafStart: Constants<Int32>! = nil
+    private(set) var packedLeafCount: Constants<Int32>! = nil
+    private(set) var packedDepths: Constants<Int32>! = nil
+    /// The branch test all nodes share, or WEIR_TREE_MIXED.
+    private(set) var uniformMode: Int32 = 0
 
     /// Reads the node_* and (class|target)_* attributes of `node`.
     init(node: GraphNode, weightPrefix: String) throws {
@@ -86,6 +99,58 @@ struct TreeEnsemble: Sendable {
                 leafWeights.append(w)
             }
         }
+        guard maxFeature < Int(WEIR_TREE_FEATURE_MASK) else { throw ModelError("\(node.label): feature index \(maxFeature) is too large") }
+        pack()
+    }
+
+    /// Lays the nodes out for `weir_trees_accumulate`.
+    private mutating func pack() {
+        let codes: [Mode: UInt8] = [.leq: UInt8(WEIR_TREE_LEQ), .lt: UInt8(WEIR_TREE_LT), .gte: UInt8(WEIR_TREE_GTE),
+                                    .gt: UInt8(WEIR_TREE_GT), .eq: UInt8(WEIR_TREE_EQ), .neq: UInt8(WEIR_TREE_NEQ), .leaf: 0]
+        var nodes = [weir_tree_node]()
+        nodes.reserveCapacity(mode.count)
+        for n in mode.indices {
+            if mode[n] == .leaf {
+                nodes.append(weir_tree_node(threshold: 0, feature: 0, children: (Int32(n), Int32(n))))
+            } else {
+                let missing: UInt32 = missingTracksTrue[n] ? 0x8000_0000 : 0
+                nodes.append(weir_tree_node(threshold: threshold[n], feature: UInt32(feature[n]) | missing,
+                                            children: (trueChild[n], falseChild[n])))
+            }
+        }
+        let branchModes = Set(mode.filter { $0 != .leaf })
+        uniformMode = branchModes.count == 1 && (branchModes.first == .leq || branchModes.first == .lt)
+            ? Int32(codes[branchModes.first!]!) : Int32(WEIR_TREE_MIXED)
+        packed = Constants(nodes)
+        packedModes = Constants(mode.map { codes[$0]! })
+        packedRoots = Constants(roots)
+        packedLeafTargets = Constants(leafTargets)
+        packedLeafWeights = Constants(leafWeights)
+        packedLeafStart = Constants(leafStart)
+        packedLeafCount = Constants(mode.indices.map { mode[$0] == .leaf ? leafCount[$0] : -1 })
+        packedDepths = Constants(roots.map { depth(from: Int($0)) })
+    }
+
+    /// Steps from `root` to its deepest leaf (0 for a leaf). A file whose branches loop or share
+    /// nodes (no exporter writes one) gets the node count: the descent stays bounded.
+    private func depth(from root: Int) -> Int32 {
+        var deepest: Int32 = 0, visits = 0
+        var stack = [(root, Int32(0))]
+        while let (n, d) = stack.popLast() {
+            visits += 1
+            if visits > 2 * mode.count + 2 { return Int32(mode.count) }
+            if mode[n] == .leaf { deepest = max(deepest, d); continue }
+            stack.append((Int(trueChild[n]), d + 1))
+            stack.append((Int(falseChild[n]), d + 1))
+        }
+        return deepest
+    }
+
+    /// Adds every tree's leaf weights for `rows` rows into `scores` (rows × targets, zeroed by the caller).
+    func accumulate(rows: UnsafePointer<Float>, count: Int, stride: Int, into scores: UnsafeMutablePointer<Float>, targets: Int) {
+        weir_trees_accumulate(packed.base, packedModes.base, uniformMode, packedRoots.base, packedDepths.base, roots.count, rows,
+                              count, stride, packedLeafStart.base, packedLeafCount.base, packedLeafTargets.base, packedLeafWeights.base,
+                              scores, targets)
     }
 
     /// Adds every tree's leaf weights for one row into `scores` (per target).
@@ -155,38 +220,60 @@ struct TreeEnsembleStep: Step {
         let scoresBuffer = scratch.buffers[scoreOutput]
         scoresBuffer.prepare(.float, rows: rows, width: width)
         if let labelOutput, let labels { scratch.buffers[labelOutput].prepare(labels.kind, rows: rows, width: 1, rank: 1) }
-        var scores = [Float](repeating: 0, count: max(ensemble.targetCount, targets, 1))
-        var counts = [Int](repeating: 0, count: scores.count)
-        do {
-            let xp = x.floats
-            for r in 0..<rows {
-                for t in 0..<scores.count { scores[t] = 0; counts[t] = 0 }
-                ensemble.accumulate(row: xp + r * x.width, into: &scores, aggregate: aggregate, treeCount: &counts)
-                if aggregate == .average { for t in 0..<scores.count where counts[t] > 0 { scores[t] /= Float(ensemble.roots.count) } }
-                for t in 0..<min(baseValues.count, scores.count) { scores[t] += baseValues[t] }
-                if binary {
-                    // One score for the positive class, as scikit-learn's binary boosting writes it.
-                    var s = [scores[0]]
-                    applyPostTransform(postTransform, &s, offset: 0, count: 1)
-                    let positive: Bool
-                    if postTransform == .none {
-                        let allPositive = ensemble.leafWeights.allSatisfy { $0 >= 0 }
-                        positive = allPositive ? s[0] > 0.5 : s[0] > 0
-                        scoresBuffer.floats[r * 2] = allPositive ? 1 - s[0] : -s[0]
-                    } else {
-                        positive = s[0] > 0.5
-                        scoresBuffer.floats[r * 2] = 1 - s[0]
-                    }
-                    scoresBuffer.floats[r * 2 + 1] = s[0]
-                    if let labelOutput, let labels { labels.write(positive ? 1 : 0, to: scratch.buffers[labelOutput], at: r) }
-                    continue
-                }
-                var best = 0
-                for t in 1..<max(width, 1) where scores[t] > scores[best] { best = t }
-                if labels != nil { applyPostTransform(postTransform, &scores, offset: 0, count: width) }
-                for t in 0..<width { scoresBuffer.floats[r * width + t] = scores[t] }
-                if let labelOutput, let labels { labels.write(best, to: scratch.buffers[labelOutput], at: r) }
+        // Raw sums per row and target, in the step's memory (reused between runs).
+        let sumWidth = max(ensemble.targetCount, targets, 1)
+        scratch.stepMemory[index].reserve(rowBytes: rows * sumWidth * MemoryLayout<Float>.stride, rows: 1, sums: 1)
+        let sums = scratch.stepMemory[index].rows.bindMemory(to: Float.self, capacity: rows * sumWidth)
+        sums.update(repeating: 0, count: rows * sumWidth)
+        if aggregate == .sum || aggregate == .average {
+            ensemble.accumulate(rows: x.floats, count: rows, stride: x.width, into: sums, targets: sumWidth)
+            if aggregate == .average {
+                let trees = Float(ensemble.roots.count)
+                for i in 0..<(rows * sumWidth) { sums[i] /= trees }
             }
+        } else {
+            var scores = [Float](repeating: 0, count: sumWidth), counts = [Int](repeating: 0, count: sumWidth)
+            for r in 0..<rows {
+                for t in 0..<sumWidth { scores[t] = 0; counts[t] = 0 }
+                ensemble.accumulate(row: x.floats + r * x.width, into: &scores, aggregate: aggregate, treeCount: &counts)
+                for t in 0..<sumWidth { sums[r * sumWidth + t] = scores[t] }
+            }
+        }
+        let allPositive = ensemble.leafWeights.allSatisfy { $0 >= 0 }
+        for r in 0..<rows {
+            let row = sums + r * sumWidth
+            for t in 0..<min(baseValues.count, sumWidth) { row[t] += baseValues[t] }
+            let out = scoresBuffer.floats + r * width
+            if binary {
+                // One score for the positive class, as scikit-learn's binary boosting writes it.
+                let s = transformedSingle(row[0])
+                let positive: Bool
+                if postTransform == .none {
+                    positive = allPositive ? s > 0.5 : s > 0
+                    out[0] = allPositive ? 1 - s : -s
+                } else {
+                    positive = s > 0.5
+                    out[0] = 1 - s
+                }
+                out[1] = s
+                if let labelOutput, let labels { labels.write(positive ? 1 : 0, to: scratch.buffers[labelOutput], at: r) }
+                continue
+            }
+            var best = 0
+            for t in 1..<max(width, 1) where row[t] > row[best] { best = t }
+            for t in 0..<width { out[t] = row[t] }
+            if labels != nil { applyPostTransform(postTransform, to: out, count: width) }
+            if let labelOutput, let labels { labels.write(best, to: scratch.buffers[labelOutput], at: r) }
+        }
+    }
+
+    /// The post-transform of a single score.
+    @inline(__always)
+    private func transformedSingle(_ value: Float) -> Float {
+        switch postTransform {
+        case .logistic: return sigmoid(value)
+        case .probit: return Float(2).squareRoot() * erfInverse(2 * value - 1)
+        case .softmax, .softmaxZero, .none: return postTransform == .none ? value : 1
         }
     }
 }

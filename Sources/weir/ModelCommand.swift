@@ -54,7 +54,15 @@ func inspectionReport(_ model: Model, source: String) -> String {
     lines.append("model     \(source)")
     lines.append("producer  \(model.producer)")
     lines.append("opsets    " + model.opsets.sorted { $0.key < $1.key }.map { "\($0.key.isEmpty ? "ai.onnx" : $0.key) \($0.value)" }.joined(separator: ", "))
-    lines.append("input     \(model.input.name) \(model.input.elementType) \(shape(model.input.shape)) (\(model.inputWidth) features)")
+    if model.inputs.count == 1 {
+        lines.append("input     \(model.input.name) \(model.input.elementType) \(shape(model.input.shape)) (\(model.inputWidth) features)")
+    } else {
+        // Several inputs: where each one's columns sit in the feature row.
+        for (fed, signature) in zip(model.inputs, model.inputSignatures) {
+            let columns = fed.width == 1 ? "column \(fed.firstColumn + 1)" : "columns \(fed.firstColumn + 1)-\(fed.firstColumn + fed.width)"
+            lines.append("input     \(fed.name) \(signature.elementType) \(shape(signature.shape)) (\(columns) of \(model.inputWidth))")
+        }
+    }
     for output in model.outputs {
         lines.append("output    \(output.name) \(output.elementType) \(shape(output.shape))")
     }

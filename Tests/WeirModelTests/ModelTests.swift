@@ -553,7 +553,7 @@ struct InspectCommandTests {
         let denseLines = result.output.split(separator: "\n").filter { $0.contains("Dense ") }
         #expect(denseLines.count == 3)
         #expect(denseLines[0].contains("20→32 fp32 + Relu") && denseLines[2].contains("16→1 fp32"))
-        #expect(result.output.contains("11 steps, 0 in int8"))
+        #expect(result.output.contains("10 steps, 0 in int8"))
     }
 
     @Test("shows int7 layers (planned for AVX2) and counts them; a bad --kernels is refused")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import WeirModel
+import WeirTestSupport
 
 /// The tabular zoo against onnxruntime: every model plans, labels agree on at least 99.9% of the
 /// held-out rows and fp32 scores are within 1e-4 (relative above 1).

@@ -83,6 +83,13 @@ do {
         }
         let seconds = arguments.firstIndex(of: "--seconds").flatMap { Double(arguments[$0 + 1]) } ?? 0.5
         try runModelBenchmark(directory: arguments[1], peerFile: arguments[2], seconds: seconds)
+    case "tabular":
+        guard arguments.count >= 2 else {
+            FileHandle.standardError.write(Data("usage: weir-bench tabular PEER_JSONL [--seconds S]\n".utf8))
+            exit(2)
+        }
+        let seconds = arguments.firstIndex(of: "--seconds").flatMap { Double(arguments[$0 + 1]) } ?? 0.5
+        try runTabularBenchmark(peerFile: arguments[1], seconds: seconds)
     case "codec":
         try runCodecBenchmark(events: option("--events", default: 20_000), seconds: Double(option("--seconds", default: 2)),
                               peer: !arguments.contains("--no-peer"))

@@ -117,4 +117,24 @@ void weir_qdense_vnni(const uint8_t *a, size_t a_stride, const int8_t *packed_b,
                       const float *weight_scales, const float *bias, int relu, float *y, size_t y_stride,
                       int32_t *scratch, weir_kernels_t kernels);
 
+/// A tree node: its threshold, its feature (low 30 bits; bit 31 set when a missing value goes the true
+/// way), and its children (true, false); a leaf's children are itself.
+typedef struct {
+    float threshold;
+    uint32_t feature;
+    int32_t children[2];
+} weir_tree_node;
+
+enum { WEIR_TREE_LEQ = 0, WEIR_TREE_LT = 1, WEIR_TREE_GTE = 2, WEIR_TREE_GT = 3, WEIR_TREE_EQ = 4, WEIR_TREE_NEQ = 5, WEIR_TREE_MIXED = 255 };
+#define WEIR_TREE_FEATURE_MASK 0x3fffffffu
+
+/// Adds every tree's leaf weights for each row into `scores` (row_count x targets, row-major).
+/// `uniform_mode` is the branch test every node uses, or WEIR_TREE_MIXED to read `modes` per node.
+/// `depths` holds each tree's depth (steps from the root to its deepest leaf); `leaf_start` and
+/// `leaf_count` each node's (target, weight) entries, a count of -1 marking a branch.
+void weir_trees_accumulate(const weir_tree_node *nodes, const uint8_t *modes, int uniform_mode, const int32_t *roots,
+                           const int32_t *depths, size_t tree_count, const float *rows, size_t row_count,
+                           size_t row_stride, const int32_t *leaf_start, const int32_t *leaf_count,
+                           const int32_t *leaf_targets, const float *leaf_weights, float *scores, size_t targets);
+
 #endif

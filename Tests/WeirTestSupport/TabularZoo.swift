@@ -1,43 +1,45 @@
 import Foundation
-@testable import WeirModel
+import WeirModel
 
-/// A model of the tabular zoo and onnxruntime's outputs, as scripts/make-tabular-models.py wrote them.
-struct TabularFixture {
-    struct Tensor: Decodable {
+/// A model of the tabular zoo and onnxruntime's outputs, as scripts/make-tabular-models.py wrote
+/// them: read by WeirModel's tests and by `weir-bench tabular`.
+public struct TabularFixture: Sendable {
+    public struct Tensor: Decodable, Sendable {
         let name: String
         let type: String
         let shape: [Int]
         let file: String
     }
-    struct Meta: Decodable {
-        let name: String
-        let model: String
-        let task: String
-        let family: String
-        let notes: String
-        let rows: Int
-        let inputs: [Tensor]
-        let outputs: [Tensor]
-        let operators: [String]
+    public struct Meta: Decodable, Sendable {
+        public let name: String
+        public let model: String
+        public let task: String
+        public let family: String
+        public let notes: String
+        public let rows: Int
+        public let inputs: [Tensor]
+        public let outputs: [Tensor]
+        public let operators: [String]
     }
 
-    static let directory = Fixture.directory.appendingPathComponent("tabular")
+    public static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("WeirModelTests/Fixtures/tabular")
 
     /// Every model of the zoo, by name.
-    static var all: [String] {
+    public static var all: [String] {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
     }
 
-    let meta: Meta
-    var modelURL: URL { Self.directory.appendingPathComponent(meta.model) }
+    public let meta: Meta
+    public var modelURL: URL { Self.directory.appendingPathComponent(meta.model) }
 
-    init(_ name: String) throws {
+    public init(_ name: String) throws {
         meta = try JSONDecoder().decode(Meta.self, from: Data(contentsOf: Self.directory.appendingPathComponent("\(name).json")))
     }
 
     /// A stored tensor as a `WeirModel.Tensor`.
-    static func load(_ spec: Tensor) throws -> WeirModel.Tensor {
+    public static func load(_ spec: Tensor) throws -> WeirModel.Tensor {
         let url = directory.appendingPathComponent(spec.file)
         switch spec.type {
         case "float":
@@ -53,21 +55,21 @@ struct TabularFixture {
         }
     }
 
-    func inputs() throws -> [String: WeirModel.Tensor] {
+    public func inputs() throws -> [String: WeirModel.Tensor] {
         Dictionary(uniqueKeysWithValues: try meta.inputs.map { ($0.name, try Self.load($0)) })
     }
 
     /// How Weir's outputs compare with onnxruntime's.
-    struct Agreement {
+    public struct Agreement: Sendable {
         /// Rows whose every label (int64 or string output) equals onnxruntime's, of all rows.
-        var labelRows = 0, rows = 0
+        public var labelRows = 0, rows = 0
         /// The largest difference of a float output, relative to max(1, |onnxruntime's value|).
-        var worstScoreDifference: Float = 0
-        var worstOutput = ""
-        var labelShare: Double { rows == 0 ? 1 : Double(labelRows) / Double(rows) }
+        public var worstScoreDifference: Float = 0
+        public var worstOutput = ""
+        public var labelShare: Double { rows == 0 ? 1 : Double(labelRows) / Double(rows) }
     }
 
-    func compare(_ outputs: [String: WeirModel.Tensor]) throws -> Agreement {
+    public func compare(_ outputs: [String: WeirModel.Tensor]) throws -> Agreement {
         var agreement = Agreement(rows: meta.rows)
         var rowAgrees = [Bool](repeating: true, count: meta.rows)
         var sawLabels = false
@@ -94,7 +96,7 @@ struct TabularFixture {
                 sawLabels = true
                 for i in 0..<want.count where want[i] != got[i] { rowAgrees[i / perRow] = false }
             default:
-                throw ModelError("output '\(spec.name)': Weir gave \(actual.elementTypeName), onnxruntime \(expected.elementTypeName)")
+                throw ModelError("output '\(spec.name)': Weir gave another element type than onnxruntime (\(spec.type))")
             }
         }
         agreement.labelRows = sawLabels ? rowAgrees.filter { $0 }.count : meta.rows

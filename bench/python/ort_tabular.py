@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Benchmark peer for Weir's tabular models: times onnxruntime on every model of the tabular zoo
+(Tests/WeirModelTests/Fixtures/tabular, written by scripts/make-tabular-models.py) on the zoo's
+held-out rows, fed as each model's inputs want them (per-column string and float arrays), one thread,
+all graph optimizations, best of repeated runs.
+
+usage: ort_tabular.py ZOO_DIR [--repeat-seconds S] [--batches 1,32,256]
+Prints one JSON line per (model, batch): {"model", "batch", "ns_per_event"}.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def load(zoo, spec):
+    path = os.path.join(zoo, spec["file"])
+    if spec["type"] == "float":
+        return np.fromfile(path, dtype="<f4").reshape(spec["shape"])
+    if spec["type"] == "int64":
+        return np.fromfile(path, dtype="<i8").reshape(spec["shape"])
+    with open(path) as f:
+        return np.array(f.read().split("\n")[:-1], dtype=object).reshape(spec["shape"])
+
+
+def main():
+    zoo = sys.argv[1]
+    seconds = float(sys.argv[sys.argv.index("--repeat-seconds") + 1]) if "--repeat-seconds" in sys.argv else 1.0
+    batches = [int(b) for b in sys.argv[sys.argv.index("--batches") + 1].split(",")] if "--batches" in sys.argv else [1, 32, 256]
+    for file in sorted(os.listdir(zoo)):
+        if not file.endswith(".json"):
+            continue
+        meta = json.load(open(os.path.join(zoo, file)))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # the converters declare [1]-shaped labels; onnxruntime warns on every run
+        session = ort.InferenceSession(os.path.join(zoo, meta["model"]), options, providers=["CPUExecutionProvider"])
+        inputs = {spec["name"]: load(zoo, spec) for spec in meta["inputs"]}
+        for batch in batches:
+            feed = {name: np.ascontiguousarray(value[:batch]) for name, value in inputs.items()}
+            for _ in range(20):
+                session.run(None, feed)
+            best = float("inf")
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                iterations = max(1, int(2000 / batch))
+                start = time.perf_counter_ns()
+                for _ in range(iterations):
+                    session.run(None, feed)
+                best = min(best, (time.perf_counter_ns() - start) / (iterations * batch))
+            print(json.dumps({"peer": "onnxruntime", "model": meta["name"], "batch": batch, "ns_per_event": best}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+import Foundation
+import WeirModel
+import WeirTestSupport
+
+/// One line of the onnxruntime tabular peer (bench/python/ort_tabular.py).
+struct TabularPeerLine: Decodable {
+    let model: String
+    let batch: Int
+    let ns_per_event: Double
+}
+
+/// Every model of the tabular zoo: whether Weir plans it, whether it agrees with onnxruntime
+/// (labels on ≥ 99.9% of held-out rows, fp32 scores within 1e-4), and ns/event against
+/// onnxruntime's in the same run (one thread each, best of repeated runs over `seconds`).
+func runTabularBenchmark(peerFile: String, seconds: Double) throws {
+    let peers = try String(contentsOfFile: peerFile, encoding: .utf8).split(separator: "\n")
+        .compactMap { try? JSONDecoder().decode(TabularPeerLine.self, from: Data($0.utf8)) }
+    let batches = Array(Set(peers.map(\.batch))).sorted()
+    print("tabular models vs onnxruntime (one thread each; Weir's default plan; agreement checked with every step in fp32)")
+    print("")
+    print("| model | family | plans | agrees with onnxruntime | " + batches.map { "Weir / onnxruntime ns at batch \($0)" }.joined(separator: " | ") + " |")
+    print("|---|---|---|---|" + batches.map { _ in "---:|" }.joined())
+    var summary = [[String: Any]]()
+    // WEIR_BENCH_MODELS=a,b limits the models (e.g. for a profiler run).
+    let chosen = ProcessInfo.processInfo.environment["WEIR_BENCH_MODELS"].map { Set($0.split(separator: ",").map(String.init)) }
+    for name in TabularFixture.all where chosen?.contains(name) ?? true {
+        let fixture = try TabularFixture(name)
+        var cells = [String]()
+        var record: [String: Any] = ["model": name, "family": fixture.meta.family]
+        do {
+            var fp32 = ModelOptions()
+            fp32.quantize = false
+            let reference = try Model(contentsOf: fixture.modelURL, options: fp32)
+            let agreement = try fixture.compare(try reference.run(inputs: try fixture.inputs()))
+            let agrees = agreement.labelShare >= 0.999 && agreement.worstScoreDifference <= 1e-4
+            let model = try Model(contentsOf: fixture.modelURL)
+            let rows = try model.featureRows(try fixture.inputs())
+            let scratch = model.makeScratch()
+            cells.append("yes")
+            cells.append(String(format: "%@ (labels %.1f%%, scores ≤ %.1e)", agrees ? "yes" : "NO", 100 * agreement.labelShare,
+                                Double(agreement.worstScoreDifference)))
+            record["agrees"] = agrees
+            for batch in batches {
+                let ns = try rows.withUnsafeBufferPointer { rows -> Double in
+                    for _ in 0..<20 { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
+                    var best = Double.infinity
+                    let deadline = wallSeconds() + seconds
+                    while wallSeconds() < deadline {
+                        let iterations = max(1, 2000 / batch)
+                        let start = wallSeconds()
+                        for _ in 0..<iterations { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
+                        best = min(best, (wallSeconds() - start) * 1e9 / Double(iterations * batch))
+                    }
+                    return best
+                }
+                let peer = peers.first { $0.model == name && $0.batch == batch }?.ns_per_event ?? .nan
+                cells.append(String(format: "%.0f / %.0f = %.2f×", ns, peer, ns / peer))
+                record["weir_ns_\(batch)"] = ns
+                record["ort_ns_\(batch)"] = peer
+            }
+        } catch {
+            cells = ["NO: \(error)", "-"] + batches.map { _ in "-" }
+            record["error"] = "\(error)"
+        }
+        print("| \(name) | \(fixture.meta.family) | " + cells.joined(separator: " | ") + " |")
+        summary.append(record)
+    }
+    try FileManager.default.createDirectory(atPath: "bench/out", withIntermediateDirectories: true)
+    try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
+        .write(to: URL(fileURLWithPath: "bench/out/tabular.json"))
+}
