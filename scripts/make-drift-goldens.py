@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import ks_2samp, kstwobign, wasserstein_distance
+from scipy.stats import chi2, chisquare, ks_2samp, kstwobign, wasserstein_distance
 
 EPSILON = 1e-4
 
@@ -61,6 +61,26 @@ def main():
         })
     lambdas = [0.05, 0.3, 0.5, 0.8, 0.99, 1.0, 1.01, 1.2, 1.5, 2.0, 3.0]
     out = {"cases": cases, "kolmogorov": [{"lambda": x, "sf": float(kstwobign.sf(x))} for x in lambdas]}
+    # Categorical features: Pearson's chi-square of window counts against training shares, one
+    # bucket per training category and one for unseen ones (expected share 1e-4, the training
+    # shares scaled by 1 - 1e-4), as DriftStatistics.chiSquare computes it.
+    categorical_rng = np.random.default_rng(20261207)
+    chi_cases = []
+    for name, categories, window_size, shift, unseen in [
+            ("same shares", 4, 600, 0.0, 0), ("shifted", 6, 800, 0.6, 0), ("some unseen", 3, 500, 0.0, 12),
+            ("many categories", 40, 2000, 0.1, 3), ("two", 2, 50, 0.3, 0)]:
+        shares = categorical_rng.random(categories) + 0.2
+        shares /= shares.sum()
+        drawn = (1 - shift) * shares + shift * np.eye(categories)[0]
+        counts = categorical_rng.multinomial(window_size - unseen, drawn).astype(float)
+        observed = np.append(counts, unseen)
+        expected_shares = np.maximum(np.append(shares * (1 - 1e-4), 1e-4), 1e-8)
+        result = chisquare(observed, expected_shares * observed.sum())
+        chi_cases.append({"name": name, "observed": observed.tolist(), "shares": shares.tolist(),
+                          "statistic": float(result.statistic), "p": float(result.pvalue)})
+    out["chi_square"] = chi_cases
+    out["chi2_survival"] = [{"x": x, "dof": k, "sf": float(chi2.sf(x, k))}
+                            for x, k in [(0.5, 1), (3.84, 1), (10, 3), (2, 7), (50, 20), (100, 60), (30, 60), (1e-3, 5), (200, 3)]]
     path = os.path.join("Tests", "WeirDriftTests", "Fixtures", "statistics.json")
     with open(path, "w") as handle:
         json.dump(out, handle, indent=1)

@@ -22,7 +22,7 @@ public final class AvroDecoder: RowDecoder {
     public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
         self.schema = schema
         self.writerSchemas = writerSchemas
-        states = FeatureStates(count: schema.names.count)
+        states = FeatureStates(count: schema.names.count, categorical: schema.categorical)
     }
 
     @inline(__always)
@@ -59,7 +59,7 @@ public final class AvroDecoder: RowDecoder {
         }
         states.reset()
         var reader = AvroReader(base: base, p: base + ConfluentFrame.headerBytes, end: base + payload.count, plan: plan,
-                                marks: states.marks(row: row))
+                                marks: states.marks(row: row), categories: schema.categories)
         if !reader.run(plan.rootStart, plan.rootCount, depth: 0, position: 0) {
             return .failure(DecodeFailure(code: .malformedAvro,
                                           message: "\(reader.problem) in field '\(plan.fieldNames[Int(reader.problemField)])' at byte \(reader.p - base) (schema id \(schemaID))"))
@@ -81,18 +81,23 @@ private struct AvroReader {
     let ops: UnsafeMutablePointer<AvroOp>
     let slots: UnsafeMutablePointer<SIMD2<Int32>>
     var marks: FeatureMarks
+    let enumCodes: UnsafeMutablePointer<Int64>
+    let categories: (any CategoryLookup)?
     var id: EventID?
     var problem: StaticString = ""
     var problemField: Int32 = 0
     var hasProblem = false
 
-    init(base: UnsafePointer<UInt8>, p: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, plan: AvroRowPlan, marks: FeatureMarks) {
+    init(base: UnsafePointer<UInt8>, p: UnsafePointer<UInt8>, end: UnsafePointer<UInt8>, plan: AvroRowPlan, marks: FeatureMarks,
+         categories categories_: (any CategoryLookup)?) {
         self.base = base
         self.p = p
         self.end = end
         ops = plan.ops.baseAddress!
         slots = plan.slots.baseAddress!
+        enumCodes = plan.enumCodes.baseAddress!
         self.marks = marks
+        categories = categories_
     }
 
     @inline(__always)
@@ -136,9 +141,12 @@ private struct AvroReader {
         return position < marks.featureCount ? position : nil
     }
 
+    /// A number for a feature (a categorical feature refuses it).
     @inline(__always)
     private mutating func set(_ column: Int?, _ value: Float) {
-        if let column { marks.set(column, value) }
+        if let column {
+            if marks.categorical[column] != 0 { marks.mark(column, .numeric) } else { marks.set(column, value) }
+        }
     }
 
     @inline(__always)
@@ -201,6 +209,29 @@ private struct AvroReader {
                 set(column(op, position), decimal(Int(op.a), scale: Int(op.b)))
             case .markNull:
                 mark(column(op, position), .null)
+            case .readCategoryString:
+                guard let length = varint(op) else { return false }
+                guard length >= 0 else { return fail("a negative length", op) }
+                guard length <= end - p else { return fail("a length beyond the end of the value", op) }
+                let text = UnsafeRawBufferPointer(start: p, count: Int(length))
+                p += Int(length)
+                if let column = column(op, position) {
+                    if marks.categorical[column] != 0, let categories {
+                        marks.set(column, Float(categories.code(utf8: text)))
+                    } else {
+                        marks.mark(column, .string)
+                    }
+                }
+            case .readCategoryEnum:
+                guard let index = varint32(op) else { return false }
+                guard index >= 0 && index < op.b else { return fail("an enum index out of range", op) }
+                if let column = column(op, position) {
+                    if marks.categorical[column] != 0 {
+                        marks.set(column, Float(enumCodes[Int(op.a) + Int(index)]))
+                    } else {
+                        marks.mark(column, .enumeration)
+                    }
+                }
             case .markNotNumber:
                 mark(column(op, position), AvroFeatureState(rawValue: UInt8(op.a)) ?? .bytes)
             case .union:

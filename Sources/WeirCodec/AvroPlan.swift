@@ -44,6 +44,11 @@ struct AvroOp {
         /// The event id as a string, or as a long (an int when `a` is 1).
         case idString
         case idInteger
+        /// A string for a feature: its category's code when the feature is categorical, else not a number.
+        case readCategoryString
+        /// An enum for a feature: its symbol's code (the plan's `enumCodes[a + index]`, `b` symbols)
+        /// when the feature is categorical, else not a number.
+        case readCategoryEnum
     }
 
     var kind: Kind
@@ -61,7 +66,8 @@ struct AvroOp {
 
 /// What a feature's value was in the current event.
 enum AvroFeatureState: UInt8 {
-    case absent, value, null, string, bytes, boolean, enumeration, record, array, map, beyondFloat
+    /// `numeric`: a number given for a categorical feature.
+    case absent, value, null, string, bytes, boolean, enumeration, record, array, map, beyondFloat, numeric
 
     var description: String {
         switch self {
@@ -88,6 +94,8 @@ final class AvroRowPlan {
     let slots: UnsafeMutableBufferPointer<SIMD2<Int32>>
     let fieldNames: [String]
     let schemaID: UInt32
+    /// Enum symbols' category codes, for `.readCategoryEnum`.
+    let enumCodes: UnsafeMutableBufferPointer<Int64>
 
     init(schema: AvroType, schemaID: UInt32, features: FeatureSchema) {
         var compiler = AvroPlanCompiler(features: features)
@@ -100,9 +108,12 @@ final class AvroRowPlan {
         rootCount = root.count
         fieldNames = compiler.names
         self.schemaID = schemaID
+        enumCodes = .allocate(capacity: max(compiler.enumCodes.count, 1))
+        _ = enumCodes.initialize(from: compiler.enumCodes)
     }
 
     deinit {
+        enumCodes.deallocate()
         ops.deallocate()
         slots.deallocate()
     }
@@ -122,6 +133,8 @@ struct AvroPlanCompiler {
     var ops: [AvroOp] = []
     var slots: [SIMD2<Int32>] = []
     var names: [String] = []
+    var enumCodes: [Int64] = []
+    private let categories: (any CategoryLookup)?
     private var slotOfRecord: [ObjectIdentifier: Int32] = [:]
     private var nameIndex: [String: Int32] = [:]
     private let featureIndex: [String: Int32]
@@ -132,6 +145,7 @@ struct AvroPlanCompiler {
         for (position, name) in features.names.enumerated() where index[name] == nil { index[name] = Int32(position) }
         featureIndex = index
         path = features.featuresPath
+        categories = features.categories
     }
 
     /// Appends a sequence to the plan: its (start, count).
@@ -192,6 +206,14 @@ struct AvroPlanCompiler {
             case .bytes(let scale?): return [op(.readDecimalBytes, column, 0, Int32(scale))]
             case .fixed(_, let size, let scale?): return [op(.readDecimalFixed, column, Int32(clamping: size), Int32(scale))]
             case .union(let branches): return union(branches, target, name: name, depth: depth, label: label)
+            case .string: return [op(.readCategoryString, column)]
+            case .enumeration(_, let symbols):
+                let start = Int32(clamping: enumCodes.count)
+                for symbol in symbols {
+                    var text = symbol
+                    enumCodes.append(text.withUTF8 { categories?.code(utf8: UnsafeRawBufferPointer($0)) ?? -1 })
+                }
+                return [op(.readCategoryEnum, column, start, Int32(clamping: symbols.count))]
             default:
                 let state: AvroFeatureState
                 switch type {

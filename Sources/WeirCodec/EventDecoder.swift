@@ -2,22 +2,38 @@
 import Glibc
 #endif
 
+/// Finds a category's number from its UTF-8 bytes without allocating: the model's symbol table,
+/// which the worker hands to the decoders. A category the model does not know gets its own number
+/// for "unknown" (the model's encoders treat it as no category).
+public protocol CategoryLookup: AnyObject, Sendable {
+    func code(utf8 text: UnsafeRawBufferPointer) -> Int64
+}
+
 /// What a decoder reads from an event: feature names in the model's input order, their defaults,
 /// and where they live.
 public struct FeatureSchema: Sendable {
     /// Feature names, in the order of the model's input columns.
     public let names: [String]
     /// Per feature, the value used when it is missing or null; nil means the event is rejected.
+    /// A categorical feature's default is its category's code.
     public let defaults: [Float?]
+    /// Per feature, whether it is a category (a JSON string; an Avro string or enum), written to
+    /// the row as its code from `categories`, rather than a number.
+    public let categorical: [Bool]
+    /// The codes of categories, for the categorical features.
+    public let categories: (any CategoryLookup)?
     /// Object keys leading to the features (`input.features-path`, split on dots); empty: top level.
     /// The last container may be an array, read by position.
     public let featuresPath: [String]
     /// Larger values are rejected as `too-large` without being parsed.
     public let maxBytes: Int
 
-    public init(names: [String], defaults: [Float?]? = nil, featuresPath: [String] = [], maxBytes: Int = 1 << 20) {
+    public init(names: [String], defaults: [Float?]? = nil, featuresPath: [String] = [], maxBytes: Int = 1 << 20,
+                categorical: [Bool]? = nil, categories: (any CategoryLookup)? = nil) {
         self.names = names
         self.defaults = defaults ?? Array(repeating: nil, count: names.count)
+        self.categorical = categorical ?? Array(repeating: false, count: names.count)
+        self.categories = categories
         self.featuresPath = featuresPath
         self.maxBytes = maxBytes
     }
@@ -116,9 +132,9 @@ public final class EventDecoder {
     /// Nesting limit, as jansson's.
     static let maxDepth = 2048
 
-    /// What a feature's last value was.
+    /// What a feature's last value was (`number`: a number given for a categorical feature).
     enum FeatureState: UInt8 {
-        case value, null, string, boolean, object, array, beyondFloat
+        case value, null, string, boolean, object, array, beyondFloat, number
         var description: String {
             switch self {
             case .string: return "a string"
@@ -131,8 +147,14 @@ public final class EventDecoder {
         }
     }
 
+    /// Per feature, 1 when it is categorical (the parser reads it without reference counting).
+    let categoricalFlags: UnsafeMutablePointer<UInt8>
+
     public init(schema: FeatureSchema) {
         self.schema = schema
+        categoricalFlags = .allocate(capacity: max(schema.names.count, 1))
+        categoricalFlags.initialize(repeating: 0, count: max(schema.names.count, 1))
+        for (index, flag) in schema.categorical.enumerated() where flag && index < schema.names.count { categoricalFlags[index] = 1 }
         table = KeyTable(schema.names)
         seenGeneration = .allocate(capacity: max(schema.names.count, 1))
         seenGeneration.initialize(repeating: 0, count: max(schema.names.count, 1))
@@ -148,6 +170,7 @@ public final class EventDecoder {
     }
 
     deinit {
+        categoricalFlags.deallocate()
         seenGeneration.deallocate()
         state.deallocate()
         generationCell.deallocate()
@@ -192,7 +215,11 @@ public final class EventDecoder {
             switch kind {
             case .value:
                 continue
-            case .string, .boolean, .object, .array, .beyondFloat:
+            case .string, .boolean, .object, .array, .beyondFloat, .number:
+                if categoricalFlags[index] != 0 {
+                    return .failure(DecodeFailure(code: .notANumber,
+                                                  message: "feature '\(schema.names[index])' is \(kind.description); it is a category, sent as a string"))
+                }
                 return .failure(DecodeFailure(code: .notANumber, message: "feature '\(schema.names[index])' is \(kind.description), not a number"))
             case .null:
                 if let value = schema.defaults[index] {

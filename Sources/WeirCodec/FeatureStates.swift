@@ -3,17 +3,25 @@
 /// for missing features, or the dead letter naming the first feature that cannot be read.
 final class FeatureStates {
     let states: UnsafeMutablePointer<UInt8>
+    /// Per feature, 1 when it is categorical.
+    let categorical: UnsafeMutablePointer<UInt8>
     let count: Int
     /// After a successful finish: how many features took their default.
     private(set) var defaultedCount = 0
 
-    init(count: Int) {
+    init(count: Int, categorical: [Bool] = []) {
         self.count = count
         states = .allocate(capacity: max(count, 1))
         states.initialize(repeating: AvroFeatureState.absent.rawValue, count: max(count, 1))
+        self.categorical = .allocate(capacity: max(count, 1))
+        self.categorical.initialize(repeating: 0, count: max(count, 1))
+        for (index, flag) in categorical.enumerated() where flag && index < count { self.categorical[index] = 1 }
     }
 
-    deinit { states.deallocate() }
+    deinit {
+        states.deallocate()
+        categorical.deallocate()
+    }
 
     /// Every feature absent, before an event.
     @inline(__always)
@@ -23,7 +31,9 @@ final class FeatureStates {
     func wasDefaulted(_ index: Int) -> Bool { states[index] != AvroFeatureState.value.rawValue }
 
     /// The marks a reader writes into `row` and these states during one event.
-    func marks(row: UnsafeMutablePointer<Float>) -> FeatureMarks { FeatureMarks(row: row, states: states, featureCount: count) }
+    func marks(row: UnsafeMutablePointer<Float>) -> FeatureMarks {
+        FeatureMarks(row: row, states: states, categorical: categorical, featureCount: count)
+    }
 
     /// Finishes the row after a pass that gave `values` features a number: nil, or why the event is refused.
     func finish(values: Int, row: UnsafeMutablePointer<Float>, schema: FeatureSchema, schemaID: UInt32) -> DecodeFailure? {
@@ -42,6 +52,10 @@ final class FeatureStates {
                 row[index] = value
                 defaultedCount += 1
             default:
+                if categorical[index] != 0 {
+                    return DecodeFailure(code: .notANumber,
+                                         message: "feature '\(schema.names[index])' is \(state.description); it is a category, sent as a string or an enum (schema id \(schemaID))")
+                }
                 return DecodeFailure(code: .notANumber, message: "feature '\(schema.names[index])' is \(state.description), not a number (schema id \(schemaID))")
             }
         }
@@ -53,6 +67,7 @@ final class FeatureStates {
 struct FeatureMarks {
     let row: UnsafeMutablePointer<Float>
     let states: UnsafeMutablePointer<UInt8>
+    let categorical: UnsafeMutablePointer<UInt8>
     let featureCount: Int
     /// Features given a number so far.
     var values = 0

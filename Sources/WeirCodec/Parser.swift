@@ -22,6 +22,8 @@ struct Parser {
     let layout: MemberLayoutView
     let pathDepth: Int
     let featureCount: Int
+    /// Per feature, 1 when it is categorical.
+    let categorical: UnsafeMutablePointer<UInt8>
     /// Set once the document is known to be malformed: parsing unwinds.
     private(set) var isMalformed = false
 
@@ -39,6 +41,7 @@ struct Parser {
         layout = decoder.layout.view
         pathDepth = decoder.pathDepth
         featureCount = decoder.schema.names.count
+        categorical = decoder.categoricalFlags
     }
 
     @inline(__always)
@@ -187,7 +190,9 @@ struct Parser {
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             guard let value = parseNumber() else { return }
             let single = Float(value)
-            if single.isFinite {
+            if categorical[index] != 0 {
+                record(index, .number)
+            } else if single.isFinite {
                 row[index] = single
                 record(index, .value)
             } else {
@@ -200,7 +205,13 @@ struct Parser {
         case UInt8(ascii: "f"):
             if literal("false") { record(index, .boolean) }
         case jsonQuote:
-            if readString() != nil { record(index, .string) }
+            guard let text = readString() else { return }
+            if categorical[index] != 0, let categories = decoder.schema.categories {
+                row[index] = Float(categories.code(utf8: UnsafeRawBufferPointer(text)))
+                record(index, .value)
+            } else {
+                record(index, .string)
+            }
         case UInt8(ascii: "{"):
             skipValue(depth: depth)
             if !isMalformed { record(index, .object) }

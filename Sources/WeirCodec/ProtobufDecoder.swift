@@ -21,7 +21,7 @@ public final class ProtobufDecoder: RowDecoder {
     public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
         self.schema = schema
         self.writerSchemas = writerSchemas
-        states = FeatureStates(count: schema.names.count)
+        states = FeatureStates(count: schema.names.count, categorical: schema.categorical)
     }
 
     @inline(__always)
@@ -51,6 +51,7 @@ public final class ProtobufDecoder: RowDecoder {
         case .failure(let failure): return .failure(failure)
         }
         var reader = ProtoReader(base: base, p: base + ConfluentFrame.headerBytes, end: base + payload.count, marks: states.marks(row: row))
+        reader.categories = schema.categories
         // Confluent's message indexes: a zig-zag count, then that many zig-zag indexes; a single 0 is [0].
         guard let count = reader.zigzagVarint(), count >= 0, count <= Int64(Self.maxIndexes) else {
             return .failure(DecodeFailure(code: .malformedProtobuf, message: "the message indexes after the schema id are not readable (schema id \(schemaID))"))
@@ -85,6 +86,8 @@ enum ProtoAction {
     case skip
     case feature(column: Int, type: ProtoFieldType)
     case notNumber(column: Int, state: AvroFeatureState)
+    /// A string for a categorical feature: its category's code.
+    case category(column: Int)
     /// The next message of the features path.
     case descend
     /// A repeated scalar at the end of the path: item i is column i.
@@ -140,6 +143,23 @@ final class ProtoRowPlan {
                     continue
                 }
                 guard let column = columns[field.name] else { continue }
+                if features.categorical[column] && field.label != .repeated {
+                    // A category: a string; a number (or an enum, whose names the plan does not keep) is refused.
+                    if case .string = field.type {
+                        plan.actions[field.number] = .category(column: column)
+                    } else {
+                        let state: AvroFeatureState
+                        switch field.type {
+                        case .enumeration: state = .enumeration
+                        case .message: state = .record
+                        case .bytes: state = .bytes
+                        default: state = .numeric
+                        }
+                        plan.actions[field.number] = .notNumber(column: column, state: state)
+                        plan.mismatches.append((column, state))
+                    }
+                    continue
+                }
                 if field.label == .repeated {
                     plan.actions[field.number] = .notNumber(column: column, state: .array)
                     plan.mismatches.append((column, .array))
@@ -186,6 +206,7 @@ struct ProtoReader {
     var p: UnsafePointer<UInt8>
     let end: UnsafePointer<UInt8>
     var marks: FeatureMarks
+    var categories: (any CategoryLookup)?
     var plan: ProtoRowPlan?
     var id: EventID?
     var problem: StaticString = ""
@@ -348,6 +369,12 @@ struct ProtoReader {
                 guard let value = wrapped(type, until: inner) else { return false }
                 set(column, value)
                 p = inner
+            case .category(let column) where wire == 2:
+                guard let length = varint(before: limit) else { return false }
+                guard length <= UInt64(limit - p) else { problem = "a length beyond the end of the value"; return false }
+                let text = UnsafeRawBufferPointer(start: p, count: Int(length))
+                p += Int(length)
+                set(column, Float(categories?.code(utf8: text) ?? -1))
             case .notNumber(let column, let state):
                 mark(column, state)
                 guard skip(wire: wire, field: field, before: limit) else { return false }

@@ -31,16 +31,67 @@ public enum ModelPrecision: String, Codable, Sendable, CaseIterable {
 /// `manifest.json` of a model bundle (docs/contracts.md): what the model is, what it reads, what it
 /// answers, and the hashes of its files.
 public struct BundleManifest: Codable, Sendable, Equatable {
-    /// One model input feature, in the model's column order.
+    /// One model input feature, in the feature row's order (every ONNX input's columns side by side).
     public struct Input: Codable, Sendable, Equatable {
+        /// The event field.
         public var name: String
+        /// `float` (the default), `double`, `int64` (numbers) or `string` (a category).
         public var type: String
-        /// Used when an event lacks the feature or has `null`; nil: such an event is rejected.
+        /// Used when an event lacks a number feature or has `null`; nil: such an event is rejected.
         public var `default`: Float?
-        public init(name: String, type: String = "float", default value: Float? = nil) {
+        /// The same for a `string` feature: the category used (written as `default` in the file).
+        public var defaultCategory: String?
+        /// The ONNX input the feature feeds, and its column there (absent: the model's only input,
+        /// column by position).
+        public var input: String?
+        public var column: Int?
+
+        public init(name: String, type: String = "float", default value: Float? = nil, defaultCategory: String? = nil,
+                    input: String? = nil, column: Int? = nil) {
             self.name = name
             self.type = type
             self.default = value
+            self.defaultCategory = defaultCategory
+            self.input = input
+            self.column = column
+        }
+
+        /// Whether the feature is a category (event strings).
+        public var isCategorical: Bool { type == "string" }
+
+        /// The types a feature may have.
+        public static let types: Set<String> = ["float", "double", "int64", "string"]
+
+        enum CodingKeys: String, CodingKey {
+            case name, type, input, column
+            case `default`
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(String.self, forKey: .name)
+            type = try container.decodeIfPresent(String.self, forKey: .type) ?? "float"
+            input = try container.decodeIfPresent(String.self, forKey: .input)
+            column = try container.decodeIfPresent(Int.self, forKey: .column)
+            // A number, or a category's text for a string feature.
+            if let text = try? container.decodeIfPresent(String.self, forKey: .default) {
+                defaultCategory = text
+                self.default = nil
+            } else {
+                self.default = try container.decodeIfPresent(Float.self, forKey: .default)
+                defaultCategory = nil
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encode(type, forKey: .type)
+            try container.encodeIfPresent(input, forKey: .input)
+            try container.encodeIfPresent(column, forKey: .column)
+            if let defaultCategory { try container.encode(defaultCategory, forKey: .default) } else {
+                try container.encodeIfPresent(self.default, forKey: .default)
+            }
         }
     }
 
@@ -74,9 +125,11 @@ public struct BundleManifest: Codable, Sendable, Equatable {
     public var createdBy: String
     /// `auto`, `int8` or `fp32` (nil: `auto`); kept as text so a bad value is named by validation.
     public var precision: String?
+    /// `ignore`: the model's ZipMap (a classifier's list of maps) is read as the score tensor it maps.
+    public var zipmap: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, version, inputs, outputs, sha256, precision
+        case name, version, inputs, outputs, sha256, precision, zipmap
         case createdBy = "created_by"
     }
 
@@ -93,6 +146,13 @@ public struct BundleManifest: Codable, Sendable, Equatable {
 
     /// The precision the model runs at.
     public var modelPrecision: ModelPrecision { precision.flatMap(ModelPrecision.init(rawValue:)) ?? .auto }
+
+    /// `options` as this bundle says the model runs: its precision, and ZipMap ignored when asked.
+    public func modelOptions(_ options: ModelOptions = ModelOptions()) -> ModelOptions {
+        var result = modelPrecision.applied(to: options)
+        if zipmap == "ignore" { result.ignoresZipMap = true }
+        return result
+    }
 }
 
 /// A bundle problem, naming the file or field to fix.
@@ -124,6 +184,11 @@ public final class ModelBundle: Sendable {
     public let model: Model
     /// The drift baseline (`reference.json`), when the bundle has one.
     public let reference: DriftReference?
+    /// The numbers events' categories get: the model's symbols, then the training categories it
+    /// does not know (from `reference.json`), as `weir model package` numbered them.
+    public var categorySymbols: SymbolTable {
+        model.symbols.extended(with: (reference?.features ?? []).flatMap { $0.categories ?? [] })
+    }
 
     /// Reads `directory`, checks every hash in the manifest and the model's fit to its inputs and
     /// outputs, and compiles the model. Errors name the file and what is wrong.
@@ -134,7 +199,7 @@ public final class ModelBundle: Sendable {
         let modelURL = directory.appendingPathComponent("model.onnx")
         let model: Model
         do {
-            model = try Model(contentsOf: modelURL, options: manifest.modelPrecision.applied(to: options), inputWidth: manifest.inputs.count)
+            model = try Model(contentsOf: modelURL, options: manifest.modelOptions(options), inputWidth: manifest.inputs.count)
         } catch {
             throw BundleError("\(modelURL.path): \(error)")
         }
@@ -200,11 +265,23 @@ public final class ModelBundle: Sendable {
         var seen = Set<String>()
         for input in manifest.inputs {
             if !seen.insert(input.name).inserted { throw BundleError("\(path): input '\(input.name)' is listed twice") }
-            if input.type != "float" { throw BundleError("\(path): input '\(input.name)' has type '\(input.type)'; only float is supported") }
+            guard BundleManifest.Input.types.contains(input.type) else {
+                throw BundleError("\(path): input '\(input.name)' has type '\(input.type)'; use float, double, int64 or string")
+            }
+            if input.defaultCategory != nil && !input.isCategorical {
+                throw BundleError("\(path): input '\(input.name)' is \(input.type) but its default is text; give a number")
+            }
+            if input.default != nil && input.isCategorical {
+                throw BundleError("\(path): input '\(input.name)' is a string (a category) but its default is a number; give the category as text")
+            }
+            if let column = input.column, column < 0 { throw BundleError("\(path): input '\(input.name)' has a negative column") }
         }
         if manifest.sha256["model.onnx"] == nil { throw BundleError("\(path): sha256 has no entry for model.onnx") }
         if let precision = manifest.precision, ModelPrecision(rawValue: precision) == nil {
             throw BundleError("\(path): precision '\(precision)'; use auto, int8 or fp32")
+        }
+        if let zipmap = manifest.zipmap, zipmap != "ignore" {
+            throw BundleError("\(path): zipmap '\(zipmap)'; the only value is ignore (or leave it out)")
         }
         switch manifest.outputs.task {
         case "classification":
@@ -223,6 +300,26 @@ public final class ModelBundle: Sendable {
     static func check(_ model: Model, fits manifest: BundleManifest, path: String) throws {
         if model.inputWidth != manifest.inputs.count {
             throw BundleError("\(path): the model reads \(model.inputWidth) features but manifest.json lists \(manifest.inputs.count) inputs")
+        }
+        // Each feature's type and place must be the model's for that column of the feature row.
+        for (position, input) in manifest.inputs.enumerated() {
+            guard let fed = model.inputs.first(where: { position >= $0.firstColumn && position < $0.firstColumn + $0.width }) else { continue }
+            let wanted: String
+            switch fed.kind {
+            case .float: wanted = input.type == "double" ? "double" : "float"
+            case .double: wanted = input.type == "float" ? "float" : "double"
+            case .int64: wanted = "int64"
+            case .string: wanted = "string"
+            }
+            if input.type != wanted {
+                throw BundleError("\(path): input '\(input.name)' is \(input.type) but the model's input '\(fed.name)' takes \(fed.kind.rawValue) there; set its type to \(wanted)")
+            }
+            if let name = input.input, name != fed.name {
+                throw BundleError("\(path): input '\(input.name)' names ONNX input '\(name)' but feature \(position + 1) feeds '\(fed.name)'")
+            }
+            if let column = input.column, column != position - fed.firstColumn {
+                throw BundleError("\(path): input '\(input.name)' names column \(column) of '\(fed.name)' but its place is column \(position - fed.firstColumn)")
+            }
         }
         let outputs = manifest.outputs
         let wanted = outputs.isClassification ? outputs.scores! : outputs.value!

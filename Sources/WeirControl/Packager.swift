@@ -67,6 +67,19 @@ public struct TrainingTable: Sendable {
     }
 }
 
+/// One feature column of the training CSV: numbers (empty cells missing) or categories.
+enum TrainingColumn {
+    case numbers([Double?])
+    case categories([String?])
+
+    var count: Int {
+        switch self {
+        case .numbers(let v): return v.count
+        case .categories(let v): return v.count
+        }
+    }
+}
+
 /// How `weir model package` fills a feature an event lacks.
 public enum MissingValuePolicy: String, Sendable, CaseIterable {
     /// Reject the event (dead letter `missing-feature`).
@@ -82,10 +95,13 @@ public enum BundlePackager {
     /// The CSV header names the features in the model's input order; `labelColumn` (if present) is
     /// not a feature and gives classification labels. `task` nil: decided from the model's outputs.
     /// `precision` other than `auto` is recorded in the manifest (and profiles the outputs at it).
+    /// A model with several inputs reads its features from the CSV columns named like its inputs
+    /// when every input is one column wide (scikit-learn's DataFrame export), else in CSV order.
+    /// String inputs are categories: their cells are text, profiled by category shares.
     public static func package(onnx: URL, train: URL, name: String, version: String, out: URL,
                                labelColumn: String = "label", task: String? = nil,
                                missing: MissingValuePolicy = .reject, driftWindowEvents: Int = 1000,
-                               precision: ModelPrecision = .auto) throws -> BundleManifest {
+                               precision: ModelPrecision = .auto, ignoreZipMap: Bool = false) throws -> BundleManifest {
         if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
             throw BundleError("--name '\(name)' must be non-empty, without spaces or slashes")
         }
@@ -95,19 +111,33 @@ public enum BundlePackager {
         guard let modelBytes = try? Data(contentsOf: onnx) else { throw BundleError("--onnx \(onnx.path): cannot read the file") }
         let table = try TrainingTable(contentsOf: train)
         let labelIndex = table.columns.firstIndex(of: labelColumn)
-        let featureColumns = table.columns.indices.filter { $0 != labelIndex }
+        var options = precision.applied(to: ModelOptions())
+        options.ignoresZipMap = ignoreZipMap
         let model: Model
-        do { model = try Model(data: modelBytes, options: precision.applied(to: ModelOptions())) } catch {
+        do { model = try Model(data: modelBytes, options: options) } catch {
             throw BundleError("--onnx \(onnx.path): \(error)")
         }
+        var featureColumns = table.columns.indices.filter { $0 != labelIndex }
+        let byInputName = model.inputs.count > 1 && model.inputs.allSatisfy { $0.width == 1 && table.columns.contains($0.name) }
+        if byInputName { featureColumns = model.inputs.map { input in table.columns.firstIndex(of: input.name)! } }
         guard model.inputWidth == featureColumns.count else {
             throw BundleError("--train \(train.path): \(featureColumns.count) feature columns, but the model reads \(model.inputWidth) features")
         }
         var inputs = [BundleManifest.Input]()
-        var columns = [[Double?]]()
-        for column in featureColumns {
+        var columns = [TrainingColumn]()
+        for (position, column) in featureColumns.enumerated() {
+            let fed = model.inputs.first { position >= $0.firstColumn && position < $0.firstColumn + $0.width }!
+            let place: (input: String?, column: Int?) = model.inputs.count > 1 ? (fed.name, position - fed.firstColumn) : (nil, nil)
+            let type = fed.kind.rawValue
+            if fed.kind == .string {
+                let cells = table.rows.map { $0[column].isEmpty ? nil : $0[column] }
+                columns.append(.categories(cells))
+                let fill = missing == .reject ? nil : mostFrequent(cells.compactMap { $0 })
+                inputs.append(.init(name: table.columns[column], type: type, defaultCategory: fill, input: place.input, column: place.column))
+                continue
+            }
             let values = try table.optionalNumbers(of: column, source: train.path)
-            columns.append(values)
+            columns.append(.numbers(values))
             let present = values.compactMap { $0 }
             let fill: Float?
             switch missing {
@@ -115,7 +145,7 @@ public enum BundlePackager {
             case .zero: fill = 0
             case .mean: fill = present.isEmpty ? 0 : Float(present.reduce(0, +) / Double(present.count))
             }
-            inputs.append(.init(name: table.columns[column], default: fill))
+            inputs.append(.init(name: table.columns[column], type: type, default: fill, input: place.input, column: place.column))
         }
         let outputs = try describeOutputs(model, task: task, labels: labelIndex.map { index in table.rows.map { $0[index] } })
         let reference = try makeReference(model: model, names: featureColumns.map { table.columns[$0] }, columns: columns,
@@ -126,9 +156,10 @@ public enum BundlePackager {
         referenceEncoder.outputFormatting = [.sortedKeys]
         let referenceBytes = try referenceEncoder.encode(reference)
         try referenceBytes.write(to: out.appendingPathComponent("reference.json"))
-        let manifest = BundleManifest(name: name, version: version, inputs: inputs, outputs: outputs,
+        var manifest = BundleManifest(name: name, version: version, inputs: inputs, outputs: outputs,
                                       sha256: ["model.onnx": sha256Hex(modelBytes), "reference.json": sha256Hex(referenceBytes)],
                                       precision: precision == .auto ? nil : precision)
+        if ignoreZipMap { manifest.zipmap = "ignore" }
         try write(manifest, to: out)
         return manifest
     }
@@ -136,17 +167,33 @@ public enum BundlePackager {
     /// Profiles every feature and the model's outputs on the training rows (rows with a missing
     /// feature use its default, or are left out of the output profile when it has none), and
     /// calibrates thresholds for windows of `windowEvents`.
-    static func makeReference(model: Model, names: [String], columns: [[Double?]], inputs: [BundleManifest.Input],
+    static func makeReference(model: Model, names: [String], columns: [TrainingColumn], inputs: [BundleManifest.Input],
                               outputs: BundleManifest.Outputs, windowEvents: Int) throws -> DriftReference {
-        let features = zip(names, columns).map { ReferenceProfile(name: $0, values: $1) }
+        // Training categories the model does not know get symbols of their own after the model's.
+        var trainingCategories = [String]()
+        for column in columns { if case .categories(let cells) = column { trainingCategories += cells.compactMap { $0 } } }
+        let symbols = model.symbols.extended(with: trainingCategories)
+        let features = zip(names, columns).map { name, column -> ReferenceProfile in
+            switch column {
+            case .numbers(let values): return ReferenceProfile(name: name, values: values)
+            case .categories(let cells): return ReferenceProfile(name: name, categories: cells) { Double(symbols.symbol(of: $0)) }
+            }
+        }
         let rowCount = columns.first?.count ?? 0
         var matrix = [Float]()
         matrix.reserveCapacity(rowCount * names.count)
         var kept = 0
         for row in 0..<rowCount {
+            // A row with a missing value and no default is left out.
             var values = [Float]()
             for (column, input) in zip(columns, inputs) {
-                if let value = column[row] { values.append(Float(value)) } else if let fill = input.default { values.append(fill) } else { break }
+                let value: Float?
+                switch column {
+                case .numbers(let cells): value = cells[row].map { Float($0) } ?? input.default
+                case .categories(let cells): value = (cells[row] ?? input.defaultCategory).map { Float(symbols.symbol(of: $0)) }
+                }
+                guard let value else { break }
+                values.append(value)
             }
             if values.count == names.count { matrix.append(contentsOf: values); kept += 1 }
         }
@@ -215,6 +262,13 @@ public enum BundlePackager {
         default:
             throw BundleError("--task '\(resolved)': use classification or regression")
         }
+    }
+
+    /// The most frequent of `values` (the first in sorted order on a tie), or nil when empty.
+    static func mostFrequent(_ values: [String]) -> String? {
+        var counts = [String: Int]()
+        for value in values { counts[value, default: 0] += 1 }
+        return counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }?.key
     }
 
     /// "1.0" -> "1" so numeric labels print as the integers they are.

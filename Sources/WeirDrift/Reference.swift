@@ -21,11 +21,18 @@ public struct ReferenceProfile: Codable, Sendable, Equatable {
     /// At most `sampleLimit` training values, sorted (evenly spaced order statistics when there
     /// are more), for the KS and Wasserstein tests.
     public var sample: [Double]
+    /// For a categorical feature, its training categories in code order: category i is bin 2i + 1
+    /// (its code ± 0.5, codes being the model's numbers for categories); every other bin holds
+    /// categories never seen in training. Nil for a numeric feature.
+    public var categories: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case name, edges, probabilities, count, min, max, mean, variance, sample
+        case name, edges, probabilities, count, min, max, mean, variance, sample, categories
         case missingRate = "missing_rate"
     }
+
+    /// Whether the feature is a category.
+    public var isCategorical: Bool { categories != nil }
 
     public static let sampleLimit = 10_000
     public static let quantileBins = 20
@@ -70,6 +77,41 @@ public struct ReferenceProfile: Codable, Sendable, Equatable {
             sample = present
         } else {
             sample = (0..<Self.sampleLimit).map { present[$0 * (present.count - 1) / (Self.sampleLimit - 1)] }
+        }
+    }
+
+    /// Profiles a categorical feature: its categories' shares (missing ones as nil). `code` gives
+    /// a category's number as the live rows carry it; categories with one code (the model knows
+    /// neither) share a bin, named by the first.
+    public init(name: String, categories cells: [String?], code: (String) -> Double) {
+        self.name = name
+        let present = cells.compactMap { $0 }
+        count = present.count
+        missingRate = cells.isEmpty ? 0 : Double(cells.count - present.count) / Double(cells.count)
+        var countsByCode = [Double: Int](), labelByCode = [Double: String]()
+        var codes = [Double]()
+        codes.reserveCapacity(present.count)
+        for text in present.sorted() {
+            let c = code(text)
+            codes.append(c)
+            countsByCode[c, default: 0] += 1
+            if labelByCode[c] == nil { labelByCode[c] = text }
+        }
+        let ordered = countsByCode.keys.sorted()
+        categories = ordered.map { labelByCode[$0]! }
+        edges = ordered.flatMap { [$0 - 0.5, $0 + 0.5] }
+        var shares = [Double](repeating: 0, count: 2 * ordered.count + 1)
+        for (i, c) in ordered.enumerated() { shares[2 * i + 1] = Double(countsByCode[c]!) / Double(Swift.max(present.count, 1)) }
+        probabilities = present.isEmpty ? [1] : shares
+        min = ordered.first ?? 0
+        max = ordered.last ?? 0
+        mean = 0
+        variance = 0
+        codes.sort()
+        if codes.count <= Self.sampleLimit {
+            sample = codes
+        } else {
+            sample = (0..<Self.sampleLimit).map { codes[$0 * (codes.count - 1) / (Self.sampleLimit - 1)] }
         }
     }
 

@@ -38,6 +38,59 @@ public enum DriftStatistics {
         return max(divergence, 0).squareRoot()
     }
 
+    /// Pearson's chi-square test of a window's category counts against the reference shares, as
+    /// `scipy.stats.chisquare(observed, expected)`: the buckets are the reference categories and
+    /// one for every category never seen in training, whose expected share is `psiEpsilon` (the
+    /// reference shares scaled to leave it room). Returns the statistic and its p-value (K − 1
+    /// degrees of freedom for K buckets); no observations give (0, 1).
+    public static func chiSquare(observed: [Double], referenceShares: [Double]) -> (statistic: Double, p: Double) {
+        precondition(observed.count == referenceShares.count + 1, "one observed count per category, and one for the unseen")
+        let n = observed.reduce(0, +)
+        guard n > 0, !referenceShares.isEmpty else { return (0, 1) }
+        let scale = 1 - psiEpsilon
+        var statistic = 0.0
+        for (index, count) in observed.enumerated() {
+            let share = index < referenceShares.count ? referenceShares[index] * scale : psiEpsilon
+            let expected = n * Swift.max(share, psiEpsilon * psiEpsilon)
+            statistic += (count - expected) * (count - expected) / expected
+        }
+        return (statistic, chiSquareSurvival(statistic, degrees: Double(observed.count - 1)))
+    }
+
+    /// P(X ≥ x) for a chi-square variable with `degrees` degrees of freedom: the regularized upper
+    /// incomplete gamma Q(degrees / 2, x / 2), by its series below a + 1 and its continued fraction above.
+    public static func chiSquareSurvival(_ x: Double, degrees: Double) -> Double {
+        guard x > 0, degrees > 0 else { return 1 }
+        let a = degrees / 2, z = x / 2
+        let logPrefix = a * Foundation.log(z) - z - Foundation.lgamma(a)
+        if z < a + 1 {
+            var term = 1 / a, sum = term, k = a
+            for _ in 0..<1000 {
+                k += 1
+                term *= z / k
+                sum += term
+                if Swift.abs(term) < Swift.abs(sum) * 1e-15 { break }
+            }
+            return Swift.max(0, Swift.min(1, 1 - sum * Foundation.exp(logPrefix)))
+        }
+        // Lentz's continued fraction for Q.
+        let tiny = 1e-300
+        var b = z + 1 - a, c = 1 / tiny, d = 1 / b, h = d
+        for i in 1...1000 {
+            let an = -Double(i) * (Double(i) - a)
+            b += 2
+            d = an * d + b
+            if Swift.abs(d) < tiny { d = tiny }
+            c = b + an / c
+            if Swift.abs(c) < tiny { c = tiny }
+            d = 1 / d
+            let delta = d * c
+            h *= delta
+            if Swift.abs(delta - 1) < 1e-15 { break }
+        }
+        return Swift.max(0, Swift.min(1, Foundation.exp(logPrefix) * h))
+    }
+
     /// Wasserstein-1 distance between two samples (each given sorted ascending), as
     /// `scipy.stats.wasserstein_distance(u, v)`: the area between the two empirical CDFs.
     public static func wasserstein(sorted u: [Double], sorted v: [Double]) -> Double {

@@ -484,6 +484,23 @@ public final class DriftWindow {
         let window = store.binProbabilities(index)
         let psi = DriftStatistics.psi(window: window, reference: profile.probabilities)
         let js = DriftStatistics.jensenShannon(window, profile.probabilities)
+        if let categories = profile.categories {
+            // Category i is bin 2i + 1; every other bin is a category unseen in training.
+            var observed = [Double](repeating: 0, count: categories.count + 1)
+            for (bin, share) in window.enumerated() {
+                let count = share * Double(n)
+                if bin % 2 == 1 && bin / 2 < categories.count { observed[bin / 2] += count } else { observed[categories.count] += count }
+            }
+            let shares = categories.indices.map { profile.probabilities[2 * $0 + 1] }
+            let (statistic, p) = DriftStatistics.chiSquare(observed: observed.map { $0.rounded() }, referenceShares: shares)
+            var result = ColumnDrift(name: profile.name, n: n, missing: store.missing[index], nan: 0, outOfRange: 0, mean: 0, std: 0,
+                                     psi: psi, js: js, wasserstein: 0, ks: 0, ksP: 1,
+                                     drift: psi > threshold && p < Self.ksAlpha, threshold: threshold)
+            result.chiSquare = statistic
+            result.chiSquareP = p
+            result.unseenShare = observed[categories.count] / Double(n)
+            return result
+        }
         let sorted = store.sortedValues(index)
         let (ks, rawWasserstein) = cdf.ksAndWasserstein(sorted: sorted)
         let ksP = DriftStatistics.kolmogorovSmirnovPValue(d: ks, n: sorted.count, m: profile.sample.count)

@@ -16,6 +16,13 @@ public struct ColumnDrift: Sendable {
     public let drift: Bool
     /// The PSI threshold the flag used.
     public let threshold: Double
+    /// For a categorical feature (nil for a number): the chi-square test of the category counts
+    /// against the training shares, and the share of the window's values in categories never
+    /// seen in training. A categorical feature has no mean, std, KS or Wasserstein (all 0).
+    public var chiSquare: Double? = nil
+    public var chiSquareP: Double? = nil
+    public var unseenShare: Double? = nil
+    public var isCategorical: Bool { chiSquare != nil }
 }
 
 /// A closed window: what a drift record reports.

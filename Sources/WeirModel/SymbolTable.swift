@@ -81,6 +81,14 @@ public final class SymbolTable: Sendable {
         return copy.withUTF8 { symbol(utf8: UnsafeRawBufferPointer($0)) }
     }
 
+    /// This table with `extra` strings numbered after the model's own (those it already has are
+    /// skipped), sorted: the categories of a training set the model does not know, so that drift
+    /// can tell them from categories never seen at all. The model reads their symbols as unknown.
+    public func extended(with extra: [String]) -> SymbolTable {
+        let known = Set(strings)
+        return SymbolTable(strings + Set(extra.filter { !known.contains($0) }).sorted())
+    }
+
     /// The text of a symbol ("" for `unknown`).
     public func string(_ symbol: Int64) -> String {
         symbol >= 0 && symbol < Int64(strings.count) ? strings[Int(symbol)] : ""

@@ -148,6 +148,15 @@ final class DriftTap {
                 writer.raw("\":")
                 writer.double(value)
             }
+            if let chiSquare = column.chiSquare, let p = column.chiSquareP, let unseen = column.unseenShare {
+                // A categorical feature: its test and the share of categories unseen in training.
+                for (name, value) in [("chi_square", chiSquare), ("chi_square_p", p), ("unseen_share", unseen)] {
+                    writer.raw(",\"")
+                    writer.raw(Array(name.utf8))
+                    writer.raw("\":")
+                    writer.double(value)
+                }
+            }
             writer.raw(",\"drift\":")
             writer.raw(column.drift ? "true" : "false")
             writer.raw(",\"threshold\":")

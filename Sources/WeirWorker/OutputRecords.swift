@@ -50,7 +50,9 @@ final class OutputRecords: Sendable {
         {"name":"n","type":"long"},{"name":"missing","type":"long"},{"name":"nan","type":"long"},{"name":"out_of_range","type":"long"},\#
         {"name":"mean","type":"double"},{"name":"std","type":"double"},{"name":"psi","type":"double"},{"name":"js","type":"double"},\#
         {"name":"wasserstein","type":"double"},{"name":"ks","type":"double"},{"name":"ks_p","type":"double"},\#
-        {"name":"drift","type":"boolean"},{"name":"threshold","type":"double"}]}}},\#
+        {"name":"drift","type":"boolean"},{"name":"threshold","type":"double"},\#
+        {"name":"chi_square","type":["null","double"],"default":null},{"name":"chi_square_p","type":["null","double"],"default":null},\#
+        {"name":"unseen_share","type":["null","double"],"default":null}]}}},\#
         {"name":"prediction","type":{"type":"map","values":"ColumnDrift"}},\#
         {"name":"drifted_share","type":"double"},{"name":"drift","type":"boolean"}]}
         """#
@@ -213,6 +215,15 @@ extension DriftTap {
                 for value in [column.mean, column.std, column.psi, column.js, column.wasserstein, column.ks, column.ksP] { avro.double(value) }
                 avro.boolean(column.drift)
                 avro.double(column.threshold)
+                // Categorical features only: union branch 1 (double), else 0 (null).
+                for value in [column.chiSquare, column.chiSquareP, column.unseenShare] {
+                    if let value {
+                        avro.long(1)
+                        avro.double(value)
+                    } else {
+                        avro.long(0)
+                    }
+                }
             }
         }
         avro.long(0)

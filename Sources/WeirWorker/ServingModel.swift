@@ -41,8 +41,17 @@ final class ServingModel {
         let manifest = bundle.manifest
         width = manifest.inputs.count
         let path = settings.inputFeaturesPath.map { $0.split(separator: ".").map(String.init) } ?? []
-        let features = FeatureSchema(names: manifest.inputs.map(\.name), defaults: manifest.inputs.map(\.default),
-                                     featuresPath: path, maxBytes: settings.inputMaxBytes)
+        // Categories travel as the model's symbols (training categories it does not know get their
+        // own, as the packager numbered them, which the model reads as unknown); a categorical
+        // default is its category's symbol.
+        let symbols = bundle.categorySymbols
+        let defaults = manifest.inputs.map { input -> Float? in
+            input.isCategorical ? input.defaultCategory.map { Float(symbols.symbol(of: $0)) } : input.default
+        }
+        let categorical = manifest.inputs.map(\.isCategorical)
+        let features = FeatureSchema(names: manifest.inputs.map(\.name), defaults: defaults, featuresPath: path,
+                                     maxBytes: settings.inputMaxBytes, categorical: categorical,
+                                     categories: categorical.contains(true) ? ModelCategories(symbols) : nil)
         self.writerSchemas = writerSchemas
         decoder = makeRowDecoder(settings.inputFormat, features: features, writerSchemas: writerSchemas)
         scratch = bundle.model.makeScratch()
@@ -169,4 +178,12 @@ func makeRowDecoder(_ format: InputFormat, features: FeatureSchema, writerSchema
     case .jsonSchema: return FramedJSONDecoder(schema: features, writerSchemas: writerSchemas)
     case .protobuf: return ProtobufDecoder(schema: features, writerSchemas: writerSchemas)
     }
+}
+
+/// A model's symbol table as the decoders' category lookup: an event's category becomes the
+/// symbol the model's encoders compare, found from its bytes without allocating.
+final class ModelCategories: CategoryLookup {
+    let symbols: SymbolTable
+    init(_ symbols: SymbolTable) { self.symbols = symbols }
+    func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { symbols.symbol(utf8: text) }
 }

@@ -11,7 +11,7 @@ struct PackageCommand: ParsableCommand {
 
     @Option(help: "The ONNX model (fp32, or quantized by onnxruntime).")
     var onnx: String
-    @Option(help: "The training CSV: its header names the features in the model's input order.")
+    @Option(help: "The training CSV: its header names the features in the model's input order (a model with one-column inputs: by their names). Cells of string inputs are categories.")
     var train: String
     @Option(help: "The model's name (as in prediction records and control messages).")
     var name: String
@@ -23,12 +23,14 @@ struct PackageCommand: ParsableCommand {
     var label = "label"
     @Option(help: "classification or regression (default: decided from the model's outputs).")
     var task: String?
-    @Option(help: "What an event without a feature gets: reject, mean (of the training column) or zero.")
+    @Option(help: "What an event without a feature gets: reject, mean (of the training column) or zero; a category gets the most frequent one unless reject.")
     var missing = "reject"
     @Option(help: "Drift window size the thresholds in reference.json are calibrated for.")
     var driftWindowEvents = 1000
     @Option(help: "How workers run the model: auto (int8, and 7-bit int7 on large layers), int8 (8-bit operands only) or fp32.")
     var precision = "auto"
+    @Option(help: "ignore: read a classifier's ZipMap output (a list of maps) as the scores it maps, instead of refusing the model.")
+    var zipmap: String?
 
     func run() throws {
         guard let policy = MissingValuePolicy(rawValue: missing) else {
@@ -37,12 +39,13 @@ struct PackageCommand: ParsableCommand {
         guard let modelPrecision = ModelPrecision(rawValue: precision) else {
             throw CommandFailure("--precision '\(precision)': use auto, int8 or fp32")
         }
+        if let zipmap, zipmap != "ignore" { throw CommandFailure("--zipmap '\(zipmap)': the only value is ignore") }
         let manifest: BundleManifest
         do {
             manifest = try BundlePackager.package(
                 onnx: URL(fileURLWithPath: onnx), train: URL(fileURLWithPath: train), name: name, version: version,
                 out: URL(fileURLWithPath: out), labelColumn: label, task: task, missing: policy,
-                driftWindowEvents: driftWindowEvents, precision: modelPrecision)
+                driftWindowEvents: driftWindowEvents, precision: modelPrecision, ignoreZipMap: zipmap == "ignore")
         } catch {
             throw CommandFailure("\(error)")
         }

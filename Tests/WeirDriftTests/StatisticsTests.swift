@@ -22,8 +22,22 @@ struct Golden: Decodable {
         let lambda: Double
         let sf: Double
     }
+    struct ChiSquareCase: Decodable {
+        let name: String
+        let observed: [Double]
+        let shares: [Double]
+        let statistic: Double
+        let p: Double
+    }
+    struct ChiSquareSurvival: Decodable {
+        let x: Double
+        let dof: Double
+        let sf: Double
+    }
     let cases: [Case]
     let kolmogorov: [Survival]
+    let chi_square: [ChiSquareCase]
+    let chi2_survival: [ChiSquareSurvival]
 
     static let loaded: Golden = {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/statistics.json")
@@ -61,6 +75,23 @@ func relativeError(_ got: Double, _ want: Double) -> Double {
         for (index, want) in golden.quantiles.enumerated() {
             let got = DriftStatistics.quantile(sorted: golden.u.sorted(), Double(index) / 20)
             #expect(relativeError(got, want) <= 1e-12 || abs(got - want) <= 1e-15, "quantile \(index)/20")
+        }
+    }
+
+    @Test("Chi-square of category counts (with the unseen bucket) and its p-value match scipy.stats.chisquare")
+    func chiSquareMatchesScipy() {
+        for golden in Golden.loaded.chi_square {
+            let (statistic, p) = DriftStatistics.chiSquare(observed: golden.observed, referenceShares: golden.shares)
+            #expect(relativeError(statistic, golden.statistic) < 1e-9, "\(golden.name): \(statistic) vs \(golden.statistic)")
+            #expect(abs(p - golden.p) < 1e-9 || relativeError(p, golden.p) < 1e-6, "\(golden.name): p \(p) vs \(golden.p)")
+        }
+    }
+
+    @Test("The chi-square survival function matches scipy.stats.chi2.sf in both of its regimes")
+    func chiSquareSurvivalMatchesScipy() {
+        for point in Golden.loaded.chi2_survival {
+            let sf = DriftStatistics.chiSquareSurvival(point.x, degrees: point.dof)
+            #expect(abs(sf - point.sf) < 1e-12 || relativeError(sf, point.sf) < 1e-7, "x \(point.x), dof \(point.dof): \(sf) vs \(point.sf)")
         }
     }
 

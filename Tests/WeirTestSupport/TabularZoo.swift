@@ -5,10 +5,10 @@ import WeirModel
 /// them: read by WeirModel's tests and by `weir-bench tabular`.
 public struct TabularFixture: Sendable {
     public struct Tensor: Decodable, Sendable {
-        let name: String
-        let type: String
-        let shape: [Int]
-        let file: String
+        public let name: String
+        public let type: String
+        public let shape: [Int]
+        public let file: String
     }
     public struct Meta: Decodable, Sendable {
         public let name: String
