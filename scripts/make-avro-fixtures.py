@@ -39,8 +39,9 @@ def fastavro_framed(schema, record, sid):
     return b"\x00" + struct.pack(">I", sid) + out.getvalue()
 
 
-def expected_row(features, record, defaults, path=()):
-    """What Weir reads, computed from the record: None marks a dead letter (code separately)."""
+def expected_row(features, record, defaults, path=(), categorical=(), vocabulary=()):
+    """What Weir reads, computed from the record: None marks a dead letter (code separately). A
+    categorical feature reads its category's place in `vocabulary` (-1 when absent from it)."""
     holder = record
     for key in path:
         holder = holder.get(key) if isinstance(holder, dict) else None
@@ -50,6 +51,8 @@ def expected_row(features, record, defaults, path=()):
             value = holder[index] if index < len(holder) else None
         else:
             value = holder.get(name) if isinstance(holder, dict) else None
+        if name in categorical and isinstance(value, str):
+            value = float(vocabulary.index(value)) if value in vocabulary else -1.0
         if isinstance(value, decimal.Decimal):
             value = float(value)
         if isinstance(value, bool):
@@ -62,14 +65,17 @@ def expected_row(features, record, defaults, path=()):
     return row, defaulted
 
 
-def case(name, data, features, *, defaults=None, path=(), record=None, code=None, id_=None):
+def case(name, data, features, *, defaults=None, path=(), record=None, code=None, id_=None, categorical=(), vocabulary=()):
     defaults = defaults if defaults is not None else [None] * len(features)
     entry = {"name": name, "value": base64.b64encode(data).decode(), "features": features,
              "defaults": defaults, "features_path": list(path)}
+    if categorical:
+        entry["categorical"] = list(categorical)
+        entry["vocabulary"] = list(vocabulary)
     if code:
         entry["code"] = code
     else:
-        entry["row"], entry["defaulted"] = expected_row(features, record, defaults, path)
+        entry["row"], entry["defaulted"] = expected_row(features, record, defaults, path, categorical, vocabulary)
         entry["id"] = id_
     cases.append(entry)
 
@@ -124,6 +130,14 @@ case("nullable union null without a default", data, rich_features, code="missing
 case("a string feature", data, ["score", "note"], code="not-a-number")
 case("an enum feature", data, ["kind"], code="not-a-number")
 case("a record feature", data, ["where"], code="not-a-number")
+# Categorical features: a string and an enum read as their category's code (the test's vocabulary
+# stands in for a model's symbols); a category the vocabulary lacks is unknown (-1); a number is refused.
+data, _ = serialize(rich, rich_record, topic="payments")
+case("categorical string and enum", data, ["note", "kind", "score"], record=rich_record, id_=9007199254740993,
+     categorical=["note", "kind"], vocabulary=["BANK", "héllo \"quoted\"", "CARD"])
+case("categories the vocabulary lacks", data, ["note", "kind"], record=rich_record, id_=9007199254740993,
+     categorical=["note", "kind"], vocabulary=["CASH"])
+case("a number for a category", data, ["count", "kind"], code="not-a-number", categorical=["count", "kind"], vocabulary=["BANK"])
 
 # Schema evolution in one subject: v2 adds a field with a default, v3 removes one and reorders.
 v1 = {"type": "record", "name": "Txn", "namespace": "acme", "fields": [

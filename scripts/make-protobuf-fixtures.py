@@ -125,7 +125,7 @@ def serialize(message, text, topic):
     return data
 
 
-def expected(message, features, defaults, path=()):
+def expected(message, features, defaults, path=(), categorical=(), vocabulary=()):
     """The row Weir must read: protobuf's presence rules, NaN as missing, bools as 0/1."""
     holder = message
     for name in path:
@@ -153,6 +153,8 @@ def expected(message, features, defaults, path=()):
                 value = stamp.seconds * 1000 + stamp.nanos / 1e6
             else:
                 value = getattr(holder, name)
+        if name in categorical and isinstance(value, str):
+            value = float(vocabulary.index(value)) if value in vocabulary else -1.0
         if isinstance(value, bool):
             value = 1.0 if value else 0.0
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -163,14 +165,17 @@ def expected(message, features, defaults, path=()):
     return row, defaulted
 
 
-def case(name, data, features, *, defaults=None, path=(), message=None, code=None, id_=None):
+def case(name, data, features, *, defaults=None, path=(), message=None, code=None, id_=None, categorical=(), vocabulary=()):
     defaults = defaults if defaults is not None else [None] * len(features)
     entry = {"name": name, "value": base64.b64encode(data).decode(), "features": features, "defaults": defaults,
              "features_path": list(path)}
+    if categorical:
+        entry["categorical"] = list(categorical)
+        entry["vocabulary"] = list(vocabulary)
     if code:
         entry["code"] = code
     else:
-        entry["row"], entry["defaulted"] = expected(message, features, defaults, path)
+        entry["row"], entry["defaulted"] = expected(message, features, defaults, path, categorical, vocabulary)
         entry["id"] = id_
     cases.append(entry)
 
@@ -188,6 +193,14 @@ case("an unset optional without a default", data, numeric, code="missing-feature
 case("a string feature", data, ["amount", "note"], code="not-a-number")
 case("an enum feature", data, ["kind"], code="not-a-number")
 case("a repeated feature", data, ["tags"], code="not-a-number")
+# Categorical features: a string reads as its category's place in the vocabulary (-1 when absent);
+# a number, or an enum (whose names a plan does not keep), is refused.
+data = serialize(full, PROTO_V1, "payments")
+case("a categorical string", data, ["note", "amount"], message=full, id_="p-1", categorical=["note"], vocabulary=["hello", "héllo"])
+case("a category the vocabulary lacks", data, ["note"], message=full, id_="p-1", categorical=["note"], vocabulary=["other"])
+case("a number for a category", data, ["count"], code="not-a-number", categorical=["count"], vocabulary=["x"])
+case("an enum for a category", data, ["kind"], code="not-a-number", categorical=["kind"], vocabulary=["BANK"])
+data = serialize(zeros, PROTO_V1, "payments")
 case("a message feature", data, ["where"], code="not-a-number")
 right = v1.Payment(id="p-3", right="chosen", amount=1.5)
 data = serialize(right, PROTO_V1, "payments")

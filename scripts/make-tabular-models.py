@@ -140,6 +140,7 @@ def main():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import (Binarizer, KBinsDiscretizer, MaxAbsScaler, MinMaxScaler, OneHotEncoder,
                                        OrdinalEncoder, PolynomialFeatures, PowerTransformer, RobustScaler, StandardScaler)
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     from sklearn.svm import SVC, SVR, LinearSVC
     from sklearn.tree import DecisionTreeClassifier
 
@@ -206,6 +207,8 @@ def main():
         ("svr_rbf", make_pipeline(StandardScaler(), SVR(kernel="rbf")), "regression", False, "StandardScaler -> SVR rbf"),
         ("svr_poly", make_pipeline(StandardScaler(), SVR(kernel="poly", degree=2)), "regression", False, "StandardScaler -> SVR poly"),
         ("linear_svc", LinearSVC(), "classification", False, "LinearSVC"),
+        ("knn_classifier", make_pipeline(StandardScaler(), KNeighborsClassifier(5)), "classification", False, "StandardScaler -> KNeighborsClassifier (Scan, TopK)"),
+        ("knn_regressor", make_pipeline(StandardScaler(), KNeighborsRegressor(5, metric="manhattan")), "regression", False, "StandardScaler -> KNeighborsRegressor, Manhattan distance"),
         ("sgd_logloss", SGDClassifier(loss="log_loss", random_state=0), "classification", False, "SGDClassifier log loss"),
         ("gaussian_nb", GaussianNB(), "classification_band", False, "GaussianNB (Exp, Pow, ReduceLogSumExp)"),
         ("decision_tree", DecisionTreeClassifier(max_depth=6, random_state=0), "classification_band", False, "DecisionTreeClassifier"),
@@ -217,8 +220,8 @@ def main():
         x_train = train_missing[NUMERIC].to_numpy(F32) if missing else X
         x_test = test_missing[NUMERIC].to_numpy(F32) if missing else X_test
         labels_train = {"classification": y_missing if missing else y, "classification_band": band, "regression": target}[task]
-        if name.startswith("sv"):
-            # Kernel machines keep their support vectors: a smaller training set keeps the file small.
+        if name.startswith("sv") or name.startswith("knn"):
+            # Kernel machines keep their support vectors, neighbours their training set: a smaller one keeps the file small.
             x_train, labels_train = x_train[:600], labels_train[:600]
         estimator.fit(x_train, labels_train)
         options = no_zipmap if task.startswith("classification") and hasattr(estimator, "classes_") else None

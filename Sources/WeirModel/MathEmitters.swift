@@ -35,6 +35,8 @@ extension Planner {
         table["Shape"] = { planner, node, _ in try planner.emitShape(node) }
         table["ConstantOfShape"] = { planner, node, _ in try planner.emitConstantOfShape(node) }
         table["Constant"] = { _, node, _ in throw ModelError("\(node.label): a constant that could not be read") }
+        table["Scan"] = { planner, node, _ in try planner.emitScan(node) }
+        table["TopK"] = { planner, node, _ in try planner.emitTopK(node) }
         return family(table)
     }()
 
@@ -407,8 +409,13 @@ extension Planner {
         throw ModelError("\(node.label): axes must be constant")
     }
 
-    /// Transpose that keeps the batch first.
+    /// Transpose that keeps the batch first (or turns a distance Scan's `[points, rows]` into rows).
     mutating func emitTranspose(_ node: GraphNode) throws {
+        if let slot = scanDistances[node.inputs[0]] {
+            guard (node.ints("perm") ?? [1, 0]) == [1, 0] else { throw ModelError("\(node.label): only [1, 0] of a Scan's distances is supported") }
+            view(node.outputs[0], of: slot, rowShape: info[slot].rowShape)
+            return
+        }
         let x = try runtime(node.inputs[0], node)
         let rank = x.info.rank
         let perm = node.ints("perm")?.map(Int.init) ?? Array((0..<rank).reversed())
@@ -445,6 +452,56 @@ extension Planner {
         let shape = info[source].rowShape
         let out = newSlot(node.outputs[0], SlotInfo(kind: kind, rowShape: shape))
         record(FillStep(like: source, output: out, value: value, kind: kind, width: shape.reduce(1, *), rank: shape.count + 1),
+               output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
+    }
+
+    // MARK: nearest neighbours
+
+    /// skl2onnx's k-nearest-neighbours Scan: the batch as the state, a constant set of points
+    /// scanned, and a body giving each row's distance to the point (Σ (x − p)², or Σ |x − p|).
+    /// Its stacked output `[points, rows]` is only read through Transpose(perm [1, 0]).
+    mutating func emitScan(_ node: GraphNode) throws {
+        guard node.int("num_scan_inputs", default: 0) == 1, node.inputs.count == 2, node.outputs.count == 2,
+              case .graph(let body)? = node.attributes["body"], body.inputs.count == 2, body.outputs.count == 2 else {
+            throw ModelError("\(node.label): only the pairwise-distance Scan of k-nearest-neighbour exports is supported")
+        }
+        let x = try runtime(node.inputs[0], node)
+        guard let points = constants[node.inputs[1]], points.shape.count == 2, points.shape[1] == x.info.width, let values = points.floats else {
+            throw ModelError("\(node.label): the scanned points must be a constant [points, \(x.info.width)] float table")
+        }
+        let (state, point) = (body.inputs[0], body.inputs[1])
+        func producer(_ name: String) -> GraphNode? { body.nodes.first { $0.outputs.contains(name) } }
+        func through(_ name: String) -> String { if let n = producer(name), n.opType == "Identity" { return through(n.inputs[0]) }; return name }
+        guard through(body.outputs[0]) == state else { throw ModelError("\(node.label): the Scan's state must pass through unchanged") }
+        var metric: PairwiseDistanceStep.Metric?
+        if let reduce = producer(through(body.outputs[1])) {
+            let difference = reduce.opType == "ReduceSum" ? producer(reduce.inputs[0]).flatMap { $0.opType == "Abs" ? producer($0.inputs[0]) : nil } : producer(reduce.inputs[0])
+            let axes = reduce.ints("axes") ?? (reduce.inputs.count > 1 ? body.initializers[reduce.inputs[1]]?.asInt64s : nil)
+            if let difference, difference.opType == "Sub", Set(difference.inputs) == Set([state, point]), axes == [1] || axes == [-1],
+               reduce.int("keepdims", default: 1) == 0 {
+                metric = reduce.opType == "ReduceSumSquare" ? .squaredEuclidean : (reduce.opType == "ReduceSum" ? .manhattan : nil)
+            }
+        }
+        guard let metric else { throw ModelError("\(node.label): the Scan's body is not a squared-Euclidean or Manhattan distance") }
+        view(node.outputs[0], of: x.slot, rowShape: x.info.rowShape)
+        let name = "\(node.outputs[1])__weir_rows"
+        let out = newSlot(name, SlotInfo(kind: .float, rank: 2, width: points.shape[0]))
+        scanDistances[node.outputs[1]] = out
+        record(PairwiseDistanceStep(input: x.slot, output: out, points: values, pointCount: points.shape[0], features: x.info.width, metric: metric),
+               output: name, nodes: [node.name], precision: "fp32", bytes: values.count * 4)
+    }
+
+    /// TopK along the last axis with a constant k.
+    mutating func emitTopK(_ node: GraphNode) throws {
+        let x = try floatInput(node.inputs[0], node)
+        guard let k = node.inputs.count > 1 ? constants[node.inputs[1]]?.asInt64s.first.map(Int.init) : Int(node.int("k", default: 0)), k >= 1 else {
+            throw ModelError("\(node.label): k must be a positive constant")
+        }
+        let axis = Int(node.int("axis", default: -1))
+        guard axis == -1 || axis == x.info.rank - 1, x.info.rank == 2 else { throw ModelError("\(node.label): TopK runs along the last axis of [rows, values]") }
+        let values = newSlot(node.outputs[0], SlotInfo(kind: .float, rank: 2, width: k))
+        let indices = newSlot(node.outputs.count > 1 ? node.outputs[1] : "\(node.outputs[0])__weir_indices", SlotInfo(kind: .int64, rank: 2, width: k))
+        record(TopKStep(input: x.slot, values: values, indices: indices, k: k, largest: node.int("largest", default: 1) == 1),
                output: node.outputs[0], nodes: [node.name], precision: "-", bytes: 0)
     }
 }

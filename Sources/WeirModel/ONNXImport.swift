@@ -10,6 +10,16 @@ enum AttributeValue {
     case floats([Float])
     case strings([String])
     case tensor(Tensor)
+    /// A subgraph (Scan's body): its inputs and outputs by name, nodes and constants.
+    case graph(Subgraph)
+}
+
+/// A node's subgraph attribute, imported like the main graph.
+struct Subgraph {
+    var inputs: [String]
+    var outputs: [String]
+    var nodes: [GraphNode]
+    var initializers: [String: Tensor]
 }
 
 /// One ONNX node after import.
@@ -114,6 +124,18 @@ enum ONNXImporter {
                              irVersion: proto.irVersion)
     }
 
+    private static func subgraph(_ graph: Onnx_GraphProto) throws -> Subgraph {
+        var initializers = [String: Tensor]()
+        for tensor in graph.initializer { initializers[tensor.name] = try convert(tensor, context: "initializer '\(tensor.name)'") }
+        let nodes = try graph.node.map { node in
+            var attributes = [String: AttributeValue]()
+            for attribute in node.attribute { attributes[attribute.name] = try convert(attribute, node: node) }
+            return GraphNode(opType: node.opType, domain: node.domain, name: node.name, inputs: node.input, outputs: node.output,
+                             attributes: attributes)
+        }
+        return Subgraph(inputs: graph.input.map(\.name), outputs: graph.output.map(\.name), nodes: nodes, initializers: initializers)
+    }
+
     private static func signature(_ info: Onnx_ValueInfoProto) -> TensorSignature {
         let tensorType = info.type.tensorType
         let shape: [Int?] = tensorType.shape.dim.map { dim in
@@ -147,6 +169,7 @@ enum ONNXImporter {
         case .floats: return .floats(attribute.floats)
         case .strings: return .strings(attribute.strings.map { String(decoding: $0, as: UTF8.self) })
         case .tensor: return .tensor(try convert(attribute.t, context: "attribute '\(attribute.name)' of node '\(node.name)'"))
+        case .graph: return .graph(try subgraph(attribute.g))
         default:
             // Older exporters leave `type` unset; infer from what is filled in.
             if !attribute.floats.isEmpty { return .floats(attribute.floats) }

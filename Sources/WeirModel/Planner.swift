@@ -95,6 +95,8 @@ struct Planner {
     var symbols = SymbolTableBuilder()
     /// Names that view another value's storage with another row shape (Reshape, Identity, ...).
     var views: [String: SlotInfo] = [:]
+    /// Distance Scans' stacked outputs (`[points, rows]`), by name: the slot holding them row-major.
+    var scanDistances: [String: Int] = [:]
     /// Outputs of Shape nodes: the batch value whose shape they hold.
     var shapeSources: [String: Int] = [:]
 

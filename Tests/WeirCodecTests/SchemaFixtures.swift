@@ -25,9 +25,13 @@ struct SchemaFixtures {
         schemas = Dictionary(uniqueKeysWithValues: try #require(root["schemas"] as? [String: String]).map { (UInt32($0.key)!, $0.value) })
         cases = try #require(root["cases"] as? [[String: Any]]).map { entry in
             let defaults = (entry["defaults"] as! [Any]).map { ($0 as? NSNumber).map { Float(truncating: $0) } }
+            let names = entry["features"] as! [String]
+            let categorical = Set(entry["categorical"] as? [String] ?? [])
+            let vocabulary = entry["vocabulary"] as? [String] ?? []
             return Case(name: entry["name"] as! String, value: Array(Data(base64Encoded: entry["value"] as! String)!),
-                        features: FeatureSchema(names: entry["features"] as! [String], defaults: defaults,
-                                                featuresPath: entry["features_path"] as! [String]),
+                        features: FeatureSchema(names: names, defaults: defaults, featuresPath: entry["features_path"] as! [String],
+                                                categorical: names.map(categorical.contains),
+                                                categories: categorical.isEmpty ? nil : VocabularyLookup(vocabulary)),
                         code: entry["code"] as? String, row: ((entry["row"] as? [NSNumber]) ?? []).map { Float($0.doubleValue) },
                         defaulted: (entry["defaulted"] as? [Bool]) ?? [], id: entry["id"].flatMap { $0 is NSNull ? nil : $0 })
         }
@@ -53,4 +57,16 @@ struct SchemaFixtures {
             #expect(!failure.message.isEmpty)
         }
     }
+}
+
+/// A fixture's vocabulary as a category lookup: a category's place in it, -1 when absent (as a
+/// model's symbol table answers).
+final class VocabularyLookup: CategoryLookup {
+    let places: [[UInt8]: Int64]
+    init(_ vocabulary: [String]) {
+        var places = [[UInt8]: Int64]()
+        for (index, word) in vocabulary.enumerated() { places[Array(word.utf8)] = Int64(index) }
+        self.places = places
+    }
+    func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { places[Array(text)] ?? -1 }
 }

@@ -103,3 +103,38 @@ public struct TabularFixture: Sendable {
         return agreement
     }
 }
+
+extension TabularFixture {
+    /// The held-out rows as a training CSV for `weir model package`: one column per feature (an
+    /// input's name, or `name_j` for column j of a wider input), categories as text, and a `label`
+    /// column from onnxruntime's label output for classifiers.
+    public func writeTrainingCSV(to url: URL) throws {
+        var header = [String](), columns = [[String]]()
+        for spec in meta.inputs {
+            let tensor = try Self.load(spec)
+            let width = spec.shape.count > 1 ? spec.shape[1] : 1
+            for j in 0..<width {
+                header.append(width == 1 ? spec.name : "\(spec.name)_\(j)")
+                columns.append((0..<meta.rows).map { row in
+                    switch tensor.storage {
+                    case .float(let v): return v[row * width + j].isNaN ? "" : "\(v[row * width + j])"
+                    case .int64(let v): return "\(v[row * width + j])"
+                    case .string(let v): return v[row * width + j]
+                    }
+                })
+            }
+        }
+        if meta.task == "classification", let labels = meta.outputs.first(where: { $0.type != "float" }) {
+            header.append("label")
+            let tensor = try Self.load(labels)
+            switch tensor.storage {
+            case .int64(let v): columns.append(v.map { "\($0)" })
+            case .string(let v): columns.append(v)
+            case .float(let v): columns.append(v.map { "\($0)" })
+            }
+        }
+        var text = header.joined(separator: ",") + "\n"
+        for row in 0..<meta.rows { text += columns.map { $0[row] }.joined(separator: ",") + "\n" }
+        try text.write(to: url, atomically: true, encoding: .utf8)
+    }
+}

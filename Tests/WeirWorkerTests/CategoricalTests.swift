@@ -199,3 +199,22 @@ private extension Array where Element == UInt8 {
         return copy
     }
 }
+
+/// Every model of the tabular zoo packages into a bundle that loads, from a CSV of its held-out rows.
+@Suite(.timeLimit(.minutes(5))) struct ZooPackagingTests {
+    @Test(arguments: TabularFixture.all)
+    func packagesAndLoads(_ name: String) throws {
+        let fixture = try TabularFixture(name)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weir-zoo-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let train = directory.appendingPathComponent("train.csv")
+        try fixture.writeTrainingCSV(to: train)
+        let manifest = try BundlePackager.package(onnx: fixture.modelURL, train: train, name: name.replacingOccurrences(of: "_", with: "-"),
+                                                  version: "1.0.0", out: directory.appendingPathComponent("bundle"), missing: .mean)
+        #expect(manifest.outputs.task == fixture.meta.task)
+        let bundle = try ModelBundle(directory: directory.appendingPathComponent("bundle"))
+        #expect(bundle.manifest.inputs.count == bundle.model.inputWidth)
+        #expect(bundle.reference?.features.count == bundle.manifest.inputs.count)
+    }
+}
