@@ -434,14 +434,18 @@ def main():
                "ArrayFeatureExtractor, Div, Sub, Mul, Concat, Identity, Softmax, ArgMax, Normalizer, LinearRegressor, Cast")
 
     # A model with an operator Weir does not support.
+    write_unsupported(rng)
+
+
+def write_unsupported(rng):
+    """A model with an operator Weir does not support (Einsum)."""
     nodes = [helper.make_node("Gemm", ["input", "w"], ["h"], name="dense", transB=1),
-             helper.make_node("TopK", ["h", "k"], ["values", "indices"], name="pick_top")]
+             helper.make_node("Einsum", ["h", "h"], ["values"], name="contract", equation="ni,ni->n")]
     graph = helper.make_graph(nodes, "unsupported", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
-                              [helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N", 2])],
-                              [numpy_helper.from_array(rng.normal(size=(3, 4)).astype(F32), "w"),
-                               numpy_helper.from_array(np.array([2], dtype=np.int64), "k")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), os.path.join(OUT, "unsupported_topk.onnx"))
-    print("unsupported_topk: written")
+                              [helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N"])],
+                              [numpy_helper.from_array(rng.normal(size=(3, 4)).astype(F32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), os.path.join(OUT, "unsupported_einsum.onnx"))
+    print("unsupported_einsum: written")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ static inline int goes_true(uint8_t mode, float x, float t) {
 
 #define LANES 8
 
+// Deep trees (LightGBM grows them leaf-wise, unevenly) stop once all eight rows are at leaves.
 #define WEIR_DESCEND_LANES(TEST)                                                                   \
     for (int32_t step = 0; step < depth; step++) {                                                 \
         for (size_t l = 0; l < lanes; l++) {                                                       \
@@ -27,6 +28,11 @@ static inline int goes_true(uint8_t mode, float x, float t) {
             float x = block[l * row_stride + (word & WEIR_TREE_FEATURE_MASK)], t = node->threshold; \
             int yes = (TEST) | ((x != x) & (int)(word >> 31));                                     \
             n[l] = node->children[1 - yes];                                                        \
+        }                                                                                          \
+        if (depth > 6 && step >= 3) {                                                              \
+            int all_leaves = 1;                                                                    \
+            for (size_t l = 0; l < lanes; l++) all_leaves &= leaf_count[n[l]] >= 0;                \
+            if (all_leaves) break;                                                                 \
         }                                                                                          \
     }
 

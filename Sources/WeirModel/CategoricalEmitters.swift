@@ -145,7 +145,8 @@ extension Planner {
         let parameters = node.floats("kernel_params") ?? []
         return SupportVectors(kernel: try node.choice("kernel_type", default: SVMKernel.linear),
                               gamma: parameters.count > 0 ? parameters[0] : 0, coef0: parameters.count > 1 ? parameters[1] : 0,
-                              degree: parameters.count > 2 ? Int(parameters[2]) : 0, vectors: vectors, count: count, features: features)
+                              degree: parameters.count > 2 ? Int(parameters[2]) : 0, vectors: vectors, count: count, features: features,
+                              kernels: options.kernels.usable)
     }
 
     /// SVMClassifier: labels and scores (pairwise decision values, or probabilities when trained with them).

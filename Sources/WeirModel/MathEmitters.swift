@@ -122,7 +122,8 @@ extension Planner {
         } else { outputKind = inFloats ? .float : .int64 }
         let outputName = output ?? node.outputs[0]
         let out = newSlot(outputName, SlotInfo(kind: outputKind, rowShape: rowShape))
-        record(ElementwiseStep(op: op, operands: operands, output: out, outputKind: outputKind, inFloats: inFloats, rowShape: rowShape),
+        record(ElementwiseStep(op: op, operands: operands, output: out, outputKind: outputKind, inFloats: inFloats, rowShape: rowShape,
+                               operandKinds: parts.map(\.2)),
                output: outputName, nodes: [node.name], precision: inFloats ? "fp32" : "-", bytes: 0)
     }
 

@@ -102,9 +102,85 @@ struct ElementwiseStep: Step {
     /// Whether arithmetic and comparisons run on floats (else on integers).
     let inFloats: Bool
     let rowShape: [Int]
+    /// For two float operands (slots or constants): each one's position per output position, and
+    /// its constant values; the fast path reads them through raw pointers.
+    private let fastPositions: [Constants<Int32>]?
+    private let fastConstants: [Constants<Float>?]
+
+    init(op: ElementwiseOperator, operands: [OperandSource], output: Int, outputKind: ValueKind, inFloats: Bool, rowShape: [Int],
+         operandKinds: [ValueKind]) {
+        self.op = op
+        self.operands = operands
+        self.output = output
+        self.outputKind = outputKind
+        self.inFloats = inFloats
+        self.rowShape = rowShape
+        let width = rowShape.reduce(1, *)
+        let floatsOnly = operands.count == 2 && operandKinds.allSatisfy { $0 == .float } && inFloats && !op.isLogical
+        fastPositions = floatsOnly ? operands.map { Constants($0.map ?? (0..<width).map(Int32.init)) } : nil
+        fastConstants = operands.map { operand in
+            if case .floats(let values) = operand.values { return Constants(values) }
+            return nil
+        }
+    }
+
     var summary: String { "\(op.rawValue)\(inFloats ? " fp32" : "")" }
 
+    /// Two float operands: the operator chosen once, then one loop over the rows.
+    private func runFloats(_ scratch: ModelScratch, positions: [Constants<Int32>]) {
+        var rows = 0
+        var bases = [UnsafePointer<Float>](), strides = [Int]()
+        for (k, operand) in operands.enumerated() {
+            if case .slot(let s) = operand.values {
+                let b = scratch.buffers[s]
+                rows = b.rows
+                bases.append(UnsafePointer(b.floats))
+                strides.append(b.width)
+            } else {
+                bases.append(UnsafePointer(fastConstants[k]!.base))
+                strides.append(0)
+            }
+        }
+        let width = rowShape.reduce(1, *)
+        let y = scratch.buffers[output]
+        y.prepare(outputKind, rows: rows, width: width, rank: rowShape.count + 1)
+        let (a, b) = (bases[0], bases[1]), (sa, sb) = (strides[0], strides[1])
+        let (pa, pb) = (positions[0].base, positions[1].base)
+        @inline(__always) func arithmetic(_ f: (Float, Float) -> Float) {
+            let out = y.floats
+            for r in 0..<rows {
+                let ra = a + r * sa, rb = b + r * sb, ro = out + r * width
+                for j in 0..<width { ro[j] = f(ra[Int(pa[j])], rb[Int(pb[j])]) }
+            }
+        }
+        @inline(__always) func compare(_ f: (Float, Float) -> Bool) {
+            let out = y.ints
+            for r in 0..<rows {
+                let ra = a + r * sa, rb = b + r * sb, ro = out + r * width
+                for j in 0..<width { ro[j] = f(ra[Int(pa[j])], rb[Int(pb[j])]) ? 1 : 0 }
+            }
+        }
+        switch op {
+        case .add: arithmetic { $0 + $1 }
+        case .sub: arithmetic { $0 - $1 }
+        case .mul: arithmetic { $0 * $1 }
+        case .div: arithmetic { $0 / $1 }
+        case .pow:
+            if case .floats(let e) = operands[1].values, e.allSatisfy({ $0 == 2 }) { arithmetic { x, _ in x * x } } else { arithmetic { powf($0, $1) } }
+        case .equal: compare { $0 == $1 }
+        case .less: compare { $0 < $1 }
+        case .lessOrEqual: compare { $0 <= $1 }
+        case .greater: compare { $0 > $1 }
+        case .greaterOrEqual: compare { $0 >= $1 }
+        default: arithmetic { op.float($0, $1) }
+        }
+    }
+
     func run(_ scratch: ModelScratch, index: Int) throws {
+        if let fastPositions {
+            runFloats(scratch, positions: fastPositions)
+            return
+        }
         var rows = 0
         for operand in operands { if case .slot(let s) = operand.values { rows = scratch.buffers[s].rows } }
         let width = rowShape.reduce(1, *)
@@ -227,7 +303,18 @@ struct MathStep: Step {
         default:
             y.prepare(.float, rows: x.rows, width: x.width, rank: rowShape.count + 1)
             let xp = x.floats, yp = y.floats
-            for i in 0..<count { yp[i] = function.apply(xp[i]) }
+            // The function chosen once, the loop specialized for it.
+            @inline(__always) func each(_ f: (Float) -> Float) { for i in 0..<count { yp[i] = f(xp[i]) } }
+            switch function {
+            case .sqrt: each { $0.squareRoot() }
+            case .exp: each { expf($0) }
+            case .log: each { logf($0) }
+            case .abs: each { Swift.abs($0) }
+            case .neg: each { -$0 }
+            case .reciprocal: each { 1 / $0 }
+            case .erf: each { erff($0) }
+            default: each { function.apply($0) }
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import CWeirKernels
 import Foundation
 
 /// A support vector machine's kernel.
@@ -13,6 +14,45 @@ struct SupportVectors: Sendable {
     let vectors: [Float]
     let count: Int
     let features: Int
+    /// The vectors transposed (features × count), for the fp32 GEMM kernel.
+    let inputMajor: Constants<Float>
+    let kernels: KernelSet
+
+    init(kernel: SVMKernel, gamma: Float, coef0: Float, degree: Int, vectors: [Float], count: Int, features: Int, kernels: KernelSet) {
+        self.kernel = kernel
+        self.gamma = gamma
+        self.coef0 = coef0
+        self.degree = degree
+        self.vectors = vectors
+        self.count = count
+        self.features = features
+        var transposed = [Float](repeating: 0, count: vectors.count)
+        for v in 0..<count { for f in 0..<features { transposed[f * count + v] = vectors[v * features + f] } }
+        inputMajor = Constants(transposed)
+        self.kernels = kernels
+    }
+
+    /// K(x_r, vector v) for every row and vector into `out` (rows × count): the dot products of the
+    /// linear, poly and sigmoid kernels by the GEMM kernel (as onnxruntime), the RBF by differences.
+    func kernelMatrix(_ x: Buffer, into out: UnsafeMutablePointer<Float>) {
+        let rows = x.rows
+        if kernel == .rbf {
+            for r in 0..<rows { for v in 0..<count { out[r * count + v] = self.kernel(x.floats + r * x.width, v) } }
+            return
+        }
+        weir_sgemm(x.floats, x.width, inputMajor.base, count, out, count, rows, features, nil, 0, kernels.c)
+        let total = rows * count
+        switch kernel {
+        case .poly:
+            let exponent = Float(degree)
+            for i in 0..<total {
+                let s = out[i] * gamma + coef0
+                out[i] = degree == 2 ? s * s : (degree == 3 ? s * s * s : powf(s, exponent))
+            }
+        case .sigmoid: for i in 0..<total { out[i] = tanhf(out[i] * gamma + coef0) }
+        default: break
+        }
+    }
 
     /// K(x, vector v).
     @inline(__always)
@@ -59,18 +99,23 @@ struct SVMClassifierStep: Step {
         scores.prepare(.float, rows: rows, width: scoreWidth)
         labelBuffer.prepare(labels.kind, rows: rows, width: 1, rank: 1)
         let pairs = classes * (classes - 1) / 2
-        var kernels = [Float](repeating: 0, count: supportVectors?.count ?? 0)
         var raw = [Float](repeating: 0, count: max(pairs, classes))
         var votes = [Int](repeating: 0, count: classes)
         var pairwise = [Float](repeating: 0, count: classes * classes)
         var probabilities = [Float](repeating: 0, count: classes)
         let allPositive = coefficients.allSatisfy { $0 >= 0 }
+        var matrix: UnsafeMutablePointer<Float>? = nil
+        if let sv = supportVectors {
+            scratch.stepMemory[index].reserve(rowBytes: rows * sv.count * MemoryLayout<Float>.stride, rows: 1, sums: 1)
+            matrix = scratch.stepMemory[index].rows.bindMemory(to: Float.self, capacity: rows * sv.count)
+            sv.kernelMatrix(x, into: matrix!)
+        }
         for r in 0..<rows {
             let row = x.floats + r * features
             var rawCount: Int
             var voted = false
-            if let sv = supportVectors {
-                for v in 0..<sv.count { kernels[v] = sv.kernel(row, v) }
+            if let sv = supportVectors, let matrix {
+                let kernels = matrix + r * sv.count
                 for c in 0..<classes { votes[c] = 0 }
                 var starts = [Int](), start = 0
                 for c in vectorsPerClass { starts.append(start); start += c }
@@ -199,11 +244,18 @@ struct SVMRegressorStep: Step {
     func run(_ scratch: ModelScratch, index: Int) throws {
         let x = scratch.buffers[input], y = scratch.buffers[output]
         y.prepare(.float, rows: x.rows, width: 1)
+        var matrix: UnsafeMutablePointer<Float>? = nil
+        if let sv = supportVectors {
+            scratch.stepMemory[index].reserve(rowBytes: x.rows * sv.count * MemoryLayout<Float>.stride, rows: 1, sums: 1)
+            matrix = scratch.stepMemory[index].rows.bindMemory(to: Float.self, capacity: x.rows * sv.count)
+            sv.kernelMatrix(x, into: matrix!)
+        }
         for r in 0..<x.rows {
             let row = x.floats + r * x.width
             var s: Float = 0
-            if let sv = supportVectors {
-                for v in 0..<sv.count { s += coefficients[v] * sv.kernel(row, v) }
+            if let sv = supportVectors, let matrix {
+                let kernels = matrix + r * sv.count
+                for v in 0..<sv.count { s += coefficients[v] * kernels[v] }
             } else {
                 for f in 0..<x.width { s += row[f] * coefficients[f] }
             }
