@@ -14,12 +14,12 @@ release: bootstrap
 	$(SWIFT) build -c release $(BUILD_FLAGS)
 
 ## make run: build in release mode and run the demo: embedded broker, synthetic producer, one worker
-## on models/demo, a live summary each second (Ctrl-C stops; DEMO_FLAGS="--duration 30" stops by itself).
+## on models/payments, a live summary each second (Ctrl-C stops; DEMO_FLAGS="--duration 30" stops by itself).
 DEMO_FLAGS ?=
 run: release
 	.build/release/weir demo $(DEMO_FLAGS)
 
-## make demo-bundle: regenerate models/demo (needs Python with scikit-learn and skl2onnx).
+## make demo-bundle: regenerate models/payments and models/demo (needs Python with pandas, scikit-learn and skl2onnx).
 demo-bundle: build
 	python3 scripts/make-demo-bundle.py --weir .build/debug/weir
 

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Builds the demo model bundle that `weir demo` (and `make run`) serves.
+"""Builds the model bundles of the synthetic stream (`SyntheticEvents`).
 
 Run from the repository root after building weir:
     python3 scripts/make-demo-bundle.py [--weir .build/debug/weir]
-Writes models/demo-training/{train.csv, model.onnx} (a scikit-learn MLPClassifier exported by
-skl2onnx with zipmap=False, on 32 features f0..f31 distributed like the synthetic events of
-`weir demo`) and then runs `weir model package` into models/demo.
-Requires: numpy, scikit-learn, skl2onnx, onnx.
+Writes
+  models/payments-training/{train.csv, model.onnx}: the model `weir demo` (and `make run`) serves, a
+    scikit-learn ColumnTransformer (StandardScaler on f0..f7, OneHotEncoder on merchant_category,
+    country and channel) -> GradientBoostingClassifier, exported by skl2onnx from a DataFrame (one
+    input per column, the categories as strings), packaged into models/payments;
+  models/demo-training/{train.csv, model.onnx}: the benchmarks' model, a scikit-learn MLPClassifier
+    on the 32 numbers f0..f31, packaged into models/demo.
+Both train on rows distributed like the synthetic events. Requires: numpy, pandas, scikit-learn,
+skl2onnx, onnx.
 """
 import argparse
 import os
@@ -19,6 +24,52 @@ from sklearn.preprocessing import StandardScaler
 from skl2onnx import to_onnx
 
 FEATURES = 32
+# The category lists of SyntheticEvents (Sources/WeirWorker/SyntheticEvents.swift), drawn uniformly.
+MERCHANT_CATEGORIES = ["5411", "5812", "5999", "4111", "5732", "7995", "4829", "5311"]
+COUNTRIES = ["NL", "DE", "FR", "GB", "US", "NG"]
+CHANNELS = ["web", "app", "pos"]
+PAYMENT_NUMBERS = 8
+
+
+def payments(args, rng):
+    """The demo's categorical model, packaged into models/payments."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.preprocessing import OneHotEncoder
+
+    rows = args.rows * 2
+    scale = np.array([i % 5 + 1 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
+    shift = np.array([i % 3 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
+    x = rng.standard_normal((rows, PAYMENT_NUMBERS)) * scale + shift
+    frame = pd.DataFrame({f"f{i}": x[:, i].astype(np.float32) for i in range(PAYMENT_NUMBERS)})
+    frame["merchant_category"] = rng.choice(MERCHANT_CATEGORIES, rows)
+    frame["country"] = rng.choice(COUNTRIES, rows)
+    frame["channel"] = rng.choice(CHANNELS, rows)
+    risk = (0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.3 * x[:, 5] + 1.5 * (frame["merchant_category"] == "7995")
+            + 1.0 * (frame["country"] == "NG") + 0.7 * (frame["channel"] == "web") + 0.5 * rng.standard_normal(rows))
+    y = (risk > np.quantile(risk, 0.85)).astype(np.int64)
+    numbers = [f"f{i}" for i in range(PAYMENT_NUMBERS)]
+    categories = ["merchant_category", "country", "channel"]
+    model = make_pipeline(ColumnTransformer([("num", StandardScaler(), numbers),
+                                             ("cat", OneHotEncoder(handle_unknown="ignore"), categories)]),
+                          GradientBoostingClassifier(n_estimators=80, max_depth=3, random_state=0))
+    model.fit(frame, y)
+    onx = to_onnx(model, frame[:1], options={id(model.steps[-1][1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onx.ir_version = 8
+    out = os.path.join("models", "payments-training")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "model.onnx"), "wb") as handle:
+        handle.write(onx.SerializeToString())
+    with open(os.path.join(out, "train.csv"), "w") as handle:
+        handle.write(",".join(numbers + categories + ["label"]) + "\n")
+        for row in range(rows):
+            cells = [f"{frame[c].iloc[row]:.4f}" for c in numbers] + [str(frame[c].iloc[row]) for c in categories]
+            handle.write(",".join(cells) + f",{y[row]}\n")
+    print(f"payments: train accuracy {model.score(frame, y):.3f}; positives {y.mean():.3f}")
+    subprocess.run([args.weir, "model", "package", "--onnx", os.path.join(out, "model.onnx"),
+                    "--train", os.path.join(out, "train.csv"), "--name", "payments", "--version", "1.0.0",
+                    "--out", os.path.join("models", "payments")], check=True)
 
 
 def main():
@@ -27,6 +78,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1500)
     args = parser.parse_args()
 
+    payments(args, np.random.default_rng(23))
     rng = np.random.default_rng(7)
     scale = np.array([i % 5 + 1 for i in range(FEATURES)], dtype=np.float64)
     shift = np.array([i % 3 for i in range(FEATURES)], dtype=np.float64)

@@ -3,9 +3,26 @@ import WeirCodec
 import WeirDrift
 
 /// Synthetic input events shaped like a fraud-scoring stream: a JSON object of about 750 bytes with
-/// an id, some string context and 32 numeric features `f0`...`f31`.
+/// an id, three categories (merchant category, country, channel), a user and 32 numeric features
+/// `f0`...`f31`. `models/payments` (the demo's model) reads f0...f7 and the categories;
+/// `models/demo` (the benchmarks') the 32 numbers.
 public enum SyntheticEvents {
     public static let featureCount = 32
+
+    /// The categories' values, drawn uniformly per event (scripts/make-demo-bundle.py trains on the
+    /// same lists).
+    public static let merchantCategories = ["5411", "5812", "5999", "4111", "5732", "7995", "4829", "5311"]
+    public static let countries = ["NL", "DE", "FR", "GB", "US", "NG"]
+    public static let channels = ["web", "app", "pos"]
+
+    /// Event `index`'s merchant category, country and channel.
+    public static func categories(_ index: Int) -> (merchantCategory: String, country: String, channel: String) {
+        var generator = SplitMix64(seed: UInt64(index) &* 0xD1B5_4A32_D192_ED03 &+ 0x5EED)
+        let draw = generator.next()
+        return (merchantCategories[Int(draw % UInt64(merchantCategories.count))],
+                countries[Int((draw >> 16) % UInt64(countries.count))],
+                channels[Int((draw >> 32) % UInt64(channels.count))])
+    }
 
     /// Event `index`'s features `f0`...`f31` as a producer would print them (six decimals):
     /// deterministic, shared by the JSON and Avro forms of the event.
@@ -18,7 +35,9 @@ public enum SyntheticEvents {
 
     /// Event `index`, deterministic, padded with a `note` field to about `targetBytes`.
     public static func event(_ index: Int, targetBytes: Int = 750) -> [UInt8] {
-        var json = "{\"id\":\"evt-\(index)\",\"user\":\"u\(index % 5000)\",\"country\":\"NL\",\"channel\":\"web\""
+        let context = categories(index)
+        var json = "{\"id\":\"evt-\(index)\",\"user\":\"u\(index % 5000)\",\"merchant_category\":\"\(context.merchantCategory)\","
+            + "\"country\":\"\(context.country)\",\"channel\":\"\(context.channel)\""
         for (feature, text) in featureTexts(index).enumerated() { json += ",\"f\(feature)\":\(text)" }
         let padding = max(0, targetBytes - json.utf8.count - 12)
         json += ",\"note\":\"" + String(repeating: "x", count: padding) + "\"}"
@@ -31,7 +50,8 @@ public enum SyntheticEvents {
     public static let avroSchema: String = {
         let features = (0..<featureCount).map { #"{"name":"f\#($0)","type":"double"}"# }.joined(separator: ",")
         return #"{"type":"record","name":"Event","namespace":"weir.demo","fields":[{"name":"id","type":"string"},"#
-            + #"{"name":"user","type":"string"},{"name":"country","type":"string"},{"name":"channel","type":"string"},"#
+            + #"{"name":"user","type":"string"},{"name":"merchant_category","type":"string"},{"name":"country","type":"string"},"#
+            + #"{"name":"channel","type":"string"},"#
             + features + #",{"name":"note","type":"string"}]}"#
     }()
 
@@ -42,8 +62,10 @@ public enum SyntheticEvents {
         writer.frame(schemaID: schemaID)
         writer.string("evt-\(index)")
         writer.string("u\(index % 5000)")
-        writer.string("NL")
-        writer.string("web")
+        let context = categories(index)
+        writer.string(context.merchantCategory)
+        writer.string(context.country)
+        writer.string(context.channel)
         for text in featureTexts(index) { writer.double(Double(text)!) }
         writer.string(String(repeating: "x", count: max(0, targetBytes - writer.count - 2)))
         return writer.array

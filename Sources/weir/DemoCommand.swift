@@ -26,7 +26,7 @@ struct DemoCommand: ParsableCommand {
     var badEvery = 200
 
     @Option(help: "The model bundle to serve.")
-    var model = "models/demo"
+    var model = "models/payments"
 
     @Option(help: "Port for /metrics, /healthz, /readyz (0: any free port).")
     var metricsPort = 9464
@@ -119,7 +119,7 @@ struct DemoCommand: ParsableCommand {
 struct ProduceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "produce",
-        abstract: "Publish synthetic ~750-byte events with 32 features (the demo stream) to a topic.")
+        abstract: "Publish synthetic ~750-byte events with 32 numbers and 3 categories (the demo stream) to a topic.")
 
     @Option(help: "Kafka bootstrap servers (host:port,...).")
     var brokers: String

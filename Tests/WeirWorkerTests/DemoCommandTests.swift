@@ -8,10 +8,10 @@ import WeirTestSupport
 struct DemoCommandTests {
     let weir = builtProduct("weir").path
 
-    @Test("The demo answers events with predictions and dead letters, prints its summary and exits 0")
+    @Test("The demo (its default, categorical model) answers events with predictions and dead letters, prints its summary and exits 0")
     func demoRunsAndStops() throws {
-        let result = try run([weir, "demo", "--duration", "5", "--rate", "1000", "--bad-every", "50", "--metrics-port", "0",
-                              "--model", repositoryRoot.appendingPathComponent("models/demo").path], timeoutSeconds: 60)
+        let result = try run([weir, "demo", "--duration", "5", "--rate", "1000", "--bad-every", "50", "--metrics-port", "0"],
+                             timeoutSeconds: 60)
         #expect(result.status == 0, "exit status; stderr:\n\(result.errors)")
         let summaries = result.output.split(separator: "\n").filter { $0.hasPrefix("t=") }
         #expect(summaries.count >= 3, "one summary line a second: \(result.output)")
@@ -25,13 +25,14 @@ struct DemoCommandTests {
         #expect(predictions > 1_000, "\(last)")
         // One event in 50 is bad, each answered by a dead letter, never by a stop.
         #expect(deadLetters > 0 && deadLetters * 25 < predictions, "\(last)")
-        #expect(last.hasSuffix("model fraud 1.0.0"), "the serving model and version: \(last)")
+        // The default model is the categorical one: its merchant category, country and channel are the events' strings.
+        #expect(last.hasSuffix("model payments 1.0.0"), "the serving model and version: \(last)")
     }
 
     @Test("weir demo --format avro: Avro events through an in-process Schema Registry, every bad kind dead-lettered")
     func demoRunsOnAvro() throws {
-        let result = try run([weir, "demo", "--format", "avro", "--duration", "5", "--rate", "1000", "--bad-every", "50", "--metrics-port", "0",
-                              "--model", repositoryRoot.appendingPathComponent("models/demo").path], timeoutSeconds: 60)
+        let result = try run([weir, "demo", "--format", "avro", "--duration", "5", "--rate", "1000", "--bad-every", "50", "--metrics-port", "0"],
+                             timeoutSeconds: 60)
         #expect(result.status == 0, "exit status; stderr:\n\(result.errors)")
         #expect(result.errors.contains("demo Schema Registry at http://127.0.0.1:"), "\(result.errors)")
         let last = try #require(result.output.split(separator: "\n").last { $0.hasPrefix("t=") }.map(String.init), "\(result.output)")

@@ -176,8 +176,10 @@ import WeirTestSupport
     /// Good event `index` written with writer schema `type` (v2: same fields by name, other order, one added).
     static func rewrite(_ index: Int, as type: AvroType, id: UInt32) throws -> [UInt8] {
         guard case .record(let record) = type else { throw TestFailure("not a record") }
-        var values: [String: AvroValue] = ["id": .string("evt-\(index)"), "user": .string("u\(index % 5000)"), "country": .string("NL"),
-                                           "channel": .string("web"), "note": .string(""), "extra": .long(Int64(index))]
+        let context = SyntheticEvents.categories(index)
+        var values: [String: AvroValue] = ["id": .string("evt-\(index)"), "user": .string("u\(index % 5000)"),
+                                           "merchant_category": .string(context.merchantCategory), "country": .string(context.country),
+                                           "channel": .string(context.channel), "note": .string(""), "extra": .long(Int64(index))]
         for (feature, text) in SyntheticEvents.featureTexts(index).enumerated() { values["f\(feature)"] = .double(Double(text)!) }
         let writer = AvroRecordWriter()
         writer.frame(schemaID: id)
