@@ -118,6 +118,79 @@ def save(name, model, feeds, task, family, notes):
     print(f"{name:24s} {' '.join(meta['operators'])}")
 
 
+def tree_ensemble_v5(model):
+    """The model with its TreeEnsembleRegressor rewritten as ai.onnx.ml TreeEnsemble (opset 5), the
+    form the converters are moving to: interior nodes and leaves in separate lists."""
+    from onnx import helper, numpy_helper
+    node = next(n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor")
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    trees = sorted(set(a["nodes_treeids"]))
+    index = {(t, n): i for i, (t, n) in enumerate(zip(a["nodes_treeids"], a["nodes_nodeids"]))}
+    modes = [m.decode() if isinstance(m, bytes) else m for m in a["nodes_modes"]]
+    interior = [i for i, m in enumerate(modes) if m != "LEAF"]
+    leaves = [i for i, m in enumerate(modes) if m == "LEAF"]
+    interior_at = {i: k for k, i in enumerate(interior)}
+    leaf_at = {i: k for k, i in enumerate(leaves)}
+    weight = {}
+    for t, n, target, w in zip(a["target_treeids"], a["target_nodeids"], a["target_ids"], a["target_weights"]):
+        weight[index[(t, n)]] = (target, w)
+    codes = {"BRANCH_LEQ": 0, "BRANCH_LT": 1, "BRANCH_GTE": 2, "BRANCH_GT": 3, "BRANCH_EQ": 4, "BRANCH_NEQ": 5}
+
+    def child(tree, node_id):
+        i = index[(tree, node_id)]
+        return (leaf_at[i], 1) if modes[i] == "LEAF" else (interior_at[i], 0)
+
+    true_children = [child(a["nodes_treeids"][i], a["nodes_truenodeids"][i]) for i in interior]
+    false_children = [child(a["nodes_treeids"][i], a["nodes_falsenodeids"][i]) for i in interior]
+    missing = a.get("nodes_missing_value_tracks_true", [0] * len(modes))
+    base = list(a.get("base_values", [])) or [0.0]
+    replacement = helper.make_node(
+        "TreeEnsemble", list(node.input), list(node.output), domain="ai.onnx.ml", name=node.name,
+        n_targets=int(a.get("n_targets", 1)), post_transform=0,
+        aggregate_function={"AVERAGE": 0, "SUM": 1, "MIN": 2, "MAX": 3}[(a.get("aggregate_function", b"SUM")).decode()],
+        tree_roots=[interior_at[index[(t, 0)]] for t in trees],
+        nodes_featureids=[a["nodes_featureids"][i] for i in interior],
+        nodes_splits=numpy_helper.from_array(np.array([a["nodes_values"][i] for i in interior], dtype=F32)),
+        nodes_modes=numpy_helper.from_array(np.array([codes[modes[i]] for i in interior], dtype=np.uint8)),
+        nodes_truenodeids=[c[0] for c in true_children], nodes_trueleafs=[c[1] for c in true_children],
+        nodes_falsenodeids=[c[0] for c in false_children], nodes_falseleafs=[c[1] for c in false_children],
+        nodes_missing_value_tracks_true=[missing[i] for i in interior],
+        leaf_targetids=[weight[i][0] for i in leaves],
+        # The regressor's base value folded into the first tree's leaves (TreeEnsemble has none; an
+        # average spreads it over every tree's leaves).
+        leaf_weights=numpy_helper.from_array(np.array(
+            [weight[i][1] + (base[weight[i][0]] if a["nodes_treeids"][i] == trees[0] or a.get("aggregate_function", b"SUM") == b"AVERAGE" else 0.0)
+             for i in leaves], dtype=F32)))
+    nodes = [replacement if n is node else n for n in model.graph.node]
+    graph = helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output, model.graph.initializer)
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=10, producer_name=model.producer_name,
+                             producer_version=model.producer_version)
+
+
+def membership_tree(rng):
+    """A hand-built TreeEnsemble (opset 5) with set-membership splits, as LightGBM's categorical
+    splits become in it: category codes in a set go one way."""
+    from onnx import TensorProto, helper, numpy_helper
+    # Node 0: code in {1, 4, 7} ? node 1 : leaf 2. Node 1: x0 <= 0.3 ? leaf 0 : leaf 1.
+    # Node 2 (tree 2): code in {2} ? leaf 3 : leaf 4.
+    node = helper.make_node(
+        "TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", name="member_trees", n_targets=1, aggregate_function=1, post_transform=2,
+        tree_roots=[0, 2], nodes_featureids=[1, 0, 1],
+        nodes_splits=numpy_helper.from_array(np.array([0, 0.3, 0], dtype=F32)),
+        nodes_modes=numpy_helper.from_array(np.array([6, 0, 6], dtype=np.uint8)),
+        nodes_truenodeids=[1, 0, 3], nodes_trueleafs=[0, 1, 1], nodes_falsenodeids=[2, 1, 4], nodes_falseleafs=[1, 1, 1],
+        nodes_missing_value_tracks_true=[1, 0, 0],
+        membership_values=numpy_helper.from_array(np.array([1, 4, 7, np.nan, 2, np.nan], dtype=F32)),
+        leaf_targetids=[0, 0, 0, 0, 0], leaf_weights=numpy_helper.from_array(np.array([0.5, -0.25, 1.0, 0.75, -1.5], dtype=F32)))
+    graph = helper.make_graph([node], "membership", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)], ir_version=10)
+    x = np.stack([rng.normal(size=HELD_OUT_ROWS), rng.integers(0, 9, HELD_OUT_ROWS).astype(np.float64)], axis=1).astype(F32)
+    x[::50, 1] = np.nan
+    return model, x
+
+
 def per_column_feeds(frame, columns):
     """skl2onnx's DataFrame export: one [rows, 1] input per column."""
     feeds = {}
@@ -263,6 +336,17 @@ def main():
         task = "regression" if "regressor" in name else "classification"
         note = "categorical splits on 6 category-code columns (unknown: NaN)" if categorical else "20 numeric features"
         save(name, model, {"input": x_test.astype(F32)}, task, name.split("_")[0], f"{type(estimator).__name__}: {note}")
+
+    # --- TreeEnsemble (ai.onnx.ml opset 5), the form the converters are moving to ---
+    for source, name in [("lightgbm_regressor", "tree_ensemble_v5_lightgbm"), ("extra_trees_regressor", "tree_ensemble_v5_extra_trees")]:
+        original = onnx.load(os.path.join(OUT, f"{source}.onnx"))
+        feeds = {spec["name"]: np.fromfile(os.path.join(OUT, spec["file"]), dtype="<f4").reshape(spec["shape"])
+                 for spec in json.load(open(os.path.join(OUT, f"{source}.json")))["inputs"]}
+        save(name, tree_ensemble_v5(original), feeds, "regression", "onnx",
+             f"the {source} export rewritten as TreeEnsemble (ai.onnx.ml opset 5)")
+    model, x = membership_tree(np.random.default_rng(5))
+    save("tree_ensemble_v5_membership", model, {"X": x}, "regression", "onnx",
+         "hand-built TreeEnsemble (opset 5) with BRANCH_MEMBER splits on a category code (its LOGISTIC post_transform, which onnxruntime does not apply)")
 
     # --- PyTorch: a tabular network with category embeddings ---
     import torch

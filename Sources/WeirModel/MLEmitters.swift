@@ -10,6 +10,7 @@ extension Planner {
         "LinearRegressor": { try $0.emitLinearModel($1, index: $2) },
         "TreeEnsembleClassifier": { try $0.emitTreeModel($1, index: $2) },
         "TreeEnsembleRegressor": { try $0.emitTreeModel($1, index: $2) },
+        "TreeEnsemble": { planner, node, _ in try planner.emitTreeEnsembleV5(node) },
     ])
 
     /// Scaler: (x - offset) * scale per feature.
@@ -86,6 +87,26 @@ extension Planner {
         record(LinearStep(input: x.slot, labelOutput: labelSlot, scoreOutput: scoreSlot, coefficients: coefficients, intercepts: intercepts,
                           targets: targets, postTransform: post, labels: labels),
                output: scoreName, nodes: [node.name], precision: "fp32", bytes: (coefficients.count + intercepts.count) * 4)
+    }
+
+    /// TreeEnsemble (ai.onnx.ml opset 5): scores per target, aggregated as its attribute says. Its
+    /// post_transform is checked but not applied: onnxruntime (1.32) and the ONNX reference both
+    /// return the raw aggregate, and Weir answers as onnxruntime does.
+    mutating func emitTreeEnsembleV5(_ node: GraphNode) throws {
+        let x = try floatInput(node.inputs[0], node)
+        let ensemble = try TreeEnsemble(v5: node)
+        let aggregates: [TreeAggregate] = [.average, .sum, .min, .max]
+        let transforms: [PostTransform] = [.none, .softmax, .logistic, .softmaxZero, .probit]
+        let aggregateCode = Int(node.int("aggregate_function", default: 1)), transformCode = Int(node.int("post_transform", default: 0))
+        guard aggregates.indices.contains(aggregateCode), transforms.indices.contains(transformCode) else {
+            throw ModelError("\(node.label): aggregate_function \(aggregateCode) or post_transform \(transformCode) is not defined")
+        }
+        let out = newSlot(node.outputs[0], SlotInfo(kind: .float, rank: 2, width: ensemble.targetCount))
+        record(TreeEnsembleStep(input: x.slot, labelOutput: nil, scoreOutput: out, ensemble: ensemble, baseValues: [],
+                                postTransform: .none, aggregate: aggregates[aggregateCode], labels: nil,
+                                targets: ensemble.targetCount),
+               output: node.outputs[0], nodes: [node.name], precision: "fp32",
+               bytes: ensemble.threshold.count * 13 + ensemble.leafWeights.count * 8)
     }
 
     private mutating func emitTrees(_ node: GraphNode) throws {

@@ -91,6 +91,9 @@ struct TreeEnsemble: Sendable {
             perNode[Int(target)].append((Int32(weightIDs[w]), weights[w]))
         }
         targetCount = Int((weightIDs.max() ?? 0) + 1)
+        guard weightIDs.allSatisfy({ $0 >= 0 }), features.allSatisfy({ $0 >= 0 }) else {
+            throw ModelError("\(node.label): a negative feature or target index")
+        }
         for list in perNode {
             leafStart.append(Int32(leafTargets.count))
             leafCount.append(Int32(list.count))
@@ -98,6 +101,107 @@ struct TreeEnsemble: Sendable {
                 leafTargets.append(t)
                 leafWeights.append(w)
             }
+        }
+        guard maxFeature < Int(WEIR_TREE_FEATURE_MASK) else { throw ModelError("\(node.label): feature index \(maxFeature) is too large") }
+        pack()
+    }
+
+    /// Reads ai.onnx.ml TreeEnsemble (opset 5): interior nodes and leaves in separate lists, each
+    /// child naming a node or a leaf, one (target, weight) per leaf. A set-membership node
+    /// (BRANCH_MEMBER) becomes a chain of equality tests, one per member.
+    init(v5 node: GraphNode) throws {
+        func need<T>(_ value: T?, _ name: String) throws -> T {
+            guard let value else { throw ModelError("\(node.label): attribute '\(name)' is missing") }
+            return value
+        }
+        func tensorValues(_ name: String) -> [Float]? {
+            if case .tensor(let t)? = node.attributes[name] { return t.asFloats }
+            return node.floats(name)
+        }
+        let features = try need(node.ints("nodes_featureids"), "nodes_featureids")
+        let splits = try need(tensorValues("nodes_splits"), "nodes_splits")
+        let modeCodes = tensorValues("nodes_modes").map { $0.map { Int($0) } } ?? node.ints("nodes_modes")?.map(Int.init) ?? []
+        let trueIDs = try need(node.ints("nodes_truenodeids"), "nodes_truenodeids")
+        let falseIDs = try need(node.ints("nodes_falsenodeids"), "nodes_falsenodeids")
+        let trueLeafs = node.ints("nodes_trueleafs") ?? [], falseLeafs = node.ints("nodes_falseleafs") ?? []
+        let missing = node.ints("nodes_missing_value_tracks_true") ?? []
+        let treeRoots = try need(node.ints("tree_roots"), "tree_roots")
+        let leafTargetIDs = try need(node.ints("leaf_targetids"), "leaf_targetids")
+        let weights = try need(tensorValues("leaf_weights"), "leaf_weights")
+        let members = tensorValues("membership_values") ?? []
+        let count = features.count
+        guard [splits.count, modeCodes.count, trueIDs.count, falseIDs.count, trueLeafs.count, falseLeafs.count].allSatisfy({ $0 == count }),
+              leafTargetIDs.count == weights.count else {
+            throw ModelError("\(node.label): node or leaf attribute lists have different lengths")
+        }
+        let leafBase = Int32(count)
+        // Set-membership chains go after the nodes and leaves.
+        var extraStart = Int32(count + weights.count)
+        var memberSets = [[Float]](), current = [Float]()
+        for value in members { if value.isNaN { memberSets.append(current); current = [] } else { current.append(value) } }
+        if !current.isEmpty { memberSets.append(current) }
+        var memberIndex = 0
+        func child(_ id: Int64, _ isLeaf: Int64) throws -> Int32 {
+            let limit = isLeaf != 0 ? weights.count : count
+            guard id >= 0 && id < Int64(limit) else { throw ModelError("\(node.label): a child points at a node or leaf that does not exist") }
+            return isLeaf != 0 ? leafBase + Int32(id) : Int32(id)
+        }
+        var chains = [(feature: Int32, value: Float, yes: Int32, no: Int32, missing: Bool)]()
+        for i in 0..<count {
+            let yes = try child(trueIDs[i], trueLeafs[i]), no = try child(falseIDs[i], falseLeafs[i])
+            let tracks = i < missing.count && missing[i] != 0
+            feature.append(Int32(clamping: features[i]))
+            missingTracksTrue.append(tracks)
+            switch modeCodes[i] {
+            case 0...5:
+                mode.append([Mode.leq, .lt, .gte, .gt, .eq, .neq][modeCodes[i]])
+                threshold.append(splits[i])
+                trueChild.append(yes)
+                falseChild.append(no)
+            case 6:
+                guard memberIndex < memberSets.count, !memberSets[memberIndex].isEmpty else {
+                    throw ModelError("\(node.label): a BRANCH_MEMBER node has no set in membership_values")
+                }
+                let set = memberSets[memberIndex]
+                memberIndex += 1
+                // This node tests the first member; the others follow as a chain ending at `no`.
+                mode.append(.eq)
+                threshold.append(set[0])
+                trueChild.append(yes)
+                falseChild.append(set.count == 1 ? no : extraStart)
+                for (k, value) in set.dropFirst().enumerated() {
+                    let isLast = k == set.count - 2
+                    chains.append((Int32(clamping: features[i]), value, yes, isLast ? no : extraStart + 1, tracks))
+                    extraStart += 1
+                }
+            default:
+                throw ModelError("\(node.label): node mode \(modeCodes[i]) is not one of the 7 TreeEnsemble defines")
+            }
+            leafStart.append(0)
+            leafCount.append(0)
+        }
+        for l in 0..<weights.count {
+            feature.append(0); threshold.append(0); mode.append(.leaf); trueChild.append(-1); falseChild.append(-1)
+            missingTracksTrue.append(false)
+            leafStart.append(Int32(leafTargets.count))
+            leafCount.append(1)
+            leafTargets.append(Int32(clamping: leafTargetIDs[l]))
+            leafWeights.append(weights[l])
+        }
+        for link in chains {
+            feature.append(link.feature); threshold.append(link.value); mode.append(.eq)
+            trueChild.append(link.yes); falseChild.append(link.no); missingTracksTrue.append(link.missing)
+            leafStart.append(0); leafCount.append(0)
+        }
+        roots = try treeRoots.map { root in
+            guard root >= 0 && root < Int64(count) else { throw ModelError("\(node.label): a tree root points at a node that does not exist") }
+            return Int32(root)
+        }
+        maxFeature = Int(features.max() ?? 0)
+        guard (features.min() ?? 0) >= 0 else { throw ModelError("\(node.label): a negative feature index") }
+        targetCount = Int(node.int("n_targets", default: (leafTargetIDs.max() ?? 0) + 1))
+        guard leafTargetIDs.allSatisfy({ $0 >= 0 && $0 < Int64(targetCount) }) else {
+            throw ModelError("\(node.label): a leaf's target is outside n_targets")
         }
         guard maxFeature < Int(WEIR_TREE_FEATURE_MASK) else { throw ModelError("\(node.label): feature index \(maxFeature) is too large") }
         pack()
@@ -262,7 +366,7 @@ struct TreeEnsembleStep: Step {
             var best = 0
             for t in 1..<max(width, 1) where row[t] > row[best] { best = t }
             for t in 0..<width { out[t] = row[t] }
-            if labels != nil { applyPostTransform(postTransform, to: out, count: width) }
+            applyPostTransform(postTransform, to: out, count: width)
             if let labelOutput, let labels { labels.write(best, to: scratch.buffers[labelOutput], at: r) }
         }
     }
