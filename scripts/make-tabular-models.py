@@ -191,6 +191,32 @@ def membership_tree(rng):
     return model, x
 
 
+def save_map_model(name, model, dicts, keys, task, family, notes):
+    """A model whose input is a map (onnxruntime takes one map a run): runs it row by row, and
+    records the input as the dense [rows, keys] matrix Weir feeds (absent keys 0), with the keys."""
+    path = os.path.join(OUT, f"{name}.onnx")
+    onnx.save(model, path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    results = [session.run(None, {input_name: row}) for row in dicts]
+    meta = {"name": name, "model": f"{name}.onnx", "task": task, "family": family, "notes": notes, "rows": len(dicts),
+            "inputs": [], "outputs": [], "generated_with": versions(),
+            "operators": sorted({(n.domain or "ai.onnx") + ":" + n.op_type for n in model.graph.node})}
+    dense = np.array([[row.get(k, 0.0) for k in keys] for row in dicts], dtype=F32)
+    file, kind = write_tensor(f"{name}.in", input_name, dense)
+    meta["inputs"].append({"name": input_name, "type": kind, "shape": list(dense.shape), "file": file, "columns": keys})
+    for position, spec in enumerate(session.get_outputs()):
+        value = np.concatenate([np.asarray(r[position]).reshape(1, -1) if np.asarray(r[position]).ndim > 1 else np.asarray(r[position])
+                                for r in results])
+        file, kind = write_tensor(f"{name}.out", spec.name, value)
+        meta["outputs"].append({"name": spec.name, "type": kind, "shape": list(value.shape), "file": file})
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    print(f"{name:24s} {' '.join(meta['operators'])}")
+
+
 def per_column_feeds(frame, columns):
     """skl2onnx's DataFrame export: one [rows, 1] input per column."""
     feeds = {}
@@ -336,6 +362,19 @@ def main():
         task = "regression" if "regressor" in name else "classification"
         note = "categorical splits on 6 category-code columns (unknown: NaN)" if categorical else "20 numeric features"
         save(name, model, {"input": x_test.astype(F32)}, task, name.split("_")[0], f"{type(estimator).__name__}: {note}")
+
+    # --- DictVectorizer: each event a map of the features it has (absent keys read 0) ---
+    from sklearn.feature_extraction import DictVectorizer
+    from skl2onnx.common.data_types import DictionaryType
+    def sparse_rows(frame, rng):
+        return [{c: float(frame[c].iloc[i]) for c in NUMERIC[:12] if rng.random() < 0.7} for i in range(len(frame))]
+    dict_rng = np.random.default_rng(31)
+    train_dicts, test_dicts = sparse_rows(train, dict_rng), sparse_rows(test, dict_rng)
+    pipe = make_pipeline(DictVectorizer(sparse=False), LogisticRegression(max_iter=500)).fit(train_dicts, y)
+    model = convert_sklearn(pipe, initial_types=[("features", DictionaryType(StringTensorType([1]), FloatTensorType([1])))],
+                            options={id(pipe.steps[-1][1]): no_zipmap})
+    save_map_model("dict_vectorizer_logreg", model, test_dicts, list(pipe.steps[0][1].feature_names_), "classification",
+                   "scikit-learn", "DictVectorizer (a map of the features present; absent keys read 0) -> LogisticRegression")
 
     # --- TreeEnsemble (ai.onnx.ml opset 5), the form the converters are moving to ---
     for source, name in [("lightgbm_regressor", "tree_ensemble_v5_lightgbm"), ("extra_trees_regressor", "tree_ensemble_v5_extra_trees")]:

@@ -118,8 +118,13 @@ public enum BundlePackager {
             throw BundleError("--onnx \(onnx.path): \(error)")
         }
         var featureColumns = table.columns.indices.filter { $0 != labelIndex }
-        let byInputName = model.inputs.count > 1 && model.inputs.allSatisfy { $0.width == 1 && table.columns.contains($0.name) }
-        if byInputName { featureColumns = model.inputs.map { input in table.columns.firstIndex(of: input.name)! } }
+        // Columns by name when the model names them all: one-column inputs by their input's name, a
+        // map input's columns (DictVectorizer) by its keys.
+        let names = model.inputs.flatMap { $0.columnNames ?? ($0.width == 1 ? [$0.name] : []) }
+        if names.count == model.inputWidth && (model.inputs.count > 1 || model.inputs[0].columnNames != nil)
+            && names.allSatisfy(table.columns.contains) {
+            featureColumns = names.map { table.columns.firstIndex(of: $0)! }
+        }
         guard model.inputWidth == featureColumns.count else {
             throw BundleError("--train \(train.path): \(featureColumns.count) feature columns, but the model reads \(model.inputWidth) features")
         }
@@ -141,6 +146,7 @@ public enum BundlePackager {
             let present = values.compactMap { $0 }
             let fill: Float?
             switch missing {
+            case _ where fed.columnNames != nil: fill = 0  // a map without the key: 0, as DictVectorizer reads it
             case .reject: fill = nil
             case .zero: fill = 0
             case .mean: fill = present.isEmpty ? 0 : Float(present.reduce(0, +) / Double(present.count))

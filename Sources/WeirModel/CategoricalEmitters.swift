@@ -11,6 +11,7 @@ extension Planner {
         "SVMClassifier": { planner, node, _ in try planner.emitSVMClassifier(node) },
         "SVMRegressor": { planner, node, _ in try planner.emitSVMRegressor(node) },
         "ZipMap": { planner, node, _ in try planner.emitIgnoredZipMap(node) },
+        "DictVectorizer": { planner, node, _ in try planner.emitDictVectorizer(node) },
     ])
 
     /// Keys for an encoder: strings become symbols.
@@ -195,6 +196,15 @@ extension Planner {
         record(SVMRegressorStep(input: x.slot, output: out, supportVectors: sv, coefficients: coefficients,
                                 rho: node.floats("rho")?.first ?? 0, oneClass: node.int("one_class", default: 0) != 0),
                output: node.outputs[0], nodes: [node.name], precision: "fp32", bytes: (coefficients.count + (sv?.vectors.count ?? 0)) * 4)
+    }
+
+    /// DictVectorizer of a map input: the feature row already holds one column per vocabulary key.
+    mutating func emitDictVectorizer(_ node: GraphNode) throws {
+        guard graph.inputs.contains(where: { $0.name == node.inputs[0] && $0.elementType.hasPrefix("map(") }) else {
+            throw ModelError("\(node.label): its input must be a graph input of map type")
+        }
+        let x = try runtime(node.inputs[0], node)
+        view(node.outputs[0], of: x.slot, rowShape: x.info.rowShape)
     }
 
     /// ZipMap, when the bundle says to ignore it: its output is its input (the scores).

@@ -137,6 +137,11 @@ enum ONNXImporter {
     }
 
     private static func signature(_ info: Onnx_ValueInfoProto) -> TensorSignature {
+        if case .mapType(let map)? = info.type.value {
+            // A map (DictVectorizer's input): one per row, "map(key,value)".
+            let valueType = map.valueType.tensorType.elemType
+            return TensorSignature(name: info.name, elementType: "map(\(elementTypeName(map.keyType)),\(elementTypeName(valueType)))", shape: [nil])
+        }
         let tensorType = info.type.tensorType
         let shape: [Int?] = tensorType.shape.dim.map { dim in
             if case .dimValue(let value)? = dim.value { return Int(value) }

@@ -62,6 +62,9 @@ public struct ModelInput: Sendable, Equatable {
     public let firstColumn: Int
     /// Whether the graph reads it as `[rows]` rather than `[rows, width]`.
     let rankOne: Bool
+    /// The names of its columns, when the model gives them: a map input (DictVectorizer) is one
+    /// column per vocabulary key, an absent key being 0.
+    public var columnNames: [String]? = nil
 }
 
 struct Plan: Sendable {
@@ -115,6 +118,18 @@ struct Planner {
         var inputs = [(input: ModelInput, slot: Int)]()
         var column = 0
         for input in graph.inputs {
+            if input.elementType.hasPrefix("map(") {
+                // A map feeds a DictVectorizer: one float column per vocabulary key.
+                guard let vectorizer = nodes.first(where: { $0.opType == "DictVectorizer" && $0.inputs.first == input.name }),
+                      let keys = vectorizer.strings("string_vocabulary") ?? vectorizer.ints("int64_vocabulary")?.map({ String($0) }) else {
+                    throw ModelError("input '\(input.name)' is a \(input.elementType); Weir feeds a map only to a DictVectorizer")
+                }
+                var fed = ModelInput(name: input.name, kind: .float, width: keys.count, firstColumn: column, rankOne: false)
+                fed.columnNames = keys
+                inputs.append((fed, newSlot(input.name, SlotInfo(kind: .float, rank: 2, width: keys.count))))
+                column += keys.count
+                continue
+            }
             guard let kind = ModelInput.Kind(rawValue: input.elementType) else {
                 throw ModelError("input '\(input.name)' is \(input.elementType); Weir feeds float, double, int64 or string inputs")
             }

@@ -9,6 +9,8 @@ public struct TabularFixture: Sendable {
         public let type: String
         public let shape: [Int]
         public let file: String
+        /// A map input's keys, one per column.
+        public let columns: [String]?
     }
     public struct Meta: Decodable, Sendable {
         public let name: String
@@ -114,7 +116,7 @@ extension TabularFixture {
             let tensor = try Self.load(spec)
             let width = spec.shape.count > 1 ? spec.shape[1] : 1
             for j in 0..<width {
-                header.append(width == 1 ? spec.name : "\(spec.name)_\(j)")
+                header.append(spec.columns?[j] ?? (width == 1 ? spec.name : "\(spec.name)_\(j)"))
                 columns.append((0..<meta.rows).map { row in
                     switch tensor.storage {
                     case .float(let v): return v[row * width + j].isNaN ? "" : "\(v[row * width + j])"
