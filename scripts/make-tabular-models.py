@@ -217,6 +217,49 @@ def save_map_model(name, model, dicts, keys, task, family, notes):
     print(f"{name:24s} {' '.join(meta['operators'])}")
 
 
+def preprocessing_ops(rng):
+    """A hand-built graph with the ai.onnx operators tabular preprocessing uses that no export above
+    contains: Clip, Abs, Reciprocal, Greater, LessOrEqual, And, Or, Xor, Where, Slice, Squeeze,
+    Unsqueeze, ReduceMax, ReduceMin, ReduceL2, Max, Min, Mean, Gelu, Softplus, Floor, Ceil, Sign, IsNaN,
+    Mod, and Equal on strings with a string input."""
+    from onnx import TensorProto, helper, numpy_helper
+    c = lambda name, value, dtype=F32: numpy_helper.from_array(np.array(value, dtype=dtype), name)
+    n = helper.make_node
+    nodes = [
+        n("Clip", ["X", "lo", "hi"], ["clipped"]), n("Abs", ["X"], ["absolute"]), n("Add", ["absolute", "one"], ["shifted"]),
+        n("Reciprocal", ["shifted"], ["inverse"]), n("Greater", ["X", "zero"], ["positive"]), n("LessOrEqual", ["X", "hi"], ["below"]),
+        n("And", ["positive", "below"], ["inside"]), n("Or", ["positive", "below"], ["either"]), n("Xor", ["inside", "either"], ["only_one"]),
+        n("Where", ["inside", "clipped", "inverse"], ["picked"]),
+        n("Slice", ["picked", "starts", "ends", "axes", "steps"], ["sliced"]),
+        n("Unsqueeze", ["sliced", "axis1"], ["lifted"]), n("Squeeze", ["lifted", "axis1"], ["flat"]),
+        # onnxruntime's vectorized ReduceMax/ReduceMin give NaN or pass over it by lane: reduce a filled copy.
+        n("IsNaN", ["X"], ["missing"]), n("Where", ["missing", "zero", "X"], ["filled"]),
+        n("ReduceMax", ["filled", "axis_last"], ["row_max"], keepdims=1), n("ReduceMin", ["filled", "axis_last"], ["row_min"], keepdims=1),
+        n("ReduceL2", ["X", "axis_last"], ["row_norm"], keepdims=1),
+        n("Max", ["X", "clipped", "zero"], ["biggest"]), n("Min", ["X", "inverse"], ["smallest"]), n("Mean", ["X", "inverse", "clipped"], ["average"]),
+        n("Gelu", ["X"], ["gelu"]), n("Softplus", ["X"], ["softplus"]), n("Floor", ["X"], ["floor"]), n("Ceil", ["X"], ["ceil"]),
+        n("Sign", ["X"], ["sign"]), n("Cast", ["missing"], ["missing_float"], to=1),
+        n("Cast", ["only_one"], ["only_one_float"], to=1),
+        n("Mod", ["floor", "three"], ["remainder"], fmod=1),
+        n("Equal", ["channel", "web"], ["is_web"]), n("Cast", ["is_web"], ["is_web_float"], to=1),
+        n("Concat", ["flat", "row_max", "row_min", "row_norm", "biggest", "smallest", "average", "gelu", "softplus", "ceil", "sign",
+                     "missing_float", "only_one_float", "remainder", "is_web_float"], ["Y"], axis=1),
+    ]
+    initializers = [c("lo", -1.0), c("hi", 1.5), c("one", 1.0), c("zero", 0.0), c("three", 3.0),
+                    c("starts", [1], np.int64), c("ends", [9], np.int64), c("axes", [1], np.int64), c("steps", [2], np.int64),
+                    c("axis1", [1], np.int64), c("axis_last", [-1], np.int64),
+                    numpy_helper.from_array(np.array(["web"], dtype=object), "web")]
+    graph = helper.make_graph(nodes, "preprocessing", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 6]),
+                                                       helper.make_tensor_value_info("channel", TensorProto.STRING, [None, 1])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, None])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    onnx.checker.check_model(model)
+    x = (rng.normal(size=(HELD_OUT_ROWS, 6)) * 2).astype(F32)
+    x[rng.random(x.shape) < 0.03] = np.nan
+    channel = rng.choice(["web", "app", "pos", "never_seen"], size=(HELD_OUT_ROWS, 1)).astype(object)
+    return model, {"X": x, "channel": channel}
+
+
 def per_column_feeds(frame, columns):
     """skl2onnx's DataFrame export: one [rows, 1] input per column."""
     feeds = {}
@@ -375,6 +418,10 @@ def main():
                             options={id(pipe.steps[-1][1]): no_zipmap})
     save_map_model("dict_vectorizer_logreg", model, test_dicts, list(pipe.steps[0][1].feature_names_), "classification",
                    "scikit-learn", "DictVectorizer (a map of the features present; absent keys read 0) -> LogisticRegression")
+
+    # --- the remaining preprocessing operators, hand-built ---
+    model, feeds = preprocessing_ops(np.random.default_rng(41))
+    save("preprocessing_ops", model, feeds, "regression", "onnx", "hand-built graph of the ai.onnx preprocessing operators no export above uses")
 
     # --- TreeEnsemble (ai.onnx.ml opset 5), the form the converters are moving to ---
     for source, name in [("lightgbm_regressor", "tree_ensemble_v5_lightgbm"), ("extra_trees_regressor", "tree_ensemble_v5_extra_trees")]:

@@ -362,6 +362,8 @@ struct ReduceStep: Step {
                 var result: Float
                 switch reduction {
                 case .max, .min:
+                    // A NaN makes the result NaN, as the ONNX reference computes it (onnxruntime's
+                    // vectorized reduction gives NaN or passes over it depending on its lane).
                     result = reduction == .max ? -.infinity : .infinity
                     for m in 0..<groupSize {
                         let v = row[Int(groups[members + m])]

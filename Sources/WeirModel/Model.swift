@@ -41,11 +41,17 @@ public final class Model: Sendable {
     init(graph: ImportedGraph, options: ModelOptions, inputWidth: Int?) throws {
         var planner = Planner(graph: graph, options: options)
         plan = try planner.plan(inputWidth: inputWidth)
+        // An output a ZipMap the bundle ignores stands for: the float scores it maps.
+        let planned = plan
+        outputs = graph.outputs.map { output in
+            guard !["float", "double", "int64", "string", "int32", "bool"].contains(output.elementType),
+                  let slot = planned.slotNames[output.name], planned.slotInfo[slot].kind == .float else { return output }
+            return TensorSignature(name: output.name, elementType: "float", shape: [nil, planned.slotInfo[slot].width])
+        }
         input = graph.inputs[0]
         inputs = plan.inputs.map(\.input)
         inputSignatures = graph.inputs
         symbols = plan.symbols
-        outputs = graph.outputs
         self.inputWidth = plan.inputWidth
         layers = plan.layers
         opsets = graph.opsets

@@ -167,6 +167,20 @@ struct ModelTests {
         }
     }
 
+    @Test("A ZipMap the bundle ignores reads as the scores it maps: the zipmap=False export's probabilities")
+    func zipMapIgnored() throws {
+        var options = ModelOptions()
+        options.quantize = false
+        options.ignoresZipMap = true
+        let zipped = try Model(contentsOf: Fixture.directory.appendingPathComponent("mlp_binary_zipmap.onnx"), options: options)
+        let plain = try Model(contentsOf: Fixture.directory.appendingPathComponent("mlp_binary.onnx"), options: options)
+        #expect(zipped.outputs.first { $0.name == "output_probability" }?.elementType == "float")
+        let rows = Array(try Fixture("mlp_binary").input.prefix(8 * plain.inputWidth))
+        let got = try #require(try zipped.run(rows)["output_probability"]?.floats)
+        let want = try #require(try plain.run(rows)["probabilities"]?.floats)
+        #expect(got == want)
+    }
+
     @Test("Not an ONNX file: a clear error")
     func notONNX() {
         #expect {

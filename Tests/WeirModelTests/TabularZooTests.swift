@@ -14,6 +14,6 @@ import WeirTestSupport
         let model = try Model(contentsOf: fixture.modelURL, options: options)
         let agreement = try fixture.compare(try model.run(inputs: try fixture.inputs()))
         #expect(agreement.labelShare >= 0.999, "\(name): labels agree on \(agreement.labelRows) of \(agreement.rows) rows")
-        #expect(agreement.worstScoreDifference <= 1e-4, "\(name): \(agreement.worstOutput) differs by \(agreement.worstScoreDifference)")
+        #expect(agreement.worstScoreDifference <= 1e-4, "\(name): \(agreement.worstOutput) differs by \(agreement.worstScoreDifference) at \(agreement.worstAt)")
     }
 }

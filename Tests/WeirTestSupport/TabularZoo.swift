@@ -68,6 +68,8 @@ public struct TabularFixture: Sendable {
         /// The largest difference of a float output, relative to max(1, |onnxruntime's value|).
         public var worstScoreDifference: Float = 0
         public var worstOutput = ""
+        /// Where: the row and column of the worst float difference, and both values.
+        public var worstAt = (row: 0, column: 0, weir: Float(0), onnxruntime: Float(0))
         public var labelShare: Double { rows == 0 ? 1 : Double(labelRows) / Double(rows) }
     }
 
@@ -89,6 +91,7 @@ public struct TabularFixture: Sendable {
                     if !(difference <= agreement.worstScoreDifference) && !(want[i].isNaN && got[i].isNaN) {
                         agreement.worstScoreDifference = difference.isNaN ? .infinity : difference
                         agreement.worstOutput = spec.name
+                        agreement.worstAt = (i / perRow, i % perRow, got[i], want[i])
                     }
                 }
             case (.int64(let want), .int64(let got)):

@@ -200,9 +200,10 @@ private extension Array where Element == UInt8 {
     }
 }
 
-/// Every model of the tabular zoo packages into a bundle that loads, from a CSV of its held-out rows.
+/// Every model of the tabular zoo packages into a bundle that loads, from a CSV of its held-out rows
+/// (`preprocessing_ops` is a graph of operators with 15 unrelated outputs, not a model: nothing to predict).
 @Suite(.timeLimit(.minutes(5))) struct ZooPackagingTests {
-    @Test(arguments: TabularFixture.all)
+    @Test(arguments: TabularFixture.all.filter { $0 != "preprocessing_ops" })
     func packagesAndLoads(_ name: String) throws {
         let fixture = try TabularFixture(name)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weir-zoo-\(name)-\(UUID().uuidString)")
