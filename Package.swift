@@ -82,7 +82,7 @@ let package = Package(
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
             name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker", "WeirRegistry", "AvroReference",
-                                               "WeirTestSupport"],
+                                               "WeirTestSupport", "WeirControl"],
             path: "bench/weir-bench"),
         .executableTarget(
             name: "jansson-peer", dependencies: ["CJansson"], path: "bench/jansson-peer"),

@@ -1,4 +1,5 @@
 import Foundation
+import WeirControl
 import WeirModel
 import WeirTestSupport
 
@@ -9,7 +10,8 @@ struct TabularPeerLine: Decodable {
     let ns_per_event: Double
 }
 
-/// Every model of the tabular zoo: whether Weir plans it, whether it agrees with onnxruntime
+/// Every model of the tabular zoo: whether `weir model package` makes a bundle of it (from a CSV of
+/// its held-out rows) that loads, whether it agrees with onnxruntime
 /// (labels on ≥ 99.9% of held-out rows, fp32 scores within 1e-4), and ns/event against
 /// onnxruntime's in the same run (one thread each, best of repeated runs over `seconds`).
 func runTabularBenchmark(peerFile: String, seconds: Double) throws {
@@ -18,7 +20,7 @@ func runTabularBenchmark(peerFile: String, seconds: Double) throws {
     let batches = Array(Set(peers.map(\.batch))).sorted()
     print("tabular models vs onnxruntime (one thread each; Weir's default plan; agreement checked with every step in fp32)")
     print("")
-    print("| model | family | plans | agrees with onnxruntime | " + batches.map { "Weir / onnxruntime ns at batch \($0)" }.joined(separator: " | ") + " |")
+    print("| model | family | packages | agrees with onnxruntime | " + batches.map { "Weir / onnxruntime ns at batch \($0)" }.joined(separator: " | ") + " |")
     print("|---|---|---|---|" + batches.map { _ in "---:|" }.joined())
     var summary = [[String: Any]]()
     // WEIR_BENCH_MODELS=a,b limits the models (e.g. for a profiler run).
@@ -36,7 +38,7 @@ func runTabularBenchmark(peerFile: String, seconds: Double) throws {
             let model = try Model(contentsOf: fixture.modelURL)
             let rows = try model.featureRows(try fixture.inputs())
             let scratch = model.makeScratch()
-            cells.append("yes")
+            cells.append(packages(fixture))
             cells.append(String(format: "%@ (labels %.1f%%, scores ≤ %.1e)", agrees ? "yes" : "NO", 100 * agreement.labelShare,
                                 Double(agreement.worstScoreDifference)))
             record["agrees"] = agrees
@@ -68,4 +70,22 @@ func runTabularBenchmark(peerFile: String, seconds: Double) throws {
     try FileManager.default.createDirectory(atPath: "bench/out", withIntermediateDirectories: true)
     try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys])
         .write(to: URL(fileURLWithPath: "bench/out/tabular.json"))
+}
+
+/// "yes" when the model packages from a CSV of its rows into a bundle that loads, else why not.
+func packages(_ fixture: TabularFixture) -> String {
+    if fixture.meta.name == "preprocessing_ops" { return "- (operators, not a model)" }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weir-bench-\(fixture.meta.name)-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    do {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let train = directory.appendingPathComponent("train.csv")
+        try fixture.writeTrainingCSV(to: train)
+        _ = try BundlePackager.package(onnx: fixture.modelURL, train: train, name: fixture.meta.name.replacingOccurrences(of: "_", with: "-"),
+                                       version: "1.0.0", out: directory.appendingPathComponent("bundle"), missing: .mean)
+        _ = try ModelBundle(directory: directory.appendingPathComponent("bundle"))
+        return "yes"
+    } catch {
+        return "NO: \(error)"
+    }
 }
