@@ -148,13 +148,7 @@ final class ProtoRowPlan {
                     if case .string = field.type {
                         plan.actions[field.number] = .category(column: column)
                     } else {
-                        let state: AvroFeatureState
-                        switch field.type {
-                        case .enumeration: state = .enumeration
-                        case .message: state = .record
-                        case .bytes: state = .bytes
-                        default: state = .numeric
-                        }
+                        let state = ProtoRowPlan.isNumeric(field.type) ? .numeric : ProtoRowPlan.state(of: field.type)
                         plan.actions[field.number] = .notNumber(column: column, state: state)
                         plan.mismatches.append((column, state))
                     }
@@ -169,13 +163,7 @@ final class ProtoRowPlan {
                     plan.actions[field.number] = .feature(column: column, type: field.type)
                     if field.hasImplicitDefault(proto3: file.isProto3) { plan.presets.append(column) }
                 } else {
-                    let state: AvroFeatureState
-                    switch field.type {
-                    case .string: state = .string
-                    case .enumeration: state = .enumeration
-                    case .message: state = .record
-                    default: state = .bytes
-                    }
+                    let state = ProtoRowPlan.state(of: field.type)
                     plan.actions[field.number] = .notNumber(column: column, state: state)
                     plan.mismatches.append((column, state))
                 }
@@ -183,6 +171,16 @@ final class ProtoRowPlan {
             levels.append(plan)
         }
         self.levels = levels
+    }
+
+    /// What a field of a type that is not a number reads as, for the dead letter.
+    static func state(of type: ProtoFieldType) -> AvroFeatureState {
+        switch type {
+        case .string: return .string
+        case .enumeration: return .enumeration
+        case .message: return .record
+        default: return .bytes
+        }
     }
 
     static func isWrapped(_ type: ProtoFieldType) -> Bool {

@@ -64,8 +64,9 @@ enum ElementwiseOperator: String, Sendable {
         }
     }
 
+    /// A comparison of two floats or two integers (symbols, booleans).
     @inline(__always)
-    func compare(_ a: Float, _ b: Float) -> Bool {
+    func compare<Value: Comparable>(_ a: Value, _ b: Value) -> Bool {
         switch self {
         case .equal: return a == b
         case .less: return a < b
@@ -76,14 +77,10 @@ enum ElementwiseOperator: String, Sendable {
         }
     }
 
+    /// And, Or and Xor of two booleans (0 or 1).
     @inline(__always)
-    func compare(_ a: Int64, _ b: Int64) -> Bool {
+    func logical(_ a: Int64, _ b: Int64) -> Bool {
         switch self {
-        case .equal: return a == b
-        case .less: return a < b
-        case .lessOrEqual: return a <= b
-        case .greater: return a > b
-        case .greaterOrEqual: return a >= b
         case .and: return a != 0 && b != 0
         case .or: return a != 0 || b != 0
         case .xor: return (a != 0) != (b != 0)
@@ -230,7 +227,7 @@ struct ElementwiseStep: Step {
                     for j in 0..<width { y.ints[base + j] = op.compare(intValue(0, r, j), intValue(1, r, j)) ? 1 : 0 }
                 }
             case _ where op.isLogical:
-                for j in 0..<width { y.ints[base + j] = op.compare(intValue(0, r, j), intValue(1, r, j)) ? 1 : 0 }
+                for j in 0..<width { y.ints[base + j] = op.logical(intValue(0, r, j), intValue(1, r, j)) ? 1 : 0 }
             default:
                 if inFloats {
                     for j in 0..<width { y.floats[base + j] = op.float(floatValue(0, r, j), floatValue(1, r, j)) }

@@ -63,18 +63,7 @@ func runModelBenchmark(directory: String, peerFile: String, seconds: Double) thr
         // WEIR_BENCH_BATCHES=256 (comma-separated) limits the batch sizes, e.g. for a profiler run.
         let batches = ProcessInfo.processInfo.environment["WEIR_BENCH_BATCHES"]?.split(separator: ",").compactMap { Int($0) } ?? [1, 32, 256]
         for batch in batches {
-            let ns = try input.withUnsafeBufferPointer { rows -> Double in
-                for _ in 0..<50 { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
-                var best = Double.infinity
-                let deadline = wallSeconds() + seconds
-                while wallSeconds() < deadline {
-                    let iterations = max(1, 4000 / batch)
-                    let start = wallSeconds()
-                    for _ in 0..<iterations { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
-                    best = min(best, (wallSeconds() - start) * 1e9 / Double(iterations * batch))
-                }
-                return best
-            }
+            let ns = try bestNanosecondsPerEvent(model, rows: input, batch: batch, scratch: scratch, seconds: seconds, eventsPerRound: 4000)
             let fp32 = peers.first { $0.model == name && $0.precision == "fp32" && $0.batch == batch }!
             let int8 = peers.first { $0.model == name && $0.precision == "int8" && $0.batch == batch }!
             let bestPeer = min(fp32.ns_per_event, int8.ns_per_event)
@@ -96,4 +85,22 @@ func nominalGigahertz() -> Double {
           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu MHz") }),
           let mhz = Double(line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) else { return 3.0 }
     return mhz / 1000
+}
+
+/// The fastest of repeated timed rounds of `model` on the first `batch` of `rows` (after a warm-up),
+/// in ns per event; a round runs about `eventsPerRound` events.
+func bestNanosecondsPerEvent(_ model: Model, rows input: [Float], batch: Int, scratch: ModelScratch, seconds: Double,
+                             eventsPerRound: Int) throws -> Double {
+    try input.withUnsafeBufferPointer { rows -> Double in
+        for _ in 0..<20 { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
+        var best = Double.infinity
+        let deadline = wallSeconds() + seconds
+        while wallSeconds() < deadline {
+            let iterations = max(1, eventsPerRound / batch)
+            let start = wallSeconds()
+            for _ in 0..<iterations { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
+            best = min(best, (wallSeconds() - start) * 1e9 / Double(iterations * batch))
+        }
+        return best
+    }
 }

@@ -43,18 +43,7 @@ func runTabularBenchmark(peerFile: String, seconds: Double) throws {
                                 Double(agreement.worstScoreDifference)))
             record["agrees"] = agrees
             for batch in batches {
-                let ns = try rows.withUnsafeBufferPointer { rows -> Double in
-                    for _ in 0..<20 { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
-                    var best = Double.infinity
-                    let deadline = wallSeconds() + seconds
-                    while wallSeconds() < deadline {
-                        let iterations = max(1, 2000 / batch)
-                        let start = wallSeconds()
-                        for _ in 0..<iterations { _ = try model.run(rows: batch, input: rows, scratch: scratch) }
-                        best = min(best, (wallSeconds() - start) * 1e9 / Double(iterations * batch))
-                    }
-                    return best
-                }
+                let ns = try bestNanosecondsPerEvent(model, rows: rows, batch: batch, scratch: scratch, seconds: seconds, eventsPerRound: 2000)
                 let peer = peers.first { $0.model == name && $0.batch == batch }?.ns_per_event ?? .nan
                 cells.append(String(format: "%.0f / %.0f = %.2f×", ns, peer, ns / peer))
                 record["weir_ns_\(batch)"] = ns
