@@ -90,6 +90,8 @@ let package = Package(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
         .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka", "WeirModel"], path: "Tests/WeirTestSupport"),
+        // Counts the calling thread's mallocs (tests of allocation-free paths).
+        .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "FuzzChecks", "WeirTestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "WeirKafkaTests", dependencies: ["WeirKafka", "WeirTestSupport"]),
@@ -101,7 +103,7 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift", "WeirTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport",
+            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport", "CAllocationCounter",
                            .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]),
     ],

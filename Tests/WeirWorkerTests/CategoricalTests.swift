@@ -1,3 +1,4 @@
+import CAllocationCounter
 import Foundation
 import Testing
 import WeirCodec
@@ -164,6 +165,76 @@ import WeirWorker
             return
         }
         #expect(failure.code == .notANumber && failure.message.contains("'device'") && failure.message.contains("category"))
+    }
+
+    @Test("Warm decoders allocate nothing per event: JSON and Avro categories (known, unknown, escaped) become symbols without a malloc")
+    func categoriesAllocateNothing() throws {
+        let (out, _) = try packagedBundle()
+        let bundle = try ModelBundle(directory: out)
+        let names = bundle.manifest.inputs.map(\.name)
+        final class Lookup: CategoryLookup {
+            let symbols: SymbolTable
+            init(_ symbols: SymbolTable) { self.symbols = symbols }
+            func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { symbols.symbol(utf8: text) }
+        }
+        let schema = FeatureSchema(names: names, categorical: bundle.manifest.inputs.map(\.isCategorical),
+                                   categories: Lookup(bundle.categorySymbols))
+        let events = (0..<200).map { row in
+            row % 3 == 0 ? event(row, overriding: ["country": "\"Atlan\\u0074is\""]) : event(row)
+        }
+        let json = EventDecoder(schema: schema)
+        // Avro: the same rows as a record of doubles and strings, and one enum.
+        let fields = names.map { name -> String in
+            Self.categorical.contains(name) ? #"{"name":"\#(name)","type":"string"}"# : #"{"name":"\#(name)","type":"double"}"#
+        }
+        let text = #"{"type":"record","name":"Payment","fields":["# + fields.joined(separator: ",")
+            + #",{"name":"tier","type":{"type":"enum","name":"Tier","symbols":["web","app"]}}]}"#
+        let writers = WriterSchemas()
+        writers.store(.avro(try AvroType.parse(text)), for: 7)
+        let avro = AvroDecoder(schema: schema, writerSchemas: writers)
+        let avroEvents = (0..<200).map { row -> [UInt8] in
+            let writer = AvroRecordWriter()
+            writer.frame(schemaID: 7)
+            for name in names {
+                if Self.categorical.contains(name) { writer.string(columns[name]![row]) } else { writer.double(Double(columns[name]![row])!) }
+            }
+            writer.long(Int64(row % 2))
+            return writer.array
+        }
+        // The payloads in one buffer, walked by offset: iterating an array of arrays in a debug
+        // build boxes each element, which would count as the decoder's.
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: names.count)
+        defer { row.deallocate() }
+        /// Decodes every payload; only the decoding runs while `counted` allocations are counted.
+        func decodeAll(_ decoder: any RowDecoder, _ payloads: [[UInt8]], counted: Bool = false) -> (decoded: Int, allocations: Int) {
+            let bytes = payloads.flatMap { $0 }
+            var ends = [Int](), end = 0
+            for payload in payloads { end += payload.count; ends.append(end) }
+            var decoded = 0, start = 0, index = 0, allocations = 0
+            bytes.withUnsafeBytes { all in
+                ends.withUnsafeBufferPointer { stops in
+                    if counted { weir_allocation_counting(1) }
+                    defer {
+                        allocations = weir_allocations()
+                        weir_allocation_counting(0)
+                    }
+                    while index < stops.count {
+                        let payload = UnsafeRawBufferPointer(rebasing: all[start..<stops[index]])
+                        if case .success = decoder.decode(payload, into: row) { decoded += 1 }
+                        start = stops[index]
+                        index += 1
+                    }
+                }
+            }
+            return (decoded, counted ? allocations : 0)
+        }
+        for (label, decoder, payloads) in [("JSON", json as any RowDecoder, events), ("Avro", avro as any RowDecoder, avroEvents)] {
+            #expect(decodeAll(decoder, payloads).decoded == payloads.count, "\(label): every event decodes")  // warm-up: plans, layouts
+            let (decoded, allocations) = decodeAll(decoder, payloads, counted: true)
+            let frames = (0..<8).map { String(cString: weir_first_allocation_frame(Int32($0))) }.joined(separator: " < ")
+            #expect(decoded == payloads.count)
+            #expect(allocations == 0, "\(label): \(allocations) mallocs for \(payloads.count) warm decodes: \(frames)")
+        }
     }
 
     @Test("Categorical drift: shares unchanged are not flagged; shifted shares and unseen categories are, with chi-square, JS and the unseen share")
