@@ -22,8 +22,9 @@ struct Parser {
     let layout: MemberLayoutView
     let pathDepth: Int
     let featureCount: Int
-    /// Per feature, 1 when it is categorical.
+    /// Per feature, 1 when it is categorical; the categories' codes.
     let categorical: UnsafeMutablePointer<UInt8>
+    let categories: (any CategoryLookup)?
     /// Set once the document is known to be malformed: parsing unwinds.
     private(set) var isMalformed = false
 
@@ -42,6 +43,7 @@ struct Parser {
         pathDepth = decoder.pathDepth
         featureCount = decoder.schema.names.count
         categorical = decoder.categoricalFlags
+        categories = decoder.schema.categories
     }
 
     @inline(__always)
@@ -206,7 +208,7 @@ struct Parser {
             if literal("false") { record(index, .boolean) }
         case jsonQuote:
             guard let text = readString() else { return }
-            if categorical[index] != 0, let categories = decoder.schema.categories {
+            if categorical[index] != 0, let categories {
                 row[index] = Float(categories.code(utf8: UnsafeRawBufferPointer(text)))
                 record(index, .value)
             } else {

@@ -185,10 +185,8 @@ public final class ModelBundle: Sendable {
     /// The drift baseline (`reference.json`), when the bundle has one.
     public let reference: DriftReference?
     /// The numbers events' categories get: the model's symbols, then the training categories it
-    /// does not know (from `reference.json`), as `weir model package` numbered them.
-    public var categorySymbols: SymbolTable {
-        model.symbols.extended(with: (reference?.features ?? []).flatMap { $0.categories ?? [] })
-    }
+    /// does not know (from `reference.json`), as `weir model package` numbered them. Made once, at load.
+    public let categorySymbols: SymbolTable
 
     /// Reads `directory`, checks every hash in the manifest and the model's fit to its inputs and
     /// outputs, and compiles the model. Errors name the file and what is wrong.
@@ -217,6 +215,7 @@ public final class ModelBundle: Sendable {
         } else {
             reference = nil
         }
+        categorySymbols = model.symbols.extended(with: (reference?.features ?? []).flatMap { $0.categories ?? [] })
         self.manifest = manifest
         self.model = model
         id = sha256Hex(manifestData)

@@ -126,22 +126,19 @@ struct ElementwiseStep: Step {
     /// Two float operands: the operator chosen once, then one loop over the rows.
     private func runFloats(_ scratch: ModelScratch, positions: [Constants<Int32>]) {
         var rows = 0
-        var bases = [UnsafePointer<Float>](), strides = [Int]()
-        for (k, operand) in operands.enumerated() {
-            if case .slot(let s) = operand.values {
+        /// Operand k's values and the stride between its rows (0 for a constant).
+        func source(_ k: Int) -> (UnsafePointer<Float>, Int) {
+            if case .slot(let s) = operands[k].values {
                 let b = scratch.buffers[s]
                 rows = b.rows
-                bases.append(UnsafePointer(b.floats))
-                strides.append(b.width)
-            } else {
-                bases.append(UnsafePointer(fastConstants[k]!.base))
-                strides.append(0)
+                return (UnsafePointer(b.floats), b.width)
             }
+            return (UnsafePointer(fastConstants[k]!.base), 0)
         }
+        let (a, sa) = source(0), (b, sb) = source(1)
         let width = rowShape.reduce(1, *)
         let y = scratch.buffers[output]
         y.prepare(outputKind, rows: rows, width: width, rank: rowShape.count + 1)
-        let (a, b) = (bases[0], bases[1]), (sa, sb) = (strides[0], strides[1])
         let (pa, pb) = (positions[0].base, positions[1].base)
         @inline(__always) func arithmetic(_ f: (Float, Float) -> Float) {
             let out = y.floats
