@@ -10,10 +10,10 @@ Prints one JSON line per (model, batch): {"model", "batch", "ns_per_event"}.
 import json
 import os
 import sys
-import time
 
 import numpy as np
-import onnxruntime as ort
+
+from ort_models import best_ns_per_event, single_thread_session
 
 
 def load(zoo, spec):
@@ -34,12 +34,7 @@ def main():
         if not file.endswith(".json"):
             continue
         meta = json.load(open(os.path.join(zoo, file)))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # the converters declare [1]-shaped labels; onnxruntime warns on every run
-        session = ort.InferenceSession(os.path.join(zoo, meta["model"]), options, providers=["CPUExecutionProvider"])
+        session = single_thread_session(os.path.join(zoo, meta["model"]))
         inputs = {spec["name"]: load(zoo, spec) for spec in meta["inputs"]}
         # A map input (DictVectorizer) takes one map a run: a batch is that many runs.
         maps = {spec["name"]: spec["columns"] for spec in meta["inputs"] if spec.get("columns")}
@@ -49,18 +44,7 @@ def main():
                 feeds = [{name: {k: float(v) for k, v in zip(keys, row) if v != 0}} for row in inputs[name][:batch]]
             else:
                 feeds = [{name: np.ascontiguousarray(value[:batch]) for name, value in inputs.items()}]
-            for _ in range(20):
-                for feed in feeds:
-                    session.run(None, feed)
-            best = float("inf")
-            deadline = time.perf_counter() + seconds
-            while time.perf_counter() < deadline:
-                iterations = max(1, int(2000 / batch))
-                start = time.perf_counter_ns()
-                for _ in range(iterations):
-                    for feed in feeds:
-                        session.run(None, feed)
-                best = min(best, (time.perf_counter_ns() - start) / (iterations * batch))
+            best = best_ns_per_event(session, feeds, batch, seconds)
             print(json.dumps({"peer": "onnxruntime", "model": meta["name"], "batch": batch, "ns_per_event": best}), flush=True)
 
 
