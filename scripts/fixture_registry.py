@@ -1,5 +1,6 @@
-"""A Schema Registry shaped REST server for the fixture scripts: the calls confluent-kafka's
-serializers make (register under a subject, read back by id or version). In memory, for one run."""
+"""What the fixture scripts share: a Schema Registry shaped REST server (the calls confluent-kafka's
+serializers make: register under a subject, read back by id or version; in memory, for one run),
+and the shape of a fixture case."""
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,3 +56,26 @@ def start():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def category_code(value, vocabulary):
+    """A categorical feature's expected value: its place in the case's vocabulary, -1 when absent."""
+    return float(vocabulary.index(value)) if value in vocabulary else -1.0
+
+
+def fixture_case(name, data, features, *, defaults, path, code, id_, categorical, vocabulary, expected):
+    """One fixture case: the framed value, the model's features, and the dead-letter code or the row
+    `expected()` gives (with each feature's defaulted flag) and the echoed id."""
+    import base64
+    defaults = defaults if defaults is not None else [None] * len(features)
+    entry = {"name": name, "value": base64.b64encode(data).decode(), "features": features, "defaults": defaults,
+             "features_path": list(path)}
+    if categorical:
+        entry["categorical"] = list(categorical)
+        entry["vocabulary"] = list(vocabulary)
+    if code:
+        entry["code"] = code
+    else:
+        entry["row"], entry["defaulted"] = expected(defaults)
+        entry["id"] = id_
+    return entry

@@ -7,7 +7,7 @@ schemaless_writer behind a hand-made frame, with the writer schemas by id, the m
 and what Weir must read: the feature row (from the record itself, in Python) or the dead-letter
 code. Regenerate: python3 scripts/make-avro-fixtures.py
 """
-import base64, decimal, io, json, math, os, struct, sys
+import decimal, io, json, math, os, struct, sys
 
 import confluent_kafka, fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -52,7 +52,7 @@ def expected_row(features, record, defaults, path=(), categorical=(), vocabulary
         else:
             value = holder.get(name) if isinstance(holder, dict) else None
         if name in categorical and isinstance(value, str):
-            value = float(vocabulary.index(value)) if value in vocabulary else -1.0
+            value = fixture_registry.category_code(value, vocabulary)
         if isinstance(value, decimal.Decimal):
             value = float(value)
         if isinstance(value, bool):
@@ -66,18 +66,9 @@ def expected_row(features, record, defaults, path=(), categorical=(), vocabulary
 
 
 def case(name, data, features, *, defaults=None, path=(), record=None, code=None, id_=None, categorical=(), vocabulary=()):
-    defaults = defaults if defaults is not None else [None] * len(features)
-    entry = {"name": name, "value": base64.b64encode(data).decode(), "features": features,
-             "defaults": defaults, "features_path": list(path)}
-    if categorical:
-        entry["categorical"] = list(categorical)
-        entry["vocabulary"] = list(vocabulary)
-    if code:
-        entry["code"] = code
-    else:
-        entry["row"], entry["defaulted"] = expected_row(features, record, defaults, path, categorical, vocabulary)
-        entry["id"] = id_
-    cases.append(entry)
+    cases.append(fixture_registry.fixture_case(
+        name, data, features, defaults=defaults, path=path, code=code, id_=id_, categorical=categorical, vocabulary=vocabulary,
+        expected=lambda filled: expected_row(features, record, filled, path, categorical, vocabulary)))
 
 
 # The demo's event: 32 doubles (f0..f31) and an id, as a producer with the standard serializer writes it.

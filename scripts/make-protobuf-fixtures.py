@@ -8,7 +8,7 @@ and what Weir must read: the row (computed here from the message with protobuf's
 rules) or the dead-letter code. Regenerate: python3 scripts/make-protobuf-fixtures.py
 (needs grpcio-tools and confluent-kafka[protobuf]).
 """
-import base64, importlib, json, math, os, struct, sys, tempfile
+import importlib, json, math, os, struct, sys, tempfile
 
 import fixture_registry
 
@@ -154,7 +154,7 @@ def expected(message, features, defaults, path=(), categorical=(), vocabulary=()
             else:
                 value = getattr(holder, name)
         if name in categorical and isinstance(value, str):
-            value = float(vocabulary.index(value)) if value in vocabulary else -1.0
+            value = fixture_registry.category_code(value, vocabulary)
         if isinstance(value, bool):
             value = 1.0 if value else 0.0
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -166,18 +166,9 @@ def expected(message, features, defaults, path=(), categorical=(), vocabulary=()
 
 
 def case(name, data, features, *, defaults=None, path=(), message=None, code=None, id_=None, categorical=(), vocabulary=()):
-    defaults = defaults if defaults is not None else [None] * len(features)
-    entry = {"name": name, "value": base64.b64encode(data).decode(), "features": features, "defaults": defaults,
-             "features_path": list(path)}
-    if categorical:
-        entry["categorical"] = list(categorical)
-        entry["vocabulary"] = list(vocabulary)
-    if code:
-        entry["code"] = code
-    else:
-        entry["row"], entry["defaulted"] = expected(message, features, defaults, path, categorical, vocabulary)
-        entry["id"] = id_
-    cases.append(entry)
+    cases.append(fixture_registry.fixture_case(
+        name, data, features, defaults=defaults, path=path, code=code, id_=id_, categorical=categorical, vocabulary=vocabulary,
+        expected=lambda filled: expected(message, features, filled, path, categorical, vocabulary)))
 
 
 numeric = ["amount", "ratio", "count", "big", "u32", "s32", "s64", "f32", "sf64", "flag", "maybe"]
