@@ -182,8 +182,8 @@ func makeRowDecoder(_ format: InputFormat, features: FeatureSchema, writerSchema
 
 /// A model's symbol table as the decoders' category lookup: an event's category becomes the
 /// symbol the model's encoders compare, found from its bytes without allocating.
-final class ModelCategories: CategoryLookup {
-    let symbols: SymbolTable
-    init(_ symbols: SymbolTable) { self.symbols = symbols }
-    func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { symbols.symbol(utf8: text) }
+public final class ModelCategories: CategoryLookup {
+    public let symbols: SymbolTable
+    public init(_ symbols: SymbolTable) { self.symbols = symbols }
+    public func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { symbols.symbol(utf8: text) }
 }

@@ -142,13 +142,8 @@ import WeirWorker
         let bundle = try ModelBundle(directory: out)
         let symbols = bundle.model.symbols
         let names = bundle.manifest.inputs.map(\.name)
-        final class Lookup: CategoryLookup {
-            let symbols: SymbolTable
-            init(_ symbols: SymbolTable) { self.symbols = symbols }
-            func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { symbols.symbol(utf8: text) }
-        }
         let decoder = EventDecoder(schema: FeatureSchema(names: names, categorical: bundle.manifest.inputs.map(\.isCategorical),
-                                                         categories: Lookup(symbols)))
+                                                         categories: ModelCategories(symbols)))
         var row = [Float](repeating: 0, count: names.count)
         func decode(_ payload: [UInt8]) -> Result<EventID?, DecodeFailure> {
             payload.withUnsafeBytes { bytes in row.withUnsafeMutableBufferPointer { decoder.decode(bytes, into: $0.baseAddress!) } }
@@ -172,13 +167,8 @@ import WeirWorker
         let (out, _) = try packagedBundle()
         let bundle = try ModelBundle(directory: out)
         let names = bundle.manifest.inputs.map(\.name)
-        final class Lookup: CategoryLookup {
-            let symbols: SymbolTable
-            init(_ symbols: SymbolTable) { self.symbols = symbols }
-            func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { symbols.symbol(utf8: text) }
-        }
         let schema = FeatureSchema(names: names, categorical: bundle.manifest.inputs.map(\.isCategorical),
-                                   categories: Lookup(bundle.categorySymbols))
+                                   categories: ModelCategories(bundle.categorySymbols))
         let events = (0..<200).map { row in
             row % 3 == 0 ? event(row, overriding: ["country": "\"Atlan\\u0074is\""]) : event(row)
         }
