@@ -6,27 +6,12 @@ import Glibc
 /// plan (`AvroRowPlan`) that reads the model's fields and skips the rest; schema evolution within
 /// a subject works because fields are matched by name in each writer schema. One per model, on
 /// one thread; the writer schemas come from the shared `WriterSchemas`.
-public final class AvroDecoder: RowDecoder {
-    public let schema: FeatureSchema
-    private let writerSchemas: WriterSchemas
+public final class AvroDecoder: SchemaDrivenDecoder, RowDecoder {
     private var plans: [UInt32: AvroRowPlan] = [:]
     /// The plan used last: events of one stream nearly always share their schema id.
     private var lastPlan: AvroRowPlan?
-    /// Per feature: its state in the current event.
-    private let states: FeatureStates
     /// Deeper nesting of values is refused (recursive schemas).
     static let maxDepth = 128
-
-    public var defaultedCount: Int { states.defaultedCount }
-
-    public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
-        self.schema = schema
-        self.writerSchemas = writerSchemas
-        states = FeatureStates(count: schema.names.count, categorical: schema.categorical)
-    }
-
-    @inline(__always)
-    public func wasDefaulted(_ index: Int) -> Bool { states.wasDefaulted(index) }
 
     /// The plan for a schema id, compiled on first use; a failure when the id is not usable.
     private func plan(for id: UInt32) -> Result<AvroRowPlan, DecodeFailure> {

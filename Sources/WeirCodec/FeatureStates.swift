@@ -90,3 +90,24 @@ struct FeatureMarks {
         states[column] = state.rawValue
     }
 }
+
+/// What the decoders of registry formats (Avro, Protobuf) share: the model's features, the writer
+/// schemas by id, and each feature's state in the current event (which says what was defaulted).
+public class SchemaDrivenDecoder {
+    public let schema: FeatureSchema
+    let writerSchemas: WriterSchemas
+    let states: FeatureStates
+
+    public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
+        self.schema = schema
+        self.writerSchemas = writerSchemas
+        states = FeatureStates(count: schema.names.count, categorical: schema.categorical)
+    }
+
+    /// After a successful decode: how many features took their default.
+    public final var defaultedCount: Int { states.defaultedCount }
+
+    /// After a successful decode: whether feature `index` took its default.
+    @inline(__always)
+    public final func wasDefaulted(_ index: Int) -> Bool { states.wasDefaulted(index) }
+}

@@ -3,13 +3,9 @@
 /// builds a plan mapping field numbers to the model's columns; fields are matched by name, so every
 /// version of a subject decodes. Proto3 singular scalars read as zero when absent (implicit
 /// presence); `optional`, `oneof` and proto2 fields absent are missing. One per model, on one thread.
-public final class ProtobufDecoder: RowDecoder {
-    public let schema: FeatureSchema
-    private let writerSchemas: WriterSchemas
+public final class ProtobufDecoder: SchemaDrivenDecoder, RowDecoder {
     private var plans: [PlanKey: ProtoRowPlan] = [:]
     private var lastPlan: ProtoRowPlan?
-    private let states: FeatureStates
-    public var defaultedCount: Int { states.defaultedCount }
     /// Message indexes deeper than this are refused.
     static let maxIndexes = 32
 
@@ -18,14 +14,6 @@ public final class ProtobufDecoder: RowDecoder {
         let path: [Int]
     }
 
-    public init(schema: FeatureSchema, writerSchemas: WriterSchemas) {
-        self.schema = schema
-        self.writerSchemas = writerSchemas
-        states = FeatureStates(count: schema.names.count, categorical: schema.categorical)
-    }
-
-    @inline(__always)
-    public func wasDefaulted(_ index: Int) -> Bool { states.wasDefaulted(index) }
 
     private func plan(_ key: PlanKey) -> Result<ProtoRowPlan, DecodeFailure> {
         if let lastPlan, lastPlan.key == key { return .success(lastPlan) }
