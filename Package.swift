@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "WeirDrift", targets: ["WeirDrift"]),
         .library(name: "WeirControl", targets: ["WeirControl"]),
         .library(name: "WeirWorker", targets: ["WeirWorker"]),
+        .library(name: "WeirBatch", targets: ["WeirBatch"]),
         // For the fuzz package (fuzz/): the jansson reference decoder the decoder fuzzer compares with.
         .library(name: "JanssonReference", targets: ["JanssonReference"]),
         // For the fuzz package and the benchmark: libavro-c's reading of Avro, Weir's Avro reference.
@@ -71,17 +72,20 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
+        // Offline runs: `weir score` (batch scoring on every core) and `weir backtest` (two bundles
+        // over the same records, a report and gates).
+        .target(name: "WeirBatch", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "WeirWorker"]),
         .executableTarget(
             name: "weir",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker", "WeirRegistry",
+                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker", "WeirRegistry", "WeirBatch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Benchmarks: a Swift passthrough over WeirKafka, its C twin written against
         // librdkafka directly, and the driver that runs both against one broker.
         .executableTarget(
-            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker", "WeirRegistry", "AvroReference",
+            name: "weir-bench", dependencies: ["WeirKafka", "WeirModel", "WeirCodec", "WeirDrift", "WeirWorker", "WeirBatch", "WeirRegistry", "AvroReference",
                                                "WeirTestSupport", "WeirControl"],
             path: "bench/weir-bench"),
         .executableTarget(
@@ -103,7 +107,7 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift", "WeirTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport", "CAllocationCounter",
+            dependencies: ["WeirWorker", "WeirBatch", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport", "CAllocationCounter",
                            .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]),
     ],

@@ -8,6 +8,9 @@ Writes
     scikit-learn ColumnTransformer (StandardScaler on f0..f7, OneHotEncoder on merchant_category,
     country and channel) -> GradientBoostingClassifier, exported by skl2onnx from a DataFrame (one
     input per column, the categories as strings), packaged into models/payments;
+  models/payments-candidate-training/{model.onnx, holdout.csv}: a candidate for the same stream (the
+    same features into a LogisticRegression), packaged into models/payments-candidate as 1.1.0, and
+    2,000 held-out rows with their labels: the backtest walkthrough's (docs/backtest.md) and tests';
   models/demo-training/{train.csv, model.onnx}: the benchmarks' model, a scikit-learn MLPClassifier
     on the 32 numbers f0..f31, packaged into models/demo.
 Both train on rows distributed like the synthetic events. Requires: numpy, pandas, scikit-learn,
@@ -70,15 +73,59 @@ def payments(args, rng):
     subprocess.run([args.weir, "model", "package", "--onnx", os.path.join(out, "model.onnx"),
                     "--train", os.path.join(out, "train.csv"), "--name", "payments", "--version", "1.0.0",
                     "--out", os.path.join("models", "payments")], check=True)
+    payments_candidate(args, frame, y, numbers, categories, os.path.join(out, "train.csv"), rng)
+
+
+def payments_candidate(args, frame, y, numbers, categories, train_csv, rng):
+    """A different model of the same stream (1.1.0), and held-out labelled rows to backtest on."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    model = make_pipeline(ColumnTransformer([("num", StandardScaler(), numbers),
+                                             ("cat", OneHotEncoder(handle_unknown="ignore"), categories)]),
+                          LogisticRegression(max_iter=1000))
+    model.fit(frame, y)
+    onx = to_onnx(model, frame[:1], options={id(model.steps[-1][1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onx.ir_version = 8
+    out = os.path.join("models", "payments-candidate-training")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "model.onnx"), "wb") as handle:
+        handle.write(onx.SerializeToString())
+    # Held-out rows drawn like the training rows, with an id and the label.
+    rows = 2000
+    scale = np.array([i % 5 + 1 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
+    shift = np.array([i % 3 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
+    x = rng.standard_normal((rows, PAYMENT_NUMBERS)) * scale + shift
+    held = pd.DataFrame({f"f{i}": x[:, i].astype(np.float32) for i in range(PAYMENT_NUMBERS)})
+    held["merchant_category"] = rng.choice(MERCHANT_CATEGORIES, rows)
+    held["country"] = rng.choice(COUNTRIES, rows)
+    held["channel"] = rng.choice(CHANNELS, rows)
+    risk = (0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.3 * x[:, 5] + 1.5 * (held["merchant_category"] == "7995")
+            + 1.0 * (held["country"] == "NG") + 0.7 * (held["channel"] == "web") + 0.5 * rng.standard_normal(rows))
+    labels = (risk > np.quantile(risk, 0.85)).astype(np.int64)
+    with open(os.path.join(out, "holdout.csv"), "w") as handle:
+        handle.write(",".join(["id"] + numbers + categories + ["label"]) + "\n")
+        for row in range(rows):
+            cells = [f"{held[c].iloc[row]:.4f}" for c in numbers] + [str(held[c].iloc[row]) for c in categories]
+            handle.write(f"h{row}," + ",".join(cells) + f",{labels[row]}\n")
+    print(f"payments candidate: train accuracy {model.score(frame, y):.3f}; holdout accuracy {model.score(held, labels):.3f}")
+    subprocess.run([args.weir, "model", "package", "--onnx", os.path.join(out, "model.onnx"),
+                    "--train", train_csv, "--name", "payments", "--version", "1.1.0",
+                    "--out", os.path.join("models", "payments-candidate")], check=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--weir", default=".build/debug/weir")
     parser.add_argument("--rows", type=int, default=1500)
+    parser.add_argument("--only-payments", action="store_true", help="regenerate the payments bundles only")
     args = parser.parse_args()
 
     payments(args, np.random.default_rng(23))
+    if args.only_payments:
+        return
     rng = np.random.default_rng(7)
     scale = np.array([i % 5 + 1 for i in range(FEATURES)], dtype=np.float64)
     shift = np.array([i % 3 for i in range(FEATURES)], dtype=np.float64)

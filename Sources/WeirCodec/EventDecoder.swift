@@ -54,6 +54,8 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
         case malformedProtobuf = "malformed-protobuf"
         /// A schema id the Schema Registry says does not exist.
         case unknownSchema = "unknown-schema"
+        /// A CSV row with an unterminated quote or more cells than its header (`weir score`).
+        case malformedCSV = "malformed-csv"
     }
     public let code: Code
     public let message: String

@@ -275,6 +275,18 @@ public final class KafkaConsumer {
         if let error = list.firstError("seek") { throw error }
     }
 
+    /// Per partition, the earliest offset whose timestamp is at or after `timestampMs` (Kafka's
+    /// offsets-for-times), or -1 when the broker names none (no such record, or a broker that does
+    /// not look offsets up by time, as librdkafka's mock cluster).
+    public func offsets(forTimestampMs timestampMs: Int64, of partitions: [TopicPartition], timeoutMs: Int = 10_000) throws(KafkaError)
+        -> [TopicPartitionOffset]
+    {
+        let list = NativePartitionList(partitions.map { TopicPartitionOffset($0.topic, $0.partition, timestampMs) })
+        try KafkaError.check(rd_kafka_offsets_for_times(handle, list.pointer, Int32(timeoutMs)), "look up offsets by time")
+        if let error = list.firstError("look up offsets by time") { throw error }
+        return list.offsets
+    }
+
     /// The group's committed offsets for `partitions`, asking the coordinator.
     public func committed(_ partitions: [TopicPartition], timeoutMs: Int = 10_000) throws(KafkaError)
         -> [TopicPartitionOffset]

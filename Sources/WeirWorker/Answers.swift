@@ -11,7 +11,7 @@ enum Route: UInt8, CaseIterable {
 
 /// Why an event was answered by a dead letter: `weir-error` on the record and the `code` label of
 /// `weir_dead_letters_total` (docs/contracts.md).
-enum DeadLetterCode: String, CaseIterable, Sendable {
+public enum DeadLetterCode: String, CaseIterable, Sendable {
     case malformedJSON = "malformed-json"
     case missingFeature = "missing-feature"
     case notANumber = "not-a-number"
@@ -32,8 +32,10 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
     case unknownSchema = "unknown-schema"
     /// A Protobuf value that ends early or breaks the wire format (the field number is named).
     case malformedProtobuf = "malformed-protobuf"
+    /// A CSV row that is not well formed (`weir score` and `weir backtest` inputs only).
+    case malformedCSV = "malformed-csv"
 
-    init(_ code: DecodeFailure.Code) {
+    public init(_ code: DecodeFailure.Code) {
         switch code {
         case .malformedJSON: self = .malformedJSON
         case .missingFeature: self = .missingFeature
@@ -43,6 +45,7 @@ enum DeadLetterCode: String, CaseIterable, Sendable {
         case .malformedAvro: self = .malformedAvro
         case .unknownSchema: self = .unknownSchema
         case .malformedProtobuf: self = .malformedProtobuf
+        case .malformedCSV: self = .malformedCSV
         }
     }
 }
@@ -57,11 +60,10 @@ final class AnswerWriter {
     let manifest: BundleManifest
     let isClassification: Bool
     private let outputTensor: String
-    private let labelJSON: [[UInt8]]
     /// The labels as text (Avro records).
     let labelText: [[UInt8]]
-    /// `,"model":"<name>","version":"<version>",`
-    private let modelFragment: [UInt8]
+    /// The record's model fields and answer, shared with `weir score`.
+    let fields: PredictionFields
     let modelName: [UInt8]
     let modelVersion: [UInt8]
     private static let routeNames = Route.allCases.map { Array($0.name.utf8) }
@@ -72,19 +74,8 @@ final class AnswerWriter {
         labelText = (manifest.outputs.labels ?? []).map { Array($0.utf8) }
         isClassification = manifest.outputs.isClassification
         outputTensor = (isClassification ? manifest.outputs.scores : manifest.outputs.value) ?? ""
-        let scratch = JSONWriter()
-        labelJSON = (manifest.outputs.labels ?? []).map { label in
-            scratch.reset()
-            if Int64(label) != nil { scratch.raw(Array(label.utf8)) } else { scratch.string(label) }
-            return scratch.array
-        }
-        scratch.reset()
-        scratch.raw(",\"model\":")
-        scratch.string(manifest.name)
-        scratch.raw(",\"version\":")
-        scratch.string(manifest.version)
-        scratch.raw(UInt8(ascii: ","))
-        modelFragment = scratch.array
+        fields = PredictionFields(name: manifest.name, version: manifest.version, labels: manifest.outputs.labels,
+                                  isClassification: isClassification)
         modelName = Array(manifest.name.utf8)
         modelVersion = Array(manifest.version.utf8)
     }
@@ -117,42 +108,9 @@ final class AnswerWriter {
         let topicJSON = track.topicJSON
         writer.reset()
         writer.raw("{\"id\":")
-        if let id, let value = message.value {
-            switch id.form {
-            case .jsonToken: writer.raw(UnsafeRawBufferPointer(rebasing: value[id.start..<id.end]))
-            case .text: writer.string(UnsafeRawBufferPointer(rebasing: value[id.start..<id.end]))
-            case .integer: writer.integer(id.integer)
-            }
-        } else {
-            writer.raw("null")
-        }
-        writer.raw(modelFragment)
-        if isClassification {
-            var best = 0
-            writer.raw("\"label\":")
-            if outputs.width == 1 {
-                // One probability of the positive class: scores are [1 - p, p].
-                let positive = base[0]
-                best = positive >= 0.5 ? 1 : 0
-                writer.raw(labelJSON[best])
-                writer.raw(",\"scores\":[")
-                writer.float(1 - positive)
-                writer.raw(UInt8(ascii: ","))
-                writer.float(positive)
-            } else {
-                for column in 1..<outputs.width where base[column] > base[best] { best = column }
-                writer.raw(labelJSON[best])
-                writer.raw(",\"scores\":[")
-                for column in 0..<outputs.width {
-                    if column > 0 { writer.raw(UInt8(ascii: ",")) }
-                    writer.float(base[column])
-                }
-            }
-            writer.raw(UInt8(ascii: "]"))
-        } else {
-            writer.raw("\"value\":")
-            writer.float(base[0])
-        }
+        PredictionFields.writeID(id, payload: message.value, into: writer)
+        writer.raw(fields.modelFragment)
+        fields.writeAnswer(base, width: outputs.width, into: writer)
         writer.raw(",\"source\":{\"topic\":")
         writer.raw(topicJSON)
         writer.raw(",\"partition\":")

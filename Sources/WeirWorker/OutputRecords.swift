@@ -106,12 +106,7 @@ extension AnswerWriter {
         avro.string(modelName)
         avro.string(modelVersion)
         if isClassification {
-            var best = 0
-            if width == 1 {
-                best = base[0] >= 0.5 ? 1 : 0
-            } else {
-                for column in 1..<width where base[column] > base[best] { best = column }
-            }
+            let best = PredictionFields.bestClass(base, width: width)
             avro.long(1)
             avro.string(labelText[best])
             avro.long(1)

@@ -9,7 +9,7 @@ import WeirRegistry
 /// an answer: the schema (stored in `WriterSchemas`), or that the id does not exist. Anything
 /// else (down, slow, 5xx, refused credentials) is retried with backoff from 100 ms to 5 s; the
 /// poll thread keeps the affected partitions paused meanwhile. Completions wake the poll thread.
-final class SchemaFetcher: Sendable {
+public final class SchemaFetcher: Sendable {
     private let client: SchemaRegistryClient
     private let schemas: WriterSchemas
     private let format: InputFormat
@@ -107,7 +107,7 @@ final class SchemaFetcher: Sendable {
     /// What the registry's schema `id` (and the schemas it references) is to `format`: a parsed
     /// schema, one this format cannot use (with why), an id that does not exist; or the failure
     /// to answer, which is retried.
-    static func entry(for id: UInt32, client: SchemaRegistryClient, format: InputFormat) -> Result<WriterSchemas.Entry, RegistryError> {
+    public static func entry(for id: UInt32, client: SchemaRegistryClient, format: InputFormat) -> Result<WriterSchemas.Entry, RegistryError> {
         let schema: RegisteredSchema
         do { schema = try client.schema(id: id) } catch {
             if case .notFound(_, let message) = error { return .success(.unknown("the Schema Registry does not know it (\(message))")) }

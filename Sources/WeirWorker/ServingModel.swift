@@ -41,17 +41,7 @@ final class ServingModel {
         let manifest = bundle.manifest
         width = manifest.inputs.count
         let path = settings.inputFeaturesPath.map { $0.split(separator: ".").map(String.init) } ?? []
-        // Categories travel as the model's symbols (training categories it does not know get their
-        // own, as the packager numbered them, which the model reads as unknown); a categorical
-        // default is its category's symbol.
-        let symbols = bundle.categorySymbols
-        let defaults = manifest.inputs.map { input -> Float? in
-            input.isCategorical ? input.defaultCategory.map { Float(symbols.symbol(of: $0)) } : input.default
-        }
-        let categorical = manifest.inputs.map(\.isCategorical)
-        let features = FeatureSchema(names: manifest.inputs.map(\.name), defaults: defaults, featuresPath: path,
-                                     maxBytes: settings.inputMaxBytes, categorical: categorical,
-                                     categories: categorical.contains(true) ? ModelCategories(symbols) : nil)
+        let features = bundle.featureSchema(featuresPath: path, maxBytes: settings.inputMaxBytes)
         self.writerSchemas = writerSchemas
         decoder = makeRowDecoder(settings.inputFormat, features: features, writerSchemas: writerSchemas)
         scratch = bundle.model.makeScratch()
@@ -171,12 +161,29 @@ final class ServingModel {
 }
 
 /// The decoder for `format`: JSON objects, Avro records, Protobuf messages, or JSON objects behind Confluent's frame.
-func makeRowDecoder(_ format: InputFormat, features: FeatureSchema, writerSchemas: WriterSchemas) -> any RowDecoder {
+public func makeRowDecoder(_ format: InputFormat, features: FeatureSchema, writerSchemas: WriterSchemas) -> any RowDecoder {
     switch format {
     case .json: return EventDecoder(schema: features)
     case .avro: return AvroDecoder(schema: features, writerSchemas: writerSchemas)
     case .jsonSchema: return FramedJSONDecoder(schema: features, writerSchemas: writerSchemas)
     case .protobuf: return ProtobufDecoder(schema: features, writerSchemas: writerSchemas)
+    }
+}
+
+extension ModelBundle {
+    /// What the decoders read for this bundle: its features in input order, their defaults, and
+    /// its categories. Categories travel as the model's symbols (training categories it does not
+    /// know get their own, as the packager numbered them, which the model reads as unknown); a
+    /// categorical default is its category's symbol.
+    public func featureSchema(featuresPath: [String] = [], maxBytes: Int = 1 << 20) -> FeatureSchema {
+        let symbols = categorySymbols
+        let defaults = manifest.inputs.map { input -> Float? in
+            input.isCategorical ? input.defaultCategory.map { Float(symbols.symbol(of: $0)) } : input.default
+        }
+        let categorical = manifest.inputs.map(\.isCategorical)
+        return FeatureSchema(names: manifest.inputs.map(\.name), defaults: defaults, featuresPath: featuresPath,
+                             maxBytes: maxBytes, categorical: categorical,
+                             categories: categorical.contains(true) ? ModelCategories(symbols) : nil)
     }
 }
 

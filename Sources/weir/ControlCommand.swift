@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WeirBatch
 import WeirControl
 import WeirWorker
 
@@ -41,6 +42,10 @@ struct ControlCommand: ParsableCommand {
     @Option(help: "deploy --strategy canary: the share of keys (0 < percent <= 100).")
     var percent: Double?
 
+    @Option(name: .customLong("require-backtest"),
+            help: "deploy: a report from weir backtest that must name this bundle as its candidate and have passed gates.")
+    var requireBacktest: String?
+
     @Option(help: "Use this sequence instead of the topic's last plus one.")
     var sequence: Int64?
 
@@ -81,14 +86,17 @@ struct ControlCommand: ParsableCommand {
                     throw CommandFailure("--percent: a canary needs a share of keys above 0 and at most 100")
                 }
             }
+            let identity = ModelBundle.identity(of: directory)
+            if let requireBacktest { try checkBacktest(requireBacktest, candidate: identity ?? "") }
             message.model = manifest.name
             message.version = manifest.version
             var url = directory.absoluteString
             if url.hasSuffix("/") { url.removeLast() }
             message.bundle = location ?? url
-            message.sha256 = ModelBundle.identity(of: directory)
+            message.sha256 = identity
             message.strategy = RolloutStrategy(kind: kind, percent: kind == .canary ? percent : nil)
         } else {
+            if requireBacktest != nil { throw CommandFailure("--require-backtest: only a deploy is checked against a backtest") }
             guard let model, !model.isEmpty else { throw CommandFailure("--model: name the model to \(action.rawValue)") }
             if bundle != nil { throw CommandFailure("--bundle: only a deploy takes a bundle") }
         }
@@ -104,6 +112,23 @@ struct ControlCommand: ParsableCommand {
             print(line + " to \(topic) with sequence \(prepared.sequence)")
         } catch {
             throw CommandFailure("\(error)")
+        }
+    }
+
+    /// Refuses a deploy unless the report's candidate is this bundle and its gates were set and held.
+    private func checkBacktest(_ path: String, candidate sha256: String) throws {
+        let report: BacktestReport
+        do { report = try BacktestReport.read(Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw CommandFailure("--require-backtest \(path): not a report written by weir backtest --report (\(error))")
+        }
+        guard report.candidate.sha256 == sha256 else {
+            throw CommandFailure("--require-backtest \(path): the report's candidate is \(report.candidate.version) (sha256 \(report.candidate.sha256)), not this bundle (sha256 \(sha256)); run weir backtest with --candidate on it")
+        }
+        guard !report.gates.isEmpty else {
+            throw CommandFailure("--require-backtest \(path): the report has no gates; run weir backtest with --gate")
+        }
+        if let failed = report.gates.first(where: { $0.passed != true }) {
+            throw CommandFailure("--require-backtest \(path): gate \(failed.expression) failed (\(failed.value.map { String($0) } ?? "not measured")); the candidate may not be deployed")
         }
     }
 
