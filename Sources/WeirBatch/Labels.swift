@@ -7,34 +7,16 @@ import WeirWorker
 /// does not have), a regressor's value; NaN when the record has none.
 typealias Outcome = Float
 
-/// Text labels to class indexes: the manifest's label text, or a number equal to one ("1.0" is "1").
-final class LabelCategories: CategoryLookup, @unchecked Sendable {
-    private let labels: [String]
-    init(labels: [String]) { self.labels = labels }
-
-    func index(of text: String) -> Int64 {
-        if let found = labels.firstIndex(of: text) { return Int64(found) }
-        if let number = Double(text), let found = labels.firstIndex(where: { Double($0) == number }) { return Int64(found) }
-        return -1
-    }
-
-    func index(of number: Float) -> Int64 {
-        labels.firstIndex(where: { Double($0) == Double(number) }).map(Int64.init) ?? -1
-    }
-
-    func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { index(of: String(decoding: text, as: UTF8.self)) }
-}
-
 /// Reads a record's label field (`--label-field`) with the same decoders as the features: a number
 /// first, then text (a classifier's label name). One per lane thread.
 final class LabelReader {
     private let numeric: [any RowDecoder]
     private let textual: [any RowDecoder]
-    private let categories: LabelCategories?
+    private let categories: LabelIndex?
     private var cell: Float = 0
 
     init(field: String, manifest: BundleManifest, inputs: [InputDescription], options: BatchOptions) {
-        let labels = manifest.outputs.isClassification ? LabelCategories(labels: manifest.outputs.labels ?? ["0", "1"]) : nil
+        let labels = manifest.outputs.isClassification ? LabelIndex(labels: manifest.outputs.labels ?? ["0", "1"]) : nil
         categories = labels
         let number = FeatureSchema(names: [field], defaults: [.nan], maxBytes: options.maxBytes)
         let text = FeatureSchema(names: [field], defaults: [.nan], maxBytes: options.maxBytes, categorical: [true], categories: labels)
@@ -54,41 +36,14 @@ final class LabelReader {
     func read(_ payload: UnsafeRawBufferPointer, input: Int, format: RecordFormat) -> (outcome: Outcome, id: UInt64?) {
         var id: UInt64?
         if format != .csv || categories == nil, case .success(let eventID) = withUnsafeMutablePointer(to: &cell, { numeric[input].decode(payload, into: $0) }) {
-            id = eventID.map { IDHash.of($0, payload: payload) }
+            id = eventID.map { OutcomeKeys.hash($0, payload: payload) }
             if cell.isNaN || categories == nil { return (cell, id) }
-            return (Float(categories!.index(of: cell)), id)
+            return (Float(categories!.index(of: Double(cell))), id)
         }
         if case .success(let eventID) = withUnsafeMutablePointer(to: &cell, { textual[input].decode(payload, into: $0) }) {
-            return (cell, eventID.map { IDHash.of($0, payload: payload) } ?? id)
+            return (cell, eventID.map { OutcomeKeys.hash($0, payload: payload) } ?? id)
         }
         return (.nan, id)
-    }
-}
-
-/// Record ids as 64-bit FNV-1a hashes of their text (a string's characters, a number's digits), so
-/// outcomes given in another file or topic join to their records without keeping the ids.
-enum IDHash {
-    static func of(_ id: EventID, payload: UnsafeRawBufferPointer) -> UInt64 {
-        switch id.form {
-        case .integer:
-            return hash(Array(String(id.integer).utf8))
-        case .text:
-            return hash(UnsafeRawBufferPointer(rebasing: payload[id.start..<id.end]))
-        case .jsonToken:
-            let token = UnsafeRawBufferPointer(rebasing: payload[id.start..<id.end])
-            if id.isString, token.count >= 2 {
-                return hash(UnsafeRawBufferPointer(rebasing: token[(token.startIndex + 1)..<(token.endIndex - 1)]))
-            }
-            return hash(token)
-        }
-    }
-
-    static func hash(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { hash($0) } }
-
-    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        var value: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return value
     }
 }
 

@@ -43,14 +43,16 @@ public struct ControlMessage: Sendable, Equatable, Codable {
     public var sequence: Int64
     /// RFC 3339 time the operator issued it (informational).
     public var issuedAt: String?
+    /// Why it was sent (informational; a worker's automatic promotion or rollback says why).
+    public var reason: String?
 
     enum CodingKeys: String, CodingKey {
-        case action, model, version, bundle, sha256, strategy, sequence
+        case action, model, version, bundle, sha256, strategy, sequence, reason
         case issuedAt = "issued_at"
     }
 
     public init(action: ControlAction, model: String, version: String? = nil, bundle: String? = nil, sha256: String? = nil,
-                strategy: RolloutStrategy? = nil, sequence: Int64, issuedAt: String? = nil) {
+                strategy: RolloutStrategy? = nil, sequence: Int64, issuedAt: String? = nil, reason: String? = nil) {
         self.action = action
         self.model = model
         self.version = version
@@ -59,6 +61,7 @@ public struct ControlMessage: Sendable, Equatable, Codable {
         self.strategy = strategy
         self.sequence = sequence
         self.issuedAt = issuedAt
+        self.reason = reason
     }
 
     /// The bundle this message names, when it names one completely.
@@ -131,7 +134,8 @@ public struct ControlMessage: Sendable, Equatable, Codable {
         if isDeploy && strategy == nil { strategy = RolloutStrategy(kind: .replace) }
         if !isDeploy && strategy != nil { throw ControlMessageError("strategy: only a deploy has a strategy") }
         return ControlMessage(action: action, model: model, version: version, bundle: bundle, sha256: sha, strategy: strategy,
-                              sequence: Int64(sequenceDouble), issuedAt: try text("issued_at", required: false))
+                              sequence: Int64(sequenceDouble), issuedAt: try text("issued_at", required: false),
+                              reason: try text("reason", required: false))
     }
 
     /// The message as compact JSON with sorted keys: the bytes `weir control` signs and sends.

@@ -102,3 +102,82 @@ public enum OutcomeStatistics {
         return (mean, (variance / n).squareRoot())
     }
 }
+
+/// Count, mean and variance of a stream, updated one value at a time (Welford), without keeping
+/// the values: what a route's sequential test needs of its outcomes.
+public struct RunningMoments: Sendable, Equatable {
+    public private(set) var count = 0
+    public private(set) var mean = 0.0
+    private var sumOfSquares = 0.0
+
+    public init() {}
+
+    public mutating func add(_ value: Double) {
+        count += 1
+        let delta = value - mean
+        mean += delta / Double(count)
+        sumOfSquares += delta * (value - mean)
+    }
+
+    /// The sample variance (n − 1); 0 below two values.
+    public var variance: Double { count > 1 ? sumOfSquares / Double(count - 1) : 0 }
+}
+
+/// A confidence sequence for a difference of means: an interval valid at every look at once, so a
+/// test may be checked after each outcome window and stopped whenever it decides, without the
+/// inflated error of repeated fixed-sample tests. It is the normal-mixture boundary (Robbins;
+/// the mixture SPRT of Johari et al., "Always valid inference", 2017): with V the variance of the
+/// estimate and τ² the mixture's variance, the half-width is √(2V(V+τ²)/τ² · ln(√((V+τ²)/V)/α)).
+public enum SequentialTest {
+    /// The interval for `difference` whose estimate has variance `variance`, at level 1 − `alpha`.
+    /// `mixtureVariance` (τ²) tunes where the boundary is tightest: the estimate's variance at the
+    /// sample size where a decision is wanted.
+    public static func interval(difference: Double, variance: Double, mixtureVariance: Double, alpha: Double)
+        -> (low: Double, high: Double)
+    {
+        guard variance > 0, mixtureVariance > 0, alpha > 0, alpha < 1 else {
+            return variance == 0 ? (difference, difference) : (-.infinity, .infinity)
+        }
+        let v = variance, t = mixtureVariance
+        let half = (2 * v * (v + t) / t * Foundation.log(((v + t) / v).squareRoot() / alpha)).squareRoot()
+        return (difference - half, difference + half)
+    }
+
+    /// The verdict of a non-inferiority test of B against A on a quality where higher is better:
+    /// B is not worse than A by more than `margin` (`promote`), B is worse by more than that
+    /// (`rollBack`), or not known yet.
+    public enum Verdict: Equatable, Sendable {
+        case promote(low: Double, high: Double)
+        case rollBack(low: Double, high: Double)
+        case undecided(low: Double, high: Double)
+    }
+
+    /// Two independent samples (a canary's outcomes against the primary's): B − A, each side's
+    /// variance over its count; decided once both have `minimum` outcomes.
+    public static func compare(a: RunningMoments, b: RunningMoments, margin: Double, alpha: Double, minimum: Int) -> Verdict? {
+        guard a.count >= max(minimum, 2), b.count >= max(minimum, 2) else { return nil }
+        let variance = a.variance / Double(a.count) + b.variance / Double(b.count)
+        let planned = (a.variance + b.variance) / Double(minimum)
+        return verdict(difference: b.mean - a.mean, variance: variance, planned: planned, margin: margin, alpha: alpha)
+    }
+
+    /// Paired outcomes (a shadow's and the primary's on the same rows): the per-row differences
+    /// B − A; decided once there are `minimum`.
+    public static func comparePaired(differences: RunningMoments, margin: Double, alpha: Double, minimum: Int) -> Verdict? {
+        guard differences.count >= max(minimum, 2) else { return nil }
+        let variance = differences.variance / Double(differences.count)
+        return verdict(difference: differences.mean, variance: variance, planned: differences.variance / Double(minimum),
+                       margin: margin, alpha: alpha)
+    }
+
+    private static func verdict(difference: Double, variance: Double, planned: Double, margin: Double, alpha: Double) -> Verdict {
+        if variance == 0 {
+            // Every outcome alike on both sides: the difference is exact.
+            return difference >= -margin ? .promote(low: difference, high: difference) : .rollBack(low: difference, high: difference)
+        }
+        let bounds = interval(difference: difference, variance: variance, mixtureVariance: max(planned, variance * 1e-6), alpha: alpha)
+        if bounds.low > -margin { return .promote(low: bounds.low, high: bounds.high) }
+        if bounds.high < -margin { return .rollBack(low: bounds.low, high: bounds.high) }
+        return .undecided(low: bounds.low, high: bounds.high)
+    }
+}

@@ -59,10 +59,14 @@ final class Batcher {
     private(set) var recentEvents: [[UInt8]] = []
     private var recentNext = 0
 
+    /// With a feedback topic: remembers each answer for the outcome it may get.
+    let outcomes: OutcomeTracker?
+
     init(primary: ServingModel, settings: WorkerSettings, ledger: OffsetLedger, outputs: Outputs, metrics: WorkerMetrics,
-         gate: SchemaGate? = nil) {
+         gate: SchemaGate? = nil, outcomes: OutcomeTracker? = nil) {
         routing = Routing(primary: primary)
         self.gate = gate
+        self.outcomes = outcomes
         maxEvents = settings.batchMaxEvents
         maxDelayNanoseconds = UInt64(settings.batchMaxDelayMs) * 1_000_000
         self.ledger = ledger
@@ -226,6 +230,8 @@ final class Batcher {
         // takes a model out of an optional: each such copy costs reference-count traffic per event.
         let primaryError = primaryResult.error, candidateError = candidateResult.error
         let primaryDrift = primaryModel.drift
+        let outcomes = self.outcomes
+        let nowMs = outcomes == nil ? 0 : wallClockMicroseconds() / 1000
         withOutputs(primaryModel, primaryResult) { primaryOutputs in
             withOutputs(candidateModel, candidateResult) { candidateOutputs in
                 let driftBatch = primaryOutputs.map {
@@ -238,6 +244,7 @@ final class Batcher {
                         let isPrimary = events[index].route == .primary
                         unowned(unsafe) let model = isPrimary ? primaryModel : candidateModel.unsafelyUnwrapped
                         model.trialEvents += 1
+                        var rememberedSlot = -1
                         if let error = isPrimary ? primaryError : candidateError {
                             model.trialErrors += 1
                             outputs.sendDeadLetter(message, answers: model.answers, code: .modelError,
@@ -258,13 +265,20 @@ final class Batcher {
                                                        context: context)
                             } else {
                                 predicted += 1
+                                if let outcomes, let answered = isPrimary ? primaryOutputs : candidateOutputs,
+                                   let hash = outcomes.joinHash(id: events[index].id, message: message) {
+                                    rememberedSlot = outcomes.remember(
+                                        hash: hash, route: events[index].route,
+                                        base: answered.values.baseAddress! + Int(events[index].row) * answered.width, width: answered.width,
+                                        nowMs: nowMs)
+                                }
                             }
                             if isPrimary, let primaryDrift, let driftBatch {
                                 observe(events[index], row: events[index].row, drift: primaryDrift, batch: driftBatch)
                             }
                         }
                         if events[index].shadowRow >= 0, let shadow = candidateModel {
-                            answerShadow(events[index], shadow, candidateResult, candidateOutputs, finished)
+                            answerShadow(events[index], shadow, candidateResult, candidateOutputs, finished, rememberedSlot: rememberedSlot)
                         }
                         events[index].message.release()
                     }
@@ -293,7 +307,7 @@ final class Batcher {
 
     /// The shadow candidate's answer to an event the primary answered; failures count against it.
     private func answerShadow(_ event: PendingEvent, _ shadow: ServingModel, _ result: RunResult,
-                              _ modelOutputs: AnswerWriter.Outputs?, _ finished: UInt64) {
+                              _ modelOutputs: AnswerWriter.Outputs?, _ finished: UInt64, rememberedSlot: Int) {
         shadow.trialEvents += 1
         let message = event.message.message
         guard result.error == nil, outputs.shadow != nil, shadow.answers.encodePrediction(
@@ -305,6 +319,10 @@ final class Batcher {
         var headers = OutgoingHeaders(copying: message)
         shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
         outputs.sendShadow(shadow.answers.record, of: message, headers: headers)
+        if rememberedSlot >= 0, let outcomes, let modelOutputs {
+            outcomes.rememberShadow(slot: rememberedSlot, base: modelOutputs.values.baseAddress! + Int(event.shadowRow) * modelOutputs.width,
+                                    width: modelOutputs.width)
+        }
     }
 
     /// Keeps copies of a few events per batch that the primary model read (a ring of 64).

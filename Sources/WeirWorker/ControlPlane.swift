@@ -223,7 +223,8 @@ final class ControlPlane {
         // A deploy starts a trial afresh; other actions (pause, resume...) keep its counts.
         if message.action == .deploy, let trial = next.trial { models[trial.sha256]?.resetTrial() }
         let plan = makePlan(next)
-        ready = (plan, StatusNote(state: nil, reason: "applied \(message.action.rawValue) (sequence \(message.sequence))", message: message))
+        ready = (plan, StatusNote(state: nil, reason: "applied \(message.action.rawValue) (sequence \(message.sequence))" + (message.reason.map { ": " + $0 } ?? ""),
+                                  message: message))
         log("control: applied \(message.action.rawValue) sequence \(message.sequence): serving \(next.active.version)"
             + (next.candidate.map { ", \($0.mode.rawValue) \($0.bundle.version)" } ?? "") + (next.paused ? ", paused" : ""))
     }
@@ -249,6 +250,39 @@ final class ControlPlane {
         metrics.automaticRollbackTotal.add(1, ordering: .relaxed)
         ready = (makePlan(next), StatusNote(state: nil, reason: "automatic rollback of \(leaving): \(reason)", message: nil))
         log("control: automatic rollback of \(leaving): \(reason)", level: .warning, version: state.active.version)
+    }
+
+    /// Acts on the outcome test's decision about the candidate. With a control topic the worker
+    /// writes the signed message every worker follows (so the fleet moves together; it applies
+    /// when read back); without one it changes its own serving at the next batch boundary.
+    func decideAutomatically(_ action: ControlAction, reason: String) {
+        guard let candidate = state.candidate else { return }
+        metrics.controlMessage(result: "decided", reason: action.rawValue)
+        log("control: \(reason); \(action == .promote ? "promoting" : "rolling back") \(candidate.bundle.version)",
+            level: action == .promote ? .info : .warning, version: state.active.version)
+        guard let topic = settings.controlTopic, let brokers = settings.brokers else {
+            let next = action == .promote ? state.promotedAutomatically() : state.rolledBackAutomatically()
+            guard let next else { return }
+            state = next
+            prune()
+            if action == .rollback {
+                metrics.automaticRollbacks.increment()
+                metrics.automaticRollbackTotal.add(1, ordering: .relaxed)
+            }
+            ready = (makePlan(next), StatusNote(state: nil, reason: "automatic \(action.rawValue) of \(candidate.bundle.version): \(reason)", message: nil))
+            return
+        }
+        let message = ControlMessage(action: action, model: modelName, version: candidate.bundle.version, bundle: candidate.bundle.location,
+                                     sha256: candidate.bundle.sha256, sequence: state.lastSequence + 1, issuedAt: rfc3339Now(),
+                                     reason: reason)
+        outbox.append(StatusNote(state: nil, reason: "requested \(action.rawValue) of \(candidate.bundle.version) on \(topic): \(reason)", message: nil))
+        let properties = settings.kafkaProperties(for: "producer")
+        loaderQueue.async { [log, key] in
+            let client = ControlClient(brokers: brokers, topic: topic, key: key, properties: properties)
+            do { try client.send(message) } catch {
+                log("control: could not write the \(action.rawValue) decided by the outcome test to \(topic): \(error)", level: .warning)
+            }
+        }
     }
 
     private func prune() {

@@ -160,6 +160,47 @@ public final class WorkerMetrics: Sendable {
         driftTime = FloatingPointCounter(label: "weir_drift_seconds_total", factory: factory)
     }
 
+    /// Outcome figures per route and metric (`weir_outcome_accuracy{route="canary"}`, ...).
+    private let outcomeGauges = Mutex<[String: CoreMetrics.Gauge]>([:])
+    private let outcomeCounters = Mutex<[String: CoreMetrics.Counter]>([:])
+    /// Outcomes joined to their predictions, and feedback records that matched none.
+    public let outcomeTotal = Atomic<Int>(0)
+    public let unmatchedOutcomeTotal = Atomic<Int>(0)
+
+    /// Sets `weir_outcome_<name>{route}` (accuracy, log_loss, auc, mae, rmse of the last window).
+    func recordOutcome(_ name: String, route: String, value: Double) {
+        guard value.isFinite else { return }
+        let key = name + "\u{0}" + route
+        let gauge = outcomeGauges.withLock { table in
+            if let existing = table[key] { return existing }
+            let made = CoreMetrics.Gauge(label: "weir_outcome_" + name, dimensions: [("route", route)], factory: factory)
+            table[key] = made
+            return made
+        }
+        gauge.record(value)
+    }
+
+    /// Counts `weir_outcomes_total{result}`: `joined` (per route), `unmatched`, `stale`, `unknown-label`.
+    func countOutcomes(_ result: String, route: String? = nil, by count: Int = 1) {
+        guard count > 0 else { return }
+        let dimensions = [("result", result)] + (route.map { [("route", $0)] } ?? [])
+        let key = dimensions.map { $0.0 + "=" + $0.1 }.joined(separator: ",")
+        let counter = outcomeCounters.withLock { table in
+            if let existing = table[key] { return existing }
+            let made = Counter(label: "weir_outcomes_total", dimensions: dimensions, factory: factory)
+            table[key] = made
+            return made
+        }
+        counter.increment(by: Int64(count))
+        if result == "joined" { outcomeTotal.add(count, ordering: .relaxed) }
+        if result == "unmatched" { unmatchedOutcomeTotal.add(count, ordering: .relaxed) }
+    }
+
+    /// Predictions waiting for their outcomes (`weir_outcome_pending_predictions`).
+    func recordPendingPredictions(_ count: Int) {
+        recordOutcome("pending_predictions", route: "all", value: Double(count))
+    }
+
     /// Adds poll-thread time spent on drift windows.
     func addDriftTime(nanoseconds: UInt64) {
         driftNanosecondsTotal.add(Int(nanoseconds), ordering: .relaxed)

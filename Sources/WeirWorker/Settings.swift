@@ -36,6 +36,22 @@ public struct WorkerSettings: Sendable, Equatable {
     public var rollbackMaxP99Ms = 100.0
     /// ...judged only after the candidate has answered this many events.
     public var rollbackMinEvents = 200
+    /// Observed outcomes (labels or values) of earlier predictions, joined to them per route.
+    public var feedbackTopic: String?
+    /// What a feedback record names its prediction by: the event's `id`, or the input record's key.
+    public var feedbackJoin = FeedbackJoin.id
+    /// The feedback record's field holding the observed label (classifiers) or value (regressors).
+    public var feedbackLabelField = "label"
+    /// Predictions remembered while their outcome may still come (the oldest leave first).
+    public var feedbackMaxPending = 1_000_000
+    /// ...and for at most this long.
+    public var feedbackMaxAgeMs = 604_800_000
+    /// An outcome window closes after this many outcomes of a route...
+    public var feedbackWindowOutcomes = 1_000
+    /// ...or this long after its first outcome.
+    public var feedbackWindowMs = 60_000
+    /// Promote or roll back a canary (or shadow) on a sequential test of its outcomes against the primary's.
+    public var promoteWhen: PromotionRule?
     /// Port of `/metrics`, `/healthz`, `/readyz`; 0 picks a free port (logged).
     public var metricsPort = 9464
     public var metricsHost = "0.0.0.0"
@@ -264,6 +280,13 @@ public enum SettingsLoader {
             throw SettingsError("dlq: '\(settings.dlq)' is the output topic too; give dead letters their own topic")
         }
         try validateRegistry(settings)
+        if let feedback = settings.feedbackTopic {
+            if settings.input.contains(feedback) || feedback == settings.output || feedback == settings.dlq {
+                throw SettingsError("feedback-topic: '\(feedback)' is also an input, output or dlq topic; outcomes need their own topic")
+            }
+        } else if settings.promoteWhen != nil {
+            throw SettingsError("control.promote-when: needs feedback-topic, where the outcomes it tests arrive")
+        }
         if let path = settings.inputFeaturesPath, path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
             throw SettingsError("input.features-path: '\(path)' has an empty part; use names separated by single dots")
         }

@@ -144,6 +144,24 @@ let settingsCatalog: [SettingSpec] = [
     decimal("control.rollback.max-error-rate", "roll a candidate back above this model-error share", 0...1, \.rollbackMaxErrorRate),
     decimal("control.rollback.max-p99-ms", "...or above this p99 batch inference time (ms)", 0.001...600_000, \.rollbackMaxP99Ms),
     integer("control.rollback.min-events", "...judged after this many candidate events", 1...100_000_000, \.rollbackMinEvents),
+    optionalText("feedback-topic", "topic of observed outcomes, joined to recent predictions per route", \.feedbackTopic),
+    choice("feedback.join", "what a feedback record names its prediction by: id (the event's id) or key (the input key)", "a join",
+           \.feedbackJoin),
+    text("feedback.label-field", "the feedback record's field holding the observed label or value", \.feedbackLabelField),
+    integer("feedback.max-pending", "predictions remembered for their outcomes (the oldest leave first)", 1...100_000_000,
+            \.feedbackMaxPending),
+    integer("feedback.max-age-ms", "...for at most this long", 1_000...2_592_000_000, \.feedbackMaxAgeMs),
+    integer("feedback.window-outcomes", "an outcome window closes after this many outcomes of a route", 1...10_000_000,
+            \.feedbackWindowOutcomes),
+    integer("feedback.window-ms", "...or this long after its first outcome", 1_000...86_400_000, \.feedbackWindowMs),
+    SettingSpec(key: "control.promote-when", help: "promote or roll back a canary on its outcomes: 'accuracy within 0.01 at 95% after 1000'",
+                apply: { settings, values, source in
+        let value = try single("control.promote-when", values, source)
+        if value.trimmingCharacters(in: .whitespaces).isEmpty { settings.promoteWhen = nil; return }
+        do throws(PromotionRule.ParseError) { settings.promoteWhen = try PromotionRule(parsing: value) } catch {
+            throw SettingsError("control.promote-when: '\(value)' \(source): \(error.description)")
+        }
+    }, render: { $0.promoteWhen?.description }),
     integer("metrics-port", "port for /metrics, /healthz, /readyz (0: any free port)", 0...65_535, \.metricsPort),
     text("metrics-host", "address the metrics server listens on", \.metricsHost),
     choice("guarantee", "at-least-once or exactly-once", "a guarantee", \.guarantee),

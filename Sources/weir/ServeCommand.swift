@@ -56,7 +56,7 @@ func runWorker(settings original: WorkerSettings, bundle: ModelBundle,
     var cluster: EmbeddedCluster?
     if settings.brokers == nil {
         let topics = Array(Set(settings.input + [settings.output, settings.dlq]
-            + [settings.driftTopic, settings.statusTopic, settings.shadowTopic].compactMap { $0 }))
+            + [settings.driftTopic, settings.statusTopic, settings.shadowTopic, settings.feedbackTopic].compactMap { $0 }))
         do {
             let embedded = try EmbeddedCluster(brokers: 1, topics: topics.sorted().map { ($0, 8) }
                 + (settings.controlTopic.map { [($0, 1)] } ?? []))
