@@ -43,10 +43,10 @@ final class BacktestLane: ChunkLane {
     private var pendingSegments: [Float] = []
     private var pendingIDs: [UInt64] = []
 
-    init(current: ModelBundle, candidate: ModelBundle, inputs: [InputDescription], options: BatchOptions, labelField: String?,
+    init(current: ModelBundle, candidate: ModelBundle, lane: Int, inputs: [InputDescription], options: BatchOptions, labelField: String?,
          joinsOutcomes: Bool, segment: SegmentSource?) {
-        self.current = LaneModel(bundle: current, inputs: inputs, options: options)
-        self.candidate = LaneModel(bundle: candidate, inputs: inputs, options: options)
+        self.current = LaneModel(bundle: current, lane: lane, inputs: inputs, options: options)
+        self.candidate = LaneModel(bundle: candidate, lane: lane, inputs: inputs, options: options)
         labels = (labelField != nil || joinsOutcomes)
             ? LabelReader(field: labelField ?? "label", manifest: current.manifest, inputs: inputs, options: options) : nil
         self.joinsOutcomes = joinsOutcomes

@@ -58,9 +58,9 @@ public struct BacktestRun {
         let labelField = self.labelField ?? (outcomeTable == nil ? nil : "label")
         let joins = outcomeTable != nil
         try runLanes(source: SchemaPrefetch(options: options, registry: registry).wrapping(source), threads: options.threads,
-                     makeLane: {
-                         BacktestLane(current: current, candidate: candidate, inputs: inputs, options: options, labelField: labelField,
-                                      joinsOutcomes: joins, segment: segment)
+                     makeLane: { lane in
+                         BacktestLane(current: current, candidate: candidate, lane: lane, inputs: inputs, options: options,
+                                      labelField: labelField, joinsOutcomes: joins, segment: segment)
                      },
                      consume: { (chunk: ComparedChunk) throws(BatchError) in
             merged.currentScores.append(contentsOf: chunk.currentScores)

@@ -41,7 +41,11 @@ final class LaneModel {
     let outputName: String
     private let decoders: [any RowDecoder]
 
-    init(bundle: ModelBundle, inputs: [InputDescription], options: BatchOptions) {
+    /// `lane` 0 runs the bundle it is given; every other lane compiles its own copy (one model
+    /// instance per thread: lanes sharing one would bounce its reference counts between cores on
+    /// every run).
+    init(bundle shared: ModelBundle, lane: Int, inputs: [InputDescription], options: BatchOptions) {
+        let bundle = lane == 0 ? shared : (try? shared.compiledCopy()) ?? shared
         self.bundle = bundle
         let manifest = bundle.manifest
         width = max(manifest.inputs.count, 1)
@@ -103,8 +107,8 @@ final class ScoreLane: ChunkLane {
     private var pending: [(record: Int32, id: EventID?)] = []
     private let startedAt: UInt64
 
-    init(bundle: ModelBundle, inputs: [InputDescription], options: BatchOptions) {
-        model = LaneModel(bundle: bundle, inputs: inputs, options: options)
+    init(bundle: ModelBundle, lane: Int, inputs: [InputDescription], options: BatchOptions) {
+        model = LaneModel(bundle: bundle, lane: lane, inputs: inputs, options: options)
         self.inputs = inputs
         let manifest = bundle.manifest
         fields = PredictionFields(name: manifest.name, version: manifest.version, labels: manifest.outputs.labels,
@@ -190,17 +194,22 @@ final class ScoreLane: ChunkLane {
     }
 }
 
+/// Chunks read ahead per lane. The reading and writing thread is a third thread on as many cores
+/// as lanes: while the scheduler keeps it off a core, the lanes work through what it read ahead
+/// (with 4 per lane they ran dry; 16 per lane is at most a few MB of results).
+let readAhead = 16
+
 /// Runs lanes on `threads` threads over the chunks `source` gives, and hands their outputs to
 /// `consume` in input order on the calling thread, which also reads the input (at most
-/// `threads * 4` chunks ahead). `tick` is called at least every 250 ms (the progress bar).
-func runLanes<Lane: ChunkLane>(source: ChunkSource, threads: Int, makeLane: @escaping @Sendable () -> Lane,
+/// `threads * readAhead` chunks ahead). `tick` is called at least every 250 ms (the progress bar).
+func runLanes<Lane: ChunkLane>(source: ChunkSource, threads: Int, makeLane: @escaping @Sendable (Int) -> Lane,
                                consume: (Lane.Output) throws(BatchError) -> Void, tick: () -> Void) throws(BatchError) {
-    let queue = ChunkQueue<Lane.Output>(limit: max(threads, 1) * 4)
+    let queue = ChunkQueue<Lane.Output>(limit: max(threads, 1) * readAhead)
     let group = DispatchGroup()
     for index in 0..<max(threads, 1) {
         group.enter()
         let thread = Thread {
-            let lane = makeLane()
+            let lane = makeLane(index)
             while let chunk = queue.take() { queue.complete(chunk.sequence, lane.process(chunk)) }
             group.leave()
         }

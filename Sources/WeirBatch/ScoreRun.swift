@@ -102,7 +102,7 @@ public struct ScoreRun {
         let bundle = self.bundle, options = self.options
         let modelName = manifest.name, modelVersion = manifest.version
         try runLanes(source: schemas.wrapping(source), threads: options.threads,
-                     makeLane: { ScoreLane(bundle: bundle, inputs: inputs, options: options) },
+                     makeLane: { ScoreLane(bundle: bundle, lane: $0, inputs: inputs, options: options) },
                      consume: { (scored: ScoredChunk) throws(BatchError) in
             let chunk = scored.chunk
             if let predictionFile { try predictionFile.write(scored.predictions) }

@@ -187,24 +187,33 @@ public final class ModelBundle: Sendable {
     /// The numbers events' categories get: the model's symbols, then the training categories it
     /// does not know (from `reference.json`), as `weir model package` numbered them. Made once, at load.
     public let categorySymbols: SymbolTable
+    /// The verified `model.onnx` bytes, kept for `compiledCopy` (the file may change after load).
+    private let onnx: Data
+    /// How the model was compiled.
+    private let options: ModelOptions
 
     /// Reads `directory`, checks every hash in the manifest and the model's fit to its inputs and
     /// outputs, and compiles the model. Errors name the file and what is wrong.
     public init(directory: URL, options: ModelOptions = ModelOptions()) throws {
         self.directory = directory
-        let (manifest, manifestData) = try Self.readVerified(directory: directory)
+        let (manifest, manifestData, files) = try Self.readVerifiedFiles(directory: directory)
         let referenceURL = directory.appendingPathComponent("reference.json")
         let modelURL = directory.appendingPathComponent("model.onnx")
         let model: Model
+        let onnx: Data
         do {
-            model = try Model(contentsOf: modelURL, options: manifest.modelOptions(options), inputWidth: manifest.inputs.count)
+            // validate() requires model.onnx among the hashed files.
+            onnx = files["model.onnx"] ?? Data()
+            model = try Model(data: onnx, options: manifest.modelOptions(options), inputWidth: manifest.inputs.count)
         } catch {
             throw BundleError("\(modelURL.path): \(error)")
         }
+        self.onnx = onnx
+        self.options = options
         try Self.check(model, fits: manifest, path: modelURL.path)
         if manifest.sha256["reference.json"] != nil {
             do {
-                reference = try JSONDecoder().decode(DriftReference.self, from: Data(contentsOf: referenceURL))
+                reference = try JSONDecoder().decode(DriftReference.self, from: files["reference.json"] ?? Data(contentsOf: referenceURL))
             } catch {
                 throw BundleError("\(referenceURL.path): \(describe(error))")
             }
@@ -221,9 +230,35 @@ public final class ModelBundle: Sendable {
         id = sha256Hex(manifestData)
     }
 
+    /// The same bundle with its own compiled model (and symbol table): for a thread that must not
+    /// share the model's objects with other threads (`weir score` runs one per thread). Compiled
+    /// from the verified bytes, without reading or hashing the files again.
+    public func compiledCopy() throws -> ModelBundle {
+        let model = try Model(data: onnx, options: manifest.modelOptions(options), inputWidth: manifest.inputs.count)
+        return ModelBundle(copying: self, model: model)
+    }
+
+    private init(copying original: ModelBundle, model: Model) {
+        directory = original.directory
+        manifest = original.manifest
+        id = original.id
+        reference = original.reference
+        onnx = original.onnx
+        options = original.options
+        self.model = model
+        categorySymbols = model.symbols.extended(with: (original.reference?.features ?? []).flatMap { $0.categories ?? [] })
+    }
+
     /// Reads and checks `manifest.json` and every file hash it lists, without compiling the model:
     /// cheap enough to vet each bundle a control topic names. Returns the manifest and its bytes.
     public static func readVerified(directory: URL) throws -> (BundleManifest, Data) {
+        let (manifest, manifestData, _) = try readVerifiedFiles(directory: directory)
+        return (manifest, manifestData)
+    }
+
+    /// `readVerified`, keeping the bytes of every file it hashed: a loader compiles and parses
+    /// exactly the bytes it verified.
+    private static func readVerifiedFiles(directory: URL) throws -> (BundleManifest, Data, [String: Data]) {
         let manifestURL = directory.appendingPathComponent("manifest.json")
         guard let manifestData = try? Data(contentsOf: manifestURL) else {
             throw BundleError("\(manifestURL.path): cannot read the bundle manifest", kind: .unreadable)
@@ -233,6 +268,7 @@ public final class ModelBundle: Sendable {
             throw BundleError("\(manifestURL.path): \(describe(error))")
         }
         try Self.validate(manifest, at: manifestURL.path)
+        var files = [String: Data]()
         for (file, expected) in manifest.sha256.sorted(by: { $0.key < $1.key }) {
             let url = directory.appendingPathComponent(file)
             guard let bytes = try? Data(contentsOf: url) else {
@@ -242,12 +278,13 @@ public final class ModelBundle: Sendable {
             guard actual == expected.lowercased() else {
                 throw BundleError("\(url.path): sha256 is \(actual) but manifest.json says \(expected)", kind: .hashMismatch)
             }
+            files[file] = bytes
         }
         let referenceURL = directory.appendingPathComponent("reference.json")
         if manifest.sha256["reference.json"] == nil && FileManager.default.fileExists(atPath: referenceURL.path) {
             throw BundleError("\(referenceURL.path): present but manifest.json has no sha256 for it")
         }
-        return (manifest, manifestData)
+        return (manifest, manifestData, files)
     }
 
     /// SHA-256 of a bundle directory's `manifest.json` (its identity), or nil when unreadable.

@@ -1,16 +1,16 @@
 /// Predictions waiting for their observed outcomes, within a fixed memory: slots in a ring (the
 /// oldest is overwritten first) and an open-addressing index from the join hash (the event's id,
 /// or its key) to the slot. Nothing is allocated per prediction. Poll thread only.
-final class PendingPredictions {
+public final class PendingPredictions {
     /// Slots; `width` floats of the answer per slot (and as many for a shadow's answer).
-    let capacity: Int
-    let width: Int
+    public let capacity: Int
+    public let width: Int
     private let hashes: UnsafeMutablePointer<UInt64>
     private let bornMs: UnsafeMutablePointer<Int64>
     /// Route raw value, or `empty`.
     private let routes: UnsafeMutablePointer<UInt8>
     private let epochs: UnsafeMutablePointer<UInt32>
-    let answers: UnsafeMutablePointer<Float>
+    public let answers: UnsafeMutablePointer<Float>
     let shadowAnswers: UnsafeMutablePointer<Float>
     /// Slot per position; -1 is free. Twice the slots, so probes stay short.
     private let index: UnsafeMutablePointer<Int32>
@@ -19,13 +19,13 @@ final class PendingPredictions {
     private var tail = 0
     private var span = 0
     /// Live entries (taken or evicted ones leave).
-    private(set) var count = 0
+    public private(set) var count = 0
     /// Entries that left without an outcome: overwritten when full, or older than the age bound.
-    private(set) var evicted = 0
-    private(set) var expired = 0
+    public private(set) var evicted = 0
+    public private(set) var expired = 0
     static let empty: UInt8 = 0xFF
 
-    init(capacity: Int, width: Int) {
+    public init(capacity: Int, width: Int) {
         self.capacity = max(capacity, 1)
         self.width = max(width, 1)
         hashes = .allocate(capacity: self.capacity)
@@ -53,7 +53,7 @@ final class PendingPredictions {
     }
 
     /// Bytes held per slot: what one pending prediction costs.
-    var bytesPerPrediction: Int {
+    public var bytesPerPrediction: Int {
         MemoryLayout<UInt64>.size + MemoryLayout<Int64>.size + 1 + MemoryLayout<UInt32>.size + 2 * width * MemoryLayout<Float>.size
             + (mask + 1) * MemoryLayout<Int32>.size / capacity
     }
@@ -102,7 +102,7 @@ final class PendingPredictions {
     /// Remembers an answer (`width` floats) under `hash`; returns its slot (for a shadow's answer).
     /// The same hash again replaces the older entry: the newest prediction is the one answered.
     @discardableResult
-    func remember(hash: UInt64, route: UInt8, epoch: UInt32, answer: UnsafePointer<Float>, nowMs: Int64) -> Int {
+    public func remember(hash: UInt64, route: UInt8, epoch: UInt32, answer: UnsafePointer<Float>, nowMs: Int64) -> Int {
         if span == capacity {
             if routes[tail] != Self.empty {
                 leave(slot: tail)
@@ -138,7 +138,7 @@ final class PendingPredictions {
     }
 
     /// The entry of `hash`, taken out (its answers stay readable until the next `remember`).
-    func take(hash: UInt64) -> (slot: Int, route: UInt8, epoch: UInt32)? {
+    public func take(hash: UInt64) -> (slot: Int, route: UInt8, epoch: UInt32)? {
         guard let position = position(of: hash) else { return nil }
         let slot = Int(index[position])
         let found = (slot, routes[slot], epochs[slot])
@@ -149,7 +149,7 @@ final class PendingPredictions {
     }
 
     /// Forgets entries older than `cutoffMs`.
-    func expire(olderThan cutoffMs: Int64) {
+    public func expire(olderThan cutoffMs: Int64) {
         while span > 0 && (routes[tail] == Self.empty || bornMs[tail] < cutoffMs) {
             if routes[tail] != Self.empty {
                 leave(slot: tail)

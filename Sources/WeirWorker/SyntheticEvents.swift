@@ -33,6 +33,29 @@ public enum SyntheticEvents {
         }
     }
 
+    /// Event `index`'s observed outcome (1: fraud), as scripts/make-demo-bundle.py labels its training
+    /// rows: a risk of f0, f1, f5 and the categories plus noise, above the 85th percentile of risk.
+    /// What `weir produce --outcomes` publishes, so live outcome windows have something true to measure.
+    public static func outcome(_ index: Int) -> Int {
+        risk(index) > outcomeThreshold ? 1 : 0
+    }
+
+    static func risk(_ index: Int) -> Double {
+        var generator = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        var x = [Double](repeating: 0, count: 6)
+        for feature in 0..<6 { x[feature] = generator.nextGaussian() * Double(feature % 5 + 1) + Double(feature % 3) }
+        let context = categories(index)
+        var noise = SplitMix64(seed: UInt64(index) &* 0xA24B_AED4_963E_E407 &+ 0x0C7)
+        return 0.8 * x[0] - 0.5 * x[1] + 0.3 * x[5] + (context.merchantCategory == "7995" ? 1.5 : 0)
+            + (context.country == "NG" ? 1.0 : 0) + (context.channel == "web" ? 0.7 : 0) + 0.5 * noise.nextGaussian()
+    }
+
+    /// The 85th percentile of the first 20,000 events' risk.
+    static let outcomeThreshold: Double = {
+        let risks = (0..<20_000).map(risk).sorted()
+        return risks[17_000]
+    }()
+
     /// Event `index`, deterministic, padded with a `note` field to about `targetBytes`.
     public static func event(_ index: Int, targetBytes: Int = 750) -> [UInt8] {
         let context = categories(index)

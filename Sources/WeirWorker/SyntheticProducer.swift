@@ -23,26 +23,54 @@ public final class SyntheticProducer: Sendable {
     /// `limit` stops after that many (nil: until `stop()`); `lingerMs` is the client's batching delay.
     /// Every `poisonEvery`-th event (0: none) is a poison record, cycling through `SyntheticEvents.poisonKinds`.
     /// `avroSchemaID`: write Avro events framed with that registry id instead of JSON.
+    /// `outcomes`: publish each good event's observed outcome (`{"id":..,"label":..}`, keyed like
+    /// the event) to that topic `outcomeDelayMs` after the event.
     public init(brokers: String, topic: String, rate: Int, limit: Int? = nil, badEvery: Int = 0, poisonEvery: Int = 0,
-                maxBytes: Int = 1 << 20, lingerMs: Int = 5, avroSchemaID: UInt32? = nil) throws {
+                maxBytes: Int = 1 << 20, lingerMs: Int = 5, avroSchemaID: UInt32? = nil, outcomes: String? = nil,
+                outcomeDelayMs: Int = 2_000) throws {
         var configuration = ProducerConfiguration(bootstrapServers: brokers)
         configuration.clientID = "weir-demo-producer"
         configuration.lingerMs = lingerMs
         producer = try KafkaProducer(configuration: configuration, onDelivery: { _ in })
         let target = try producer.topic(topic)
+        let outcomeTarget = try outcomes.map { try producer.topic($0) }
         let thread = Thread { [self] in
             run(topic: target, rate: rate, limit: limit, badEvery: badEvery, poisonEvery: poisonEvery, maxBytes: maxBytes,
-                avroSchemaID: avroSchemaID)
+                avroSchemaID: avroSchemaID, outcomes: outcomeTarget.map { ($0, UInt64(max(outcomeDelayMs, 0)) * 1_000_000) })
         }
         thread.name = "weir-synthetic-producer"
         thread.start()
     }
 
-    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, poisonEvery: Int, maxBytes: Int, avroSchemaID: UInt32?) {
+    /// Outcomes handed to the producer so far.
+    public let sentOutcomes = Atomic<Int>(0)
+
+    private func run(topic: ProducerTopic, rate: Int, limit: Int?, badEvery: Int, poisonEvery: Int, maxBytes: Int, avroSchemaID: UInt32?,
+                     outcomes: (topic: ProducerTopic, delayNanoseconds: UInt64)?) {
         defer { done.store(true, ordering: .releasing) }
         let started = DispatchTime.now().uptimeNanoseconds
         var index = 0
+        // Events whose outcome is still to come, in the order they are due.
+        var owed = [(due: UInt64, index: Int)]()
+        var owedNext = 0
+        func payOutcomes(upTo now: UInt64) {
+            guard let outcomes else { return }
+            while owedNext < owed.count, owed[owedNext].due <= now {
+                let event = owed[owedNext].index
+                let value = Array("{\"id\":\"evt-\(event)\",\"label\":\(SyntheticEvents.outcome(event))}".utf8)
+                if (try? producer.send(to: outcomes.topic, key: SyntheticEvents.key(event), value: value)) != nil {
+                    sentOutcomes.add(1, ordering: .relaxed)
+                }
+                owedNext += 1
+            }
+            if owedNext > 4_096 {
+                owed.removeFirst(owedNext)
+                owedNext = 0
+            }
+        }
+        defer { payOutcomes(upTo: .max) }
         while !stopping.load(ordering: .relaxed) {
+            payOutcomes(upTo: DispatchTime.now().uptimeNanoseconds)
             if let limit, index >= limit { break }
             if rate > 0 {
                 // Pace by the clock: event `index` is due at started + index / rate seconds.
@@ -86,12 +114,14 @@ public final class SyntheticProducer: Sendable {
             }
             do {
                 try producer.send(to: topic, key: SyntheticEvents.key(index), value: value)
+                if let outcomes, !isBad { owed.append((DispatchTime.now().uptimeNanoseconds + outcomes.delayNanoseconds, index)) }
             } catch {
                 failed.add(1, ordering: .relaxed)
             }
             index += 1
             sent.store(index, ordering: .relaxed)
         }
+        payOutcomes(upTo: .max)
         try? producer.flush(timeoutMs: 10_000)
     }
 

@@ -139,6 +139,12 @@ struct ProduceCommand: ParsableCommand {
     @Option(help: "Stop after this many seconds (default: run until Ctrl-C or SIGTERM).")
     var duration: Double?
 
+    @Option(help: "Also publish each good event's observed outcome ({\"id\":..,\"label\":0|1}, keyed like the event) to this topic.")
+    var outcomes: String?
+
+    @Option(name: .customLong("outcome-delay-ms"), help: "How long after its event an outcome is published.")
+    var outcomeDelayMs = 2_000
+
     @Option(help: "json, or avro: Confluent-framed Avro, its schema registered under <topic>-value.")
     var format = EventFormat.json
 
@@ -156,6 +162,10 @@ struct ProduceCommand: ParsableCommand {
         if badEvery < 0 { throw ValidationError("--bad-every must be 0 or more") }
         if poisonEvery < 0 { throw ValidationError("--poison-every must be 0 or more") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be a positive number of seconds") }
+        if outcomeDelayMs < 0 { throw ValidationError("--outcome-delay-ms must be 0 or more") }
+        if outcomes == topic { throw ValidationError("--outcomes: '\(topic)' is the events' topic; give outcomes their own topic") }
+        if outcomeDelayMs < 0 { throw ValidationError("--outcome-delay-ms must be 0 or more") }
+        if outcomes == topic { throw ValidationError("--outcomes: '\(topic)' is the events' topic; give outcomes their own topic") }
     }
 
     func run() throws {
@@ -171,7 +181,7 @@ struct ProduceCommand: ParsableCommand {
         let producer: SyntheticProducer
         do {
             producer = try SyntheticProducer(brokers: brokers, topic: topic, rate: rate, badEvery: badEvery, poisonEvery: poisonEvery,
-                                             maxBytes: 64 << 10, avroSchemaID: schemaID)
+                                             maxBytes: 64 << 10, avroSchemaID: schemaID, outcomes: outcomes, outcomeDelayMs: outcomeDelayMs)
         } catch {
             throw CommandFailure("--brokers: cannot start a producer: \(error)")
         }
@@ -187,6 +197,7 @@ struct ProduceCommand: ParsableCommand {
         if let duration { _ = stop.wait(timeout: .now() + duration) } else { stop.wait() }
         withExtendedLifetime(sources) {}
         producer.stop()
-        logLine("produced \(producer.sent.load(ordering: .relaxed)) events to \(topic) (\(producer.failed.load(ordering: .relaxed)) refused)")
+        logLine("produced \(producer.sent.load(ordering: .relaxed)) events to \(topic) (\(producer.failed.load(ordering: .relaxed)) refused)"
+            + (outcomes.map { ", \(producer.sentOutcomes.load(ordering: .relaxed)) outcomes to \($0)" } ?? ""))
     }
 }

@@ -60,6 +60,9 @@ struct BatchInputOptions: ParsableArguments {
     @Option(name: .customLong("batch-rows"), help: "Rows per model run.")
     var batchRows = 256
 
+    @Option(name: .customLong("chunk-records"), help: "Records a thread takes at a time (the unit of output order).")
+    var chunkRecords = 1024
+
     @Option(help: "CPU kernels: auto, avx512, avx2 or portable.")
     var kernels = "auto"
 
@@ -109,6 +112,8 @@ struct BatchInputOptions: ParsableArguments {
         }
         guard batchRows >= 1 else { throw CommandFailure("--batch-rows: give at least 1") }
         options.batchRows = batchRows
+        guard chunkRecords >= 1 else { throw CommandFailure("--chunk-records: give at least 1") }
+        options.recordsPerChunk = chunkRecords
         guard inputMaxBytes >= 1 else { throw CommandFailure("--input-max-bytes: give at least 1") }
         options.maxBytes = inputMaxBytes
         options.featuresPath = featuresPath.map { $0.split(separator: ".").map(String.init) } ?? []

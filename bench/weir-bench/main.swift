@@ -12,6 +12,9 @@ import WeirKafka
 ///   weir-bench swap [--rate R] [--swaps K] [--max-delay-ms D] [--fetch-wait-ms F] [--linger-ms L] [--model DIR]   (longest output gap during control-topic swaps)
 ///   weir-bench latency [--rate R] [--seconds S] [--partitions P] [--model DIR] [--kafka name=value ...]
 ///                                                                (event-to-delivery latency at a paced rate)
+///   weir-bench score [--events N] [--rounds R] [--model DIR]   (weir score vs the Python peer, 1 and 2 threads)
+///   weir-bench backtest [--events N] [--partitions P]          (weir backtest over a retained range)
+///   weir-bench outcomes [--pending N]                          (the outcome join's memory per pending prediction)
 ///   weir-bench worker-contender BOOTSTRAP INPUT OUTPUT DLQ GROUP EVENTS MODEL_DIR   (run by `worker`)
 ///   weir-bench swift-passthrough BOOTSTRAP INPUT OUTPUT GROUP EVENTS   (a contender, run by `kafka`)
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -98,6 +101,16 @@ do {
     case "avro-worker":
         try runAvroWorkerBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
                                    rounds: option("--rounds", default: 3), model: option("--model", default: "models/demo"))
+    case "score":
+        try runScoreBenchmark(events: option("--events", default: 300_000), rounds: option("--rounds", default: 3),
+                              model: option("--model", default: "models/payments"), peer: option("--python", default: "bench/python/score_peer.py"),
+                              weir: option("--weir", default: ".build/release/weir"))
+    case "backtest":
+        try runBacktestBenchmark(events: option("--events", default: 1_000_000), partitions: option("--partitions", default: 128),
+                                 current: option("--model", default: "models/payments"),
+                                 candidate: option("--candidate", default: "models/payments-candidate"))
+    case "outcomes":
+        runOutcomeMemoryBenchmark(pending: option("--pending", default: 1_000_000))
     case "kafka":
         try runKafkaBenchmark(events: option("--events", default: 120_000), partitions: option("--partitions", default: 32),
                               eventBytes: option("--bytes", default: 750), rounds: option("--rounds", default: 3))
