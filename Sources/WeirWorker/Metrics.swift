@@ -198,7 +198,13 @@ public final class WorkerMetrics: Sendable {
 
     /// Predictions waiting for their outcomes (`weir_outcome_pending_predictions`).
     func recordPendingPredictions(_ count: Int) {
-        recordOutcome("pending_predictions", route: "all", value: Double(count))
+        let gauge = outcomeGauges.withLock { table in
+            if let existing = table["pending"] { return existing }
+            let made = CoreMetrics.Gauge(label: "weir_outcome_pending_predictions", factory: factory)
+            table["pending"] = made
+            return made
+        }
+        gauge.record(Double(count))
     }
 
     /// Adds poll-thread time spent on drift windows.

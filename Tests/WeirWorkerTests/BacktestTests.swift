@@ -79,6 +79,49 @@ func backtestGoldens() throws -> [String: Any] {
         #expect(report.text.contains("gate auc_delta>=0: not measured FAIL"))
     }
 
+    /// Regressors: the same model as two versions agrees everywhere; MAE and RMSE against the
+    /// outcomes are the model's own errors, computed here from its answers.
+    @Test func regressorsReportErrorsAgainstOutcomes() throws {
+        let scratch = try ScratchDirectory()
+        let onnx = repositoryRoot.appendingPathComponent("Tests/WeirModelTests/Fixtures/mlp_regressor.onnx")
+        let header = (0..<24).map { "x\($0)" }
+        var random = SplitMix64(seed: 3)
+        var rows = [[Float]]()
+        var text = (["id"] + header + ["target"]).joined(separator: ",") + "\n"
+        var train = (header + ["target"]).joined(separator: ",") + "\n"
+        for row in 0..<500 {
+            let values = (0..<24).map { _ in Float(random.nextGaussian()) }
+            rows.append(values)
+            text += "r\(row)," + values.map { String($0) }.joined(separator: ",") + ",\(values[0] * 2 + 1)\n"
+            train += values.map { String($0) }.joined(separator: ",") + ",\(values[0] * 2 + 1)\n"
+        }
+        try text.write(toFile: scratch.path("rows.csv"), atomically: true, encoding: .utf8)
+        try train.write(toFile: scratch.path("train.csv"), atomically: true, encoding: .utf8)
+        for version in ["1.0.0", "1.1.0"] {
+            _ = try BundlePackager.package(onnx: onnx, train: URL(fileURLWithPath: scratch.path("train.csv")), name: "price",
+                                           version: version, out: scratch.url.appendingPathComponent(version), labelColumn: "target")
+        }
+        let current = try ModelBundle(directory: scratch.url.appendingPathComponent("1.0.0"))
+        var run = BacktestRun(current: current, candidate: try ModelBundle(directory: scratch.url.appendingPathComponent("1.1.0")),
+                              input: .files([scratch.path("rows.csv")], format: nil))
+        run.labelField = "target"
+        run.segmentFeature = "x0"
+        run.gates = try Gate.parse("agreement>=1,mae_delta<=0")
+        let report = try run.run()
+        #expect(report.passed)
+        #expect(report.task == "regression")
+        var absolute = 0.0, squared = 0.0
+        let answers = try #require(try current.model.run(rows.flatMap { $0 })["variable"]?.floats)
+        for (index, values) in rows.enumerated() {
+            let error = Double(answers[index]) - Double(values[0] * 2 + 1)
+            absolute += abs(error)
+            squared += error * error
+        }
+        #expect(abs(try #require(report.metrics["current_mae"]) - absolute / 500) < 1e-4)
+        #expect(abs(try #require(report.metrics["current_rmse"]) - (squared / 500).squareRoot()) < 1e-4)
+        #expect(report.segments.count == 5 && report.segments.allSatisfy { $0.n == 100 })
+    }
+
     @Test func gatesNameTheirProblem() {
         #expect(throws: BatchError.self) { try Gate.parse("agreement") }
         do { _ = try Gate.parse("agreemnt>=0.9") } catch {
