@@ -34,14 +34,11 @@ CHANNELS = ["web", "app", "pos"]
 PAYMENT_NUMBERS = 8
 
 
-def payments(args, rng):
-    """The demo's categorical model, packaged into models/payments."""
+def payment_rows(rng, rows):
+    """Rows distributed like the synthetic events (f0..f7 and the three categories), labelled 1 when
+    their risk (f0, f1, f5, three categories, noise) is above its 85th percentile: the frame and labels."""
     import pandas as pd
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.preprocessing import OneHotEncoder
 
-    rows = args.rows * 2
     scale = np.array([i % 5 + 1 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
     shift = np.array([i % 3 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
     x = rng.standard_normal((rows, PAYMENT_NUMBERS)) * scale + shift
@@ -51,7 +48,17 @@ def payments(args, rng):
     frame["channel"] = rng.choice(CHANNELS, rows)
     risk = (0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.3 * x[:, 5] + 1.5 * (frame["merchant_category"] == "7995")
             + 1.0 * (frame["country"] == "NG") + 0.7 * (frame["channel"] == "web") + 0.5 * rng.standard_normal(rows))
-    y = (risk > np.quantile(risk, 0.85)).astype(np.int64)
+    return frame, (risk > np.quantile(risk, 0.85)).astype(np.int64)
+
+
+def payments(args, rng):
+    """The demo's categorical model, packaged into models/payments."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.preprocessing import OneHotEncoder
+
+    rows = args.rows * 2
+    frame, y = payment_rows(rng, rows)
     numbers = [f"f{i}" for i in range(PAYMENT_NUMBERS)]
     categories = ["merchant_category", "country", "channel"]
     model = make_pipeline(ColumnTransformer([("num", StandardScaler(), numbers),
@@ -78,7 +85,6 @@ def payments(args, rng):
 
 def payments_candidate(args, frame, y, numbers, categories, train_csv, rng):
     """A different model of the same stream (1.1.0), and held-out labelled rows to backtest on."""
-    import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import OneHotEncoder
@@ -95,16 +101,7 @@ def payments_candidate(args, frame, y, numbers, categories, train_csv, rng):
         handle.write(onx.SerializeToString())
     # Held-out rows drawn like the training rows, with an id and the label.
     rows = 2000
-    scale = np.array([i % 5 + 1 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
-    shift = np.array([i % 3 for i in range(PAYMENT_NUMBERS)], dtype=np.float64)
-    x = rng.standard_normal((rows, PAYMENT_NUMBERS)) * scale + shift
-    held = pd.DataFrame({f"f{i}": x[:, i].astype(np.float32) for i in range(PAYMENT_NUMBERS)})
-    held["merchant_category"] = rng.choice(MERCHANT_CATEGORIES, rows)
-    held["country"] = rng.choice(COUNTRIES, rows)
-    held["channel"] = rng.choice(CHANNELS, rows)
-    risk = (0.8 * x[:, 0] - 0.5 * x[:, 1] + 0.3 * x[:, 5] + 1.5 * (held["merchant_category"] == "7995")
-            + 1.0 * (held["country"] == "NG") + 0.7 * (held["channel"] == "web") + 0.5 * rng.standard_normal(rows))
-    labels = (risk > np.quantile(risk, 0.85)).astype(np.int64)
+    held, labels = payment_rows(rng, rows)
     with open(os.path.join(out, "holdout.csv"), "w") as handle:
         handle.write(",".join(["id"] + numbers + categories + ["label"]) + "\n")
         for row in range(rows):

@@ -43,6 +43,19 @@ public struct InputDescription: Sendable {
     }
 }
 
+extension InputDescription {
+    /// Writes `,"source":{...}` for `record` without its closing brace: the file and line, or the
+    /// topic, partition and offset (prediction records and dead-letter lines share it).
+    func writeSource(of record: RecordSpan, into writer: JSONWriter) {
+        writer.raw(sourcePrefix)
+        if record.partition >= 0 {
+            writer.integer(Int64(record.partition))
+            writer.raw(",\"offset\":")
+        }
+        writer.integer(record.position)
+    }
+}
+
 /// Where a run reads records from, a chunk at a time, on the writer's thread.
 protocol ChunkSource: AnyObject {
     var inputs: [InputDescription] { get }

@@ -173,12 +173,7 @@ final class ScoreLane: ChunkLane {
                 PredictionFields.writeID(entry.id, payload: chunk.value(record), into: writer)
                 writer.raw(fields.modelFragment)
                 fields.writeAnswer(base, width: width, into: writer)
-                writer.raw(input.sourcePrefix)
-                if record.partition >= 0 {
-                    writer.integer(Int64(record.partition))
-                    writer.raw(",\"offset\":")
-                }
-                writer.integer(record.position)
+                input.writeSource(of: record, into: writer)
                 writer.raw("},\"latency_us\":")
                 writer.unsigned(latencyMicros)
                 writer.raw("}\n")

@@ -178,12 +178,7 @@ final class DeadLetterWriter {
         json.string(note.code.rawValue)
         json.raw(",\"message\":")
         json.string(note.message)
-        json.raw(input.sourcePrefix)
-        if record.partition >= 0 {
-            json.integer(Int64(record.partition))
-            json.raw(",\"offset\":")
-        }
-        json.integer(record.position)
+        input.writeSource(of: record, into: json)
         json.raw("}")
         if let key = chunk.key(record) { bytesField("key", key) }
         bytesField("value", value)
