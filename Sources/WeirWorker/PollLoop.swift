@@ -81,7 +81,13 @@ final class PollLoop {
         }
         var outcomes: OutcomeTracker?
         if let topic = settings.feedbackTopic {
-            outcomes = OutcomeTracker(settings: settings, manifest: primary.bundle.manifest, metrics: metrics)
+            let manifest = primary.bundle.manifest
+            if let rule = settings.promoteWhen, rule.metric.isClassification != manifest.outputs.isClassification {
+                let fitting = PromotionRule.Metric.allCases.filter { $0.isClassification == manifest.outputs.isClassification }.map(\.rawValue)
+                throw WorkerError("control.promote-when: \(rule.metric.rawValue) is not a \(manifest.outputs.task) metric; \(manifest.name) is a \(manifest.outputs.task) model, use \(fitting.joined(separator: " or "))",
+                                  kind: .configuration)
+            }
+            outcomes = OutcomeTracker(settings: settings, manifest: manifest, metrics: metrics)
             var configuration = ConsumerConfiguration(bootstrapServers: settings.brokers!, groupID: "weir-feedback-\(settings.workerID)")
             configuration.clientID = settings.workerID
             configuration.properties = settings.kafkaProperties(for: "consumer")

@@ -174,6 +174,19 @@ struct LabelledEvents {
         try running.stop(timeoutSeconds: 25)
     }
 
+    /// A regression metric for a classifier stops the worker at start, naming the setting.
+    @Test func aRuleOfTheWrongTaskIsRefusedAtStart() throws {
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 1), ("predictions", 1), ("dead-letters", 1), ("feedback", 1)])
+        defer { cluster.stopCheckingClients() }
+        var settings = testSettings(cluster)
+        settings.feedbackTopic = "feedback"
+        settings.promoteWhen = try PromotionRule(parsing: "mae within 0.1")
+        let running = try RunningWorker(settings: settings, bundle: try ModelBundle(directory: paymentsBundleURL))
+        #expect { try running.waitStopped() } throws: {
+            "\($0)".contains("control.promote-when: mae is not a classification metric; payments is a classification model, use accuracy or log-loss")
+        }
+    }
+
     /// The pending store against a dictionary under random remembers, takes, duplicates, evictions
     /// and expiry; no allocation per prediction.
     @Test func pendingPredictionsMatchAReferenceAndDoNotAllocate() throws {
