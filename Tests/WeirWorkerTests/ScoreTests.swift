@@ -5,6 +5,7 @@ import WeirCodec
 import WeirControl
 import WeirKafka
 import WeirModel
+import WeirRegistry
 import WeirTestSupport
 import WeirWorker
 
@@ -218,6 +219,40 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
         let ids = try jsonLines(scratch.path("day.jsonl")).compactMap { $0["id"] as? String }
             .compactMap { $0.split(separator: "-").last.flatMap { Int($0) } }
         #expect(ids.allSatisfy { (300..<600).contains($0) })
+    }
+
+    /// Avro from a retained range: writer schemas are fetched from the registry (with its
+    /// credentials) before the records are scored; the records score as their JSON twins do; an id
+    /// the registry does not know is `unknown-schema`.
+    @Test func avroRangeFetchesWriterSchemas() throws {
+        let registry = try SchemaRegistryServer(credentials: "weir:s3cret-pass")
+        defer { registry.stop() }
+        let schemaID = registry.register(subject: "events-value", schema: SyntheticEvents.avroSchema)
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 2)])
+        defer { cluster.stopCheckingClients() }
+        var records = (0..<300).map { (SyntheticEvents.key($0), SyntheticEvents.avroEvent($0, schemaID: schemaID), [(String, String)]()) }
+        records.append((SyntheticEvents.key(300), SyntheticEvents.avroEvent(300, schemaID: SyntheticEvents.unregisteredSchemaID), []))
+        try produce(cluster, records.map { (key: $0.0 as [UInt8]?, value: $0.1 as [UInt8]?, headers: $0.2) })
+        let scratch = try ScratchDirectory()
+        let bundle = try ModelBundle(directory: paymentsBundleURL)
+        var run = ScoreRun(bundle: bundle, input: .kafka(KafkaRange(brokers: cluster.bootstrapServers, topic: "events")),
+                           output: .file(scratch.path("avro.jsonl")))
+        run.options.inputFormat = .avro
+        run.registry = RegistryConfiguration(url: registry.url, basicAuth: "weir:s3cret-pass")
+        run.deadLetters = .file(scratch.path("dead.jsonl"))
+        let summary = try run.run()
+        #expect(summary.scored == 300)
+        #expect(summary.deadLettersByCode == ["unknown-schema": 1])
+        let dead = try jsonLines(scratch.path("dead.jsonl"))
+        #expect(dead.first?["value_base64"] is String)  // Avro bytes are not UTF-8 text
+        // The JSON twins of the same events score the same.
+        let json = (0..<300).map { String(decoding: SyntheticEvents.event($0), as: UTF8.self) }.joined(separator: "\n")
+        try json.write(toFile: scratch.path("twins.jsonl"), atomically: true, encoding: .utf8)
+        _ = try ScoreRun(bundle: bundle, input: .files([scratch.path("twins.jsonl")], format: nil), output: .file(scratch.path("twins-out.jsonl"))).run()
+        func scoresByID(_ path: String) throws -> [String: [Double]] {
+            Dictionary(uniqueKeysWithValues: try jsonLines(path).map { ($0["id"] as! String, $0["scores"] as! [Double]) })
+        }
+        #expect(try scoresByID(scratch.path("avro.jsonl")) == scoresByID(scratch.path("twins-out.jsonl")))
     }
 
     /// The command: standard input in, standard output out, a summary line and --summary-json;
