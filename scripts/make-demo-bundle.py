@@ -51,26 +51,33 @@ def payment_rows(rng, rows):
     return frame, (risk > np.quantile(risk, 0.85)).astype(np.int64)
 
 
+def fit_and_export(estimator, frame, y, numbers, categories, out):
+    """Fits the numbers scaled and the categories one-hot encoded into `estimator`, and writes the
+    pipeline's skl2onnx export (one input per column, no ZipMap) to `out`/model.onnx."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    model = make_pipeline(ColumnTransformer([("num", StandardScaler(), numbers),
+                                             ("cat", OneHotEncoder(handle_unknown="ignore"), categories)]), estimator)
+    model.fit(frame, y)
+    onx = to_onnx(model, frame[:1], options={id(model.steps[-1][1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onx.ir_version = 8
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "model.onnx"), "wb") as handle:
+        handle.write(onx.SerializeToString())
+    return model
+
+
 def payments(args, rng):
     """The demo's categorical model, packaged into models/payments."""
-    from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.preprocessing import OneHotEncoder
 
     rows = args.rows * 2
     frame, y = payment_rows(rng, rows)
     numbers = [f"f{i}" for i in range(PAYMENT_NUMBERS)]
     categories = ["merchant_category", "country", "channel"]
-    model = make_pipeline(ColumnTransformer([("num", StandardScaler(), numbers),
-                                             ("cat", OneHotEncoder(handle_unknown="ignore"), categories)]),
-                          GradientBoostingClassifier(n_estimators=80, max_depth=3, random_state=0))
-    model.fit(frame, y)
-    onx = to_onnx(model, frame[:1], options={id(model.steps[-1][1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
-    onx.ir_version = 8
     out = os.path.join("models", "payments-training")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "model.onnx"), "wb") as handle:
-        handle.write(onx.SerializeToString())
+    model = fit_and_export(GradientBoostingClassifier(n_estimators=80, max_depth=3, random_state=0), frame, y, numbers, categories, out)
     with open(os.path.join(out, "train.csv"), "w") as handle:
         handle.write(",".join(numbers + categories + ["label"]) + "\n")
         for row in range(rows):
@@ -85,20 +92,10 @@ def payments(args, rng):
 
 def payments_candidate(args, frame, y, numbers, categories, train_csv, rng):
     """A different model of the same stream (1.1.0), and held-out labelled rows to backtest on."""
-    from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import OneHotEncoder
 
-    model = make_pipeline(ColumnTransformer([("num", StandardScaler(), numbers),
-                                             ("cat", OneHotEncoder(handle_unknown="ignore"), categories)]),
-                          LogisticRegression(max_iter=1000))
-    model.fit(frame, y)
-    onx = to_onnx(model, frame[:1], options={id(model.steps[-1][1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
-    onx.ir_version = 8
     out = os.path.join("models", "payments-candidate-training")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "model.onnx"), "wb") as handle:
-        handle.write(onx.SerializeToString())
+    model = fit_and_export(LogisticRegression(max_iter=1000), frame, y, numbers, categories, out)
     # Held-out rows drawn like the training rows, with an id and the label.
     rows = 2000
     held, labels = payment_rows(rng, rows)
