@@ -284,6 +284,8 @@ final class KafkaRangeSource: ChunkSource {
     private var end: [Int32: Int64] = [:]
     private var first: [Int32: Int64] = [:]
     private var buffered: [RetainedMessage] = []
+    /// Partitions the last poll found at their end (applied once its records are taken).
+    private var reachedEnds: [TopicPartitionOffset] = []
     private(set) var skipped = 0
     private var lastProgressMs = monotonicMilliseconds()
 
@@ -295,6 +297,9 @@ final class KafkaRangeSource: ChunkSource {
         configuration.clientID = "weir-score"
         configuration.properties = range.properties
         configuration.autoOffsetReset = .earliest
+        // A range may end in offsets that hold no record (transaction markers, compacted records):
+        // the end-of-partition event says the partition has no more to give.
+        configuration.partitionEOF = true
         do { consumer = try KafkaConsumer(configuration: configuration) } catch {
             throw BatchError("--brokers: cannot create a consumer: \(error)")
         }
@@ -351,7 +356,17 @@ final class KafkaRangeSource: ChunkSource {
         records.reserveCapacity(recordsPerChunk)
         while records.count < recordsPerChunk, unfinished {
             if buffered.isEmpty {
+                // Ends seen by the last poll, now that every record it handed over is taken.
+                for atEnd in reachedEnds where atEnd.topic == range.topic {
+                    if let stop = end[atEnd.partition], let at = next[atEnd.partition], atEnd.offset >= at {
+                        next[atEnd.partition] = max(at, stop)
+                        lastProgressMs = monotonicMilliseconds()
+                    }
+                }
+                reachedEnds.removeAll()
+                guard unfinished else { break }
                 consumer.poll(maxMessages: recordsPerChunk, timeoutMs: 200, retainingInto: &buffered)
+                reachedEnds = consumer.takeReachedEnd()
                 if buffered.isEmpty {
                     if monotonicMilliseconds() - lastProgressMs > Int64(range.idleTimeoutMs) {
                         let stuck = next.filter { $0.value < end[$0.key]! }.sorted { $0.key < $1.key }.first!
@@ -368,7 +383,11 @@ final class KafkaRangeSource: ChunkSource {
                 defer { retained.release() }
                 let message = retained.message
                 let partition = message.partition
-                guard let stop = end[partition], message.offset < stop, message.offset >= next[partition] ?? .max else { continue }
+                guard let stop = end[partition], message.offset >= next[partition] ?? .max else { continue }
+                guard message.offset < stop else {
+                    next[partition] = stop  // past the range (it ended in offsets with no record)
+                    continue
+                }
                 next[partition] = message.offset + 1
                 let timestamp = message.timestamp?.milliseconds ?? 0
                 if let from = range.fromTimeMs, timestamp < from { skipped += 1; continue }

@@ -176,7 +176,10 @@ public final class KafkaConsumer {
                     kept += 1
                     continue
                 }
-                if message.pointee.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                if message.pointee.err == RD_KAFKA_RESP_ERR__PARTITION_EOF, let topic = message.pointee.rkt {
+                    reachedEnd.append(TopicPartitionOffset(String(cString: rd_kafka_topic_name(topic)), message.pointee.partition,
+                                                           message.pointee.offset))
+                } else {
                     let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "-"
                     context.onError(KafkaError(
                         operation: "consume \(topic)[\(message.pointee.partition)]",
@@ -198,6 +201,16 @@ public final class KafkaConsumer {
             kept += 1
         }
         return kept
+    }
+
+    /// With `ConsumerConfiguration.partitionEOF`: the partitions `poll` found at their end since the
+    /// last `takeReachedEnd()`, with the end offset (a reader of a fixed range knows it is done
+    /// even when the range ends in offsets that hold no record: transaction markers, compaction).
+    private var reachedEnd: [TopicPartitionOffset] = []
+
+    public func takeReachedEnd() -> [TopicPartitionOffset] {
+        defer { reachedEnd.removeAll() }
+        return reachedEnd
     }
 
     /// Interrupts a waiting `poll`. Another thread cannot hold the consumer: it raises `signal`.

@@ -221,6 +221,34 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
         #expect(ids.allSatisfy { (300..<600).contains($0) })
     }
 
+    /// A range that ends in offsets holding no record (a transaction's commit marker, an aborted
+    /// transaction) ends at the partition's end, not after the idle timeout.
+    @Test func aRangeEndingInTransactionMarkersFinishes() throws {
+        let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 1)])
+        defer { cluster.stopCheckingClients() }
+        var configuration = ProducerConfiguration(bootstrapServers: cluster.bootstrapServers)
+        configuration.transactionalID = "score-tx-\(UUID().uuidString)"
+        let producer = try KafkaProducer(configuration: configuration, onDelivery: { _ in })
+        try producer.initTransactions()
+        let topic = try producer.topic("events")
+        for (round, commit) in [(0, true), (1, false)] {
+            try producer.beginTransaction()
+            for index in (round * 40)..<(round * 40 + 40) {
+                try producer.send(to: topic, key: SyntheticEvents.key(index), value: SyntheticEvents.event(index))
+            }
+            if commit { try producer.commitTransaction() } else { try producer.abortTransaction() }
+        }
+        try producer.close()
+        let scratch = try ScratchDirectory()
+        var range = KafkaRange(brokers: cluster.bootstrapServers, topic: "events")
+        range.idleTimeoutMs = 20_000
+        let started = Date()
+        let summary = try ScoreRun(bundle: try ModelBundle(directory: paymentsBundleURL), input: .kafka(range),
+                                   output: .file(scratch.path("out.jsonl"))).run()
+        #expect(summary.scored == 40)  // the committed transaction's; the aborted one is not read
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+
     /// Avro from a retained range: writer schemas are fetched from the registry (with its
     /// credentials) before the records are scored; the records score as their JSON twins do; an id
     /// the registry does not know is `unknown-schema`.
