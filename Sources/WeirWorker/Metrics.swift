@@ -162,7 +162,7 @@ public final class WorkerMetrics: Sendable {
 
     /// Outcome figures per route and metric (`weir_outcome_accuracy{route="canary"}`, ...).
     private let outcomeGauges = Mutex<[String: CoreMetrics.Gauge]>([:])
-    private let outcomeCounters = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let outcomeCounters = Mutex<[Int: CoreMetrics.Counter]>([:])
     /// Outcomes joined to their predictions, and feedback records that matched none.
     public let outcomeTotal = Atomic<Int>(0)
     public let unmatchedOutcomeTotal = Atomic<Int>(0)
@@ -180,20 +180,20 @@ public final class WorkerMetrics: Sendable {
         gauge.record(value)
     }
 
-    /// Counts `weir_outcomes_total{result}`: `joined` (per route), `unmatched`, `stale`, `unknown-label`.
-    func countOutcomes(_ result: String, route: String? = nil, by count: Int = 1) {
-        guard count > 0 else { return }
-        let dimensions = [("result", result)] + (route.map { [("route", $0)] } ?? [])
-        let key = dimensions.map { $0.0 + "=" + $0.1 }.joined(separator: ",")
+    /// Counts `weir_outcomes_total{result}` (with `route` for joined and unknown-label outcomes).
+    /// Counters are looked up by a small number: nothing is allocated per outcome.
+    func countOutcome(_ result: OutcomeResult, route: Route? = nil) {
+        let key = Int(result.rawValue) * 8 + Int(route?.rawValue ?? 7)
         let counter = outcomeCounters.withLock { table in
             if let existing = table[key] { return existing }
+            let dimensions = [("result", result.name)] + (route.map { [("route", $0.name)] } ?? [])
             let made = Counter(label: "weir_outcomes_total", dimensions: dimensions, factory: factory)
             table[key] = made
             return made
         }
-        counter.increment(by: Int64(count))
-        if result == "joined" { outcomeTotal.add(count, ordering: .relaxed) }
-        if result == "unmatched" { unmatchedOutcomeTotal.add(count, ordering: .relaxed) }
+        counter.increment()
+        if result == .joined { outcomeTotal.add(1, ordering: .relaxed) }
+        if result == .unmatched { unmatchedOutcomeTotal.add(1, ordering: .relaxed) }
     }
 
     /// Predictions waiting for their outcomes (`weir_outcome_pending_predictions`).

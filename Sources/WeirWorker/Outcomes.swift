@@ -120,7 +120,7 @@ final class OutcomeTracker {
             observed = cell.isNaN || labels == nil ? cell : Float(labels!.index(of: Double(cell)))
         case .failure:
             guard let textReader, case .success(let found) = withUnsafeMutablePointer(to: &cell, { textReader.decode(value, into: $0) }) else {
-                metrics.countOutcomes("unreadable")
+                metrics.countOutcome(.unreadable)
                 return
             }
             id = found
@@ -132,29 +132,29 @@ final class OutcomeTracker {
         case .key: hash = message.key.map { OutcomeKeys.hash($0) }
         }
         guard let hash, !observed.isNaN else {
-            metrics.countOutcomes("unreadable")
+            metrics.countOutcome(.unreadable)
             return
         }
         guard let entry = pending.take(hash: hash) else {
-            metrics.countOutcomes("unmatched")
+            metrics.countOutcome(.unmatched)
             return
         }
         guard entry.epoch == epoch, let route = Route(rawValue: entry.route) else {
-            metrics.countOutcomes("stale")
+            metrics.countOutcome(.stale)
             return
         }
         if isClassification && observed < 0 {
-            metrics.countOutcomes("unknown-label", route: route.name)
+            metrics.countOutcome(.unknownLabel, route: route)
             return
         }
         let answer = pending.answers + entry.slot * pending.width
         let quality = record(answer, observed: observed, in: route, nowMs: nowMs)
-        metrics.countOutcomes("joined", route: route.name)
+        metrics.countOutcome(.joined, route: route)
         trial[Int(route.rawValue)].add(quality)
         let shadow = pending.shadowAnswers + entry.slot * pending.width
         if route == .primary, !shadow[0].isNaN {
             let shadowQuality = record(shadow, observed: observed, in: .shadow, nowMs: nowMs, pairedWith: answer)
-            metrics.countOutcomes("joined", route: Route.shadow.name)
+            metrics.countOutcome(.joined, route: .shadow)
             trial[Int(Route.shadow.rawValue)].add(shadowQuality)
             pairedDifferences.add(shadowQuality - quality)
         }
@@ -347,6 +347,22 @@ extension SequentialTest.Verdict {
         case .undecided(let low, let high): return (low, high, "undecided")
         }
     }
+}
+
+/// What became of a feedback record (`weir_outcomes_total{result}`).
+enum OutcomeResult: UInt8 {
+    /// Joined to a remembered prediction and counted in its route's window.
+    case joined
+    /// No remembered prediction has its id or key (another worker's, or it left the ring).
+    case unmatched
+    /// Its prediction was made before the last serving change.
+    case stale
+    /// A label the model does not have.
+    case unknownLabel
+    /// Not an object with a label and an id (or key) Weir can read.
+    case unreadable
+
+    var name: String { ["joined", "unmatched", "stale", "unknown-label", "unreadable"][Int(rawValue)] }
 }
 
 /// One route's open outcome window.
