@@ -9,7 +9,8 @@ Writes Tests/WeirWorkerTests/Fixtures/backtest-goldens.json:
     AUC, log loss and expected calibration error (10 equal-width bins of the positive class's
     probability), their agreement on the label, the label confusion, and scipy's two-sample KS
     statistic between the two models' positive-class probabilities;
-  "statistics": small vectors with ties, and sklearn's roc_auc_score and log_loss on them.
+  "statistics": small vectors with ties, and sklearn's roc_auc_score (binary, and three classes
+    one-vs-rest macro) and log_loss on them.
 Requires: numpy, pandas, onnxruntime, scikit-learn, scipy.
 """
 import json
@@ -67,6 +68,15 @@ def main():
     truth = [0, 0, 1, 1, 1, 1, 0, 0, 1, 0]
     out["statistics"] = {"scores": scores, "truth": truth, "auc": float(roc_auc_score(truth, scores)),
                          "log_loss": float(log_loss(truth, np.column_stack([1 - np.array(scores), scores])))}
+    # Three classes, one-vs-rest macro AUC (ties included).
+    rng = np.random.default_rng(5)
+    raw = rng.random((40, 3))
+    raw[5] = raw[6]
+    probabilities3 = np.round(raw / raw.sum(axis=1, keepdims=True), 3)
+    probabilities3[:, 2] = 1 - probabilities3[:, 0] - probabilities3[:, 1]
+    truth3 = rng.integers(0, 3, 40)
+    out["statistics"]["multiclass"] = {"scores": probabilities3.tolist(), "truth": truth3.tolist(),
+                                       "auc": float(roc_auc_score(truth3, probabilities3, multi_class="ovr", average="macro"))}
     path = os.path.join("Tests", "WeirWorkerTests", "Fixtures", "backtest-goldens.json")
     with open(path, "w") as handle:
         json.dump(out, handle, indent=1, sort_keys=True)

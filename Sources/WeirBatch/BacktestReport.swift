@@ -216,7 +216,8 @@ public struct BacktestReport: Codable, Sendable {
                     let wilson = OutcomeStatistics.wilson(successes: correct, n: labelled.count)
                     report.intervals["\(side)_accuracy"] = [wilson.low, wilson.high]
                     metrics["\(side)_log_loss"] = OutcomeStatistics.logLoss(probabilityOfObserved: observedProbability)
-                    if let auc = macroAUC(scores: scores, width: width, rows: labelled, outcomes: data.outcomes) {
+                    let labelledScores = labelled.flatMap { scores[($0 * width)..<(($0 + 1) * width)] }
+                    if let auc = OutcomeStatistics.auc(rows: labelledScores, width: width, truth: labelled.map { Int(data.outcomes[$0]) }) {
                         metrics["\(side)_auc"] = auc.value
                         if let se = auc.standardError { report.intervals["\(side)_auc"] = [max(0, auc.value - 1.96 * se), min(1, auc.value + 1.96 * se)] }
                     }
@@ -290,27 +291,6 @@ public struct BacktestReport: Codable, Sendable {
             return result
         }
         return Histogram(edges: edges, current: counts(a), candidate: counts(b))
-    }
-
-    /// AUC: binary on the positive class's score; several classes, the mean one-vs-rest AUC over
-    /// the classes present (sklearn's `multi_class="ovr", average="macro"`). The standard error is
-    /// Hanley and McNeil's, binary only.
-    private static func macroAUC(scores: [Float], width: Int, rows: [Int], outcomes: [Outcome]) -> (value: Double, standardError: Double?)? {
-        let classes = width == 2 ? [1] : Array(0..<width)
-        var values = [Double]()
-        var standardError: Double?
-        for positiveClass in classes {
-            let classScores = rows.map { scores[$0 * width + positiveClass] }
-            let positive = rows.map { Int(outcomes[$0]) == positiveClass }
-            guard let auc = OutcomeStatistics.auc(scores: classScores, positive: positive) else { continue }
-            values.append(auc)
-            if width == 2 {
-                let positives = positive.filter { $0 }.count
-                standardError = OutcomeStatistics.aucStandardError(auc, positives: positives, negatives: positive.count - positives)
-            }
-        }
-        guard !values.isEmpty else { return nil }
-        return (values.reduce(0, +) / Double(values.count), standardError)
     }
 
     private static func segments(_ data: ComparedChunk, _ source: SegmentSource, buckets: Int, names: [String], agree: [Bool],

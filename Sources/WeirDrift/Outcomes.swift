@@ -26,6 +26,30 @@ public enum OutcomeStatistics {
         return (rankSum - p * (p + 1) / 2) / (p * n)
     }
 
+    /// AUC of rows of `width` class scores (row-major) against each row's observed class:
+    /// with two columns, the binary AUC of the second (with Hanley–McNeil's standard error);
+    /// with more, the mean one-vs-rest AUC over the classes present (scikit-learn's
+    /// `multi_class="ovr", average="macro"`). Nil when no class has both outcomes.
+    public static func auc(rows scores: [Float], width: Int, truth: [Int]) -> (value: Double, standardError: Double?)? {
+        let count = truth.count
+        guard width >= 2, scores.count >= count * width else { return nil }
+        let classes = width == 2 ? [1] : Array(0..<width)
+        var values = [Double]()
+        var standardError: Double?
+        for positiveClass in classes {
+            let classScores = (0..<count).map { scores[$0 * width + positiveClass] }
+            let positive = truth.map { $0 == positiveClass }
+            guard let value = auc(scores: classScores, positive: positive) else { continue }
+            values.append(value)
+            if width == 2 {
+                let positives = positive.filter { $0 }.count
+                standardError = aucStandardError(value, positives: positives, negatives: count - positives)
+            }
+        }
+        guard !values.isEmpty else { return nil }
+        return (values.reduce(0, +) / Double(values.count), standardError)
+    }
+
     /// Hanley and McNeil's standard error of an AUC from `positives` and `negatives` examples.
     public static func aucStandardError(_ auc: Double, positives: Int, negatives: Int) -> Double {
         guard positives > 0, negatives > 0 else { return .nan }

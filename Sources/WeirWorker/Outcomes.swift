@@ -163,28 +163,23 @@ final class OutcomeTracker {
     /// Adds one outcome to `route`'s window; returns the quality the promotion rule tests (higher is better).
     private func record(_ answer: UnsafePointer<Float>, observed: Float, in route: Route, nowMs: Int64,
                         pairedWith primary: UnsafePointer<Float>? = nil) -> Double {
-        var window = windows[Int(route.rawValue)]
-        if window.outcomes == 0 { window.startMs = nowMs }
-        var tested = 0.0
+        // In place: a copy of the window would copy its score arrays on every outcome.
+        let index = Int(route.rawValue)
+        if windows[index].outcomes == 0 { windows[index].startMs = nowMs }
         if isClassification {
             let truth = Int(observed)
             let predicted = predictedClass(answer)
             let probability: Float = pending.width == 1 ? (truth == 1 ? answer[0] : 1 - answer[0]) : (truth < pending.width ? answer[truth] : 0)
             let loss = -Foundation.log(min(max(Double(probability), 1e-15), 1 - 1e-15))
-            window.add(correct: predicted == truth, logLoss: loss, positiveScore: pending.width == 1 ? answer[0] : nil, positive: truth == 1)
-            if let primary { window.noteAgreement(predictedClass(primary) == predicted) }
-            switch settings.promoteWhen?.metric {
-            case .logLoss?: tested = -loss
-            default: tested = predicted == truth ? 1 : 0
-            }
-        } else {
-            let error = Double(answer[0]) - Double(observed)
-            window.add(error: error)
-            if let primary { window.noteAgreement(abs(Double(primary[0]) - Double(answer[0])) <= 1e-6 * max(1, abs(Double(answer[0])))) }
-            tested = settings.promoteWhen?.metric == .mse ? -(error * error) : -abs(error)
+            windows[index].add(correct: predicted == truth, logLoss: loss, truth: truth, scores: answer, width: pending.width)
+            if let primary { windows[index].noteAgreement(predictedClass(primary) == predicted) }
+            if settings.promoteWhen?.metric == .logLoss { return -loss }
+            return predicted == truth ? 1 : 0
         }
-        windows[Int(route.rawValue)] = window
-        return tested
+        let error = Double(answer[0]) - Double(observed)
+        windows[index].add(error: error)
+        if let primary { windows[index].noteAgreement(abs(Double(primary[0]) - Double(answer[0])) <= 1e-6 * max(1, abs(Double(answer[0])))) }
+        return settings.promoteWhen?.metric == .mse ? -(error * error) : -abs(error)
     }
 
     @inline(__always)
@@ -205,7 +200,7 @@ final class OutcomeTracker {
                 continue
             }
             records.append(encode(window, endMs: nowMs))
-            windows[index] = OutcomeWindow(route: window.route)
+            windows[index].reset()
         }
         return records
     }
@@ -251,10 +246,9 @@ final class OutcomeTracker {
             let logLoss = window.errors.mean
             let se = window.errors.standardError
             figure("log_loss", logLoss, (logLoss - 1.96 * se, logLoss + 1.96 * se))
-            if let auc = OutcomeStatistics.auc(scores: window.positiveScores, positive: window.positives) {
-                let positives = window.positives.filter { $0 }.count
-                let se = OutcomeStatistics.aucStandardError(auc, positives: positives, negatives: window.positives.count - positives)
-                figure("auc", auc, (max(0, auc - 1.96 * se), min(1, auc + 1.96 * se)))
+            if let auc = OutcomeStatistics.auc(rows: window.classScores, width: max(pending.width, 2), truth: window.truths) {
+                let interval = auc.standardError.map { (max(0, auc.value - 1.96 * $0), min(1, auc.value + 1.96 * $0)) }
+                figure("auc", auc.value, interval)
             } else {
                 figure("auc", nil, nil)
             }
@@ -374,22 +368,38 @@ struct OutcomeWindow {
     /// Log losses (classifiers) or absolute errors (regressors), and squared errors.
     var errors = RunningMoments()
     var squaredErrors = RunningMoments()
-    /// Binary classifiers: the positive class's score and whether the outcome was positive (AUC).
-    var positiveScores: [Float] = []
-    var positives: [Bool] = []
+    /// Classifiers: every class's score (a binary one's as [1 − p, p]) and the observed class, per outcome (AUC).
+    var classScores: [Float] = []
+    var truths: [Int] = []
     /// Shadow: rows whose primary answer is known too, and how many of them agreed.
     var paired = 0
     var agreed = 0
 
     init(route: Route) { self.route = route }
 
-    mutating func add(correct isCorrect: Bool, logLoss: Double, positiveScore: Float?, positive: Bool) {
+    /// Empties the window for the next one, keeping its arrays' storage.
+    mutating func reset() {
+        startMs = 0
+        outcomes = 0
+        correct = 0
+        errors = RunningMoments()
+        squaredErrors = RunningMoments()
+        classScores.removeAll(keepingCapacity: true)
+        truths.removeAll(keepingCapacity: true)
+        paired = 0
+        agreed = 0
+    }
+
+    mutating func add(correct isCorrect: Bool, logLoss: Double, truth: Int, scores: UnsafePointer<Float>, width: Int) {
         outcomes += 1
         if isCorrect { correct += 1 }
         errors.add(logLoss)
-        if let positiveScore {
-            positiveScores.append(positiveScore)
-            positives.append(positive)
+        truths.append(truth)
+        if width == 1 {
+            classScores.append(1 - scores[0])
+            classScores.append(scores[0])
+        } else {
+            classScores.append(contentsOf: UnsafeBufferPointer(start: scores, count: width))
         }
     }
 

@@ -179,6 +179,12 @@ func backtestGoldens() throws -> [String: Any] {
         let observed = zip(scores, truth).map { $1 ? $0 : 1 - $0 }
         #expect(abs(OutcomeStatistics.logLoss(probabilityOfObserved: observed) - (goldens["log_loss"] as! Double)) < 1e-6)
         #expect(OutcomeStatistics.auc(scores: [0.1, 0.2], positive: [true, true]) == nil)
+        // Three classes: the mean one-vs-rest AUC, as scikit-learn's multi_class="ovr", average="macro".
+        let multiclass = try #require(goldens["multiclass"] as? [String: Any])
+        let rows = try #require(multiclass["scores"] as? [[Double]]).flatMap { $0.map(Float.init) }
+        let classes = try #require(multiclass["truth"] as? [Int])
+        let macro = try #require(OutcomeStatistics.auc(rows: rows, width: 3, truth: classes))
+        #expect(abs(macro.value - (multiclass["auc"] as! Double)) < 1e-9)
         // Wilson's interval for 0 of 10 and 10 of 10 stays inside [0, 1] and is not empty.
         let none = OutcomeStatistics.wilson(successes: 0, n: 10), all = OutcomeStatistics.wilson(successes: 10, n: 10)
         #expect(none.low == 0 && none.high > 0.2 && all.high == 1 && all.low < 0.8)
