@@ -1,3 +1,4 @@
+import WeirKafka
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,6 +17,17 @@ struct RecordSpan {
     var keyCount: Int = -1
     /// The record's timestamp (Kafka), 0 when unknown.
     var timestampMs: Int64 = 0
+    /// Its headers (Kafka): `headerCount` entries of the chunk's `headers` from `firstHeader`.
+    var firstHeader: Int32 = 0
+    var headerCount: Int32 = 0
+}
+
+/// One header of a Kafka record, its name and value in the chunk's bytes (`valueCount` -1: null).
+struct HeaderSpan {
+    var nameStart: Int
+    var nameCount: Int
+    var valueStart: Int
+    var valueCount: Int
 }
 
 /// Consecutive records of one input (a file, stdin, or one topic), scored as a unit by one lane.
@@ -28,6 +40,8 @@ final class InputChunk: @unchecked Sendable {
     let base: UnsafeRawPointer
     let byteCount: Int
     var records: [RecordSpan]
+    /// The records' headers (Kafka inputs), which predictions and dead letters on topics carry on.
+    var headers: [HeaderSpan] = []
     /// Keeps `base` valid: a mapped file, or owned storage.
     private let owner: AnyObject?
 
@@ -46,6 +60,16 @@ final class InputChunk: @unchecked Sendable {
 
     func key(_ record: RecordSpan) -> UnsafeRawBufferPointer? {
         record.keyCount < 0 ? nil : UnsafeRawBufferPointer(start: base + record.keyStart, count: record.keyCount)
+    }
+
+    /// Adds `record`'s input headers to `headers`, in their order.
+    func appendHeaders(of record: RecordSpan, to headers: inout OutgoingHeaders) {
+        guard record.headerCount > 0 else { return }
+        for index in Int(record.firstHeader)..<Int(record.firstHeader + record.headerCount) {
+            let span = self.headers[index]
+            let name = String(decoding: UnsafeRawBufferPointer(start: base + span.nameStart, count: span.nameCount), as: UTF8.self)
+            headers.append(name: name, value: span.valueCount < 0 ? nil : UnsafeRawBufferPointer(start: base + span.valueStart, count: span.valueCount))
+        }
     }
 }
 

@@ -353,6 +353,7 @@ final class KafkaRangeSource: ChunkSource {
     func next(sequence: Int) throws(BatchError) -> InputChunk? {
         var bytes = [UInt8]()
         var records = [RecordSpan]()
+        var headers = [HeaderSpan]()
         records.reserveCapacity(recordsPerChunk)
         while records.count < recordsPerChunk, unfinished {
             if buffered.isEmpty {
@@ -404,6 +405,24 @@ final class KafkaRangeSource: ChunkSource {
                     span.keyCount = key.count
                     bytes.append(contentsOf: key)
                 }
+                let inputHeaders = message.headers
+                if !inputHeaders.isEmpty {
+                    span.firstHeader = Int32(headers.count)
+                    span.headerCount = Int32(inputHeaders.count)
+                    for header in inputHeaders {
+                        let nameCount = strlen(header.namePointer)
+                        var entry = HeaderSpan(nameStart: bytes.count, nameCount: nameCount, valueStart: 0, valueCount: -1)
+                        header.namePointer.withMemoryRebound(to: UInt8.self, capacity: nameCount) {
+                            bytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: nameCount))
+                        }
+                        if let value = header.value {
+                            entry.valueStart = bytes.count
+                            entry.valueCount = value.count
+                            bytes.append(contentsOf: value)
+                        }
+                        headers.append(entry)
+                    }
+                }
                 records.append(span)
                 if records.count >= recordsPerChunk { break }
             }
@@ -411,8 +430,10 @@ final class KafkaRangeSource: ChunkSource {
         }
         guard !records.isEmpty else { return nil }
         let owned = OwnedBytes(bytes)
-        return InputChunk(sequence: sequence, input: 0, base: UnsafeRawPointer(owned.pointer), byteCount: owned.count,
-                          records: records, owner: owned)
+        let chunk = InputChunk(sequence: sequence, input: 0, base: UnsafeRawPointer(owned.pointer), byteCount: owned.count,
+                               records: records, owner: owned)
+        chunk.headers = headers
+        return chunk
     }
 
     func close() {

@@ -110,8 +110,8 @@ public struct ScoreRun {
                 var start = 0
                 for (index, end) in scored.ends.enumerated() {
                     let record = chunk.records[Int(scored.answered[index])]
-                    try predictionTopic.send(key: chunk.key(record), value: scored.predictions, range: start..<(end - 1),
-                                             headers: [("weir-model", modelName), ("weir-version", modelVersion)])
+                    try predictionTopic.send(key: chunk.key(record), value: scored.predictions, range: start..<(end - 1), copying: record,
+                                             of: chunk, headers: [("weir-model", modelName), ("weir-version", modelVersion)])
                     start = end
                 }
             }

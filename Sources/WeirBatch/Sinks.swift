@@ -106,11 +106,13 @@ final class TopicWriter {
         }
     }
 
-    /// Sends `value[range]`.
-    func send(key: UnsafeRawBufferPointer?, value: [UInt8], range: Range<Int>, headers list: [(String, String)]) throws(BatchError) {
+    /// Sends `value[range]` with the input record's headers, then `list`.
+    func send(key: UnsafeRawBufferPointer?, value: [UInt8], range: Range<Int>, copying record: RecordSpan, of chunk: InputChunk,
+              headers list: [(String, String)]) throws(BatchError) {
         var failure: KafkaError?
         value.withUnsafeBytes { bytes in
             var headers = OutgoingHeaders()
+            chunk.appendHeaders(of: record, to: &headers)
             for (name, text) in list { headers.append(name: name, value: text) }
             do throws(KafkaError) {
                 try producer.send(to: topic, key: key, value: UnsafeRawBufferPointer(rebasing: bytes[range]), headers: headers)
@@ -157,7 +159,9 @@ final class DeadLetterWriter {
         let record = chunk.records[Int(note.record)]
         let value = chunk.value(record)
         if let topic {
+            // As serve's dead letters: the input's headers, then Weir's.
             var headers = OutgoingHeaders()
+            chunk.appendHeaders(of: record, to: &headers)
             headers.append(name: "weir-error", value: note.code.rawValue)
             headers.append(name: "weir-error-message", value: note.message)
             if record.partition >= 0 {

@@ -149,8 +149,8 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
     }
 
     /// A retained range: offsets or times pick the records, each partition's predictions keep their
-    /// offset order, predictions and dead letters go to topics with serve's headers, and nothing
-    /// produced after the run starts is read.
+    /// offset order, predictions and dead letters go to topics with serve's headers (the input's
+    /// carried on), and nothing produced after the run starts is read.
     @Test func kafkaRangeByOffsetAndTimeToTopics() throws {
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 3), ("scored", 3), ("bad", 1)])
         defer { cluster.stopCheckingClients() }
@@ -163,7 +163,9 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
         for index in 0..<900 {
             let value = index % 100 == 5 ? SyntheticEvents.badEvent(index, kind: "malformed-json") : SyntheticEvents.event(index)
             // Three days of events, in time order within each partition.
-            try producer.send(to: topic, partition: Int32(index % 3), key: SyntheticEvents.key(index), value: value,
+            var headers = OutgoingHeaders()
+            headers.append(name: "traceparent", value: "00-trace-\(index)")
+            try producer.send(to: topic, partition: Int32(index % 3), key: SyntheticEvents.key(index), value: value, headers: headers,
                               timestampMilliseconds: start + Int64(index / 300) * day + Int64(index))
         }
         try producer.flush(timeoutMs: 30_000)
@@ -196,6 +198,7 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
             #expect(offset > lastOffset[stream, default: -1])
             lastOffset[stream] = offset
             #expect(header(record, "weir-model") == "payments")
+            #expect(header(record, "traceparent") == "00-trace-\(offset * 3 + partition)")  // the input's headers carried on
         }
         for record in bad {
             #expect(header(record, "weir-error") == "malformed-json")
@@ -203,6 +206,7 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
             let offset = try #require(header(record, "weir-source-offset").flatMap(Int.init))
             let partition = try #require(header(record, "weir-source-partition").flatMap(Int32.init))
             #expect(record.value == SyntheticEvents.badEvent(Int(offset) * 3 + Int(partition), kind: "malformed-json"))
+            #expect(header(record, "traceparent") == "00-trace-\(Int(offset) * 3 + Int(partition))")
         }
 
         // The second day only (the mock broker cannot look offsets up by time: the range is read
