@@ -15,8 +15,6 @@ struct RecordSpan {
     /// The key's bytes in the chunk (Kafka), `keyCount` -1 when there is none.
     var keyStart: Int = 0
     var keyCount: Int = -1
-    /// The record's timestamp (Kafka), 0 when unknown.
-    var timestampMs: Int64 = 0
     /// Its headers (Kafka): `headerCount` entries of the chunk's `headers` from `firstHeader`.
     var firstHeader: Int32 = 0
     var headerCount: Int32 = 0
@@ -38,18 +36,16 @@ final class InputChunk: @unchecked Sendable {
     /// Index of its input in the run's list (a file, stdin, or a topic).
     let input: Int
     let base: UnsafeRawPointer
-    let byteCount: Int
     var records: [RecordSpan]
     /// The records' headers (Kafka inputs), which predictions and dead letters on topics carry on.
     var headers: [HeaderSpan] = []
     /// Keeps `base` valid: a mapped file, or owned storage.
     private let owner: AnyObject?
 
-    init(sequence: Int, input: Int, base: UnsafeRawPointer, byteCount: Int, records: [RecordSpan], owner: AnyObject?) {
+    init(sequence: Int, input: Int, base: UnsafeRawPointer, records: [RecordSpan], owner: AnyObject?) {
         self.sequence = sequence
         self.input = input
         self.base = base
-        self.byteCount = byteCount
         self.records = records
         self.owner = owner
     }

@@ -154,7 +154,7 @@ final class FileSource: ChunkSource {
         records.reserveCapacity(recordsPerChunk)
         cursor = splitLines(UnsafeRawBufferPointer(start: mapped.base, count: mapped.count), from: cursor, into: &records)
         guard !records.isEmpty else { return cursor < mapped.count ? fileChunk(sequence: sequence) : nil }
-        return InputChunk(sequence: sequence, input: current, base: mapped.base, byteCount: mapped.count, records: records, owner: mapped)
+        return InputChunk(sequence: sequence, input: current, base: mapped.base, records: records, owner: mapped)
     }
 
     private func standardInputChunk(sequence: Int) -> InputChunk? {
@@ -168,8 +168,7 @@ final class FileSource: ChunkSource {
                 position = splitLines(bytes, from: position, into: &records)
             }
             if !records.isEmpty {
-                return InputChunk(sequence: sequence, input: current, base: UnsafeRawPointer(owned.pointer), byteCount: owned.count,
-                                  records: records, owner: owned)
+                return InputChunk(sequence: sequence, input: current, base: UnsafeRawPointer(owned.pointer), records: records, owner: owned)
             }
         }
     }
@@ -393,7 +392,7 @@ final class KafkaRangeSource: ChunkSource {
                 let timestamp = message.timestamp?.milliseconds ?? 0
                 if let from = range.fromTimeMs, timestamp < from { skipped += 1; continue }
                 if let to = range.toTimeMs, timestamp >= to { skipped += 1; continue }
-                var span = RecordSpan(start: bytes.count, count: 0, position: message.offset, partition: partition, timestampMs: timestamp)
+                var span = RecordSpan(start: bytes.count, count: 0, position: message.offset, partition: partition)
                 if let value = message.value {
                     bytes.append(contentsOf: value)
                     span.count = value.count
@@ -430,8 +429,7 @@ final class KafkaRangeSource: ChunkSource {
         }
         guard !records.isEmpty else { return nil }
         let owned = OwnedBytes(bytes)
-        let chunk = InputChunk(sequence: sequence, input: 0, base: UnsafeRawPointer(owned.pointer), byteCount: owned.count,
-                               records: records, owner: owned)
+        let chunk = InputChunk(sequence: sequence, input: 0, base: UnsafeRawPointer(owned.pointer), records: records, owner: owned)
         chunk.headers = headers
         return chunk
     }
@@ -441,10 +439,4 @@ final class KafkaRangeSource: ChunkSource {
         buffered.removeAll()
         try? consumer.close()
     }
-}
-
-func monotonicMilliseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
 }

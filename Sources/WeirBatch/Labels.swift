@@ -50,8 +50,6 @@ final class LabelReader {
 /// Outcomes given apart from the records (`--labels`): read whole before the run, by id.
 struct OutcomeTable: Sendable {
     var byID: [UInt64: Outcome] = [:]
-    var records = 0
-    var withoutID = 0
 
     /// Reads every record of `input` (files or a topic) for its id and `field`.
     static func read(_ input: BatchInput, field: String, manifest: BundleManifest, options: BatchOptions) throws(BatchError) -> OutcomeTable {
@@ -64,10 +62,8 @@ struct OutcomeTable: Sendable {
             sequence += 1
             let format = source.inputs[chunk.input].format
             for record in chunk.records where record.count >= 0 {
-                table.records += 1
                 let (outcome, id) = reader.read(chunk.value(record), input: chunk.input, format: format)
-                guard let id else { table.withoutID += 1; continue }
-                if !outcome.isNaN { table.byID[id] = outcome }
+                if let id, !outcome.isNaN { table.byID[id] = outcome }
             }
         }
         return table

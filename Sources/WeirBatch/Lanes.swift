@@ -94,8 +94,6 @@ struct ScoredChunk: @unchecked Sendable {
     var answered: [Int32] = []
     var deadLetters: [DeadLetterNote] = []
     var tombstones = 0
-    /// Nanoseconds spent decoding and running the model.
-    var busyNanoseconds: UInt64 = 0
 }
 
 /// Scores chunks with one bundle: decode, run a batch, write a prediction record per row.
@@ -105,7 +103,6 @@ final class ScoreLane: ChunkLane {
     private let fields: PredictionFields
     private let writer = JSONWriter(capacity: 1 << 20)
     private var pending: [(record: Int32, id: EventID?)] = []
-    private let startedAt: UInt64
 
     init(bundle: ModelBundle, lane: Int, inputs: [InputDescription], options: BatchOptions) {
         model = LaneModel(bundle: bundle, lane: lane, inputs: inputs, options: options)
@@ -114,7 +111,6 @@ final class ScoreLane: ChunkLane {
         fields = PredictionFields(name: manifest.name, version: manifest.version, labels: manifest.outputs.labels,
                                   isClassification: manifest.outputs.isClassification)
         pending.reserveCapacity(model.batchRows)
-        startedAt = DispatchTime.now().uptimeNanoseconds
     }
 
     func process(_ chunk: InputChunk) -> ScoredChunk {
@@ -124,7 +120,6 @@ final class ScoreLane: ChunkLane {
         writer.reset()
         let decoder = model.decoder(for: chunk.input)
         var batchStarted = DispatchTime.now().uptimeNanoseconds
-        let chunkStarted = batchStarted
         for index in chunk.records.indices {
             let record = chunk.records[index]
             if record.count < 0 {
@@ -141,7 +136,6 @@ final class ScoreLane: ChunkLane {
             }
         }
         flush(chunk, into: &result, since: batchStarted)
-        result.busyNanoseconds = DispatchTime.now().uptimeNanoseconds - chunkStarted
         result.predictions = Array(writer.bytes)
         if result.deadLetters.count > 1 { result.deadLetters.sort { $0.record < $1.record } }
         return result

@@ -139,7 +139,6 @@ final class DeadLetterWriter {
     private let model: String
     private let version: String
     private let json = JSONWriter()
-    private(set) var written = 0
 
     init(_ destination: RecordDestination, model: String, version: String) throws(BatchError) {
         self.model = model
@@ -155,7 +154,6 @@ final class DeadLetterWriter {
     }
 
     func write(_ note: DeadLetterNote, chunk: InputChunk, input: InputDescription) throws(BatchError) {
-        written += 1
         let record = chunk.records[Int(note.record)]
         let value = chunk.value(record)
         if let topic {

@@ -79,9 +79,9 @@ public final class EventSignal: @unchecked Sendable {
     }
 }
 
-/// Monotonic milliseconds, for bounding waits.
+/// Monotonic milliseconds, for bounding waits (also the offline range reader's idle bound).
 @inline(__always)
-func monotonicMilliseconds() -> Int64 {
+public func monotonicMilliseconds() -> Int64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000

@@ -18,11 +18,8 @@ public final class PendingPredictions {
     /// The oldest written slot, and how many slots from it up to the next one written.
     private var tail = 0
     private var span = 0
-    /// Live entries (taken or evicted ones leave).
+    /// Live entries (taken, overwritten or expired ones leave).
     public private(set) var count = 0
-    /// Entries that left without an outcome: overwritten when full, or older than the age bound.
-    public private(set) var evicted = 0
-    public private(set) var expired = 0
     static let empty: UInt8 = 0xFF
 
     public init(capacity: Int, width: Int) {
@@ -104,10 +101,7 @@ public final class PendingPredictions {
     @discardableResult
     public func remember(hash: UInt64, route: UInt8, epoch: UInt32, answer: UnsafePointer<Float>, nowMs: Int64) -> Int {
         if span == capacity {
-            if routes[tail] != Self.empty {
-                leave(slot: tail)
-                evicted += 1
-            }
+            if routes[tail] != Self.empty { leave(slot: tail) }
             tail = (tail + 1) % capacity
             span -= 1
         }
@@ -151,10 +145,7 @@ public final class PendingPredictions {
     /// Forgets entries older than `cutoffMs`.
     public func expire(olderThan cutoffMs: Int64) {
         while span > 0 && (routes[tail] == Self.empty || bornMs[tail] < cutoffMs) {
-            if routes[tail] != Self.empty {
-                leave(slot: tail)
-                expired += 1
-            }
+            if routes[tail] != Self.empty { leave(slot: tail) }
             tail = (tail + 1) % capacity
             span -= 1
         }
