@@ -35,9 +35,8 @@ final class PollLoop {
     private var controlTimer = Periodic(milliseconds: 10)
     private var trialTimer = Periodic(milliseconds: 100)
     private var gaugeTimer = Periodic(milliseconds: 1_000)
-    private var feedbackTimer = Periodic(milliseconds: 10)
-    /// With a feedback topic: its reader (every partition, from the end at start, no group).
-    private let feedback: KafkaConsumer?
+    /// With a feedback topic: its reader and the outcome tracker.
+    private let feedback: OutcomeFeed?
     private var failure: WorkerError?
     private let workerKey: [UInt8]
     /// The thread that made this loop: the only one that may run it.
@@ -79,27 +78,9 @@ final class PollLoop {
                                         metrics: metrics, log: log)
             gate = SchemaGate(schemas: primary.writerSchemas, fetcher: fetcher, metrics: metrics)
         }
-        var outcomes: OutcomeTracker?
-        if let topic = settings.feedbackTopic {
-            let manifest = primary.bundle.manifest
-            if let rule = settings.promoteWhen, rule.metric.isClassification != manifest.outputs.isClassification {
-                let fitting = PromotionRule.Metric.allCases.filter { $0.isClassification == manifest.outputs.isClassification }.map(\.rawValue)
-                throw WorkerError("control.promote-when: \(rule.metric.rawValue) is not a \(manifest.outputs.task) metric; \(manifest.name) is a \(manifest.outputs.task) model, use \(fitting.joined(separator: " or "))",
-                                  kind: .configuration)
-            }
-            outcomes = OutcomeTracker(settings: settings, manifest: manifest, metrics: metrics)
-            var configuration = ConsumerConfiguration(bootstrapServers: settings.brokers!, groupID: "weir-feedback-\(settings.workerID)")
-            configuration.clientID = settings.workerID
-            configuration.properties = settings.kafkaProperties(for: "consumer")
-            configuration.autoOffsetReset = .latest
-            feedback = try KafkaConsumer(configuration: configuration, signal: signal, onError: { [log] error in
-                log("kafka feedback consumer (\(topic)): \(error)", level: error.isFatal ? .error : .warning)
-            })
-        } else {
-            feedback = nil
-        }
+        feedback = try OutcomeFeed(settings: settings, manifest: primary.bundle.manifest, signal: signal, metrics: metrics, log: log)
         batcher = Batcher(primary: primary, settings: settings, ledger: ledger, outputs: outputs, metrics: metrics, gate: gate,
-                          outcomes: outcomes)
+                          outcomes: feedback?.tracker)
         flow = PartitionFlow(consumer: consumer, ledger: ledger, settings: settings, metrics: metrics, log: log)
         commitTimer = Periodic(milliseconds: settings.commitIntervalMs)
         workerKey = Array(settings.workerID.utf8)
@@ -128,7 +109,7 @@ final class PollLoop {
                 settings: settings, client: SchemaRegistryClient(registry), stopRequested: { [shared] in shared.stopRequested },
                 wait: { [signal] in _ = signal.wait(timeoutMs: $0) }, log: log)
         }
-        try followFeedback()
+        try feedback?.follow(batcher.routing)
         shared.lifecycle(.running)
         publishStatus(StatusNote(state: nil, reason: "started", message: nil))
         do { try consumer.subscribe(settings.input) } catch {
@@ -193,7 +174,11 @@ final class PollLoop {
         if settings.controlTopic != nil && controlTimer.isDue(now) {
             control.poll(recent: { batcher.recentEvents })
         }
-        if feedback != nil && feedbackTimer.isDue(now) { takeFeedback() }
+        if let feedback {
+            let taken = feedback.take(at: now)
+            publishOutcomes(taken.windows)
+            if let decision = taken.decision { control.decideAutomatically(decision.action, reason: decision.reason) }
+        }
         if trialTimer.isDue(now) { checkTrial() }
         if let ready = control.ready {
             // Between two batches: answer what is open with the old models, then swap.
@@ -334,44 +319,12 @@ final class PollLoop {
         batcher.apply(plan)
         flow.operatorPaused = plan.paused
         shared.recordServing(batcher.routing, metrics: metrics, log: log)
-        if let outcomes = batcher.outcomes {
-            let routing = batcher.routing
-            for record in outcomes.servingChanged(primary: routing.primary.bundle.manifest, candidate: routing.candidate?.bundle.manifest, mode: routing.mode,
-                                                  nowMs: wallClockMicroseconds() / 1000) {
-                outputs.sendStatus(record, key: workerKey)
-            }
-        }
+        if let feedback { publishOutcomes(feedback.servingChanged(batcher.routing)) }
     }
 
-    // MARK: Outcomes
-
-    /// Assigns every partition of the feedback topic from its end: outcomes of predictions this
-    /// worker makes from now on.
-    private func followFeedback() throws {
-        guard let feedback, let topic = settings.feedbackTopic, let outcomes = batcher.outcomes else { return }
-        let partitions: Int
-        do { partitions = try feedback.partitionCount(topic) } catch {
-            throw WorkerError("feedback-topic: cannot read the metadata of '\(topic)': \(error)", kind: .configuration)
-        }
-        try feedback.assign((0..<Int32(partitions)).map { TopicPartitionOffset(topic, $0, -1) })  // -1: the end
-        let routing = batcher.routing
-        _ = outcomes.servingChanged(primary: routing.primary.bundle.manifest, candidate: routing.candidate?.bundle.manifest, mode: routing.mode,
-                                    nowMs: wallClockMicroseconds() / 1000)
-        log("feedback: joining outcomes from \(topic) (\(partitions) partitions) by \(settings.feedbackJoin.rawValue); up to \(settings.feedbackMaxPending) predictions remembered, \(outcomes.pending.bytesPerPrediction) bytes each")
-    }
-
-    /// Joins the feedback that arrived, publishes the outcome windows that are due, and acts on the
-    /// promotion rule's decision.
-    private func takeFeedback() {
-        guard let feedback, let outcomes = batcher.outcomes else { return }
-        let nowMs = wallClockMicroseconds() / 1000
-        feedback.poll(maxMessages: 1_000, timeoutMs: 0) { batch in
-            for message in batch { outcomes.receive(message, nowMs: nowMs) }
-        }
-        for record in outcomes.closeWindows(nowMs: nowMs) { outputs.sendStatus(record, key: workerKey) }
-        if let rule = settings.promoteWhen, let decision = outcomes.decision(rule) {
-            control.decideAutomatically(decision.action, reason: decision.reason)
-        }
+    /// Outcome windows go to the status topic, keyed like status records.
+    private func publishOutcomes(_ windows: [[UInt8]]) {
+        for window in windows { outputs.sendStatus(window, key: workerKey) }
     }
 
     /// Takes the model on trial out of service when its model-error share or p99 inference time
@@ -415,9 +368,7 @@ final class PollLoop {
         let end = started + UInt64(budget) * 1_000_000
         let deadline = started + UInt64(budget * 3 / 4) * 1_000_000
         flow.pauseAll()
-        if let outcomes = batcher.outcomes {
-            for record in outcomes.closeWindows(nowMs: wallClockMicroseconds() / 1000, force: true) { outputs.sendStatus(record, key: workerKey) }
-        }
+        if let feedback { publishOutcomes(feedback.closeWindows()) }
         // Events still waiting for a schema were never begun: they stay uncommitted, read again later.
         batcher.gate?.dropAll()
         while true {
@@ -446,7 +397,7 @@ final class PollLoop {
                 log("leaving the group took longer than shutdown-timeout-ms allows; the group reassigns the partitions after the session timeout", level: .warning)
             }
         } catch { log("leaving the group: \(error)", level: .warning) }
-        try? feedback?.close()
+        feedback?.close()
         do { try producer.close(timeoutMs: max(millisecondsLeft(until: end) * 2 / 3, 100)) } catch {
             log("closing the producer: \(error)", level: .warning)
         }
