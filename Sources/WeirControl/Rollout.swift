@@ -167,17 +167,6 @@ public struct RolloutState: Sendable, Equatable {
         return next
     }
 
-    /// The state after an automatic promotion (a worker's outcome test, no message): the candidate
-    /// becomes the active version. Nil when there is no candidate.
-    public func promotedAutomatically() -> RolloutState? {
-        guard let candidate else { return nil }
-        var next = self
-        next.active = candidate.bundle
-        next.candidate = nil
-        next.previous = nil
-        return next
-    }
-
     /// The bundle on trial (candidate, or the active one of an unpromoted `replace`), if any.
     public var trial: BundleRef? { candidate?.bundle ?? (previous != nil ? active : nil) }
 }

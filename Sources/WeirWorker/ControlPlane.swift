@@ -252,26 +252,14 @@ final class ControlPlane {
         log("control: automatic rollback of \(leaving): \(reason)", level: .warning, version: state.active.version)
     }
 
-    /// Acts on the outcome test's decision about the candidate. With a control topic the worker
-    /// writes the signed message every worker follows (so the fleet moves together; it applies
-    /// when read back); without one it changes its own serving at the next batch boundary.
+    /// Acts on the outcome test's decision about the candidate: writes the signed message every
+    /// worker follows (so the fleet moves together and a replay keeps it); it applies when read
+    /// back. (A candidate only exists through the control topic.)
     func decideAutomatically(_ action: ControlAction, reason: String) {
-        guard let candidate = state.candidate else { return }
+        guard let candidate = state.candidate, let topic = settings.controlTopic, let brokers = settings.brokers else { return }
         metrics.controlMessage(result: "decided", reason: action.rawValue)
-        log("control: \(reason); \(action == .promote ? "promoting" : "rolling back") \(candidate.bundle.version)",
+        log("control: \(reason); writing a \(action.rawValue) of \(candidate.bundle.version) to \(topic)",
             level: action == .promote ? .info : .warning, version: state.active.version)
-        guard let topic = settings.controlTopic, let brokers = settings.brokers else {
-            let next = action == .promote ? state.promotedAutomatically() : state.rolledBackAutomatically()
-            guard let next else { return }
-            state = next
-            prune()
-            if action == .rollback {
-                metrics.automaticRollbacks.increment()
-                metrics.automaticRollbackTotal.add(1, ordering: .relaxed)
-            }
-            ready = (makePlan(next), StatusNote(state: nil, reason: "automatic \(action.rawValue) of \(candidate.bundle.version): \(reason)", message: nil))
-            return
-        }
         let message = ControlMessage(action: action, model: modelName, version: candidate.bundle.version, bundle: candidate.bundle.location,
                                      sha256: candidate.bundle.sha256, sequence: state.lastSequence + 1, issuedAt: rfc3339Now(),
                                      reason: reason)
