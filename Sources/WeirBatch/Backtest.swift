@@ -35,7 +35,6 @@ final class BacktestLane: ChunkLane {
     private let labels: LabelReader?
     private let joinsOutcomes: Bool
     private let segment: SegmentSource?
-    private let inputs: [InputDescription]
     private let currentWidth: Int
     private let candidateWidth: Int
     /// Per pending row: its outcome, segment value and id hash, kept until the batch runs.
@@ -51,7 +50,6 @@ final class BacktestLane: ChunkLane {
             ? LabelReader(field: labelField ?? "label", manifest: current.manifest, inputs: inputs, options: options) : nil
         self.joinsOutcomes = joinsOutcomes
         self.segment = segment
-        self.inputs = inputs
         currentWidth = BacktestLane.outputWidth(current.manifest)
         candidateWidth = BacktestLane.outputWidth(candidate.manifest)
     }
@@ -65,7 +63,6 @@ final class BacktestLane: ChunkLane {
     func process(_ chunk: InputChunk) -> ComparedChunk {
         var result = ComparedChunk()
         let currentDecoder = current.decoder(for: chunk.input), candidateDecoder = candidate.decoder(for: chunk.input)
-        let format = inputs[chunk.input].format
         var rows = 0
         for record in chunk.records {
             if record.count < 0 {
@@ -87,7 +84,7 @@ final class BacktestLane: ChunkLane {
             var outcome = Outcome.nan
             var idHash: UInt64 = 0
             if let labels {
-                let read = labels.read(payload, input: chunk.input, format: format)
+                let read = labels.read(payload, input: chunk.input)
                 outcome = read.outcome
                 idHash = read.id ?? 0
             }

@@ -10,16 +10,12 @@ typealias Outcome = Float
 /// Reads a record's label field (`--label-field`) with the same decoders as the features: a number
 /// first, then text (a classifier's label name). One per lane thread.
 final class LabelReader {
-    private let numeric: [any RowDecoder]
-    private let textual: [any RowDecoder]
-    private let categories: LabelIndex?
-    private var cell: Float = 0
+    /// Per input.
+    private let readers: [OutcomeReader]
 
     init(field: String, manifest: BundleManifest, inputs: [InputDescription], options: BatchOptions) {
         let labels = manifest.outputs.isClassification ? LabelIndex(labels: manifest.outputs.labels ?? ["0", "1"]) : nil
-        categories = labels
-        let number = FeatureSchema(names: [field], defaults: [.nan], maxBytes: options.maxBytes)
-        let text = FeatureSchema(names: [field], defaults: [.nan], maxBytes: options.maxBytes, categorical: [true], categories: labels)
+        let schemas = OutcomeReader.schemas(field: field, labels: labels, maxBytes: options.maxBytes)
         func decoder(_ schema: FeatureSchema, _ input: InputDescription) -> any RowDecoder {
             switch input.format {
             case .csv: return CSVDecoder(schema: schema, header: input.header)
@@ -27,23 +23,17 @@ final class LabelReader {
             case .kafka: return makeRowDecoder(options.inputFormat, features: schema, writerSchemas: options.writerSchemas)
             }
         }
-        numeric = inputs.map { decoder(number, $0) }
-        // CSV cells are text: a classifier's CSV label goes through the label names.
-        textual = inputs.map { decoder(labels == nil ? number : text, $0) }
+        readers = inputs.map { input in
+            // CSV cells are text: a classifier's CSV label goes through the label names only.
+            let numeric = input.format == .csv && labels != nil ? nil : decoder(schemas.numeric, input)
+            return OutcomeReader(numeric: numeric, text: schemas.text.map { decoder($0, input) }, labels: labels)
+        }
     }
 
     /// The record's outcome and its id's hash (for joining outcomes given apart), if any.
-    func read(_ payload: UnsafeRawBufferPointer, input: Int, format: RecordFormat) -> (outcome: Outcome, id: UInt64?) {
-        var id: UInt64?
-        if format != .csv || categories == nil, case .success(let eventID) = withUnsafeMutablePointer(to: &cell, { numeric[input].decode(payload, into: $0) }) {
-            id = eventID.map { OutcomeKeys.hash($0, payload: payload) }
-            if cell.isNaN || categories == nil { return (cell, id) }
-            return (Float(categories!.index(of: Double(cell))), id)
-        }
-        if case .success(let eventID) = withUnsafeMutablePointer(to: &cell, { textual[input].decode(payload, into: $0) }) {
-            return (cell, eventID.map { OutcomeKeys.hash($0, payload: payload) } ?? id)
-        }
-        return (.nan, id)
+    func read(_ payload: UnsafeRawBufferPointer, input: Int) -> (outcome: Outcome, id: UInt64?) {
+        guard let read = readers[input].read(payload) else { return (.nan, nil) }
+        return (read.outcome, read.id.map { OutcomeKeys.hash($0, payload: payload) })
     }
 }
 
@@ -60,9 +50,8 @@ struct OutcomeTable: Sendable {
         var sequence = 0
         while let chunk = try source.next(sequence: sequence) {
             sequence += 1
-            let format = source.inputs[chunk.input].format
             for record in chunk.records where record.count >= 0 {
-                let (outcome, id) = reader.read(chunk.value(record), input: chunk.input, format: format)
+                let (outcome, id) = reader.read(chunk.value(record), input: chunk.input)
                 if let id, !outcome.isNaN { table.byID[id] = outcome }
             }
         }

@@ -71,3 +71,41 @@ public final class LabelIndex: CategoryLookup, @unchecked Sendable {
 
     public func code(utf8 text: UnsafeRawBufferPointer) -> Int64 { index(of: String(decoding: text, as: UTF8.self)) }
 }
+
+/// Reads a record's observed outcome from its label field, with the decoders the records' format
+/// needs: as a number first (a regressor's value, or a classifier's label given as a number), then
+/// as text (a classifier's label name). One per thread; nothing allocated per record.
+public final class OutcomeReader {
+    private let numeric: (any RowDecoder)?
+    private let text: (any RowDecoder)?
+    private let labels: LabelIndex?
+    private var cell: Float = 0
+
+    /// `numeric` and `text` decode the one-feature schemas of `schemas(field:labels:maxBytes:)`
+    /// (either may be left out: CSV cells are all text); `labels` maps a classifier's labels.
+    public init(numeric: (any RowDecoder)?, text: (any RowDecoder)?, labels: LabelIndex?) {
+        self.numeric = numeric
+        self.text = text
+        self.labels = labels
+    }
+
+    /// The label field as a number, and (for a classifier) as a category of `labels`; a missing
+    /// field reads as NaN.
+    public static func schemas(field: String, labels: LabelIndex?, maxBytes: Int = 1 << 20) -> (numeric: FeatureSchema, text: FeatureSchema?) {
+        (FeatureSchema(names: [field], defaults: [.nan], maxBytes: maxBytes),
+         labels.map { FeatureSchema(names: [field], defaults: [.nan], maxBytes: maxBytes, categorical: [true], categories: $0) })
+    }
+
+    /// The outcome (a class index, -1 for a label the model does not have; a regressor's value;
+    /// NaN when the record has none) and the record's id; nil when neither decoder reads it.
+    public func read(_ payload: UnsafeRawBufferPointer) -> (outcome: Float, id: EventID?)? {
+        if let numeric, case .success(let id) = withUnsafeMutablePointer(to: &cell, { numeric.decode(payload, into: $0) }) {
+            guard let labels, !cell.isNaN else { return (cell, id) }
+            return (Float(labels.index(of: Double(cell))), id)
+        }
+        if let text, case .success(let id) = withUnsafeMutablePointer(to: &cell, { text.decode(payload, into: $0) }) {
+            return (cell, id)
+        }
+        return nil
+    }
+}

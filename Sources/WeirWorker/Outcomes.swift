@@ -30,9 +30,8 @@ final class OutcomeTracker {
     /// The versions answering on each route now (for window records).
     private var versions = [String?](repeating: nil, count: Route.allCases.count)
     private var mode: RolloutMode?
-    private let numericReader: EventDecoder
-    private let textReader: EventDecoder?
-    private var cell: Float = 0
+    /// Reads a feedback record's label and id.
+    private let reader: OutcomeReader
     private var scratch = [Float](repeating: 0, count: 1)
     private let writer = JSONWriter(capacity: 1024)
     private let modelName: String
@@ -48,8 +47,8 @@ final class OutcomeTracker {
         pending = PendingPredictions(capacity: settings.feedbackMaxPending, width: classes == 2 ? 1 : classes)
         windows = Route.allCases.map { OutcomeWindow(route: $0) }
         let field = settings.feedbackLabelField
-        numericReader = EventDecoder(schema: FeatureSchema(names: [field], defaults: [.nan]))
-        textReader = labels.map { EventDecoder(schema: FeatureSchema(names: [field], defaults: [.nan], categorical: [true], categories: $0)) }
+        let schemas = OutcomeReader.schemas(field: field, labels: labels)
+        reader = OutcomeReader(numeric: EventDecoder(schema: schemas.numeric), text: schemas.text.map { EventDecoder(schema: $0) }, labels: labels)
         scratch = [Float](repeating: 0, count: pending.width)
     }
 
@@ -112,19 +111,9 @@ final class OutcomeTracker {
     /// Joins one feedback record to its prediction, if this worker made it and still remembers it.
     func receive(_ message: KafkaMessage, nowMs: Int64) {
         guard let value = message.value else { return }
-        var id: EventID?
-        var observed = Float.nan
-        switch withUnsafeMutablePointer(to: &cell, { numericReader.decode(value, into: $0) }) {
-        case .success(let found):
-            id = found
-            observed = cell.isNaN || labels == nil ? cell : Float(labels!.index(of: Double(cell)))
-        case .failure:
-            guard let textReader, case .success(let found) = withUnsafeMutablePointer(to: &cell, { textReader.decode(value, into: $0) }) else {
-                metrics.countOutcome(.unreadable)
-                return
-            }
-            id = found
-            observed = cell
+        guard let (observed, id) = reader.read(value) else {
+            metrics.countOutcome(.unreadable)
+            return
         }
         let hash: UInt64?
         switch settings.feedbackJoin {
