@@ -59,13 +59,7 @@ struct ControlCommand: ParsableCommand {
         }
         let key: [UInt8]
         do { key = try readControlKey(path: keyFile) } catch { throw CommandFailure("--key-file: \(error)") }
-        var properties = [String: String]()
-        for entry in kafka {
-            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
-                throw CommandFailure("--kafka '\(entry)': give name=value")
-            }
-            properties[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
-        }
+        let properties = try parseKafkaProperties(kafka)
         var message = ControlMessage(action: action, model: model ?? "", sequence: sequence ?? 0,
                                      issuedAt: rfc3339(Date()))
         if action == .deploy {
@@ -137,4 +131,16 @@ struct ControlCommand: ParsableCommand {
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.string(from: date)
     }
+}
+
+/// `--kafka name=value` options as librdkafka properties; a value without a name is refused.
+func parseKafkaProperties(_ entries: [String]) throws -> [String: String] {
+    var properties = [String: String]()
+    for entry in entries {
+        guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+            throw CommandFailure("--kafka '\(entry)': give name=value")
+        }
+        properties[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+    }
+    return properties
 }

@@ -73,16 +73,7 @@ struct BatchInputOptions: ParsableArguments {
     var progress: Bool?
 
     var kafkaProperties: [String: String] {
-        get throws {
-            var properties = [String: String]()
-            for entry in kafka {
-                guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
-                    throw CommandFailure("--kafka '\(entry)': give name=value")
-                }
-                properties[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
-            }
-            return properties
-        }
+        get throws { try parseKafkaProperties(kafka) }
     }
 
     var showsProgress: Bool { progress ?? (isatty(2) != 0) }
