@@ -136,13 +136,13 @@ final class TopicWriter {
 final class DeadLetterWriter {
     private let file: FileWriter?
     private let topic: TopicWriter?
-    private let model: String
-    private let version: String
+    private let model: [UInt8]
+    private let version: [UInt8]
     private let json = JSONWriter()
 
     init(_ destination: RecordDestination, model: String, version: String) throws(BatchError) {
-        self.model = model
-        self.version = version
+        self.model = Array(model.utf8)
+        self.version = Array(version.utf8)
         switch destination {
         case .topic(let brokers, let name, let properties):
             topic = try TopicWriter(brokers: brokers, topic: name, properties: properties, option: "--dead-letter-topic")
@@ -160,18 +160,17 @@ final class DeadLetterWriter {
             // As serve's dead letters: the input's headers, then Weir's.
             var headers = OutgoingHeaders()
             chunk.appendHeaders(of: record, to: &headers)
-            headers.append(name: "weir-error", value: note.code.rawValue)
-            headers.append(name: "weir-error-message", value: note.message)
-            if record.partition >= 0 {
-                headers.append(name: "weir-source-topic", value: input.name)
-                headers.append(name: "weir-source-partition", value: String(record.partition))
-                headers.append(name: "weir-source-offset", value: String(record.position))
-            } else {
-                headers.append(name: "weir-source-file", value: input.name)
-                headers.append(name: "weir-source-line", value: String(record.position))
+            let source: [(name: String, value: String)] = record.partition >= 0
+                ? [("weir-source-topic", input.name), ("weir-source-partition", String(record.partition)),
+                   ("weir-source-offset", String(record.position))]
+                : [("weir-source-file", input.name), ("weir-source-line", String(record.position))]
+            for header in deadLetterHeaders(code: note.code, reason: note.message, source: source, model: model, version: version) {
+                if let value = header.value {
+                    value.withUnsafeBytes { headers.append(name: header.name, value: $0) }
+                } else {
+                    headers.append(name: header.name, value: nil)
+                }
             }
-            headers.append(name: "weir-model", value: model)
-            headers.append(name: "weir-version", value: version)
             try topic.send(key: chunk.key(record), value: value, headers: headers)
             return
         }

@@ -140,9 +140,10 @@ final class AnswerWriter {
 
     static func deadLetterHeaderList(code: DeadLetterCode, reason: String, source: EventSource, model: [UInt8],
                                      version: [UInt8]) -> [(name: String, value: [UInt8]?)] {
-        [("weir-error", Array(code.rawValue.utf8)), ("weir-error-message", Array(reason.utf8)),
-         ("weir-source-topic", Array(source.partition.topic.utf8)), ("weir-source-partition", Array(String(source.partition.partition).utf8)),
-         ("weir-source-offset", Array(String(source.offset).utf8)), ("weir-model", model), ("weir-version", version)]
+        deadLetterHeaders(code: code, reason: reason,
+                          source: [("weir-source-topic", source.partition.topic), ("weir-source-partition", String(source.partition.partition)),
+                                   ("weir-source-offset", String(source.offset))],
+                          model: model, version: version)
     }
 
     func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: DeadLetterCode, reason: String, message: KafkaMessage) {
@@ -154,4 +155,13 @@ final class AnswerWriter {
         modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }
         modelVersion.withUnsafeBytes { headers.append(name: "weir-version", value: $0) }
     }
+}
+
+/// The `weir-*` headers of a dead letter (docs/contracts.md): its code and message, where the
+/// record came from (`source`: the `weir-source-*` headers), the model and its version. Serve's
+/// dead letters and `weir score`'s dead-letter topic write the same list.
+public func deadLetterHeaders(code: DeadLetterCode, reason: String, source: [(name: String, value: String)], model: [UInt8],
+                              version: [UInt8]) -> [(name: String, value: [UInt8]?)] {
+    [("weir-error", Array(code.rawValue.utf8)), ("weir-error-message", Array(reason.utf8))]
+        + source.map { ($0.name, Array($0.value.utf8)) } + [("weir-model", model), ("weir-version", version)]
 }
