@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "WeirRegistry", targets: ["WeirRegistry"]),
         .library(name: "WeirDrift", targets: ["WeirDrift"]),
         .library(name: "WeirControl", targets: ["WeirControl"]),
+        .library(name: "WeirStore", targets: ["WeirStore"]),
         .library(name: "WeirWorker", targets: ["WeirWorker"]),
         .library(name: "WeirBatch", targets: ["WeirBatch"]),
         // For the fuzz package (fuzz/): the jansson reference decoder the decoder fuzzer compares with.
@@ -63,11 +64,14 @@ let package = Package(
         .target(name: "WeirDrift"),
         // Bundles (manifest, hashes, packaging); control messages and signatures join it later.
         .target(name: "WeirControl", dependencies: ["WeirModel", "WeirDrift", "COpenSSL"]),
+        // Bundle locations: s3:// (SigV4, the AWS credential chain), https://, file://, and the
+        // content-addressed download cache.
+        .target(name: "WeirStore", dependencies: ["WeirControl", "CWeirHTTP"]),
         // The pipeline: settings, poll loop, batcher, offsets, outputs, metrics, HTTP, demo.
         .target(
             name: "WeirWorker",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry",
+                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "WeirStore",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -107,7 +111,7 @@ let package = Package(
         .testTarget(name: "WeirDriftTests", dependencies: ["WeirDrift", "WeirTestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "WeirWorkerTests",
-            dependencies: ["WeirWorker", "WeirBatch", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport", "CAllocationCounter",
+            dependencies: ["WeirWorker", "WeirBatch", "WeirStore", "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "FuzzChecks", "WeirTestSupport", "CAllocationCounter",
                            .product(name: "Yams", package: "Yams")],
             exclude: ["Fixtures"]),
     ],

@@ -161,6 +161,8 @@ public struct BundleError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable, Equatable {
         /// A file is missing or cannot be read.
         case unreadable
+        /// A remote store did not answer (network, 5xx, an object not uploaded yet): worth retrying.
+        case unavailable
         /// A file's sha256 is not the one manifest.json lists.
         case hashMismatch
         /// The manifest, reference or model is malformed or does not fit together.
@@ -194,32 +196,37 @@ public final class ModelBundle: Sendable {
 
     /// Reads `directory`, checks every hash in the manifest and the model's fit to its inputs and
     /// outputs, and compiles the model. Errors name the file and what is wrong.
-    public init(directory: URL, options: ModelOptions = ModelOptions()) throws {
+    public convenience init(directory: URL, options: ModelOptions = ModelOptions()) throws {
+        try self.init(files: try BundleFiles(directory: directory), directory: directory, options: options)
+    }
+
+    /// Compiles a verified bundle from its bytes (read once: from a directory, the download cache
+    /// or an object store); `directory` is where it is kept, for messages.
+    public init(files: BundleFiles, directory: URL, options: ModelOptions = ModelOptions()) throws {
         self.directory = directory
-        let (manifest, manifestData, files) = try Self.readVerifiedFiles(directory: directory)
-        let referenceURL = directory.appendingPathComponent("reference.json")
-        let modelURL = directory.appendingPathComponent("model.onnx")
+        let manifest = files.manifest
+        let referencePath = directory.appendingPathComponent("reference.json").path
+        let modelPath = directory.appendingPathComponent("model.onnx").path
         let model: Model
-        let onnx: Data
+        // validate() requires model.onnx among the hashed files.
+        let onnx = files.files["model.onnx"] ?? Data()
         do {
-            // validate() requires model.onnx among the hashed files.
-            onnx = files["model.onnx"] ?? Data()
             model = try Model(data: onnx, options: manifest.modelOptions(options), inputWidth: manifest.inputs.count)
         } catch {
-            throw BundleError("\(modelURL.path): \(error)")
+            throw BundleError("\(modelPath): \(error)")
         }
         self.onnx = onnx
         self.options = options
-        try Self.check(model, fits: manifest, path: modelURL.path)
-        if manifest.sha256["reference.json"] != nil {
+        try Self.check(model, fits: manifest, path: modelPath)
+        if let referenceData = files.files["reference.json"] {
             do {
-                reference = try JSONDecoder().decode(DriftReference.self, from: files["reference.json"] ?? Data(contentsOf: referenceURL))
+                reference = try JSONDecoder().decode(DriftReference.self, from: referenceData)
             } catch {
-                throw BundleError("\(referenceURL.path): \(describe(error))")
+                throw BundleError("\(referencePath): \(describe(error))")
             }
             let names = manifest.inputs.map(\.name)
             if reference!.features.map(\.name) != names {
-                throw BundleError("\(referenceURL.path): profiles features \(reference!.features.map(\.name)) but manifest.json lists \(names)")
+                throw BundleError("\(referencePath): profiles features \(reference!.features.map(\.name)) but manifest.json lists \(names)")
             }
         } else {
             reference = nil
@@ -227,7 +234,7 @@ public final class ModelBundle: Sendable {
         categorySymbols = model.symbols.extended(with: (reference?.features ?? []).flatMap { $0.categories ?? [] })
         self.manifest = manifest
         self.model = model
-        id = sha256Hex(manifestData)
+        id = files.identity
     }
 
     /// The same bundle with its own compiled model (and symbol table): for a thread that must not
@@ -252,44 +259,13 @@ public final class ModelBundle: Sendable {
     /// Reads and checks `manifest.json` and every file hash it lists, without compiling the model:
     /// cheap enough to vet each bundle a control topic names. Returns the manifest and its bytes.
     public static func readVerified(directory: URL) throws -> (BundleManifest, Data) {
-        let (manifest, manifestData, _) = try readVerifiedFiles(directory: directory)
-        return (manifest, manifestData)
-    }
-
-    /// `readVerified`, keeping the bytes of every file it hashed: a loader compiles and parses
-    /// exactly the bytes it verified.
-    private static func readVerifiedFiles(directory: URL) throws -> (BundleManifest, Data, [String: Data]) {
-        let manifestURL = directory.appendingPathComponent("manifest.json")
-        guard let manifestData = try? Data(contentsOf: manifestURL) else {
-            throw BundleError("\(manifestURL.path): cannot read the bundle manifest", kind: .unreadable)
-        }
-        let manifest: BundleManifest
-        do { manifest = try JSONDecoder().decode(BundleManifest.self, from: manifestData) } catch {
-            throw BundleError("\(manifestURL.path): \(describe(error))")
-        }
-        try Self.validate(manifest, at: manifestURL.path)
-        var files = [String: Data]()
-        for (file, expected) in manifest.sha256.sorted(by: { $0.key < $1.key }) {
-            let url = directory.appendingPathComponent(file)
-            guard let bytes = try? Data(contentsOf: url) else {
-                throw BundleError("\(url.path): listed in manifest.json sha256 but cannot be read", kind: .unreadable)
-            }
-            let actual = sha256Hex(bytes)
-            guard actual == expected.lowercased() else {
-                throw BundleError("\(url.path): sha256 is \(actual) but manifest.json says \(expected)", kind: .hashMismatch)
-            }
-            files[file] = bytes
-        }
-        let referenceURL = directory.appendingPathComponent("reference.json")
-        if manifest.sha256["reference.json"] == nil && FileManager.default.fileExists(atPath: referenceURL.path) {
-            throw BundleError("\(referenceURL.path): present but manifest.json has no sha256 for it")
-        }
-        return (manifest, manifestData, files)
+        let files = try BundleFiles(directory: directory)
+        return (files.manifest, files.manifestData)
     }
 
     /// SHA-256 of a bundle directory's `manifest.json` (its identity), or nil when unreadable.
     public static func identity(of directory: URL) -> String? {
-        (try? Data(contentsOf: directory.appendingPathComponent("manifest.json"))).map(sha256Hex)
+        (try? BundleFiles.readBounded(directory.appendingPathComponent("manifest.json"), limit: BundleFiles.maximumManifestBytes)).map(sha256Hex)
     }
 
     static func validate(_ manifest: BundleManifest, at path: String) throws {

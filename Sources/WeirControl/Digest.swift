@@ -17,7 +17,7 @@ public func hmacSHA256Hex(key: some ContiguousBytes, message: some ContiguousByt
 }
 
 /// HMAC-SHA256 of `message` under `key`: 32 bytes.
-func hmacSHA256(key: some ContiguousBytes, message: some ContiguousBytes) -> [UInt8] {
+public func hmacSHA256(key: some ContiguousBytes, message: some ContiguousBytes) -> [UInt8] {
     var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
     var size: UInt32 = 0
     key.withUnsafeBytes { keyBytes in
@@ -29,7 +29,8 @@ func hmacSHA256(key: some ContiguousBytes, message: some ContiguousBytes) -> [UI
     return Array(digest.prefix(Int(size)))
 }
 
-func hex(_ bytes: some Sequence<UInt8>) -> String {
+/// `bytes` as lowercase hex.
+public func hex(_ bytes: some Sequence<UInt8>) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var out = [UInt8]()
     for byte in bytes {

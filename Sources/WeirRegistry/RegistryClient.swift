@@ -165,7 +165,8 @@ public final class SchemaRegistryClient: Sendable {
                     url: strings[0], method: strings[1],
                     body: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self), body_length: bodyBytes.count,
                     user_password: strings[2], ca_file: strings[3], cert_file: strings[4], key_file: strings[5],
-                    connect_timeout_ms: min(config.timeoutMs, 2_000), timeout_ms: config.timeoutMs)
+                    connect_timeout_ms: min(config.timeoutMs, 2_000), timeout_ms: config.timeoutMs,
+                    headers: nil, header_count: 0, max_body_bytes: 0)
                 return weir_http_perform(&request, &response)
             }
         }

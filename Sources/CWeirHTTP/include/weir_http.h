@@ -1,5 +1,5 @@
-// One blocking HTTP request through libcurl, for the Schema Registry client. A plain C function
-// because curl_easy_setopt is variadic, which Swift cannot call.
+// One blocking HTTP request through libcurl, for the Schema Registry client and the bundle stores
+// (S3, HTTPS). A plain C function because curl_easy_setopt is variadic, which Swift cannot call.
 #ifndef WEIR_HTTP_H
 #define WEIR_HTTP_H
 
@@ -7,7 +7,7 @@
 
 typedef struct {
     const char *url;
-    /// "GET" or "POST".
+    /// "GET", "POST", "PUT" or "HEAD".
     const char *method;
     const char *body;
     size_t body_length;
@@ -19,6 +19,11 @@ typedef struct {
     const char *key_file;
     long connect_timeout_ms;
     long timeout_ms;
+    /// Request headers ("Name: value"), replacing the registry's Accept/Content-Type when given.
+    const char *const *headers;
+    size_t header_count;
+    /// A longer body is refused (transport error CURLE_WRITE_ERROR); 0: 16 MiB.
+    size_t max_body_bytes;
 } weir_http_request;
 
 typedef struct {
