@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "weir",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker", "WeirRegistry", "WeirBatch",
+                "WeirKafka", "WeirModel", "WeirControl", "WeirWorker", "WeirRegistry", "WeirBatch", "WeirStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -4,4 +4,7 @@
 #include <openssl/hmac.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <openssl/pem.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
 #endif

@@ -159,12 +159,15 @@ public struct ControlMessageError: Error, CustomStringConvertible, Sendable, Equ
     public init(_ description: String) { self.description = description }
 }
 
-/// The `weir-signature` header: `hmac-sha256=<hex>` over the value bytes under the shared key.
+/// The `weir-signature` header: `ed25519=<key id>:<128 hex digits>` (an operator's private key;
+/// workers hold only public keys) or `hmac-sha256=<64 hex digits>` over the value bytes under a
+/// shared key (small setups).
 public enum ControlSignature {
     public static let headerName = "weir-signature"
     static let prefix = "hmac-sha256="
+    static let ed25519Prefix = "ed25519="
 
-    /// The header value for `value` under `key`.
+    /// The HMAC header value for `value` under `key`.
     public static func sign(value: some ContiguousBytes, key: some ContiguousBytes) -> String {
         prefix + hmacSHA256Hex(key: key, message: value)
     }
@@ -173,9 +176,13 @@ public enum ControlSignature {
     public enum Check: Equatable, Sendable {
         case valid
         case missing
-        /// Not `hmac-sha256=` followed by 64 hex digits.
+        /// Not `hmac-sha256=<64 hex>` nor `ed25519=<16 hex>:<128 hex>`.
         case malformed
         case wrong
+        /// An Ed25519 signature by a key the worker does not hold (`control.public-keys`).
+        case unknownKey(String)
+        /// A kind of signature this worker is not set up to accept (no HMAC key, or no public keys).
+        case notAccepted(String)
     }
 
     /// Checks `header` (the raw header value, nil when absent) against `value`, comparing the
@@ -183,16 +190,34 @@ public enum ControlSignature {
     public static func verify(value: some ContiguousBytes, header: [UInt8]?, key: some ContiguousBytes) -> Check {
         guard let header else { return .missing }
         let prefixBytes = Array(prefix.utf8)
-        guard header.count == prefixBytes.count + 64, Array(header.prefix(prefixBytes.count)) == prefixBytes else { return .malformed }
-        var given = [UInt8](repeating: 0, count: 32)
-        for index in 0..<32 {
-            guard let high = hexValue(header[prefixBytes.count + 2 * index]),
-                  let low = hexValue(header[prefixBytes.count + 2 * index + 1]) else { return .malformed }
-            given[index] = high << 4 | low
-        }
+        guard header.count == prefixBytes.count + 64, Array(header.prefix(prefixBytes.count)) == prefixBytes,
+              let given = hexBytes(header[prefixBytes.count...]) else { return .malformed }
         let expected = hmacSHA256(key: key, message: value)
         let same = given.withUnsafeBytes { a in expected.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, 32) } }
         return same == 0 ? .valid : .wrong
+    }
+
+    /// `ed25519=<id>:<hex>` split, or nil when the header is not of that form.
+    static func ed25519Parts(_ header: [UInt8]) -> (id: String, signature: [UInt8])? {
+        let prefixBytes = Array(ed25519Prefix.utf8)
+        guard header.count == prefixBytes.count + 16 + 1 + 128, Array(header.prefix(prefixBytes.count)) == prefixBytes,
+              header[prefixBytes.count + 16] == UInt8(ascii: ":") else { return nil }
+        let idBytes = header[prefixBytes.count..<(prefixBytes.count + 16)]
+        guard hexBytes(idBytes) != nil, let signature = hexBytes(header[(prefixBytes.count + 17)...]) else { return nil }
+        return (String(decoding: idBytes, as: UTF8.self).lowercased(), signature)
+    }
+
+    static func hexBytes(_ digits: ArraySlice<UInt8>) -> [UInt8]? {
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(digits.count / 2)
+        var index = digits.startIndex
+        while index < digits.endIndex {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {
@@ -205,7 +230,67 @@ public enum ControlSignature {
     }
 }
 
-/// Reads the control key: the file's bytes with one trailing newline removed (docs/contracts.md).
+/// How `weir control` (or a worker writing a decision under HMAC) signs a control message.
+public enum ControlSigner: Sendable {
+    /// The shared HMAC key.
+    case hmac([UInt8])
+    /// An operator's Ed25519 private key.
+    case ed25519(ControlPrivateKey)
+
+    /// The `weir-signature` header value for `value`.
+    public func header(for value: some ContiguousBytes) -> String {
+        switch self {
+        case .hmac(let key): ControlSignature.sign(value: value, key: key)
+        case .ed25519(let key): ControlSignature.ed25519Prefix + key.id + ":" + hex(key.sign(value))
+        }
+    }
+
+    /// What checks this signer's messages: the HMAC key itself, or the private key's public half.
+    public var verifier: ControlVerifier {
+        switch self {
+        case .hmac(let key): ControlVerifier(hmacKey: key)
+        case .ed25519(let key): ControlVerifier(publicKeys: key.publicKeys)
+        }
+    }
+}
+
+/// What a worker accepts control messages signed with: Ed25519 public keys (`control.public-keys`),
+/// a shared HMAC key (`control.key-file`), or both while moving from one to the other.
+public struct ControlVerifier: Sendable {
+    public var hmacKey: [UInt8]?
+    public var publicKeys: ControlPublicKeys?
+
+    public init(hmacKey: [UInt8]? = nil, publicKeys: ControlPublicKeys? = nil) {
+        self.hmacKey = hmacKey
+        self.publicKeys = publicKeys
+    }
+
+    /// Checks the `weir-signature` header (nil when absent) against `value`.
+    public func check(value: some ContiguousBytes, header: [UInt8]?) -> ControlSignature.Check {
+        guard let header else { return .missing }
+        if header.starts(with: ControlSignature.ed25519Prefix.utf8) {
+            guard let (id, signature) = ControlSignature.ed25519Parts(header) else { return .malformed }
+            guard let publicKeys else { return .notAccepted("an Ed25519 signature, but control.public-keys is not set") }
+            guard let key = publicKeys.keys[id] else { return .unknownKey(id) }
+            return key.verify(signature, value) ? .valid : .wrong
+        }
+        if header.starts(with: ControlSignature.prefix.utf8) {
+            guard let hmacKey else {
+                // Still malformed first: a broken header says so whatever is set up.
+                if case .malformed = ControlSignature.verify(value: value, header: header, key: [UInt8]()) { return .malformed }
+                return .notAccepted("an HMAC signature, but control.key-file is not set (this worker takes Ed25519 signatures only)")
+            }
+            return ControlSignature.verify(value: value, header: header, key: hmacKey)
+        }
+        return .malformed
+    }
+}
+
+/// The shortest HMAC key accepted: 32 bytes, the hash's own size.
+public let minimumControlKeyBytes = 32
+
+/// Reads the control key: the file's bytes with one trailing newline removed (docs/contracts.md);
+/// refuses a key under 32 bytes.
 public func readControlKey(path: String) throws -> [UInt8] {
     guard let data = FileManager.default.contents(atPath: path) else {
         throw ControlMessageError("control.key-file: cannot read \(path)")
@@ -213,5 +298,8 @@ public func readControlKey(path: String) throws -> [UInt8] {
     var key = Array(data)
     if key.last == UInt8(ascii: "\n") { key.removeLast() }
     if key.isEmpty { throw ControlMessageError("control.key-file: \(path) is empty; put the shared HMAC key in it") }
+    if key.count < minimumControlKeyBytes {
+        throw ControlMessageError("control.key-file: the key in \(path) is \(key.count) bytes; use at least \(minimumControlKeyBytes) random bytes (head -c 32 /dev/urandom | base64 > \(path))")
+    }
     return key
 }

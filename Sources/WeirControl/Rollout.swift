@@ -3,7 +3,7 @@ import Foundation
 /// A bundle as the control topic names it: where it is and which manifest it must have.
 public struct BundleRef: Sendable, Equatable, Hashable, Codable {
     public var version: String
-    /// `file:///path` or an absolute path.
+    /// `file:///path`, an absolute path, `s3://bucket/prefix` or `https://host/prefix`.
     public var location: String
     /// SHA-256 of its `manifest.json`: the bundle's identity.
     public var sha256: String
@@ -23,7 +23,7 @@ public struct BundleRef: Sendable, Equatable, Hashable, Codable {
         }
         if location.hasPrefix("/") { return .success(URL(fileURLWithPath: location)) }
         if let scheme = location.split(separator: ":", maxSplits: 1).first, location.contains("://") {
-            return .failure(ControlMessageError("bundle: '\(scheme)://' bundles are not supported; copy the bundle where every worker can read it and use file://"))
+            return .failure(ControlMessageError("bundle: '\(scheme)://' locations are not supported; use s3://bucket/prefix, https:// or file://"))
         }
         return .failure(ControlMessageError("bundle: '\(location)' is neither a file:// URL nor an absolute path"))
     }
@@ -50,6 +50,10 @@ public struct ControlRejection: Error, Sendable, Equatable, CustomStringConverti
     public enum Code: String, Sendable, CaseIterable {
         case missingSignature = "missing-signature"
         case badSignature = "bad-signature"
+        /// Signed by an Ed25519 key the worker does not hold.
+        case unknownKey = "unknown-key"
+        /// A value over `control.max-message-bytes`, refused unread.
+        case tooLarge = "too-large"
         case malformed
         case staleSequence = "stale-sequence"
         case invalidTransition = "invalid-transition"
@@ -62,9 +66,12 @@ public struct ControlRejection: Error, Sendable, Equatable, CustomStringConverti
 
     public let code: Code
     public let reason: String
-    public init(_ code: Code, _ reason: String) {
+    /// Waiting may fix it (a store that did not answer): the worker retries with backoff.
+    public let retryable: Bool
+    public init(_ code: Code, _ reason: String, retryable: Bool = false) {
         self.code = code
         self.reason = reason
+        self.retryable = retryable
     }
     public var description: String { "\(code.rawValue): \(reason)" }
 }
@@ -160,6 +167,22 @@ public struct RolloutState: Sendable, Equatable {
             next.candidate = nil
         } else if let previous {
             next.active = previous
+            next.previous = nil
+        } else {
+            return nil
+        }
+        return next
+    }
+
+    /// The state after an automatic promotion (the outcome test's): the candidate serves
+    /// everything, or an unpromoted `replace` is final. Nil when nothing is on trial.
+    public func promotedAutomatically() -> RolloutState? {
+        var next = self
+        if let candidate {
+            next.active = candidate.bundle
+            next.candidate = nil
+            next.previous = nil
+        } else if previous != nil {
             next.previous = nil
         } else {
             return nil

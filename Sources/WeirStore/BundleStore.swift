@@ -60,19 +60,23 @@ public final class BundleStore: Sendable {
     /// Where S3 credentials come from (for a start-up log line).
     public var s3CredentialSource: String { s3.configuration.credentials.source }
 
-    /// The bundle at `location` whose manifest has sha256 `identity`, verified; `keeping` are the
-    /// identities in use, which the cache does not evict.
-    public func fetch(location: String, identity: String, keeping: Set<String> = []) throws -> FetchedBundle {
+    /// The bundle at `location` whose manifest has sha256 `identity` (nil: whatever manifest is
+    /// there, for a worker's starting `model`), verified; `keeping` are the identities in use,
+    /// which the cache does not evict.
+    public func fetch(location: String, identity: String?, keeping: Set<String> = []) throws -> FetchedBundle {
         let source = try BundleSource(location)
         switch source {
         case .directory(let url):
             return FetchedBundle(files: try BundleFiles(directory: url, expectedIdentity: identity), directory: url, origin: "local")
         case .s3, .http:
-            if let files = cache.lookup(identity) {
+            if let identity, let files = cache.lookup(identity) {
                 return FetchedBundle(files: files, directory: cache.entry(identity), origin: "cached")
             }
-            let files = try BundleFiles(manifestData: try download(source, "manifest.json", limit: BundleFiles.maximumManifestBytes),
-                                        expectedIdentity: identity, source: location) { name in
+            let manifestData = try download(source, "manifest.json", limit: BundleFiles.maximumManifestBytes)
+            if identity == nil, let files = cache.lookup(sha256Hex(manifestData)) {
+                return FetchedBundle(files: files, directory: cache.entry(files.identity), origin: "cached")
+            }
+            let files = try BundleFiles(manifestData: manifestData, expectedIdentity: identity, source: location) { name in
                 try download(source, name, limit: BundleFiles.maximumFileBytes)
             }
             let directory = try cache.store(files, keeping: keeping)
@@ -80,8 +84,8 @@ public final class BundleStore: Sendable {
         }
     }
 
-    /// Reads a remote bundle's manifest (for `weir control deploy --location` without a local copy).
-    public func manifest(at location: String) throws -> BundleFiles {
+    /// Reads and verifies a bundle where it is kept (`weir control deploy --location` without a local copy).
+    public func files(at location: String) throws -> BundleFiles {
         let source = try BundleSource(location)
         if case .directory(let url) = source { return try BundleFiles(directory: url) }
         return try BundleFiles(manifestData: try download(source, "manifest.json", limit: BundleFiles.maximumManifestBytes),
@@ -126,7 +130,8 @@ public final class BundleStore: Sendable {
         switch result {
         case .success(let data): return data
         case .failure(let error):
-            throw BundleError(error.description, kind: error.kind == .invalidLocation ? .invalid : .unavailable)
+            // Only what waiting may fix is retried; refused credentials or a bad location are not.
+            throw BundleError(error.description, kind: error.kind == .unavailable ? .unavailable : .unreadable)
         }
     }
 }
@@ -140,16 +145,16 @@ enum BundleSource {
 
     init(_ location: String) throws {
         if location.hasPrefix("s3://") {
-            do { self = .s3(try S3Location(location)) } catch { throw BundleError("bundle: \(error.description)") }
+            do { self = .s3(try S3Location(location)) } catch { throw BundleError("bundle: \(error.description)", kind: .unreadable) }
         } else if location.hasPrefix("https://") || location.hasPrefix("http://") {
             var prefix = location
             while prefix.hasSuffix("/") { prefix.removeLast() }
-            guard URL(string: prefix)?.host != nil else { throw BundleError("bundle: '\(location)' is not a valid URL") }
+            guard URL(string: prefix)?.host != nil else { throw BundleError("bundle: '\(location)' is not a valid URL", kind: .unreadable) }
             self = .http(prefix)
         } else {
             switch BundleRef(version: "", location: location, sha256: "").directory() {
             case .success(let url): self = .directory(url)
-            case .failure(let error): throw BundleError(error.description)
+            case .failure(let error): throw BundleError(error.description, kind: .unreadable)
             }
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import WeirCodec
 import WeirControl
+import WeirStore
 
 /// Finds, verifies, compiles and warms up the bundles control messages name. Holds only `Sendable`
 /// values, so the loader queue runs it while the poll thread keeps the control plane to itself;
@@ -13,6 +14,10 @@ struct BundleLoader: Sendable {
     /// The worker's record format and registered schema ids.
     let records: OutputRecords
     let log: WorkerLog
+    /// Where bundles come from (file://, s3://, https://) and the download cache.
+    let store: BundleStore
+    /// The identities of the bundles loaded now, which the cache must not evict.
+    let inUse: @Sendable () -> Set<String>
 
     /// Loads every bundle of `refs`, or says why the first that fails cannot serve.
     func loadAll(_ refs: [BundleRef], recent: [[UInt8]], active: BundleManifest) -> sending Result<[ServingModel], ControlRejection> {
@@ -22,40 +27,26 @@ struct BundleLoader: Sendable {
     }
 
     /// Checks a bundle a message names without compiling it: location, identity, file hashes,
-    /// model name and version (replay, which has no events for the schema check).
+    /// model name and version (replay, which has no events for the schema check). A remote bundle
+    /// is fetched into the cache, so the load that follows reads it from there.
     func vet(_ ref: BundleRef) -> ControlRejection? {
-        let directory: URL
-        switch locate(ref) {
+        switch fetch(ref) {
         case .failure(let rejection): return rejection
-        case .success(let url): directory = url
-        }
-        do {
-            return mismatch(try ModelBundle.readVerified(directory: directory).0, ref)
-        } catch {
-            return ControlRejection(rejectionCode(for: error), "\(error)")
+        case .success(let fetched): return mismatch(fetched.files.manifest, ref)
         }
     }
 
-    /// A bundle whose files do not match their signed hashes is `bundle-hash`; anything else wrong
-    /// with it is `bundle-invalid`.
-    func rejectionCode(for error: any Error) -> ControlRejection.Code {
-        (error as? BundleError)?.kind == .hashMismatch ? .bundleHash : .bundleInvalid
-    }
-
-    /// The directory of `ref`, once its `manifest.json` is the one the message names.
-    func locate(_ ref: BundleRef) -> Result<URL, ControlRejection> {
-        let directory: URL
-        switch ref.directory() {
-        case .failure(let error): return .failure(ControlRejection(.bundleUnavailable, error.description))
-        case .success(let url): directory = url
+    /// The bundle `ref` names, verified against its signed sha256 (downloaded or from the cache).
+    func fetch(_ ref: BundleRef) -> Result<FetchedBundle, ControlRejection> {
+        do { return .success(try store.fetch(location: ref.location, identity: ref.sha256, keeping: inUse())) } catch {
+            let kind = (error as? BundleError)?.kind
+            let code: ControlRejection.Code = switch kind {
+            case .hashMismatch: .bundleHash
+            case .unreadable, .unavailable: .bundleUnavailable
+            default: .bundleInvalid
+            }
+            return .failure(ControlRejection(code, "\(error)", retryable: kind == .unavailable))
         }
-        guard let identity = ModelBundle.identity(of: directory) else {
-            return .failure(ControlRejection(.bundleUnavailable, "cannot read \(directory.path)/manifest.json"))
-        }
-        guard identity == ref.sha256 else {
-            return .failure(ControlRejection(.bundleHash, "\(directory.path)/manifest.json has sha256 \(identity), the message says \(ref.sha256)"))
-        }
-        return .success(directory)
     }
 
     /// Why a bundle's manifest is not the model and version the message names, if it is not.
@@ -66,14 +57,18 @@ struct BundleLoader: Sendable {
 
     /// Loads, checks and warms up one bundle (loader queue, or replay).
     func load(_ ref: BundleRef, recent: [[UInt8]], active: BundleManifest) -> Result<ServingModel, ControlRejection> {
-        let directory: URL
-        switch locate(ref) {
+        let fetched: FetchedBundle
+        switch fetch(ref) {
         case .failure(let rejection): return .failure(rejection)
-        case .success(let url): directory = url
+        case .success(let value): fetched = value
+        }
+        if fetched.origin != "local" {
+            log("control: \(ref.version) \(fetched.origin == "cached" ? "found in" : "downloaded to") the bundle cache (\(fetched.directory.path))",
+                version: ref.version)
         }
         let bundle: ModelBundle
-        do { bundle = try ModelBundle(directory: directory, options: settings.modelOptions) } catch {
-            return .failure(ControlRejection(rejectionCode(for: error), "\(error)"))
+        do { bundle = try ModelBundle(files: fetched.files, directory: fetched.directory, options: settings.modelOptions) } catch {
+            return .failure(ControlRejection(.bundleInvalid, "\(error)"))
         }
         if let rejection = mismatch(bundle.manifest, ref) { return .failure(rejection) }
         let model: ServingModel

@@ -54,7 +54,7 @@ final class OutcomeFeed {
 
     /// Every 10 ms: joins the feedback that arrived; returns the windows that are due, and the
     /// promotion rule's decision once it has one.
-    func take(at now: UInt64) -> (windows: [[UInt8]], decision: (action: ControlAction, reason: String)?) {
+    func take(at now: UInt64) -> (windows: [[UInt8]], decision: (action: ControlAction, reason: String, evidence: [(String, Double)])?) {
         guard timer.isDue(now) else { return ([], nil) }
         let nowMs = wallClockMicroseconds() / 1000
         consumer.poll(maxMessages: 1_000, timeoutMs: 0) { batch in

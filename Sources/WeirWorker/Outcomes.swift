@@ -301,7 +301,7 @@ final class OutcomeTracker {
     }
 
     /// A decision to act on, once: promote or roll back, with the reason for the status record.
-    func decision(_ rule: PromotionRule) -> (action: ControlAction, reason: String)? {
+    func decision(_ rule: PromotionRule) -> (action: ControlAction, reason: String, evidence: [(String, Double)])? {
         guard !decided, let verdict = currentVerdict(rule) else { return nil }
         let route: Route = mode == .shadow ? .shadow : .canary
         let n = trial[Int(route.rawValue)].count, primaryN = trial[Int(Route.primary.rawValue)].count
@@ -309,13 +309,16 @@ final class OutcomeTracker {
         let difference = String(format: "[%.4f, %.4f]", low, high)
         let counts = mode == .shadow ? "\(pairedDifferences.count) paired outcomes" : "\(n) \(route.name) and \(primaryN) primary outcomes"
         let sign = rule.metric.higherIsBetter ? "" : " (loss: primary minus \(route.name))"
+        let evidence: [(String, Double)] = [("difference_low", low), ("difference_high", high), ("margin", rule.margin),
+                                            ("trial_outcomes", Double(mode == .shadow ? pairedDifferences.count : n)),
+                                            ("primary_outcomes", Double(mode == .shadow ? pairedDifferences.count : primaryN))]
         switch verdict {
         case .promote:
             decided = true
-            return (.promote, "outcome test: \(route.name) \(rule.metric.rawValue) is not worse than the primary's by more than \(rule.margin) at \(Int((rule.confidence * 100).rounded()))% (difference \(route.name) minus primary\(sign) in \(difference) after \(counts))")
+            return (.promote, "outcome test: \(route.name) \(rule.metric.rawValue) is not worse than the primary's by more than \(rule.margin) at \(Int((rule.confidence * 100).rounded()))% (difference \(route.name) minus primary\(sign) in \(difference) after \(counts))", evidence)
         case .rollBack:
             decided = true
-            return (.rollback, "outcome test: \(route.name) \(rule.metric.rawValue) is worse than the primary's by more than \(rule.margin) at \(Int((rule.confidence * 100).rounded()))% (difference \(route.name) minus primary\(sign) in \(difference) after \(counts))")
+            return (.rollback, "outcome test: \(route.name) \(rule.metric.rawValue) is worse than the primary's by more than \(rule.margin) at \(Int((rule.confidence * 100).rounded()))% (difference \(route.name) minus primary\(sign) in \(difference) after \(counts))", evidence)
         case .undecided:
             return nil
         }

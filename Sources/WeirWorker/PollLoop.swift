@@ -177,7 +177,9 @@ final class PollLoop {
         if let feedback {
             let taken = feedback.take(at: now)
             publishOutcomes(taken.windows)
-            if let decision = taken.decision { control.decideAutomatically(decision.action, reason: decision.reason) }
+            if let decision = taken.decision {
+                control.decide(decision.action, source: .outcomes, reason: decision.reason, evidence: decision.evidence)
+            }
         }
         if trialTimer.isDue(now) { checkTrial() }
         if let ready = control.ready {
@@ -190,6 +192,10 @@ final class PollLoop {
         if !control.outbox.isEmpty {
             for note in control.outbox { publishStatus(note) }
             control.outbox.removeAll()
+        }
+        if !control.statusRecords.isEmpty {
+            for record in control.statusRecords { outputs.sendStatus(record.value, key: record.key) }
+            control.statusRecords.removeAll()
         }
         flow.applyBackpressure()
         if let fault = outputs.takeFault() { committer.sendRefused(fault) }
@@ -339,12 +345,16 @@ final class PollLoop {
         guard model.trialEvents >= settings.rollbackMinEvents else { return }
         let rate = Double(model.trialErrors) / Double(model.trialEvents)
         if rate > settings.rollbackMaxErrorRate {
-            control.rollBackAutomatically(reason: "model-error share \(String(format: "%.3f", rate)) over \(model.trialEvents) events is above control.rollback.max-error-rate \(settings.rollbackMaxErrorRate)")
+            control.decide(.rollback, source: .health,
+                           reason: "model-error share \(String(format: "%.3f", rate)) over \(model.trialEvents) events is above control.rollback.max-error-rate \(settings.rollbackMaxErrorRate)",
+                           evidence: [("events", Double(model.trialEvents)), ("model_errors", Double(model.trialErrors)), ("error_share", rate)])
             return
         }
         let p99 = model.inferenceP99Ms
         if model.inferenceSamples >= 20 && p99 > settings.rollbackMaxP99Ms {
-            control.rollBackAutomatically(reason: "p99 batch inference time \(String(format: "%.2f", p99)) ms is above control.rollback.max-p99-ms \(settings.rollbackMaxP99Ms)")
+            control.decide(.rollback, source: .health,
+                           reason: "p99 batch inference time \(String(format: "%.2f", p99)) ms is above control.rollback.max-p99-ms \(settings.rollbackMaxP99Ms)",
+                           evidence: [("events", Double(model.trialEvents)), ("p99_ms", p99)])
         }
     }
 

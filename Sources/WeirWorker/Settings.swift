@@ -3,6 +3,7 @@ import WeirKafka
 import WeirCodec
 import WeirModel
 import WeirRegistry
+import WeirStore
 import Yams
 
 /// Everything `weir serve` can be told (docs/contracts.md). Each setting has a file key
@@ -30,6 +31,24 @@ public struct WorkerSettings: Sendable, Equatable {
     public var driftWindowEvents: Int?
     public var driftWindowMs: Int?
     public var controlKeyFile: String?
+    /// PEM file of the Ed25519 public keys control messages may be signed with (one or more, for
+    /// rotation; re-read when it changes): workers hold no key that can sign.
+    public var controlPublicKeys: String?
+    /// Control records with larger values are rejected unread (a control message is a few hundred bytes).
+    public var controlMaxMessageBytes = 65_536
+    /// The local cache of downloaded bundles (`s3://`, `https://` locations)...
+    public var bundleCacheDir = BundleStoreSettings.defaultCacheDirectory
+    /// ...and its size bound (least recently used bundles not in use leave first).
+    public var bundleCacheMaxBytes = 2 << 30
+    /// A bearer token for `https://` bundle locations, re-read at each download.
+    public var bundleStoreHTTPSTokenFile: String?
+    /// The S3 region; nil: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's, `us-east-1`.
+    public var bundleStoreS3Region: String?
+    /// S3 addressing: `auto` is path-style with a custom endpoint, virtual-host on AWS.
+    public var bundleStoreS3Addressing = S3Addressing.auto
+    /// How long a bundle download that keeps failing is retried (with backoff) before its control
+    /// message is rejected; the current model serves meanwhile.
+    public var bundleStoreRetryForMs = 600_000
     /// Automatic rollback: a candidate whose model-error share passes this (0...1) is taken out.
     public var rollbackMaxErrorRate = 0.05
     /// ...or whose p99 batch inference time passes this many milliseconds.
@@ -102,11 +121,35 @@ public struct WorkerSettings: Sendable, Equatable {
         }
     }
 
+    /// Where this worker's bundles come from and where downloads are kept.
+    public var bundleStoreSettings: BundleStoreSettings {
+        BundleStoreSettings(cacheDirectory: bundleCacheDir, cacheMaxBytes: bundleCacheMaxBytes, httpsTokenFile: bundleStoreHTTPSTokenFile,
+                            s3Region: bundleStoreS3Region, s3PathStyle: bundleStoreS3Addressing.pathStyle)
+    }
+
     /// How this worker compiles models (the `kernels` setting).
     public var modelOptions: ModelOptions {
         var options = ModelOptions()
         if let kernels { options.kernels = kernels }
         return options
+    }
+}
+
+/// S3 request addressing (`bundle-store.s3-addressing`).
+public enum S3Addressing: String, Sendable, CaseIterable {
+    /// Path-style with a custom endpoint (MinIO, Ceph), virtual-host on AWS.
+    case auto
+    /// `https://endpoint/bucket/key`.
+    case path
+    /// `https://bucket.endpoint/key`.
+    case virtualHost = "virtual-host"
+
+    var pathStyle: Bool? {
+        switch self {
+        case .auto: nil
+        case .path: true
+        case .virtualHost: false
+        }
     }
 }
 
@@ -264,8 +307,8 @@ public enum SettingsLoader {
 
     /// Checks settings against each other.
     public static func validate(_ settings: WorkerSettings) throws {
-        if settings.controlTopic != nil && settings.controlKeyFile == nil {
-            throw SettingsError("control.key-file: required with control-topic; give the file holding the shared HMAC key")
+        if settings.controlTopic != nil && settings.controlKeyFile == nil && settings.controlPublicKeys == nil {
+            throw SettingsError("control.public-keys: required with control-topic; give the PEM file of the operators' Ed25519 public keys (or control.key-file, a shared HMAC key)")
         }
         let outputs = [("output", settings.output), ("dlq", settings.dlq)] + [("drift-topic", settings.driftTopic),
             ("status-topic", settings.statusTopic), ("shadow-topic", settings.shadowTopic), ("control-topic", settings.controlTopic)]
@@ -286,6 +329,9 @@ public enum SettingsLoader {
             }
         } else if settings.promoteWhen != nil {
             throw SettingsError("control.promote-when: needs feedback-topic, where the outcomes it tests arrive")
+        }
+        if settings.promoteWhen != nil && (settings.controlTopic == nil || settings.statusTopic == nil) {
+            throw SettingsError("control.promote-when: needs control-topic (where candidates come from) and status-topic (where the group's decisions go)")
         }
         if let path = settings.inputFeaturesPath, path.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty) {
             throw SettingsError("input.features-path: '\(path)' has an empty part; use names separated by single dots")

@@ -127,7 +127,7 @@ let settingsCatalog: [SettingSpec] = [
     optionalText("control-topic", "topic of signed control messages", \.controlTopic),
     optionalText("status-topic", "topic for worker status records", \.statusTopic),
     optionalText("shadow-topic", "topic for shadow predictions", \.shadowTopic),
-    optionalText("model", "model bundle directory to serve", \.model),
+    optionalText("model", "model bundle to serve: a directory, file://, s3://bucket/prefix or https://", \.model),
     SettingSpec(key: "kernels", help: "CPU kernels for models: auto, avx512, avx2 or portable", apply: { settings, values, source in
         let value = try single("kernels", values, source)
         if value == "auto" { settings.kernels = nil; return }
@@ -140,7 +140,18 @@ let settingsCatalog: [SettingSpec] = [
     integer("batch.max-delay-ms", "...or when its oldest event has waited this long", 0...60_000, \.batchMaxDelayMs),
     optionalInteger("drift.window-events", "drift window size in events", 1...100_000_000, \.driftWindowEvents),
     optionalInteger("drift.window-ms", "drift window length in event-time milliseconds", 1...86_400_000, \.driftWindowMs),
-    optionalText("control.key-file", "file holding the control topic's HMAC key", \.controlKeyFile),
+    optionalText("control.key-file", "file holding the control topic's HMAC key (32 bytes or more)", \.controlKeyFile),
+    optionalText("control.public-keys", "PEM file of the Ed25519 public keys control messages are signed with", \.controlPublicKeys),
+    integer("control.max-message-bytes", "larger control records are rejected unread", 1_024...(16 << 20), \.controlMaxMessageBytes),
+    text("bundle-cache.dir", "local cache of downloaded (s3://, https://) bundles", \.bundleCacheDir),
+    integer("bundle-cache.max-bytes", "the cache's size bound; least recently used bundles leave first", (1 << 20)...(1 << 40),
+            \.bundleCacheMaxBytes),
+    optionalText("bundle-store.https-token-file", "bearer token for https:// bundle locations", \.bundleStoreHTTPSTokenFile),
+    optionalText("bundle-store.s3-region", "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's)", \.bundleStoreS3Region),
+    choice("bundle-store.s3-addressing", "auto (path-style with a custom endpoint), path or virtual-host", "an addressing style",
+           \.bundleStoreS3Addressing),
+    integer("bundle-store.retry-for-ms", "retry a failing bundle download this long before rejecting its message", 0...86_400_000,
+            \.bundleStoreRetryForMs),
     decimal("control.rollback.max-error-rate", "roll a candidate back above this model-error share", 0...1, \.rollbackMaxErrorRate),
     decimal("control.rollback.max-p99-ms", "...or above this p99 batch inference time (ms)", 0.001...600_000, \.rollbackMaxP99Ms),
     integer("control.rollback.min-events", "...judged after this many candidate events", 1...100_000_000, \.rollbackMinEvents),

@@ -69,7 +69,7 @@ public final class Worker: Sendable {
         let log = WorkerLog(worker: settings.workerID, model: bundle.manifest.name, version: bundle.manifest.version, sink: log)
         self.log = log
         let signal = EventSignal()
-        let primary = try ServingModel(bundle: bundle, ref: BundleRef(version: bundle.manifest.version, location: bundle.directory.path,
+        let primary = try ServingModel(bundle: bundle, ref: BundleRef(version: bundle.manifest.version, location: settings.model ?? bundle.directory.path,
                                                                       sha256: bundle.id),
                                        settings: settings, writerSchemas: WriterSchemas(),
                                        records: OutputRecords(format: settings.outputFormat), log: { log($0) })

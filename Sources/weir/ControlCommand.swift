@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WeirBatch
 import WeirControl
+import WeirStore
 import WeirWorker
 
 /// `weir control ACTION`: signs one control message and writes it to the control topic.
@@ -33,7 +34,7 @@ struct ControlCommand: ParsableCommand {
     @Option(help: "deploy: the bundle directory (its manifest gives the version and sha256).")
     var bundle: String?
 
-    @Option(help: "deploy: where workers find the bundle, when not at the same path (file:///...).")
+    @Option(help: "deploy: where workers find the bundle (s3://bucket/prefix, https://..., file:///...); without --bundle its manifest is read from there.")
     var location: String?
 
     @Option(help: "deploy: replace, canary or shadow.")
@@ -63,12 +64,23 @@ struct ControlCommand: ParsableCommand {
         var message = ControlMessage(action: action, model: model ?? "", sequence: sequence ?? 0,
                                      issuedAt: rfc3339(Date()))
         if action == .deploy {
-            guard let bundle else { throw CommandFailure("--bundle: a deploy needs the bundle directory") }
-            let directory = URL(fileURLWithPath: bundle).standardizedFileURL
-            let manifest: BundleManifest
-            do { manifest = try ModelBundle.readVerified(directory: directory).0 } catch {
-                throw CommandFailure("--bundle: \(error)")
+            let files: BundleFiles
+            var url: String
+            if let bundle {
+                let directory = URL(fileURLWithPath: bundle).standardizedFileURL
+                do { files = try BundleFiles(directory: directory) } catch { throw CommandFailure("--bundle: \(error)") }
+                url = directory.absoluteString
+                if url.hasSuffix("/") { url.removeLast() }
+            } else if let location {
+                // The bundle as workers will fetch it: verified (every hash) from the store itself.
+                do { files = try BundleStore(settings: BundleStoreSettings()).files(at: location) } catch {
+                    throw CommandFailure("--location \(location): \(error)")
+                }
+                url = location
+            } else {
+                throw CommandFailure("--bundle: a deploy needs the bundle directory, or --location where workers fetch it")
             }
+            let manifest = files.manifest
             if let model, model != manifest.name {
                 throw CommandFailure("--model: '\(model)' but the bundle is for '\(manifest.name)'")
             }
@@ -80,12 +92,10 @@ struct ControlCommand: ParsableCommand {
                     throw CommandFailure("--percent: a canary needs a share of keys above 0 and at most 100")
                 }
             }
-            let identity = ModelBundle.identity(of: directory)
-            if let requireBacktest { try checkBacktest(requireBacktest, candidate: identity ?? "") }
+            let identity = files.identity
+            if let requireBacktest { try checkBacktest(requireBacktest, candidate: identity) }
             message.model = manifest.name
             message.version = manifest.version
-            var url = directory.absoluteString
-            if url.hasSuffix("/") { url.removeLast() }
             message.bundle = location ?? url
             message.sha256 = identity
             message.strategy = RolloutStrategy(kind: kind, percent: kind == .canary ? percent : nil)

@@ -1,12 +1,53 @@
 import ArgumentParser
 import Foundation
+import WeirControl
 import WeirModel
+import WeirStore
 
 /// `weir model ...`: look at and (later) package models.
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model", abstract: "Package, inspect and verify models.",
-        subcommands: [PackageCommand.self, InspectCommand.self, VerifyCommand.self])
+        subcommands: [PackageCommand.self, InspectCommand.self, VerifyCommand.self, PushCommand.self])
+}
+
+/// `weir model push BUNDLE s3://bucket/prefix`: uploads a verified bundle where workers fetch it.
+struct PushCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "push",
+        abstract: "Upload a bundle to s3://bucket/prefix (files first, manifest.json last).",
+        discussion: """
+        The bundle is verified first (every hash). The store is reached the way the AWS SDKs do: \
+        AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL for MinIO, Ceph or another S3-compatible store, \
+        AWS_REGION, and credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a web-identity \
+        token file, or a profile. Then deploy it with weir control deploy --location.
+        """)
+
+    @Argument(help: "A bundle directory.")
+    var bundle: String
+
+    @Argument(help: "Where to put it: s3://bucket/prefix.")
+    var location: String
+
+    @Option(name: .customLong("s3-addressing"), help: "auto (path-style with a custom endpoint), path or virtual-host.")
+    var addressing = "auto"
+
+    func run() throws {
+        let pathStyle: Bool?
+        switch addressing {
+        case "auto": pathStyle = nil
+        case "path": pathStyle = true
+        case "virtual-host": pathStyle = false
+        default: throw CommandFailure("--s3-addressing '\(addressing)': use auto, path or virtual-host")
+        }
+        let files: BundleFiles
+        do { files = try BundleFiles(directory: URL(fileURLWithPath: bundle)) } catch { throw CommandFailure("\(bundle): \(error)") }
+        let store = BundleStore(settings: BundleStoreSettings(s3PathStyle: pathStyle))
+        do { try store.push(files, to: location) } catch { throw CommandFailure("\(location): \(error)") }
+        let bytes = files.files.values.reduce(files.manifestData.count) { $0 + $1.count }
+        print("pushed \(files.manifest.name) \(files.manifest.version) (\(files.files.count + 1) files, \(bytes) bytes) to \(location)")
+        print("id (sha256 of manifest.json) \(files.identity)")
+    }
 }
 
 /// `weir model inspect PATH`: what Weir will run, layer by layer.

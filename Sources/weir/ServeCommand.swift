@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Synchronization
 import WeirControl
+import WeirStore
 import WeirKafka
 import WeirWorker
 
@@ -37,7 +38,11 @@ struct ServeCommand: ParsableCommand {
             throw CommandFailure("model: not set; give --model DIR (a bundle made by weir model package) or WEIR_MODEL")
         }
         let bundle: ModelBundle
-        do { bundle = try ModelBundle(directory: URL(fileURLWithPath: modelPath), options: settings.modelOptions) } catch {
+        do {
+            // A directory, file://, s3:// or https:// (downloads verified and kept in bundle-cache.dir).
+            let fetched = try BundleStore(settings: settings.bundleStoreSettings).fetch(location: modelPath, identity: nil)
+            bundle = try ModelBundle(files: fetched.files, directory: fetched.directory, options: settings.modelOptions)
+        } catch {
             throw CommandFailure("model: \(error)")
         }
         try runWorker(settings: settings, bundle: bundle)

@@ -150,7 +150,7 @@ func backtestGoldens() throws -> [String: Any] {
         #expect(broken.errors.contains("--gate 'nonsense>=1': no metric 'nonsense'"))
 
         let key = scratch.path("key")
-        try "secret\n".write(toFile: key, atomically: true, encoding: .utf8)
+        try "backtest-walkthrough-secret-of-32-bytes\n".write(toFile: key, atomically: true, encoding: .utf8)
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("control", 1)])
         defer { cluster.stopCheckingClients() }
         let deploy = [weir, "control", "deploy", "--brokers", cluster.bootstrapServers, "--topic", "control", "--key-file", key,

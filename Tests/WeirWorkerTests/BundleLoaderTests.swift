@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WeirCodec
 import WeirControl
+import WeirStore
 import WeirTestSupport
 @testable import WeirWorker
 
@@ -13,7 +14,10 @@ import WeirTestSupport
 struct BundleLoaderTests {
     let bundles = TestBundles()
     let loader = BundleLoader(settings: WorkerSettings(), modelName: "fraud", writerSchemas: WriterSchemas(), records: OutputRecords(format: .json),
-                              log: WorkerLog(worker: "test", model: "fraud", version: "1.0.0", sink: { _ in }))
+                              log: WorkerLog(worker: "test", model: "fraud", version: "1.0.0", sink: { _ in }),
+                              store: BundleStore(settings: BundleStoreSettings(cacheDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("weir-loader-cache").path,
+                                                                               environment: ["HOME": "/nonexistent"])),
+                              inUse: { [] })
     let active = try! ModelBundle(directory: demoBundleURL).manifest
     let recent = (0..<64).map { SyntheticEvents.event($0) }
 
@@ -30,7 +34,7 @@ struct BundleLoaderTests {
     func everyCodeHasAProducer() {
         // The codes tested end to end in ControlTests and ControlMessageTests, plus this suite's.
         let endToEnd: Set<ControlRejection.Code> = [.missingSignature, .badSignature, .malformed, .staleSequence,
-                                                    .invalidTransition, .bundleHash, .incompatibleSchema]
+                                                    .invalidTransition, .bundleHash, .incompatibleSchema, .unknownKey, .tooLarge]
         let here: Set<ControlRejection.Code> = [.bundleUnavailable, .bundleInvalid, .warmUpFailed]
         #expect(endToEnd.union(here) == Set(ControlRejection.Code.allCases), "a new code needs a test that produces it")
     }

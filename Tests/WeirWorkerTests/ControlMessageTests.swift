@@ -75,14 +75,70 @@ import WeirControl
         #expect(ControlSignature.verify(value: value, header: Array((String(header.dropLast()) + "g").utf8), key: key) == .malformed)
     }
 
-    @Test func theKeyFileLosesOneTrailingNewlineAndMustNotBeEmpty() throws {
+    @Test func theKeyFileLosesOneTrailingNewlineAndMustBe32BytesOrMore() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("weir-key-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try Data("secret\n\n".utf8).write(to: URL(fileURLWithPath: path))
-        #expect(try readControlKey(path: path) == Array("secret\n".utf8))
+        let secret = "0123456789abcdef0123456789abcdef"
+        try Data((secret + "\n\n").utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try readControlKey(path: path) == Array((secret + "\n").utf8))
         try Data("\n".utf8).write(to: URL(fileURLWithPath: path))
         #expect { _ = try readControlKey(path: path) } throws: { "\($0)".contains("is empty") }
+        // A 1-byte (or any under 32-byte) key is refused at start.
+        try Data("k\n".utf8).write(to: URL(fileURLWithPath: path))
+        #expect { _ = try readControlKey(path: path) } throws: { "\($0)".contains("is 1 bytes; use at least 32 random bytes") }
+        try Data(secret.dropLast().utf8).write(to: URL(fileURLWithPath: path))
+        #expect { _ = try readControlKey(path: path) } throws: { "\($0)".contains("is 31 bytes") }
         #expect { _ = try readControlKey(path: path + ".missing") } throws: { "\($0)".contains("control.key-file: cannot read") }
+    }
+
+    /// Ed25519: operators sign with a private key, workers check with public keys only, by the id
+    /// the header names; several public keys in one file for rotation.
+    @Test func ed25519SignaturesCheckAgainstThePublicKeysByID() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weir-ed25519-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (private1, public1) = (directory.appendingPathComponent("one.key").path, directory.appendingPathComponent("one.pub").path)
+        let (private2, public2) = (directory.appendingPathComponent("two.key").path, directory.appendingPathComponent("two.pub").path)
+        let id1 = try ControlPrivateKey.generate(privateKeyFile: private1, publicKeyFile: public1)
+        let id2 = try ControlPrivateKey.generate(privateKeyFile: private2, publicKeyFile: public2)
+        #expect(id1.count == 16 && id1 != id2)
+        // The private key is the operator's alone: mode 0600, never overwritten.
+        let mode = try #require(FileManager.default.attributesOfItem(atPath: private1)[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
+        #expect { _ = try ControlPrivateKey.generate(privateKeyFile: private1, publicKeyFile: public1) } throws: {
+            "\($0)".contains("must not exist yet")
+        }
+        let signer1 = ControlSigner.ed25519(try ControlPrivateKey(path: private1))
+        let signer2 = ControlSigner.ed25519(try ControlPrivateKey(path: private2))
+        let value = ControlMessage(action: .pause, model: "fraud", sequence: 3).encoded()
+        let header1 = Array(signer1.header(for: value).utf8)
+        #expect(String(decoding: header1, as: UTF8.self).hasPrefix("ed25519=\(id1):"))
+
+        let onlyFirst = ControlVerifier(publicKeys: try ControlPublicKeys(path: public1))
+        #expect(onlyFirst.check(value: value, header: header1) == .valid)
+        #expect(onlyFirst.check(value: value + [0x20], header: header1) == .wrong)
+        #expect(onlyFirst.check(value: value, header: Array(signer2.header(for: value).utf8)) == .unknownKey(id2))
+        // A signature by key two that claims to be key one's does not verify.
+        let claimed = Array(signer2.header(for: value).replacingOccurrences(of: id2, with: id1).utf8)
+        #expect(onlyFirst.check(value: value, header: claimed) == .wrong)
+        #expect(onlyFirst.check(value: value, header: Array("ed25519=\(id1):abc".utf8)) == .malformed)
+        #expect(onlyFirst.check(value: value, header: nil) == .missing)
+        // An HMAC header to a worker holding public keys only: not accepted, however it is signed.
+        let hmac = Array(ControlSignature.sign(value: value, key: Array(repeating: 7, count: 32)).utf8)
+        if case .notAccepted = onlyFirst.check(value: value, header: hmac) {} else { Issue.record("an HMAC signature was accepted without a key") }
+
+        // Both keys in one file (rotation): each verifies under its own id.
+        let both = directory.appendingPathComponent("both.pub").path
+        try (String(contentsOfFile: public1, encoding: .utf8) + String(contentsOfFile: public2, encoding: .utf8))
+            .write(toFile: both, atomically: true, encoding: .utf8)
+        let rotation = ControlVerifier(publicKeys: try ControlPublicKeys(path: both))
+        #expect(try ControlPublicKeys(path: both).ids == [id1, id2].sorted())
+        #expect(rotation.check(value: value, header: header1) == .valid)
+        #expect(rotation.check(value: value, header: Array(signer2.header(for: value).utf8)) == .valid)
+        // A file without a public key is refused, naming the setting.
+        try "not a key".write(toFile: both, atomically: true, encoding: .utf8)
+        #expect { _ = try ControlPublicKeys(path: both) } throws: { "\($0)".contains("control.public-keys: \(both) holds no Ed25519 public key") }
+        #expect { _ = try ControlPrivateKey(path: public1) } throws: { "\($0)".contains("holds no Ed25519 private key") }
     }
 
     @Test func rolloutTransitions() throws {

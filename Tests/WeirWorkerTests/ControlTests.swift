@@ -122,7 +122,7 @@ struct Status {
 @Suite(.serialized, .timeLimit(.minutes(4))) struct ControlTests {
     let base: ModelBundle
     let bundles = TestBundles()
-    let key = Array("control-test-key".utf8)
+    let key = Array("control-test-key-of-at-least-32-bytes".utf8)
     let keyFile: URL
 
     init() throws {
@@ -188,7 +188,12 @@ struct Status {
         range.map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) }
     }
 
-    func statuses(_ records: [ConsumedRecord]) throws -> [Status] { try records.map(Status.init) }
+    /// The status records among `records` (not the checkpoints, decisions and windows beside them).
+    func statuses(_ records: [ConsumedRecord]) throws -> [Status] { try plainStatus(records).map(Status.init) }
+
+    func plainStatus(_ records: [ConsumedRecord]) -> [ConsumedRecord] {
+        records.filter { (try? jsonObject($0))?["type"] == nil }
+    }
 
     /// Predictions by event id (the last one when repeated).
     func predictions(_ records: [ConsumedRecord]) throws -> [String: ConsumedRecord] {
@@ -261,7 +266,7 @@ struct Status {
         let client = client(cluster)
         let value = try deploy(v2, sequence: 1).encoded()
         try client.sendRaw(key: Array("fraud".utf8), value: value,
-                           headers: [(ControlSignature.headerName, ControlSignature.sign(value: value, key: Array("wrong key".utf8)))])
+                           headers: [(ControlSignature.headerName, ControlSignature.sign(value: value, key: Array("a wrong key, long enough to be used".utf8)))])
         try client.sendRaw(key: Array("fraud".utf8), value: value, headers: [])
         try client.send(ControlMessage(action: .resume, model: "fraud", sequence: 5))
         try client.send(try deploy(v2, sequence: 5))
@@ -465,7 +470,7 @@ struct Status {
         let running = try RunningWorker(settings: settings(cluster, worker: "worker-a", group: "control-\(UUID().uuidString)"), bundle: base)
         try running.waitUntilReady()
         #expect(running.worker.servingVersions.primary == "1.1.0")
-        let start = try Status(try #require(readTopic(cluster, "status", partitions: 1).first))
+        let start = try Status(try #require(plainStatus(readTopic(cluster, "status", partitions: 1)).first))
         #expect(start.reason == "started" && start.active == "1.1.0" && start.state == "serving")
         try produce(cluster, events(0..<100))
         try waitFor("events answered") { running.answered >= 100 }
@@ -494,7 +499,7 @@ struct Status {
         try waitFor("the automatic rollback") { again.worker.metrics.automaticRollbackTotal.load(ordering: .relaxed) == 1 }
         #expect(again.worker.servingVersions.candidate == nil)
         try again.stop()
-        let last = try Status(try #require(readTopic(cluster, "status", partitions: 1).last))
+        let last = try Status(try #require(plainStatus(readTopic(cluster, "status", partitions: 1)).last))
         #expect(last.reason.hasPrefix("automatic rollback of 1.1.0: p99 batch inference time") && last.candidate == nil, "\(last.reason)")
     }
 
@@ -543,7 +548,7 @@ struct Status {
         let running = try RunningWorker(settings: settings(cluster, worker: "worker-a", group: "control-\(UUID().uuidString)"), bundle: base)
         try running.waitUntilReady()
         try running.stop()
-        let start = try Status(try #require(readTopic(cluster, "status", partitions: 1).first))
+        let start = try Status(try #require(plainStatus(readTopic(cluster, "status", partitions: 1)).first))
         #expect(start.reason == "started" && start.active == "1.0.0", "the start record says \(start.active)")
         #expect(running.log.lines.withLock { $0 }.contains { $0.contains("is the manifest of 1.0.0, not 1.1.0") })
     }

@@ -37,7 +37,7 @@ struct LabelledEvents {
 
 @Suite(.serialized, .timeLimit(.minutes(4))) struct OutcomeTests {
     let bundles = TestBundles()
-    let key = Array("outcome-test-key".utf8)
+    let key = Array("outcome-test-key-of-at-least-32-bytes".utf8)
     let keyFile: URL
 
     init() throws {

@@ -63,7 +63,7 @@ import WeirWorker
         let cluster = try EmbeddedCluster(brokers: 1, topics: [("events", 4), ("predictions", 4), ("dead-letters", 4), ("control", 1)])
         defer { cluster.stopCheckingClients() }
         let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("weir-log-key-\(UUID().uuidString)")
-        try Data("a shared secret".utf8).write(to: keyFile)
+        try Data("a shared secret of at least 32 bytes".utf8).write(to: keyFile)
         defer { try? FileManager.default.removeItem(at: keyFile) }
         try produce(cluster, (0..<200).map { (SyntheticEvents.key($0), SyntheticEvents.event($0), []) })
         let process = Process()

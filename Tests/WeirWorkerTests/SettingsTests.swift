@@ -112,7 +112,7 @@ import WeirTestSupport
         (["--output", "events"], "output: 'events' is also an input topic; the worker would read its own records"),
         (["--kafka-group-id", "x"], "kafka.group.id from --kafka-group-id: Weir sets this itself; use the brokers/group settings instead"),
         (["--metrics-port"], "--metrics-port: needs a value"),
-        (["--control-topic", "control"], "control.key-file: required with control-topic; give the file holding the shared HMAC key"),
+        (["--control-topic", "control"], "control.public-keys: required with control-topic; give the PEM file of the operators' Ed25519 public keys (or control.key-file, a shared HMAC key)"),
         (["--control-rollback-max-error-rate", "5%"], "control.rollback.max-error-rate: '5%' from --control-rollback-max-error-rate is not a number"),
         (["--control-rollback-max-error-rate", "1.5"], "control.rollback.max-error-rate: 1.5 from --control-rollback-max-error-rate is out of range; use 0.0 to 1.0"),
         (["--shadow-topic", "predictions"], "shadow-topic: 'predictions' is also the output or dlq topic; shadow records need their own topic"),

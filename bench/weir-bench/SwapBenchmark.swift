@@ -20,7 +20,7 @@ func runSwapBenchmark(rate: Int, swaps: Int, model: String, maxDelayMs: Int, fet
     manifest.version = otherVersion
     for file in manifest.sha256.keys { try FileManager.default.copyItem(at: first.appendingPathComponent(file), to: second.appendingPathComponent(file)) }
     try BundlePackager.write(manifest, to: second)
-    let key = Array("swap-benchmark".utf8)
+    let key = Array("swap-benchmark-key-of-at-least-32-bytes".utf8)
     let keyFile = root.appendingPathComponent("key")
     try Data(key).write(to: keyFile)
 
