@@ -29,7 +29,7 @@ public struct BundleFiles: Sendable {
                 read: (String) throws -> Data) throws {
         let identity = sha256Hex(manifestData)
         if let expectedIdentity, identity != expectedIdentity.lowercased() {
-            throw BundleError("\(source)/manifest.json: sha256 is \(identity) but the message names \(expectedIdentity)", kind: .hashMismatch)
+            throw BundleError("\(source)/manifest.json: sha256 is \(identity), the message says \(expectedIdentity)", kind: .hashMismatch)
         }
         let manifest: BundleManifest
         do { manifest = try JSONDecoder().decode(BundleManifest.self, from: manifestData) } catch {

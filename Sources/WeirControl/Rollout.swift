@@ -90,6 +90,10 @@ public struct RolloutState: Sendable, Equatable {
     public var paused = false
     /// The last applied message's sequence (0: none yet).
     public var lastSequence: Int64 = 0
+    /// The sequence of the deploy that began the trial (`trial`): what a group decision about the
+    /// trial names, so pauses and resumes since do not make it miss, and a new deploy of the same
+    /// bundle is a new trial.
+    public var trialSince: Int64 = 0
 
     public init(active: BundleRef) { self.active = active }
 
@@ -114,7 +118,10 @@ public struct RolloutState: Sendable, Equatable {
             }
             switch strategy.kind {
             case .replace:
-                if named.sha256 != active.sha256 { next.previous = active }
+                if named.sha256 != active.sha256 {
+                    next.previous = active
+                    next.trialSince = message.sequence
+                }
                 next.active = named
                 next.candidate = nil
             case .canary, .shadow:
@@ -122,6 +129,7 @@ public struct RolloutState: Sendable, Equatable {
                     return .failure(ControlRejection(.invalidTransition, "\(named.version) is already the active version; a \(strategy.kind.rawValue) needs a different bundle"))
                 }
                 next.candidate = RolloutCandidate(bundle: named, mode: strategy.kind, percent: strategy.kind == .canary ? strategy.percent : nil)
+                next.trialSince = message.sequence
             }
         case .promote:
             if let candidate {

@@ -6,8 +6,9 @@ import WeirKafka
 /// A worker's automatic decision about the bundle on trial (docs/control.md): a rollback because
 /// the trial failed its health bounds or the outcome test, or a promotion the outcome test made.
 /// Published on the status topic (key `weir-decision/<model>`), it moves the whole group: every
-/// worker applies it when it names the trial it is running (same bundle, same last sequence),
-/// and a worker that restarts finds it there and does not try the candidate again.
+/// worker applies it when it names the trial it is running,
+/// and a worker that restarts finds it there and does not try the candidate again. It names the
+/// trial by its bundle and the sequence of the deploy that began it.
 struct ControlDecision: Equatable {
     /// What decided: a health bound (model-error share, p99 inference time) or the outcome test.
     enum Source: String {
@@ -19,15 +20,15 @@ struct ControlDecision: Equatable {
     var source: Source
     /// The bundle on trial the decision is about.
     var trial: BundleRef
-    /// The last control sequence applied when it was decided: a newer operator message ends it.
-    var sequence: Int64
+    /// The sequence of the deploy that began the trial (`RolloutState.trialSince`).
+    var trialSince: Int64
     var worker: String
     var reason: String
     /// The figures behind it (events seen, error share, p99, outcomes...).
     var evidence: [(String, Double)]
 
     static func == (a: ControlDecision, b: ControlDecision) -> Bool {
-        a.model == b.model && a.action == b.action && a.source == b.source && a.trial == b.trial && a.sequence == b.sequence && a.worker == b.worker
+        a.model == b.model && a.action == b.action && a.source == b.source && a.trial == b.trial && a.trialSince == b.trialSince && a.worker == b.worker
             && a.reason == b.reason && a.evidence.map(\.0) == b.evidence.map(\.0) && a.evidence.map(\.1) == b.evidence.map(\.1)
     }
 
@@ -50,8 +51,8 @@ struct ControlDecision: Equatable {
         writer.string(trial.location)
         writer.raw(",\"sha256\":")
         writer.string(trial.sha256)
-        writer.raw("},\"sequence\":")
-        writer.integer(sequence)
+        writer.raw("},\"trial_since\":")
+        writer.integer(trialSince)
         writer.raw(",\"reason\":")
         writer.string(reason)
         writer.raw(",\"evidence\":{")
@@ -75,13 +76,13 @@ struct ControlDecision: Equatable {
               let action = (object["action"] as? String).flatMap(ControlAction.init(rawValue:)), action == .rollback || action == .promote,
               let trial = object["trial"] as? [String: Any], let version = trial["version"] as? String,
               let location = trial["bundle"] as? String, let sha256 = trial["sha256"] as? String,
-              let sequence = (object["sequence"] as? NSNumber)?.int64Value else { return nil }
+              let trialSince = (object["trial_since"] as? NSNumber)?.int64Value else { return nil }
         let evidence = ((object["evidence"] as? [String: Any]) ?? [:]).compactMap { name, value in
             (value as? NSNumber).map { (name, $0.doubleValue) }
         }.sorted { $0.0 < $1.0 }
         let source = (object["source"] as? String).flatMap(Source.init(rawValue:)) ?? .health
         return ControlDecision(model: model, action: action, source: source, trial: BundleRef(version: version, location: location, sha256: sha256),
-                               sequence: sequence, worker: object["worker"] as? String ?? "", reason: object["reason"] as? String ?? "",
+                               trialSince: trialSince, worker: object["worker"] as? String ?? "", reason: object["reason"] as? String ?? "",
                                evidence: evidence)
     }
 }

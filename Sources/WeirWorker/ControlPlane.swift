@@ -384,7 +384,7 @@ final class ControlPlane {
     /// where every worker of the group applies it too and a restarted worker finds it.
     func decide(_ action: ControlAction, source: ControlDecision.Source, reason: String, evidence: [(String, Double)]) {
         guard let trial = state.trial else { return }
-        let decision = ControlDecision(model: modelName, action: action, source: source, trial: trial, sequence: state.lastSequence,
+        let decision = ControlDecision(model: modelName, action: action, source: source, trial: trial, trialSince: state.trialSince,
                                        worker: settings.workerID, reason: reason, evidence: evidence)
         guard let next = decided(decision, in: state) else { return }
         metrics.controlMessage(result: "decided", reason: action.rawValue)
@@ -392,10 +392,10 @@ final class ControlPlane {
         apply(decision, next)
     }
 
-    /// The state after `decision`, when it is about the trial `state` runs (the same bundle, no
-    /// operator message since); a promotion only where this worker promotes on outcomes too.
+    /// The state after `decision`, when it is about the trial `state` runs (the same bundle, begun
+    /// by the same deploy); a promotion only where this worker promotes on outcomes too.
     private func decided(_ decision: ControlDecision, in state: RolloutState) -> RolloutState? {
-        guard decision.sequence == state.lastSequence, decision.trial.sha256 == state.trial?.sha256 else { return nil }
+        guard decision.trialSince == state.trialSince, decision.trial.sha256 == state.trial?.sha256 else { return nil }
         switch decision.action {
         case .rollback: return state.rolledBackAutomatically()
         case .promote: return settings.promoteWhen == nil ? nil : state.promotedAutomatically()

@@ -9,24 +9,36 @@ import WeirWorker
 struct ControlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "control",
-        abstract: "Write one signed control message: deploy, promote, rollback, pause or resume a model on every worker.",
+        abstract: "Write one signed control message: deploy, promote, rollback, pause or resume a model on every worker; or make a signing key pair (keygen).",
         discussion: """
-        The sequence is the topic's last for the model plus one unless --sequence is given. promote and \
-        rollback name the bundle the rollout ends on (read from the topic), so a compacted topic still \
-        says what to serve. Prints what it sent, with the sequence used.
+        Sign with an Ed25519 private key (--private-key-file; workers hold only the public key, \
+        control.public-keys) or a shared HMAC key (--key-file, 32 bytes or more). The sequence is the \
+        topic's last for the model plus one unless --sequence is given. promote and rollback name the \
+        bundle the rollout ends on (read from the topic), so a compacted topic still says what to serve. \
+        Prints what it sent, with the sequence used. keygen writes a new pair: --private-key-file \
+        (mode 0600, never overwritten) and --public-key-file (PEM, for control.public-keys).
         """)
 
-    @Argument(help: "deploy, promote, rollback, pause or resume.")
+    @Argument(help: "deploy, promote, rollback, pause, resume, or keygen.")
     var action: String
 
     @Option(help: "Kafka bootstrap servers (host:port,...).")
-    var brokers: String
+    var brokers: String?
 
     @Option(help: "The control topic.")
-    var topic: String
+    var topic: String?
 
     @Option(name: .customLong("key-file"), help: "File holding the shared HMAC key (one trailing newline is ignored).")
-    var keyFile: String
+    var keyFile: String?
+
+    @Option(name: .customLong("private-key-file"), help: "The operator's Ed25519 private key (PEM), to sign with; keygen: where to write it.")
+    var privateKeyFile: String?
+
+    @Option(name: .customLong("public-key-file"), help: "keygen: where to write the public key (PEM) workers list in control.public-keys.")
+    var publicKeyFile: String?
+
+    @Option(name: .customLong("public-keys"), help: "The workers' control.public-keys file, to check the topic's history with (after a key rotation); default: the private key's own.")
+    var publicKeys: String?
 
     @Option(help: "Model name (deploy: read from the bundle's manifest when omitted).")
     var model: String?
@@ -55,11 +67,17 @@ struct ControlCommand: ParsableCommand {
     var kafka: [String] = []
 
     func run() throws {
+        if action == "keygen" { return try keygen() }
         guard let action = ControlAction(rawValue: action) else {
-            throw CommandFailure("'\(self.action)' is not an action; use deploy, promote, rollback, pause or resume")
+            throw CommandFailure("'\(self.action)' is not an action; use deploy, promote, rollback, pause, resume or keygen")
         }
-        let key: [UInt8]
-        do { key = try readControlKey(path: keyFile) } catch { throw CommandFailure("--key-file: \(error)") }
+        guard let brokers else { throw CommandFailure("--brokers: give the Kafka bootstrap servers") }
+        guard let topic else { throw CommandFailure("--topic: give the control topic") }
+        let signer = try makeSigner()
+        var verifier = signer.verifier
+        if let publicKeys {
+            do { verifier.publicKeys = try ControlPublicKeys(path: publicKeys) } catch { throw CommandFailure("--public-keys: \(error)") }
+        }
         let properties = try parseKafkaProperties(kafka)
         var message = ControlMessage(action: action, model: model ?? "", sequence: sequence ?? 0,
                                      issuedAt: rfc3339(Date()))
@@ -104,7 +122,7 @@ struct ControlCommand: ParsableCommand {
             guard let model, !model.isEmpty else { throw CommandFailure("--model: name the model to \(action.rawValue)") }
             if bundle != nil { throw CommandFailure("--bundle: only a deploy takes a bundle") }
         }
-        let client = ControlClient(brokers: brokers, topic: topic, key: key, properties: properties)
+        let client = ControlClient(brokers: brokers, topic: topic, signer: signer, verifier: verifier, properties: properties)
         do {
             let prepared = try client.prepare(message)
             try client.send(prepared)
@@ -117,6 +135,31 @@ struct ControlCommand: ParsableCommand {
         } catch {
             throw CommandFailure("\(error)")
         }
+    }
+
+    /// The key messages are signed with: exactly one of --private-key-file and --key-file.
+    private func makeSigner() throws -> ControlSigner {
+        switch (privateKeyFile, keyFile) {
+        case (let path?, nil):
+            do { return .ed25519(try ControlPrivateKey(path: path)) } catch { throw CommandFailure("--private-key-file: \(error)") }
+        case (nil, let path?):
+            do { return .hmac(try readControlKey(path: path)) } catch { throw CommandFailure("--key-file: \(error)") }
+        case (nil, nil):
+            throw CommandFailure("--private-key-file: give the Ed25519 private key to sign with (or --key-file, the shared HMAC key)")
+        case (_?, _?):
+            throw CommandFailure("--key-file: give --private-key-file or --key-file, not both")
+        }
+    }
+
+    /// `weir control keygen`: a new Ed25519 pair.
+    private func keygen() throws {
+        guard let privateKeyFile else { throw CommandFailure("--private-key-file: keygen needs where to write the private key") }
+        guard let publicKeyFile else { throw CommandFailure("--public-key-file: keygen needs where to write the public key") }
+        let id: String
+        do { id = try ControlPrivateKey.generate(privateKeyFile: privateKeyFile, publicKeyFile: publicKeyFile) } catch {
+            throw CommandFailure("\(error)")
+        }
+        print("wrote Ed25519 key \(id): private \(privateKeyFile) (keep it off the workers), public \(publicKeyFile) (add it to control.public-keys)")
     }
 
     /// Refuses a deploy unless the report's candidate is this bundle and its gates were set and held.
