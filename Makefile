@@ -26,7 +26,9 @@ demo-bundle: build
 ## make test: every test, against embedded brokers over TCP. Builds the weir binary first:
 ## the interop tests run `weir broker` and talk to it with kcat. Suites run one after another: on two
 ## cores, group tests timed against the embedded broker must not compete with worker tests for CPU.
+## scripts/test-tools installs moto[server], the S3 API server the bundle-location tests start.
 test: bootstrap
+	@scripts/test-tools
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build --no-parallel $(BUILD_FLAGS)
 

@@ -150,6 +150,13 @@ import WeirTestSupport
         try store.push(v4, to: "s3://models/fraud/1.3.0")
         try waitFor("all three serving 1.3.0", timeoutSeconds: 60) { workers.allSatisfy { $0.worker.servingVersions.primary == "1.3.0" } }
         for running in workers { try running.stop(timeoutSeconds: 25) }
+        // A restart reuses the cache: nothing downloaded again.
+        let restarted = try RunningWorker(settings: settings(cluster, worker: "worker-a", group: "security-restart-\(UUID().uuidString)"), bundle: base)
+        try restarted.waitUntilReady()
+        #expect(restarted.worker.servingVersions.primary == "1.3.0")
+        let lines = restarted.log.lines.withLock { $0 }
+        #expect(lines.contains { $0.contains("1.3.0 found in the bundle cache") } && !lines.contains { $0.contains("downloaded to") }, "\(lines.filter { $0.contains("bundle cache") })")
+        try restarted.stop(timeoutSeconds: 25)
     }
 
     /// After compaction leaves only an older signed message (republished by anyone who can write
@@ -317,6 +324,61 @@ import WeirTestSupport
         #expect(three.worker.servingVersions.candidate == nil && three.worker.servingVersions.primary == "1.0.0")
         #expect(three.log.lines.withLock { $0 }.contains { $0.contains("rollback of 1.2.0 decided by worker-strict") })
         try three.stop(timeoutSeconds: 25)
+    }
+
+    /// The operator's path on the command line: make a key pair, push a bundle to S3, start
+    /// `weir serve` on an `s3://` model with only the public key, deploy by `--location` alone
+    /// (the manifest read and verified from the store), and the worker serves it.
+    @Test func theCommandLineMakesKeysPushesAndDeploysFromS3() throws {
+        defer { bundles.remove() }
+        let moto = try MotoServer()
+        defer { moto.stop() }
+        useStore(moto)
+        defer { forgetStore() }
+        try S3Client(configuration: S3Configuration(environment: moto.environment)).createBucket("models").get()
+        let weir = builtProduct("weir").path
+        let privateKey = bundles.root.appendingPathComponent("cli.key").path
+        let publicKey = bundles.root.appendingPathComponent("cli.pub").path
+        let made = try run([weir, "control", "keygen", "--private-key-file", privateKey, "--public-key-file", publicKey])
+        #expect(made.status == 0 && made.output.hasPrefix("wrote Ed25519 key "), "\(made.errors)")
+        let again = try run([weir, "control", "keygen", "--private-key-file", privateKey, "--public-key-file", publicKey])
+        #expect(again.status != 0 && again.errors.contains("must not exist yet"))
+        for (bundle, location) in [(demoBundleURL.path, "s3://models/fraud/1.0.0"), (try bundles.make("1.1.0").path, "s3://models/fraud/1.1.0")] {
+            let pushed = try run([weir, "model", "push", bundle, location])
+            #expect(pushed.status == 0 && pushed.output.hasPrefix("pushed fraud "), "\(pushed.errors)")
+        }
+        let refused = try run([weir, "model", "push", demoBundleURL.path, "gs://models/x"])
+        #expect(refused.status != 0 && refused.errors.contains("'gs://' locations are not supported"), "\(refused.errors)")
+
+        let cluster = try cluster()
+        defer { cluster.stopCheckingClients() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: weir)
+        process.arguments = ["serve", "--brokers", cluster.bootstrapServers, "--group", "cli-\(UUID().uuidString)",
+                             "--model", "s3://models/fraud/1.0.0", "--metrics-port", "0", "--worker-id", "cli-worker",
+                             "--control-topic", "control", "--control-public-keys", publicKey, "--status-topic", "status",
+                             "--bundle-cache-dir", bundles.root.appendingPathComponent("cli-cache").path,
+                             "--kafka-consumer-session-timeout-ms", "6000", "--kafka-consumer-fetch-wait-max-ms", "5"]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { stop(process, signal: SIGKILL) }
+        let status = try TopicFollower(cluster, "status", partitions: 1)
+        defer { status.stop() }
+        try status.wait(for: "the worker started on the s3:// model") { records in
+            plainStatuses(records).contains { $0.reason == "started" && $0.active == "1.0.0" }
+        }
+        let deployed = try run([weir, "control", "deploy", "--location", "s3://models/fraud/1.1.0", "--brokers", cluster.bootstrapServers,
+                                "--topic", "control", "--private-key-file", privateKey])
+        #expect(deployed.status == 0 && deployed.output == "sent deploy fraud 1.1.0 (replace) to control with sequence 1\n", "\(deployed.errors)")
+        try status.wait(for: "1.1.0 applied") { records in
+            plainStatuses(records).contains { $0.reason.hasPrefix("applied deploy") && $0.active == "1.1.0" }
+        }
+        // Neither key is accepted by a worker set for the other kind.
+        let unsigned = try run([weir, "control", "pause", "--model", "fraud", "--brokers", cluster.bootstrapServers, "--topic", "control"])
+        #expect(unsigned.status != 0 && unsigned.errors.contains("--private-key-file: give the Ed25519 private key"), "\(unsigned.errors)")
+        #expect(stop(process), "the worker ends within 30 s of SIGTERM")
+        #expect(process.terminationStatus == 0)
     }
 
     func plainStatuses(_ records: [ConsumedRecord]) -> [Status] {

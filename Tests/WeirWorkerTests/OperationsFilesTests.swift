@@ -88,13 +88,19 @@ import Yams
         #expect(dig(container, "resources.requests.cpu") != nil && dig(container, "resources.limits.memory") != nil)
         let grace = try #require(dig(deployment, "spec.template.spec.terminationGracePeriodSeconds") as? Int)
         #expect(grace * 1000 > settings.shutdownTimeoutMs + 5_000, "termination grace \(grace) s over shutdown-timeout-ms \(settings.shutdownTimeoutMs)")
-        // The control key lands where control.key-file says.
+        // The public keys land where control.public-keys says; workers hold no signing key.
         let mounts = try #require(container["volumeMounts"] as? [[String: Any]])
-        let keyMount = try #require(mounts.first { $0["name"] as? String == "control-key" }?["mountPath"] as? String)
+        let keyMount = try #require(mounts.first { $0["name"] as? String == "control-public-keys" }?["mountPath"] as? String)
         let volumes = try #require(dig(deployment, "spec.template.spec.volumes") as? [[String: Any]])
-        let keyPath = try #require(dig(volumes.first { $0["name"] as? String == "control-key" }, "secret.items.0.path") as? String)
-        #expect(settings.controlKeyFile == "\(keyMount)/\(keyPath)")
-        #expect(settings.model?.hasPrefix(mounts.first { $0["name"] as? String == "models" }?["mountPath"] as? String ?? "?") == true)
+        let keyPath = try #require(dig(volumes.first { $0["name"] as? String == "control-public-keys" }, "configMap.items.0.path") as? String)
+        #expect(settings.controlPublicKeys == "\(keyMount)/\(keyPath)" && settings.controlKeyFile == nil)
+        // Bundles come from object storage into a writable cache volume (the root filesystem is read-only).
+        #expect(settings.model?.hasPrefix("s3://") == true)
+        #expect(mounts.first { $0["name"] as? String == "bundle-cache" }?["mountPath"] as? String == settings.bundleCacheDir)
+        #expect(dig(volumes.first { $0["name"] as? String == "bundle-cache" }, "emptyDir") != nil)
+        let account = try yaml("deploy/base/serviceaccount.yaml")
+        #expect(dig(deployment, "spec.template.spec.serviceAccountName") as? String == dig(account, "metadata.name") as? String)
+        #expect((dig(account, "metadata.annotations") as? [String: Any])?["eks.amazonaws.com/role-arn"] is String, "an IAM role reads the bundles")
         // The metrics Service and ServiceMonitor point at the container's metrics port.
         let service = try yaml("deploy/base/service.yaml")
         #expect(dig(service, "spec.ports.0.targetPort") as? String == "metrics" && dig(service, "spec.ports.0.port") as? Int == settings.metricsPort)
@@ -161,7 +167,7 @@ import Yams
         let dockerfile = try text("docker/Dockerfile")
         let stages = dockerfile.split(separator: "\n").filter { $0.hasPrefix("FROM ") }
         #expect(stages.count == 2 && stages[0].contains("bookworm") && stages[1].contains("bookworm-slim"))
-        for package in ["librdkafka1", "libjansson4", "libssl3"] { #expect(dockerfile.contains(package)) }
+        for package in ["librdkafka1", "libjansson4", "libssl3", "libcurl4"] { #expect(dockerfile.contains(package)) }
         #expect(dockerfile.contains("USER 10001") && dockerfile.contains("/healthz")
                 && dockerfile.contains(#"ENTRYPOINT ["/usr/local/bin/weir", "serve"]"#))
         let compose = try yaml("docker/compose.yaml")
