@@ -3,11 +3,13 @@ import WeirControl
 /// The control-message properties, shared by the libFuzzer target (`make fuzz`) and the corpus
 /// replay in `make test`. One input: byte 0 splits off a signature header of up to 255 bytes, the
 /// rest is a control message value. Checks: parsing never crashes; a parsed message re-encodes to
-/// one that parses to the same message; a signature over the value verifies and the fuzzed header
-/// never verifies unless it is that signature; the rollout state machine keeps its invariants for
+/// one that parses to the same message; an HMAC and an Ed25519 signature over the value verify,
+/// and the fuzzed header never verifies (under either) unless it is that signature; the rollout state machine keeps its invariants for
 /// whatever applies (the state carries over between inputs, reset every 64).
 public final class ControlProperties {
     private let key = Array("fuzzing key".utf8)
+    private let signer = ControlSigner.ed25519(try! ControlPrivateKey.inMemory())
+    private lazy var verifier = ControlVerifier(hmacKey: key, publicKeys: signer.verifier.publicKeys)
     private let base = BundleRef(version: "1.0.0", location: "/models/fraud", sha256: String(repeating: "a", count: 64))
     private var state: RolloutState
     private var inputs = 0
@@ -25,9 +27,13 @@ public final class ControlProperties {
         guard ControlSignature.verify(value: value, header: Array(signature.utf8), key: key) == .valid else {
             return "a fresh signature does not verify"
         }
+        let ed25519 = signer.header(for: value)
+        guard verifier.check(value: value, header: Array(ed25519.utf8)) == .valid else {
+            return "a fresh Ed25519 signature does not verify"
+        }
         // Hex digits may come in either case; anything else that verifies would be a forgery.
-        if ControlSignature.verify(value: value, header: header, key: key) == .valid
-            && String(decoding: header, as: UTF8.self).lowercased() != signature {
+        if verifier.check(value: value, header: header) == .valid
+            && ![signature, ed25519].contains(String(decoding: header, as: UTF8.self).lowercased()) {
             return "a header other than the signature verified: \(header)"
         }
 

@@ -116,6 +116,9 @@ public struct ControlPrivateKey: Sendable {
 
     private init(key: Ed25519Key) { self.key = key }
 
+    /// A new key held only in memory (tests and fuzzing; operators use `generate`, which writes files).
+    public static func inMemory() throws -> ControlPrivateKey { ControlPrivateKey(key: try Ed25519Key.generate()) }
+
     /// The matching public key set (one key): what `weir control` checks the topic's history with
     /// when no public keys file is given.
     public var publicKeys: ControlPublicKeys { ControlPublicKeys(keys: [key.id: key]) }

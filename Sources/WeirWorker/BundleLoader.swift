@@ -63,6 +63,9 @@ struct BundleLoader: Sendable {
         case .success(let value): fetched = value
         }
         if fetched.origin != "local" {
+            if fetched.origin == "downloaded" && ref.location.hasPrefix("s3://") {
+                log("control: \(ref.version) downloaded from \(ref.location) with credentials from \(store.s3CredentialSource)", version: ref.version)
+            }
             log("control: \(ref.version) \(fetched.origin == "cached" ? "found in" : "downloaded to") the bundle cache (\(fetched.directory.path))",
                 version: ref.version)
         }

@@ -102,7 +102,10 @@ final class ControlPlane {
     /// loads what it names. Records are checked as they stream in: junk is counted, never kept, and
     /// never fails a start. Runs before the worker consumes events (blocking is fine).
     func replay(brokers: String, properties: [String: String]) throws {
-        guard let topic = settings.controlTopic, let intake = keyring?.intake else { return }
+        guard let topic = settings.controlTopic, let keyring, case let intake = keyring.intake else { return }
+        let accepted = (keyring.publicKeyIDs.isEmpty ? [] : ["Ed25519 keys \(keyring.publicKeyIDs.joined(separator: ", "))"])
+            + (intake.verifier.hmacKey == nil ? [] : ["the HMAC key"])
+        log("control: accepting messages signed with \(accepted.joined(separator: " and "))")
         var configuration = ConsumerConfiguration(bootstrapServers: brokers, groupID: "weir-control-\(settings.workerID)")
         configuration.clientID = settings.workerID
         configuration.properties = properties

@@ -59,6 +59,9 @@ struct ControlCommand: ParsableCommand {
             help: "deploy: a report from weir backtest that must name this bundle as its candidate and have passed gates.")
     var requireBacktest: String?
 
+    @Option(help: "Why it is sent (informational; the status record applying it repeats it).")
+    var reason: String?
+
     @Option(help: "Use this sequence instead of the topic's last plus one.")
     var sequence: Int64?
 
@@ -80,7 +83,7 @@ struct ControlCommand: ParsableCommand {
         }
         let properties = try parseKafkaProperties(kafka)
         var message = ControlMessage(action: action, model: model ?? "", sequence: sequence ?? 0,
-                                     issuedAt: rfc3339(Date()))
+                                     issuedAt: rfc3339(Date()), reason: reason)
         if action == .deploy {
             let files: BundleFiles
             var url: String

@@ -39,8 +39,10 @@ struct ServeCommand: ParsableCommand {
         }
         let bundle: ModelBundle
         do {
-            // A directory, file://, s3:// or https:// (downloads verified and kept in bundle-cache.dir).
-            let fetched = try BundleStore(settings: settings.bundleStoreSettings).fetch(location: modelPath, identity: nil)
+            // A directory (relative to the working directory too), file://, s3:// or https:// (downloads
+            // verified and kept in bundle-cache.dir).
+            let location = modelPath.contains("://") ? modelPath : URL(fileURLWithPath: modelPath).standardizedFileURL.path
+            let fetched = try BundleStore(settings: settings.bundleStoreSettings).fetch(location: location, identity: nil)
             bundle = try ModelBundle(files: fetched.files, directory: fetched.directory, options: settings.modelOptions)
         } catch {
             throw CommandFailure("model: \(error)")

@@ -20,7 +20,7 @@ public final class MotoServer: @unchecked Sendable {
         try process.run()
         // Ready when it answers an HTTP request (bounded).
         let deadline = Date().addingTimeInterval(30)
-        while !Self.answers(port) {
+        while !acceptsConnections(port) {
             guard process.isRunning, Date() < deadline else {
                 stop()
                 throw TestFailure("moto_server did not answer on port \(port) within 30 s")
@@ -48,18 +48,19 @@ public final class MotoServer: @unchecked Sendable {
         }
         return nil
     }
+}
 
-    static func answers(_ port: Int) -> Bool {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+/// Whether something accepts TCP connections on 127.0.0.1:`port` now.
+public func acceptsConnections(_ port: Int) -> Bool {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { return false }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
 }
 

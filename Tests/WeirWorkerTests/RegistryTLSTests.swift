@@ -41,26 +41,9 @@ import Glibc
         }
     }
 
-    /// A free TCP port on 127.0.0.1 (bound, then released for the server).
-    static func freePort() throws -> Int {
-        let probe = try SchemaRegistryServer()
-        defer { probe.stop() }
-        return probe.port
-    }
-
     /// Waits (bounded) until something accepts connections on `port`.
     static func waitListening(_ port: Int) throws {
-        try waitFor("s_server to listen on \(port)", timeoutSeconds: 10) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            } == 0
-        }
+        try waitFor("s_server to listen on \(port)", timeoutSeconds: 10) { acceptsConnections(port) }
     }
 
     @Test func theClientFetchesOverMutualTLSAndRefusesWhatItCannotTrust() throws {
@@ -71,7 +54,7 @@ import Glibc
         try FileManager.default.createDirectory(at: root.appendingPathComponent("schemas/ids"), withIntermediateDirectories: true)
         try #"{"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"x\",\"type\":\"double\"}]}"}"#
             .write(to: root.appendingPathComponent("schemas/ids/1"), atomically: true, encoding: .utf8)
-        let port = try Self.freePort()
+        let port = try freePort()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", certificates.serverCert, "-key", certificates.serverKey,
