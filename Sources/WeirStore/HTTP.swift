@@ -50,7 +50,10 @@ enum HTTPTransport {
         }
         if result != 0 {
             let message = withUnsafeBytes(of: response.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            return .failure(StoreError(.unavailable, "\(method) \(redacted(url)): \(message)"))
+            // A server certificate that cannot be trusted (60), a bad client certificate (58) or an
+            // unreadable CA file (77) will not fix itself; other transport failures may.
+            let kind: StoreError.Kind = [58, 60, 77].contains(result) ? .refused : .unavailable
+            return .failure(StoreError(kind, "\(method) \(redacted(url)): \(message)"))
         }
         let data = response.body.map { Data(bytes: $0, count: response.body_length) } ?? Data()
         return .success(HTTPAnswer(status: response.status, body: data))

@@ -156,4 +156,38 @@ import WeirTestSupport
             "\($0)".contains("answered 403")
         }
     }
+
+    /// An `https://` location over real TLS (`openssl s_server -WWW` serving the bundle's files),
+    /// trusted through `SSL_CERT_FILE`; without the CA the server is refused, not retried.
+    @Test func httpsLocationsAreReadOverTLS() throws {
+        let certificates = try RegistryTLSTests.Certificates()
+        defer { try? FileManager.default.removeItem(at: certificates.directory) }
+        let root = certificates.directory.appendingPathComponent("www")
+        let bundle = root.appendingPathComponent("fraud/1.0.0")
+        try FileManager.default.createDirectory(at: bundle, withIntermediateDirectories: true)
+        for name in ["manifest.json", "model.onnx", "reference.json"] {
+            try FileManager.default.copyItem(at: demoBundleURL.appendingPathComponent(name), to: bundle.appendingPathComponent(name))
+        }
+        let port = try freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", certificates.serverCert, "-key", certificates.serverKey,
+                            "-WWW", "-quiet"]
+        server.currentDirectoryURL = root
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        // SIGKILL: a child inherits an ignored SIGTERM from the test runner, and s_server keeps no state.
+        defer { stop(server, signal: SIGKILL, seconds: 5) }
+        try RegistryTLSTests.waitListening(port)
+        let local = try BundleFiles(directory: demoBundleURL)
+        let cache = certificates.directory.appendingPathComponent("cache").path
+        let trusted = BundleStore(settings: BundleStoreSettings(cacheDirectory: cache, environment: ["SSL_CERT_FILE": certificates.ca]))
+        let fetched = try trusted.fetch(location: "https://127.0.0.1:\(port)/fraud/1.0.0", identity: local.identity)
+        #expect(fetched.origin == "downloaded" && fetched.files.files == local.files)
+        let untrusted = BundleStore(settings: BundleStoreSettings(cacheDirectory: cache + "-2", environment: [:]))
+        #expect { _ = try untrusted.fetch(location: "https://127.0.0.1:\(port)/fraud/1.0.0", identity: local.identity) } throws: {
+            ($0 as? BundleError)?.kind == .unreadable
+        }
+    }
 }
