@@ -164,7 +164,8 @@ final class DeadLetterWriter {
                 ? [("weir-source-topic", input.name), ("weir-source-partition", String(record.partition)),
                    ("weir-source-offset", String(record.position))]
                 : [("weir-source-file", input.name), ("weir-source-line", String(record.position))]
-            for header in deadLetterHeaders(code: note.code, reason: note.message, source: source, model: model, version: version) {
+            let kafka = record.partition >= 0 ? (input.name, record.partition, record.position) : nil
+            for header in deadLetterHeaders(code: note.code, reason: note.message, source: source, model: model, version: version, kafka: kafka) {
                 if let value = header.value {
                     value.withUnsafeBytes { headers.append(name: header.name, value: $0) }
                 } else {

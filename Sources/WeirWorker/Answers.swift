@@ -143,25 +143,53 @@ final class AnswerWriter {
         deadLetterHeaders(code: code, reason: reason,
                           source: [("weir-source-topic", source.partition.topic), ("weir-source-partition", String(source.partition.partition)),
                                    ("weir-source-offset", String(source.offset))],
-                          model: model, version: version)
+                          model: model, version: version,
+                          kafka: (source.partition.topic, source.partition.partition, source.offset))
     }
 
     func appendDeadLetterHeaders(to headers: inout OutgoingHeaders, code: DeadLetterCode, reason: String, message: KafkaMessage) {
+        let topic = message.topic
+        let partition = String(message.partition)
+        let offset = String(message.offset)
         headers.append(name: "weir-error", value: code.rawValue)
         headers.append(name: "weir-error-message", value: reason)
-        headers.append(name: "weir-source-topic", value: message.topic)
-        headers.append(name: "weir-source-partition", value: String(message.partition))
-        headers.append(name: "weir-source-offset", value: String(message.offset))
+        headers.append(name: "weir-source-topic", value: topic)
+        headers.append(name: "weir-source-partition", value: partition)
+        headers.append(name: "weir-source-offset", value: offset)
         modelName.withUnsafeBytes { headers.append(name: "weir-model", value: $0) }
         modelVersion.withUnsafeBytes { headers.append(name: "weir-version", value: $0) }
+        headers.append(name: ConnectErrorHeaders.topic, value: topic)
+        headers.append(name: ConnectErrorHeaders.partition, value: partition)
+        headers.append(name: ConnectErrorHeaders.offset, value: offset)
+        headers.append(name: ConnectErrorHeaders.className, value: code.rawValue)
+        headers.append(name: ConnectErrorHeaders.message, value: reason)
     }
 }
 
-/// The `weir-*` headers of a dead letter (docs/contracts.md): its code and message, where the
-/// record came from (`source`: the `weir-source-*` headers), the model and its version. Serve's
-/// dead letters and `weir score`'s dead-letter topic write the same list.
+/// The headers of a dead letter (docs/contracts.md): Weir's `weir-*` headers (its code and
+/// message, where the record came from (`source`: the `weir-source-*` headers), the model and its
+/// version), then Kafka Connect's `__connect.errors.*` ones, which generic dead-letter tooling reads
+/// (`kafka`: the input topic, partition and offset, when the record came from Kafka; the code as
+/// the exception class, the message as its message). Serve's dead letters and `weir score`'s
+/// dead-letter topic write the same list.
 public func deadLetterHeaders(code: DeadLetterCode, reason: String, source: [(name: String, value: String)], model: [UInt8],
-                              version: [UInt8]) -> [(name: String, value: [UInt8]?)] {
-    [("weir-error", Array(code.rawValue.utf8)), ("weir-error-message", Array(reason.utf8))]
-        + source.map { ($0.name, Array($0.value.utf8)) } + [("weir-model", model), ("weir-version", version)]
+                              version: [UInt8], kafka: (topic: String, partition: Int32, offset: Int64)?) -> [(name: String, value: [UInt8]?)] {
+    var headers: [(name: String, value: [UInt8]?)] = [("weir-error", Array(code.rawValue.utf8)), ("weir-error-message", Array(reason.utf8))]
+    headers += source.map { ($0.name, Array($0.value.utf8)) } + [("weir-model", model), ("weir-version", version)]
+    if let kafka {
+        headers += [(ConnectErrorHeaders.topic, Array(kafka.topic.utf8)), (ConnectErrorHeaders.partition, Array(String(kafka.partition).utf8)),
+                    (ConnectErrorHeaders.offset, Array(String(kafka.offset).utf8))]
+    }
+    headers += [(ConnectErrorHeaders.className, Array(code.rawValue.utf8)), (ConnectErrorHeaders.message, Array(reason.utf8))]
+    return headers
+}
+
+/// Kafka Connect's dead-letter header names (its `errors.deadletterqueue.context.headers.enable`),
+/// values as UTF-8 text as Connect writes them.
+public enum ConnectErrorHeaders {
+    public static let topic = "__connect.errors.topic"
+    public static let partition = "__connect.errors.partition"
+    public static let offset = "__connect.errors.offset"
+    public static let className = "__connect.errors.exception.class.name"
+    public static let message = "__connect.errors.exception.message"
 }

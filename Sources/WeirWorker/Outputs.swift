@@ -199,6 +199,12 @@ final class Outputs {
         send(smaller, source: source)
     }
 
+    /// Whether a header is one Weir adds to a dead letter (its own `weir-*`, Kafka Connect's
+    /// `__connect.errors.*`) rather than one copied from the input.
+    static func isDeadLetterContext(_ name: String) -> Bool {
+        name.hasPrefix("weir-") || name.hasPrefix("__connect.errors.")
+    }
+
     /// The next smaller form of a dead letter: without its value, then without the headers copied
     /// from the input, then without its key, each step named in a header; nil when nothing is left.
     static func smaller(_ record: FailedDelivery) -> FailedDelivery? {
@@ -206,8 +212,8 @@ final class Outputs {
         if let value = record.value, !value.isEmpty {
             next.value = []
             next.headers.append((valueOmittedHeader, Array(String(value.count).utf8)))
-        } else if record.headers.contains(where: { !$0.name.hasPrefix("weir-") }) {
-            let kept = record.headers.filter { $0.name.hasPrefix("weir-") }
+        } else if record.headers.contains(where: { !isDeadLetterContext($0.name) }) {
+            let kept = record.headers.filter { isDeadLetterContext($0.name) }
             next.headers = kept + [(headersOmittedHeader, Array(String(record.headers.count - kept.count).utf8))]
         } else if let key = record.key {
             next.key = nil

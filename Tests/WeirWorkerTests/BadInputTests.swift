@@ -119,6 +119,14 @@ import WeirWorker
                 #expect(record.flatMap { header($0, "weir-error") } == code, "\(entry.name): \(record.flatMap { header($0, "weir-error-message") } ?? "no dead letter")")
                 #expect(record?.value ?? [] == entry.value ?? [], "\(entry.name): the dead letter carries the original bytes")
                 #expect(record.flatMap { header($0, "weir-source-offset") } != nil)
+                // Kafka Connect's dead-letter context, for tooling that reads only that.
+                if let record {
+                    #expect(header(record, "__connect.errors.topic") == header(record, "weir-source-topic")
+                            && header(record, "__connect.errors.partition") == header(record, "weir-source-partition")
+                            && header(record, "__connect.errors.offset") == header(record, "weir-source-offset")
+                            && header(record, "__connect.errors.exception.class.name") == code
+                            && header(record, "__connect.errors.exception.message") == header(record, "weir-error-message"), "\(entry.name)")
+                }
             }
         }
         let hugeLetter = byKey["bad-huge"]

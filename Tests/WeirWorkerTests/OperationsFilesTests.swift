@@ -114,6 +114,16 @@ import Yams
         #expect(dig(scaled, "spec.triggers.0.metadata.consumerGroup") as? String == settings.group)
         #expect(dig(scaled, "spec.triggers.0.metadata.topic") as? String == settings.input.first)
         #expect((dig(scaled, "spec.maxReplicaCount") as? Int ?? 99) <= 8, "max replicas within the 8 input partitions")
+        #expect(dig(scaled, "spec.triggers.0.metadata.activationLagThreshold") is String)
+        #expect(dig(scaled, "spec.triggers.0.metadata.allowIdleConsumers") as? String == "false")
+        // prod: KEDA authenticates to the SASL_SSL listener with the workers' Secret.
+        let auth = try yaml("deploy/overlays/prod/keda-auth.yaml")
+        #expect(auth["kind"] as? String == "TriggerAuthentication")
+        let parameters = Set(((dig(auth, "spec.secretTargetRef") as? [[String: Any]]) ?? []).compactMap { $0["parameter"] as? String })
+        #expect(parameters.isSuperset(of: ["sasl", "username", "password", "tls", "ca"]))
+        let prodKustomization = try text("deploy/overlays/prod/kustomization.yaml")
+        #expect(prodKustomization.contains("keda-auth.yaml") && prodKustomization.contains("path: /spec/triggers/0/authenticationRef")
+                && prodKustomization.contains("name: \(dig(auth, "metadata.name") as? String ?? "?")"))
         for overlay in ["dev", "prod"] {
             let text = try text("deploy/overlays/\(overlay)/kustomization.yaml")
             // Every overlay sets its own ceiling; a missing patch is a failure, not a skip.

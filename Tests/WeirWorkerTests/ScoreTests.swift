@@ -207,6 +207,8 @@ func jsonLines(_ path: String) throws -> [[String: Any]] {
             let partition = try #require(header(record, "weir-source-partition").flatMap(Int32.init))
             #expect(record.value == SyntheticEvents.badEvent(Int(offset) * 3 + Int(partition), kind: "malformed-json"))
             #expect(header(record, "traceparent") == "00-trace-\(Int(offset) * 3 + Int(partition))")
+            #expect(header(record, "__connect.errors.topic") == "events" && header(record, "__connect.errors.offset") == String(offset)
+                    && header(record, "__connect.errors.exception.class.name") == "malformed-json")
         }
 
         // The second day only (the mock broker cannot look offsets up by time: the range is read
