@@ -199,6 +199,38 @@ public struct OutgoingHeaders: ~Copyable {
         _ = rd_kafka_header_add(handle, cName, -1, value?.baseAddress, value?.count ?? 0)
     }
 
+    /// Removes every header whose (C string) name `shouldRemove` picks. Nothing is allocated
+    /// unless a header is removed.
+    public mutating func removeAll(where shouldRemove: (UnsafePointer<CChar>) -> Bool) {
+        guard let handle else { return }
+        var doomed = [String]()
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        var index = 0
+        while rd_kafka_header_get_all(handle, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let name, shouldRemove(name) { doomed.append(String(cString: name)) }
+            index += 1
+        }
+        // Removed by a name of our own: the list's name pointers die with their headers.
+        for doomedName in doomed { _ = rd_kafka_header_remove(handle, doomedName) }
+    }
+
+    /// The headers' names and values, in order (a copy: for tests and slow paths).
+    public var list: [(name: String, value: [UInt8]?)] {
+        guard let handle else { return [] }
+        var result = [(name: String, value: [UInt8]?)]()
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        var index = 0
+        while rd_kafka_header_get_all(handle, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            result.append((String(cString: name!), value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+            index += 1
+        }
+        return result
+    }
+
     /// Copies every header of a consumed message, in order.
     public mutating func appendAll(from message: KafkaMessage) {
         let source = message.headers

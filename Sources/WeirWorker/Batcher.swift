@@ -256,8 +256,9 @@ final class Batcher {
                             model.trialErrors += 1
                             outputs.sendDeadLetter(message, answers: model.answers, code: .modelError, reason: problem, context: context)
                         } else {
-                            var headers = OutgoingHeaders(takingFrom: message)
+                            var headers = outputs.cloudEvents.inputHeaders(of: message, taking: true, kind: .prediction)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
+                            outputs.cloudEvents.append(to: &headers, kind: .prediction, message: message)
                             if let refusal = outputs.sendPrediction(model.answers.record, key: message.key, headers: headers, context: context) {
                                 outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
                                                        reason: Outputs.refusedPredictionReason(topic: outputs.predictions.name, code: refusal.code,
@@ -316,8 +317,9 @@ final class Batcher {
             shadow.trialErrors += 1
             return
         }
-        var headers = OutgoingHeaders(copying: message)
+        var headers = outputs.cloudEvents.inputHeaders(of: message, taking: false, kind: .shadow)
         shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
+        outputs.cloudEvents.append(to: &headers, kind: .shadow, message: message)
         outputs.sendShadow(shadow.answers.record, of: message, headers: headers)
         if rememberedSlot >= 0, let outcomes, let modelOutputs {
             outcomes.rememberShadow(slot: rememberedSlot, base: modelOutputs.values.baseAddress! + Int(event.shadowRow) * modelOutputs.width,

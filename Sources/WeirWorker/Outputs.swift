@@ -46,6 +46,8 @@ final class Outputs {
     private let metrics: WorkerMetrics
     private let log: WorkerLog
     private let maxRetries: Int
+    /// The headers policy and each answer's own CloudEvents headers.
+    let cloudEvents: CloudEventHeaders
     /// A failed answer waiting to be sent again.
     private struct Retry {
         var record: FailedDelivery
@@ -75,6 +77,7 @@ final class Outputs {
         self.metrics = metrics
         self.log = log
         maxRetries = settings.outputMaxRetries
+        cloudEvents = CloudEventHeaders(policy: settings.outputHeaders, worker: settings.workerID, format: settings.outputFormat)
         predictions = try producer.topic(settings.output)
         deadLetters = try producer.topic(settings.dlq)
         drift = try settings.driftTopic.map { name throws(KafkaError) in try bestEffortProducer.topic(name) }
@@ -110,8 +113,9 @@ final class Outputs {
     /// Sends `message` to the dead-letter topic with the error headers (docs/contracts.md). Too
     /// large for the producer, it goes smaller (`smaller(_:)`) rather than not at all.
     func sendDeadLetter(_ message: KafkaMessage, answers: AnswerWriter, code: DeadLetterCode, reason: String, context: UInt) {
-        var headers = OutgoingHeaders(copying: message)
+        var headers = cloudEvents.inputHeaders(of: message, taking: false, kind: .deadLetter)
         answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
+        cloudEvents.append(to: &headers, kind: .deadLetter, message: message)
         metrics.deadLetter(code: code)
         let value = message.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         let source = EventSource(partition: TopicPartition(message.topic, message.partition), offset: message.offset)
@@ -119,8 +123,9 @@ final class Outputs {
             try producer.send(to: deadLetters, key: message.key, value: value, headers: headers, context: context)
         } catch where error.code.isRecordTooLarge {
             // The slow path: a copy that can be made smaller step by step.
-            var list = message.headers.map { (name: $0.name, value: $0.value.map { Array($0) }) }
+            var list = cloudEvents.inputHeaders(message.headers.map { (name: $0.name, value: $0.value.map { Array($0) }) }, kind: .deadLetter)
             list += answers.deadLetterHeaderList(code: code, reason: reason, source: source)
+            list += cloudEvents.list(kind: .deadLetter, topic: source.partition.topic, partition: source.partition.partition, offset: source.offset)
             let copy = FailedDelivery(topic: deadLetters.name, partition: -1, error: error.code, context: context,
                                       key: message.key.map { Array($0) }, value: Array(value), headers: list)
             sendSmaller(copy, source: source)
@@ -134,7 +139,9 @@ final class Outputs {
     func sendConsumeError(at source: EventSource, answers: AnswerWriter, reason: String, context: UInt) {
         metrics.deadLetter(code: .consumeError)
         let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: .noError, context: context, key: nil, value: [],
-                                    headers: answers.deadLetterHeaderList(code: .consumeError, reason: reason, source: source))
+                                    headers: answers.deadLetterHeaderList(code: .consumeError, reason: reason, source: source)
+                                        + cloudEvents.list(kind: .deadLetter, topic: source.partition.topic,
+                                                           partition: source.partition.partition, offset: source.offset))
         send(letter, source: source)
     }
 
@@ -175,13 +182,15 @@ final class Outputs {
     /// the input's key and headers (from the prediction's copy), no value (the input stays at its
     /// source offset), and the broker's refusal in `weir-error-message`.
     private func deadLetterRefusedPrediction(_ failed: FailedDelivery, source: EventSource) {
-        let modelHeaders: Set<String> = ["weir-model", "weir-version", "weir-route"]
-        var headers = failed.headers.filter { !modelHeaders.contains($0.name) }
+        // The prediction's own headers go (its model headers, its CloudEvents headers); the input's stay.
+        let predictionHeaders = Set(["weir-model", "weir-version", "weir-route"] + CloudEventHeaders.names)
+        var headers = failed.headers.filter { !predictionHeaders.contains($0.name) }
         let model = failed.headers.first { $0.name == "weir-model" }?.value
         let version = failed.headers.first { $0.name == "weir-version" }?.value
         headers += AnswerWriter.deadLetterHeaderList(
             code: .outputRefused, reason: Self.refusedPredictionReason(topic: failed.topic, code: failed.error, message: nil),
             source: source, model: model ?? [], version: version ?? [])
+        headers += cloudEvents.list(kind: .deadLetter, topic: source.partition.topic, partition: source.partition.partition, offset: source.offset)
         metrics.deadLetter(code: .outputRefused)
         let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: failed.error, context: failed.context,
                                     key: failed.key, value: [], headers: headers)
@@ -200,9 +209,9 @@ final class Outputs {
     }
 
     /// Whether a header is one Weir adds to a dead letter (its own `weir-*`, Kafka Connect's
-    /// `__connect.errors.*`) rather than one copied from the input.
+    /// `__connect.errors.*`, its CloudEvents `ce_*`) rather than one copied from the input.
     static func isDeadLetterContext(_ name: String) -> Bool {
-        name.hasPrefix("weir-") || name.hasPrefix("__connect.errors.")
+        name.hasPrefix("weir-") || name.hasPrefix("__connect.errors.") || name.hasPrefix("ce_")
     }
 
     /// The next smaller form of a dead letter: without its value, then without the headers copied

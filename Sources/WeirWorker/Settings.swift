@@ -91,6 +91,8 @@ public struct WorkerSettings: Sendable, Equatable {
     public var schemaRegistryKeyFile: String?
     /// Longest one registry request may take.
     public var schemaRegistryTimeoutMs = 5_000
+    /// Which input headers answers carry on; each answer also gets CloudEvents headers of its own.
+    public var outputHeaders = HeadersPolicy.copyExceptCloudEvents
     /// Larger event values go to the dead-letter topic as `too-large`.
     public var inputMaxBytes = 1 << 20
     /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.

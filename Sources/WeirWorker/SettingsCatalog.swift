@@ -195,6 +195,13 @@ let settingsCatalog: [SettingSpec] = [
     optionalText("schema-registry.cert-file", "PEM client certificate for mutual TLS with the registry", \.schemaRegistryCertFile),
     optionalText("schema-registry.key-file", "PEM key of the client certificate", \.schemaRegistryKeyFile),
     integer("schema-registry.timeout-ms", "longest one Schema Registry request may take", 100...120_000, \.schemaRegistryTimeoutMs),
+    SettingSpec(key: "output.headers", help: "input headers answers carry: copy-except-ce (default), copy, none, or a list of names",
+                apply: { settings, values, source in
+        let value = try single("output.headers", values, source)
+        do throws(SettingsError) { settings.outputHeaders = try HeadersPolicy(parsing: value) } catch {
+            throw SettingsError("\(error.description) (\(source))")
+        }
+    }, render: { $0.outputHeaders.description }),
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),

@@ -1,0 +1,205 @@
+import Foundation
+import WeirKafka
+
+/// Which input headers an answer carries on (`output.headers`, docs/contracts.md).
+public enum HeadersPolicy: Sendable, Equatable, CustomStringConvertible {
+    /// Every input header except CloudEvents' `ce_*` and `content-type`: those describe the input
+    /// event, and a prediction that repeated them would claim to be it (same id, same type).
+    case copyExceptCloudEvents
+    /// Every input header (Weir's own CloudEvents headers replace the input's of the same name).
+    case copy
+    /// None.
+    case none
+    /// Only these names (Weir's own headers are added whatever the list says).
+    case allow([String])
+
+    /// `copy-except-ce`, `copy`, `none`, or a comma-separated list of header names.
+    public init(parsing text: String) throws(SettingsError) {
+        switch text.trimmingCharacters(in: .whitespaces) {
+        case "copy-except-ce": self = .copyExceptCloudEvents
+        case "copy": self = .copy
+        case "none": self = .none
+        default:
+            let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard !names.isEmpty, !names.contains(where: \.isEmpty) else {
+                throw SettingsError("output.headers: '\(text)' is not copy-except-ce, copy, none or a comma-separated list of header names")
+            }
+            if let twice = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+                throw SettingsError("output.headers: '\(twice)' is listed twice")
+            }
+            self = .allow(names)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .copyExceptCloudEvents: "copy-except-ce"
+        case .copy: "copy"
+        case .none: "none"
+        case .allow(let names): names.joined(separator: ",")
+        }
+    }
+}
+
+/// Applies the headers policy and adds the CloudEvents binary-mode headers each answer carries as
+/// an event of its own: `ce_specversion` 1.0, `ce_type` (`io.weir.prediction.v1`,
+/// `io.weir.deadletter.v1`), `ce_source` (`/weir/<worker-id>`), `ce_id` (`<topic>-<partition>-<offset>`
+/// of the input, so a repeated answer keeps its id; a shadow answer's ends in `/shadow`), `ce_time`
+/// and, for predictions, `content-type`. Poll thread only: the id and time are written into reused
+/// buffers, nothing is allocated per answer.
+final class CloudEventHeaders {
+    enum Kind {
+        case prediction, shadow, deadLetter
+    }
+
+    static let names: [String] = ["ce_specversion", "ce_type", "ce_source", "ce_id", "ce_time", "content-type"]
+    private static let predictionType = Array("io.weir.prediction.v1".utf8)
+    private static let deadLetterType = Array("io.weir.deadletter.v1".utf8)
+    private static let specVersion = Array("1.0".utf8)
+    /// Weir's own names as C strings, for comparing with consumed headers' names.
+    private static let ownNames: [[CChar]] = names.map { Array($0.utf8CString) }
+
+    let policy: HeadersPolicy
+    private let source: [UInt8]
+    private let contentType: [UInt8]
+    /// The allow list as C strings.
+    private let allowed: [[CChar]]
+    private var id = [UInt8]()
+    private var time = [UInt8]()
+    private var timeMillis: Int64 = -1
+
+    init(policy: HeadersPolicy, worker: String, format: OutputFormat) {
+        self.policy = policy
+        source = Array("/weir/\(worker)".utf8)
+        contentType = Array((format == .avro ? "application/avro" : "application/json").utf8)
+        if case .allow(let names) = policy { allowed = names.map { Array($0.utf8CString) } } else { allowed = [] }
+        id.reserveCapacity(256)
+        time.reserveCapacity(32)
+    }
+
+    /// The input headers an answer of `kind` starts from: `message`'s, taken over (`taking`) or
+    /// copied, with the policy applied. A dead letter keeps the input's `content-type`: its value is
+    /// the input's bytes.
+    func inputHeaders(of message: KafkaMessage, taking: Bool, kind: Kind) -> OutgoingHeaders {
+        if case .none = policy { return OutgoingHeaders() }
+        var headers = taking ? OutgoingHeaders(takingFrom: message) : OutgoingHeaders(copying: message)
+        let keepsContentType = kind == .deadLetter
+        switch policy {
+        case .copyExceptCloudEvents:
+            headers.removeAll { name in
+                (name[0] == 0x63 && name[1] == 0x65 && name[2] == 0x5F)  // "ce_"
+                    || (!keepsContentType && strcmp(name, "content-type") == 0)
+            }
+        case .copy:
+            headers.removeAll { name in Self.isOwn(name, keepingContentType: keepsContentType) }
+        case .allow:
+            headers.removeAll { name in
+                Self.isOwn(name, keepingContentType: keepsContentType) || !allowed.contains { strcmp($0, name) == 0 }
+            }
+        case .none:
+            break
+        }
+        return headers
+    }
+
+    /// Whether a header name is one Weir sets on its answers (`content-type` only when asked).
+    private static func isOwn(_ name: UnsafePointer<CChar>, keepingContentType: Bool) -> Bool {
+        ownNames.indices.contains { index in
+            (!keepingContentType || index != ownNames.count - 1) && strcmp(ownNames[index], name) == 0
+        }
+    }
+
+    /// The same policy on a copied list (the slow paths: a dead letter made smaller, a refused
+    /// prediction turned into a dead letter).
+    func inputHeaders(_ list: [(name: String, value: [UInt8]?)], kind: Kind) -> [(name: String, value: [UInt8]?)] {
+        let keepsContentType = kind == .deadLetter
+        return list.filter { header in
+            let isContentType = header.name == "content-type"
+            switch policy {
+            case .copyExceptCloudEvents: return !header.name.hasPrefix("ce_") && (keepsContentType || !isContentType)
+            case .copy: return !Self.names.contains(header.name) || (keepsContentType && isContentType)
+            case .allow(let names): return names.contains(header.name) && (!Self.names.contains(header.name) || (keepsContentType && isContentType))
+            case .none: return false
+            }
+        }
+    }
+
+    /// Appends the CloudEvents headers of an answer to `message`.
+    func append(to headers: inout OutgoingHeaders, kind: Kind, message: KafkaMessage) {
+        writeID(topic: message.topicNamePointer, partition: message.partition, offset: message.offset, shadow: kind == .shadow)
+        refreshTime()
+        Self.specVersion.withUnsafeBytes { headers.append(name: "ce_specversion", value: $0) }
+        (kind == .deadLetter ? Self.deadLetterType : Self.predictionType).withUnsafeBytes { headers.append(name: "ce_type", value: $0) }
+        source.withUnsafeBytes { headers.append(name: "ce_source", value: $0) }
+        id.withUnsafeBytes { headers.append(name: "ce_id", value: $0) }
+        time.withUnsafeBytes { headers.append(name: "ce_time", value: $0) }
+        if kind != .deadLetter { contentType.withUnsafeBytes { headers.append(name: "content-type", value: $0) } }
+    }
+
+    /// The same headers as a list (slow paths).
+    func list(kind: Kind, topic: String, partition: Int32, offset: Int64) -> [(name: String, value: [UInt8]?)] {
+        topic.withCString { writeID(topic: $0, partition: partition, offset: offset, shadow: kind == .shadow) }
+        refreshTime()
+        var list: [(name: String, value: [UInt8]?)] = [
+            ("ce_specversion", Self.specVersion), ("ce_type", kind == .deadLetter ? Self.deadLetterType : Self.predictionType),
+            ("ce_source", source), ("ce_id", id), ("ce_time", time),
+        ]
+        if kind != .deadLetter { list.append(("content-type", contentType)) }
+        return list
+    }
+
+    private func writeID(topic: UnsafePointer<CChar>, partition: Int32, offset: Int64, shadow: Bool) {
+        id.removeAll(keepingCapacity: true)
+        var cursor = topic
+        while cursor.pointee != 0 {
+            id.append(UInt8(bitPattern: cursor.pointee))
+            cursor += 1
+        }
+        id.append(UInt8(ascii: "-"))
+        appendDecimal(Int64(partition))
+        id.append(UInt8(ascii: "-"))
+        appendDecimal(offset)
+        if shadow { id.append(contentsOf: [UInt8(ascii: "/"), UInt8(ascii: "s"), UInt8(ascii: "h"), UInt8(ascii: "a"), UInt8(ascii: "d"), UInt8(ascii: "o"), UInt8(ascii: "w")]) }
+    }
+
+    private func appendDecimal(_ value: Int64) {
+        if value < 0 { id.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let start = id.count
+        repeat {
+            id.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        id[start...].reverse()
+    }
+
+    /// `ce_time`: now in RFC 3339 with milliseconds, formatted again only when the millisecond changed.
+    private func refreshTime() {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let millis = Int64(now.tv_sec) &* 1000 &+ Int64(now.tv_nsec / 1_000_000)
+        guard millis != timeMillis else { return }
+        timeMillis = millis
+        var parts = tm()
+        var seconds = now.tv_sec
+        gmtime_r(&seconds, &parts)
+        time.removeAll(keepingCapacity: true)
+        func digits(_ value: Int, _ count: Int) {
+            var divisor = 1
+            for _ in 1..<count { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                time.append(UInt8(ascii: "0") + UInt8((rest / divisor) % 10))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        digits(Int(parts.tm_year) + 1900, 4); time.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2); time.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2); time.append(UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2); time.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2); time.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2); time.append(UInt8(ascii: "."))
+        digits(Int(now.tv_nsec / 1_000_000), 3); time.append(UInt8(ascii: "Z"))
+    }
+}
