@@ -147,6 +147,10 @@ public struct ConsumedRecord: Sendable, Hashable {
 public struct OutgoingHeaders: ~Copyable {
     private(set) var handle: OpaquePointer?
 
+    /// A new list's room: an answer adds about a dozen headers of its own, and a list that grows
+    /// reallocates.
+    static let roomForAnswerHeaders = 16
+
     public init(capacity: Int = 4) {
         handle = rd_kafka_headers_new(max(capacity, 1))
     }
@@ -157,7 +161,7 @@ public struct OutgoingHeaders: ~Copyable {
         if rd_kafka_message_headers(message.pointer, &source) == RD_KAFKA_RESP_ERR_NO_ERROR, let source {
             handle = rd_kafka_headers_copy(source)
         } else {
-            handle = rd_kafka_headers_new(4)
+            handle = rd_kafka_headers_new(Self.roomForAnswerHeaders)
         }
     }
 
@@ -168,7 +172,7 @@ public struct OutgoingHeaders: ~Copyable {
         if rd_kafka_message_detach_headers(message.pointer, &detached) == RD_KAFKA_RESP_ERR_NO_ERROR, let detached {
             handle = detached
         } else {
-            handle = rd_kafka_headers_new(4)
+            handle = rd_kafka_headers_new(Self.roomForAnswerHeaders)
         }
     }
 

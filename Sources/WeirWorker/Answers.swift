@@ -7,6 +7,12 @@ import WeirModel
 enum Route: UInt8, CaseIterable {
     case primary, canary, shadow
     var name: String { ["primary", "canary", "shadow"][Int(rawValue)] }
+
+    /// The route a `weir-route` header names.
+    init?(name: String) {
+        guard let route = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = route
+    }
 }
 
 /// Why an event was answered by a dead letter: `weir-error` on the record and the `code` label of
@@ -66,6 +72,8 @@ final class AnswerWriter {
     let fields: PredictionFields
     let modelName: [UInt8]
     let modelVersion: [UInt8]
+    /// The metrics of the route this model answers on, set by the batcher whenever it takes one.
+    var routeMetrics: RouteMetrics!
     private static let routeNames = Route.allCases.map { Array($0.name.utf8) }
 
     init(manifest: BundleManifest, records: OutputRecords) {

@@ -74,6 +74,16 @@ final class Batcher {
         self.metrics = metrics
         modelKey = Array(primary.bundle.manifest.name.utf8)
         pending.reserveCapacity(maxEvents)
+        labelRoutes()
+    }
+
+    /// Gives each serving model the metrics of the route it now answers on.
+    private func labelRoutes() {
+        func label(_ model: ServingModel, _ route: Route) {
+            model.answers.routeMetrics = metrics.route(model: model.bundle.manifest.name, version: model.version, route: route)
+        }
+        label(routing.primary, .primary)
+        if let candidate = routing.candidate { label(candidate, routing.mode == .shadow ? .shadow : .canary) }
     }
 
     var isEmpty: Bool { pending.isEmpty }
@@ -208,7 +218,12 @@ final class Batcher {
     private func runRows(of model: ServingModel) -> RunResult {
         guard model.count > 0 else { return RunResult() }
         let started = monotonicNanoseconds()
-        defer { model.noteInference(nanoseconds: monotonicNanoseconds() - started) }
+        defer {
+            let elapsed = monotonicNanoseconds() - started
+            model.noteInference(nanoseconds: elapsed)
+            model.answers.routeMetrics.executions.increment()
+            model.answers.routeMetrics.inference.recordNanoseconds(Int64(clamping: elapsed))
+        }
         do { return RunResult(run: try model.run()) } catch { return RunResult(error: error) }
     }
 
@@ -218,14 +233,13 @@ final class Batcher {
         let count = pending.count
         guard count > 0 else { return }
         metrics.batchSize.record(count)
-        let started = monotonicNanoseconds()
         let primaryModel = routing.primary, candidateModel = routing.candidate
+        outputs.cloudEvents.refreshTime()
         let primaryResult = runRows(of: primaryModel)
         let candidateResult = candidateModel.map { runRows(of: $0) } ?? RunResult()
         let finished = monotonicNanoseconds()
-        metrics.inferenceTime.recordNanoseconds(Int64(finished - started))
         rememberRecentEvents()
-        var predicted = 0
+        var predicted = 0, predictedByCandidate = 0
         // Per event, nothing below copies a struct holding references (an event, a run result) or
         // takes a model out of an optional: each such copy costs reference-count traffic per event.
         let primaryError = primaryResult.error, candidateError = candidateResult.error
@@ -266,6 +280,7 @@ final class Batcher {
                                                        context: context)
                             } else {
                                 predicted += 1
+                                if !isPrimary { predictedByCandidate += 1 }
                                 if let outcomes, let answered = isPrimary ? primaryOutputs : candidateOutputs,
                                    let hash = outcomes.joinHash(id: events[index].id, message: message) {
                                     rememberedSlot = outcomes.remember(
@@ -287,7 +302,8 @@ final class Batcher {
                 if let primaryDrift, let driftBatch { timedDrift { primaryDrift.flush(driftBatch) } }
             }
         }
-        metrics.predictions.increment(by: Int64(predicted))
+        primaryModel.answers.routeMetrics.predictions.increment(by: Int64(predicted - predictedByCandidate))
+        if predictedByCandidate > 0 { candidateModel?.answers.routeMetrics.predictions.increment(by: Int64(predictedByCandidate)) }
         metrics.predictionTotal.add(predicted, ordering: .relaxed)
         pending.removeAll(keepingCapacity: true)
         primaryModel.count = 0
@@ -320,7 +336,7 @@ final class Batcher {
         var headers = outputs.cloudEvents.inputHeaders(of: message, taking: false, kind: .shadow)
         shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
         outputs.cloudEvents.append(to: &headers, kind: .shadow, message: message)
-        outputs.sendShadow(shadow.answers.record, of: message, headers: headers)
+        outputs.sendShadow(shadow.answers.record, of: message, headers: headers, counter: shadow.answers.routeMetrics.predictions)
         if rememberedSlot >= 0, let outcomes, let modelOutputs {
             outcomes.rememberShadow(slot: rememberedSlot, base: modelOutputs.values.baseAddress! + Int(event.shadowRow) * modelOutputs.width,
                                     width: modelOutputs.width)
@@ -374,6 +390,7 @@ final class Batcher {
         precondition(pending.isEmpty, "a serving plan is applied between two batches")
         if plan.primary !== routing.primary { publishDrift(of: routing.primary) }
         routing = Routing(plan)
+        labelRoutes()
     }
 }
 

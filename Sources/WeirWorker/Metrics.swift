@@ -11,7 +11,6 @@ public final class WorkerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
     let eventsIn: CoreMetrics.Counter
-    let predictions: CoreMetrics.Counter
     let tombstones: CoreMetrics.Counter
     let deliveryRetries: CoreMetrics.Counter
     /// Offset commits the coordinator refused (sent again on the next tick).
@@ -69,7 +68,6 @@ public final class WorkerMetrics: Sendable {
         if count > inFlightPeak.load(ordering: .relaxed) { inFlightPeak.store(count, ordering: .relaxed) }
     }
     let batchSize: Recorder
-    let inferenceTime: CoreMetrics.Timer
     let eventLatency: CoreMetrics.Timer
     let inFlight: CoreMetrics.Gauge
     let pausedPartitions: CoreMetrics.Gauge
@@ -81,13 +79,12 @@ public final class WorkerMetrics: Sendable {
     let schemaWaitingPartitions: CoreMetrics.Gauge
     /// Schema fetches that got no answer (down, slow, refused), each retried.
     let schemaRegistryErrors: CoreMetrics.Counter
-    /// One counter per dead-letter code, made at start (each code shows 0 until it happens).
-    private let deadLetterCounters: [DeadLetterCode: CoreMetrics.Counter]
+    /// Per-prediction metrics by model, version and route, made when a model takes a route.
+    private let routeTable = Mutex<[String: RouteMetrics]>([:])
     private let lagGauges: Mutex<[String: CoreMetrics.Gauge]>
     private let infoGauges: Mutex<[String: CoreMetrics.Gauge]>
     private let controlCounters: Mutex<[String: CoreMetrics.Counter]>
     let automaticRollbacks: CoreMetrics.Counter
-    let shadowPredictions: CoreMetrics.Counter
     /// Control messages applied, rejected, and automatic rollbacks (for tests and summaries).
     public let controlAppliedTotal = Atomic<Int>(0)
     public let controlRejectedTotal = Atomic<Int>(0)
@@ -127,7 +124,6 @@ public final class WorkerMetrics: Sendable {
         factory.valueHistogramBuckets = ["weir_batch_size_events": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]]
         self.factory = factory
         eventsIn = Counter(label: "weir_events_consumed_total", factory: factory)
-        predictions = Counter(label: "weir_predictions_total", factory: factory)
         tombstones = Counter(label: "weir_tombstones_total", factory: factory)
         deliveryRetries = Counter(label: "weir_delivery_retries_total", factory: factory)
         commitFailures = Counter(label: "weir_commit_failures_total", factory: factory)
@@ -139,7 +135,6 @@ public final class WorkerMetrics: Sendable {
         transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
         transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)
         batchSize = Recorder(label: "weir_batch_size_events", factory: factory)
-        inferenceTime = Timer(label: "weir_inference_seconds", factory: factory)
         eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)
         inFlight = CoreMetrics.Gauge(label: "weir_events_in_flight", factory: factory)
         pausedPartitions = CoreMetrics.Gauge(label: "weir_paused_partitions", factory: factory)
@@ -147,14 +142,10 @@ public final class WorkerMetrics: Sendable {
         schemasKnown = CoreMetrics.Gauge(label: "weir_schema_registry_schemas", factory: factory)
         schemaWaitingPartitions = CoreMetrics.Gauge(label: "weir_schema_waiting_partitions", factory: factory)
         schemaRegistryErrors = Counter(label: "weir_schema_registry_errors_total", factory: factory)
-        deadLetterCounters = Dictionary(uniqueKeysWithValues: DeadLetterCode.allCases.map { code in
-            (code, Counter(label: "weir_dead_letters_total", dimensions: [("code", code.rawValue)], factory: factory))
-        })
         lagGauges = Mutex([:])
         infoGauges = Mutex([:])
         controlCounters = Mutex([:])
         automaticRollbacks = Counter(label: "weir_automatic_rollbacks_total", factory: factory)
-        shadowPredictions = Counter(label: "weir_shadow_predictions_total", factory: factory)
         driftGauges = Mutex([:])
         driftWindows = Counter(label: "weir_drift_windows_total", factory: factory)
         driftTime = FloatingPointCounter(label: "weir_drift_seconds_total", factory: factory)
@@ -213,9 +204,21 @@ public final class WorkerMetrics: Sendable {
         driftTime.increment(by: Double(nanoseconds) / 1e9)
     }
 
-    func deadLetter(code: DeadLetterCode) {
-        deadLetterCounters[code]!.increment()
+    /// Counts a dead letter of `code` answered on `route`.
+    func deadLetter(code: DeadLetterCode, route: RouteMetrics) {
+        route.deadLetter(code)
         deadLetterTotal.add(1, ordering: .relaxed)
+    }
+
+    /// The metrics of `model` `version` on `route` (made once, then shared).
+    func route(model: String, version: String, route: Route) -> RouteMetrics {
+        let key = "\(model)\u{0}\(version)\u{0}\(route.name)"
+        return routeTable.withLock { table in
+            if let existing = table[key] { return existing }
+            let made = RouteMetrics(model: model, version: version, route: route, factory: factory)
+            table[key] = made
+            return made
+        }
     }
 
     func setLag(topic: String, partition: Int32, lag: Int64) {
@@ -368,4 +371,30 @@ public struct LatencySnapshot: Sendable {
         }
         return nil
     }
+}
+
+/// One serving model's per-prediction metrics on one route, labelled `model`, `version` and `route`
+/// so a canary and the primary compare on one dashboard: `weir_predictions_total` (shadow answers:
+/// `weir_shadow_predictions_total`), `weir_model_executions_total` (model runs: predictions over
+/// executions is the average batch), `weir_inference_seconds` (one run) and
+/// `weir_dead_letters_total{code}` (every code made at once, each 0 until it happens).
+final class RouteMetrics: Sendable {
+    let predictions: CoreMetrics.Counter
+    let executions: CoreMetrics.Counter
+    let inference: CoreMetrics.Timer
+    private let deadLetters: [DeadLetterCode: CoreMetrics.Counter]
+
+    init(model: String, version: String, route: Route, factory: PrometheusMetricsFactory) {
+        let labels = [("model", model), ("version", version), ("route", route.name)]
+        predictions = route == .shadow
+            ? Counter(label: "weir_shadow_predictions_total", dimensions: [("model", model), ("version", version)], factory: factory)
+            : Counter(label: "weir_predictions_total", dimensions: labels, factory: factory)
+        executions = Counter(label: "weir_model_executions_total", dimensions: labels, factory: factory)
+        inference = Timer(label: "weir_inference_seconds", dimensions: labels, factory: factory)
+        deadLetters = Dictionary(uniqueKeysWithValues: DeadLetterCode.allCases.map { code in
+            (code, Counter(label: "weir_dead_letters_total", dimensions: [("code", code.rawValue)] + labels, factory: factory))
+        })
+    }
+
+    func deadLetter(_ code: DeadLetterCode) { deadLetters[code]!.increment() }
 }

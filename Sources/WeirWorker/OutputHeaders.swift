@@ -64,17 +64,33 @@ final class CloudEventHeaders {
     private let contentType: [UInt8]
     /// The allow list as C strings.
     private let allowed: [[CChar]]
-    private var id = [UInt8]()
-    private var time = [UInt8]()
+    /// `ce_id` and `ce_time` are written into these fixed buffers (no array bookkeeping per answer).
+    private let id = UnsafeMutablePointer<UInt8>.allocate(capacity: 320)
+    private var idLength = 0
+    private let time = UnsafeMutablePointer<UInt8>.allocate(capacity: 32)
+    private var timeLength = 0
     private var timeMillis: Int64 = -1
+    /// `names` as C strings made once (`append(cName:)` copies no Swift string per header).
+    private let cNames: [UnsafeMutablePointer<CChar>]
 
     init(policy: HeadersPolicy, worker: String, format: OutputFormat) {
         self.policy = policy
         source = Array("/weir/\(worker)".utf8)
         contentType = Array((format == .avro ? "application/avro" : "application/json").utf8)
         if case .allow(let names) = policy { allowed = names.map { Array($0.utf8CString) } } else { allowed = [] }
-        id.reserveCapacity(256)
-        time.reserveCapacity(32)
+        cNames = Self.names.map { name in
+            let bytes = Array(name.utf8CString)
+            let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count)
+            pointer.initialize(from: bytes, count: bytes.count)
+            return pointer
+        }
+        refreshTime()
+    }
+
+    deinit {
+        id.deallocate()
+        time.deallocate()
+        for name in cNames { name.deallocate() }
     }
 
     /// The input headers an answer of `kind` starts from: `message`'s, taken over (`taking`) or
@@ -124,17 +140,24 @@ final class CloudEventHeaders {
         }
     }
 
-    /// Appends the CloudEvents headers of an answer to `message`.
+    /// Appends the CloudEvents headers of an answer to `message`. `ce_time` is the time of the last
+    /// `refreshTime()` (the batcher calls it once per batch; dead letters each time).
     func append(to headers: inout OutgoingHeaders, kind: Kind, message: KafkaMessage) {
         writeID(topic: message.topicNamePointer, partition: message.partition, offset: message.offset, shadow: kind == .shadow)
-        refreshTime()
-        Self.specVersion.withUnsafeBytes { headers.append(name: "ce_specversion", value: $0) }
-        (kind == .deadLetter ? Self.deadLetterType : Self.predictionType).withUnsafeBytes { headers.append(name: "ce_type", value: $0) }
-        source.withUnsafeBytes { headers.append(name: "ce_source", value: $0) }
-        id.withUnsafeBytes { headers.append(name: "ce_id", value: $0) }
-        time.withUnsafeBytes { headers.append(name: "ce_time", value: $0) }
-        if kind != .deadLetter { contentType.withUnsafeBytes { headers.append(name: "content-type", value: $0) } }
+        Self.specVersion.withUnsafeBytes { headers.append(cName: specVersionName, value: $0) }
+        (kind == .deadLetter ? Self.deadLetterType : Self.predictionType).withUnsafeBytes { headers.append(cName: typeName, value: $0) }
+        source.withUnsafeBytes { headers.append(cName: sourceName, value: $0) }
+        headers.append(cName: idName, value: UnsafeRawBufferPointer(start: id, count: idLength))
+        headers.append(cName: timeName, value: UnsafeRawBufferPointer(start: time, count: timeLength))
+        if kind != .deadLetter { contentType.withUnsafeBytes { headers.append(cName: contentTypeName, value: $0) } }
     }
+
+    private var specVersionName: UnsafePointer<CChar> { UnsafePointer(cNames[0]) }
+    private var typeName: UnsafePointer<CChar> { UnsafePointer(cNames[1]) }
+    private var sourceName: UnsafePointer<CChar> { UnsafePointer(cNames[2]) }
+    private var idName: UnsafePointer<CChar> { UnsafePointer(cNames[3]) }
+    private var timeName: UnsafePointer<CChar> { UnsafePointer(cNames[4]) }
+    private var contentTypeName: UnsafePointer<CChar> { UnsafePointer(cNames[5]) }
 
     /// The same headers as a list (slow paths).
     func list(kind: Kind, topic: String, partition: Int32, offset: Int64) -> [(name: String, value: [UInt8]?)] {
@@ -142,39 +165,60 @@ final class CloudEventHeaders {
         refreshTime()
         var list: [(name: String, value: [UInt8]?)] = [
             ("ce_specversion", Self.specVersion), ("ce_type", kind == .deadLetter ? Self.deadLetterType : Self.predictionType),
-            ("ce_source", source), ("ce_id", id), ("ce_time", time),
+            ("ce_source", source), ("ce_id", Array(UnsafeBufferPointer(start: id, count: idLength))),
+            ("ce_time", Array(UnsafeBufferPointer(start: time, count: timeLength))),
         ]
         if kind != .deadLetter { list.append(("content-type", contentType)) }
         return list
     }
 
+    /// `<topic>-<partition>-<offset>` (and `/shadow`) into `id`; a topic name is at most 249 bytes.
     private func writeID(topic: UnsafePointer<CChar>, partition: Int32, offset: Int64, shadow: Bool) {
-        id.removeAll(keepingCapacity: true)
+        var length = 0
         var cursor = topic
-        while cursor.pointee != 0 {
-            id.append(UInt8(bitPattern: cursor.pointee))
+        while cursor.pointee != 0 && length < 249 {
+            id[length] = UInt8(bitPattern: cursor.pointee)
+            length += 1
             cursor += 1
         }
-        id.append(UInt8(ascii: "-"))
-        appendDecimal(Int64(partition))
-        id.append(UInt8(ascii: "-"))
-        appendDecimal(offset)
-        if shadow { id.append(contentsOf: [UInt8(ascii: "/"), UInt8(ascii: "s"), UInt8(ascii: "h"), UInt8(ascii: "a"), UInt8(ascii: "d"), UInt8(ascii: "o"), UInt8(ascii: "w")]) }
+        id[length] = UInt8(ascii: "-")
+        length = writeDecimal(Int64(partition), at: length + 1)
+        id[length] = UInt8(ascii: "-")
+        length = writeDecimal(offset, at: length + 1)
+        if shadow {
+            for byte in "/shadow".utf8 {
+                id[length] = byte
+                length += 1
+            }
+        }
+        idLength = length
     }
 
-    private func appendDecimal(_ value: Int64) {
-        if value < 0 { id.append(UInt8(ascii: "-")) }
+    /// Writes `value` in decimal at `position` of `id`; returns the position after it.
+    private func writeDecimal(_ value: Int64, at position: Int) -> Int {
+        var position = position
+        if value < 0 {
+            id[position] = UInt8(ascii: "-")
+            position += 1
+        }
         var magnitude = value.magnitude
-        let start = id.count
+        var digits = 1
+        var probe = magnitude
+        while probe >= 10 {
+            probe /= 10
+            digits += 1
+        }
+        var index = position + digits - 1
         repeat {
-            id.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            id[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
             magnitude /= 10
+            index -= 1
         } while magnitude > 0
-        id[start...].reverse()
+        return position + digits
     }
 
     /// `ce_time`: now in RFC 3339 with milliseconds, formatted again only when the millisecond changed.
-    private func refreshTime() {
+    func refreshTime() {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let millis = Int64(now.tv_sec) &* 1000 &+ Int64(now.tv_nsec / 1_000_000)
@@ -183,23 +227,26 @@ final class CloudEventHeaders {
         var parts = tm()
         var seconds = now.tv_sec
         gmtime_r(&seconds, &parts)
-        time.removeAll(keepingCapacity: true)
-        func digits(_ value: Int, _ count: Int) {
-            var divisor = 1
-            for _ in 1..<count { divisor *= 10 }
+        var length = 0
+        func put(_ value: Int, _ count: Int) {
             var rest = value
-            while divisor > 0 {
-                time.append(UInt8(ascii: "0") + UInt8((rest / divisor) % 10))
-                rest %= divisor
-                divisor /= 10
+            for index in stride(from: count - 1, through: 0, by: -1) {
+                time[length + index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
             }
+            length += count
         }
-        digits(Int(parts.tm_year) + 1900, 4); time.append(UInt8(ascii: "-"))
-        digits(Int(parts.tm_mon) + 1, 2); time.append(UInt8(ascii: "-"))
-        digits(Int(parts.tm_mday), 2); time.append(UInt8(ascii: "T"))
-        digits(Int(parts.tm_hour), 2); time.append(UInt8(ascii: ":"))
-        digits(Int(parts.tm_min), 2); time.append(UInt8(ascii: ":"))
-        digits(Int(parts.tm_sec), 2); time.append(UInt8(ascii: "."))
-        digits(Int(now.tv_nsec / 1_000_000), 3); time.append(UInt8(ascii: "Z"))
+        func mark(_ byte: UInt8) {
+            time[length] = byte
+            length += 1
+        }
+        put(Int(parts.tm_year) + 1900, 4); mark(UInt8(ascii: "-"))
+        put(Int(parts.tm_mon) + 1, 2); mark(UInt8(ascii: "-"))
+        put(Int(parts.tm_mday), 2); mark(UInt8(ascii: "T"))
+        put(Int(parts.tm_hour), 2); mark(UInt8(ascii: ":"))
+        put(Int(parts.tm_min), 2); mark(UInt8(ascii: ":"))
+        put(Int(parts.tm_sec), 2); mark(UInt8(ascii: "."))
+        put(Int(now.tv_nsec / 1_000_000), 3); mark(UInt8(ascii: "Z"))
+        timeLength = length
     }
 }

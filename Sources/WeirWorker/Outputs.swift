@@ -1,3 +1,4 @@
+import CoreMetrics
 import WeirCodec
 import WeirKafka
 
@@ -115,8 +116,9 @@ final class Outputs {
     func sendDeadLetter(_ message: KafkaMessage, answers: AnswerWriter, code: DeadLetterCode, reason: String, context: UInt) {
         var headers = cloudEvents.inputHeaders(of: message, taking: false, kind: .deadLetter)
         answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
+        cloudEvents.refreshTime()
         cloudEvents.append(to: &headers, kind: .deadLetter, message: message)
-        metrics.deadLetter(code: code)
+        metrics.deadLetter(code: code, route: answers.routeMetrics)
         let value = message.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         let source = EventSource(partition: TopicPartition(message.topic, message.partition), offset: message.offset)
         do {
@@ -137,7 +139,7 @@ final class Outputs {
     /// Answers an offset librdkafka could not read with a `consume-error` dead letter: no key, no
     /// value, the reader's error in `weir-error-message`.
     func sendConsumeError(at source: EventSource, answers: AnswerWriter, reason: String, context: UInt) {
-        metrics.deadLetter(code: .consumeError)
+        metrics.deadLetter(code: .consumeError, route: answers.routeMetrics)
         let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: .noError, context: context, key: nil, value: [],
                                     headers: answers.deadLetterHeaderList(code: .consumeError, reason: reason, source: source)
                                         + cloudEvents.list(kind: .deadLetter, topic: source.partition.topic,
@@ -191,7 +193,10 @@ final class Outputs {
             code: .outputRefused, reason: Self.refusedPredictionReason(topic: failed.topic, code: failed.error, message: nil),
             source: source, model: model ?? [], version: version ?? [])
         headers += cloudEvents.list(kind: .deadLetter, topic: source.partition.topic, partition: source.partition.partition, offset: source.offset)
-        metrics.deadLetter(code: .outputRefused)
+        let route = failed.headers.first { $0.name == "weir-route" }?.value.flatMap { Route(name: String(decoding: $0, as: UTF8.self)) }
+        metrics.deadLetter(code: .outputRefused, route: metrics.route(model: String(decoding: model ?? [], as: UTF8.self),
+                                                                       version: String(decoding: version ?? [], as: UTF8.self),
+                                                                       route: route ?? .primary))
         let letter = FailedDelivery(topic: deadLetters.name, partition: -1, error: failed.error, context: failed.context,
                                     key: failed.key, value: [], headers: headers)
         send(letter, source: source)
@@ -277,11 +282,12 @@ final class Outputs {
     // MARK: Best-effort records
 
     /// A shadow candidate's answer (`value`): not retried, does not hold back commits.
-    func sendShadow(_ value: UnsafeRawBufferPointer, of message: KafkaMessage, headers: consuming OutgoingHeaders) {
+    func sendShadow(_ value: UnsafeRawBufferPointer, of message: KafkaMessage, headers: consuming OutgoingHeaders,
+                    counter: CoreMetrics.Counter) {
         guard let shadow else { return }
         do {
             try bestEffortProducer.send(to: shadow, key: message.key, value: value, headers: headers, context: 0)
-            metrics.shadowPredictions.increment()
+            counter.increment()
             metrics.shadowTotal.add(1, ordering: .relaxed)
         } catch {
             log("cannot produce a shadow record to '\(shadow.name)': \(error)", level: .warning)

@@ -400,6 +400,12 @@ struct Status {
         #expect(misrouted == 0, "every event went where its key's hash says, on both workers")
         #expect(abs(share - 0.10) <= 0.02, "\(canaryKeys.count) of \(allKeys.count) keys on the canary (\(share))")
         #expect(Set(canaryPhase.values.map(\.partition)).count == 4)
+        // Canary and primary apart in the metrics, by model, version and route.
+        let canaryRecords = canaryPhase.values.filter { header($0, "weir-route") == "canary" }.count
+        let texts = [one, two].map { exposition($0) }
+        let canaryCounted = texts.reduce(0) { $0 + metricSum($1, "weir_predictions_total", #"version="1.1.0""#, #"route="canary""#) }
+        #expect(canaryCounted >= Double(canaryRecords), "canary predictions counted under route=canary, version 1.1.0")
+        #expect(texts.allSatisfy { metricSum($0, "weir_model_executions_total", #"route="canary""#) > 0 })
 
         // Rollback ends the canary.
         try send(cluster, ControlMessage(action: .rollback, model: "fraud", sequence: 2))

@@ -178,6 +178,11 @@ func metricValues(_ text: String, _ name: String) -> [(labels: String, value: Do
     }
 }
 
+/// The sum of metric `name`'s samples whose labels contain every one of `labels` (`code="too-large"`).
+func metricSum(_ text: String, _ name: String, _ labels: String...) -> Double {
+    metricValues(text, name).filter { sample in labels.allSatisfy { sample.labels.contains($0) } }.reduce(0) { $0 + $1.value }
+}
+
 /// The value of an unlabelled metric `name` (or its first sample).
 func metricValue(_ text: String, _ name: String) -> Double? { metricValues(text, name).first?.value }
 
