@@ -60,6 +60,8 @@ final class CloudEventHeaders {
     private static let ownNames: [[CChar]] = names.map { Array($0.utf8CString) }
 
     let policy: HeadersPolicy
+    /// `output.cloudevents`: false adds none (the policy still applies).
+    let isEnabled: Bool
     private let source: [UInt8]
     private let contentType: [UInt8]
     /// The allow list as C strings.
@@ -73,8 +75,9 @@ final class CloudEventHeaders {
     /// `names` as C strings made once (`append(cName:)` copies no Swift string per header).
     private let cNames: [UnsafeMutablePointer<CChar>]
 
-    init(policy: HeadersPolicy, worker: String, format: OutputFormat) {
+    init(policy: HeadersPolicy, worker: String, format: OutputFormat, enabled: Bool = true) {
         self.policy = policy
+        isEnabled = enabled
         source = Array("/weir/\(worker)".utf8)
         contentType = Array((format == .avro ? "application/avro" : "application/json").utf8)
         if case .allow(let names) = policy { allowed = names.map { Array($0.utf8CString) } } else { allowed = [] }
@@ -143,6 +146,7 @@ final class CloudEventHeaders {
     /// Appends the CloudEvents headers of an answer to `message`. `ce_time` is the time of the last
     /// `refreshTime()` (the batcher calls it once per batch; dead letters each time).
     func append(to headers: inout OutgoingHeaders, kind: Kind, message: KafkaMessage) {
+        guard isEnabled else { return }
         writeID(topic: message.topicNamePointer, partition: message.partition, offset: message.offset, shadow: kind == .shadow)
         Self.specVersion.withUnsafeBytes { headers.append(cName: specVersionName, value: $0) }
         (kind == .deadLetter ? Self.deadLetterType : Self.predictionType).withUnsafeBytes { headers.append(cName: typeName, value: $0) }
@@ -161,6 +165,7 @@ final class CloudEventHeaders {
 
     /// The same headers as a list (slow paths).
     func list(kind: Kind, topic: String, partition: Int32, offset: Int64) -> [(name: String, value: [UInt8]?)] {
+        guard isEnabled else { return [] }
         topic.withCString { writeID(topic: $0, partition: partition, offset: offset, shadow: kind == .shadow) }
         refreshTime()
         var list: [(name: String, value: [UInt8]?)] = [

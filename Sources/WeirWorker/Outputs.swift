@@ -78,7 +78,8 @@ final class Outputs {
         self.metrics = metrics
         self.log = log
         maxRetries = settings.outputMaxRetries
-        cloudEvents = CloudEventHeaders(policy: settings.outputHeaders, worker: settings.workerID, format: settings.outputFormat)
+        cloudEvents = CloudEventHeaders(policy: settings.outputHeaders, worker: settings.workerID, format: settings.outputFormat,
+                                        enabled: settings.outputCloudEvents)
         predictions = try producer.topic(settings.output)
         deadLetters = try producer.topic(settings.dlq)
         drift = try settings.driftTopic.map { name throws(KafkaError) in try bestEffortProducer.topic(name) }

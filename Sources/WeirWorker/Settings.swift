@@ -93,6 +93,9 @@ public struct WorkerSettings: Sendable, Equatable {
     public var schemaRegistryTimeoutMs = 5_000
     /// Which input headers answers carry on; each answer also gets CloudEvents headers of its own.
     public var outputHeaders = HeadersPolicy.copyExceptCloudEvents
+    /// Whether answers carry their own CloudEvents headers (six headers each: off saves their cost
+    /// where nothing downstream reads them).
+    public var outputCloudEvents = true
     /// Larger event values go to the dead-letter topic as `too-large`.
     public var inputMaxBytes = 1 << 20
     /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.

@@ -202,6 +202,15 @@ let settingsCatalog: [SettingSpec] = [
             throw SettingsError("\(error.description) (\(source))")
         }
     }, render: { $0.outputHeaders.description }),
+    SettingSpec(key: "output.cloudevents", help: "true (default): answers carry CloudEvents headers of their own; false: none",
+                apply: { settings, values, source in
+        let value = try single("output.cloudevents", values, source)
+        switch value.lowercased() {
+        case "true", "on", "yes": settings.outputCloudEvents = true
+        case "false", "off", "no": settings.outputCloudEvents = false
+        default: throw SettingsError("output.cloudevents: '\(value)' \(source) is not true or false")
+        }
+    }, render: { String($0.outputCloudEvents) }),
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),

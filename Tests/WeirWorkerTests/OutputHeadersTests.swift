@@ -26,7 +26,11 @@ import WeirTestSupport
         let settings = try SettingsLoader.load(file: nil, environment: ["WEIR_OUTPUT_HEADERS": "none"], arguments: [])
         #expect(settings.outputHeaders == HeadersPolicy.none)
         #expect(SettingsLoader.render(settings).contains("output.headers: none"))
-        #expect(WorkerSettings().outputHeaders == .copyExceptCloudEvents)
+        #expect(WorkerSettings().outputHeaders == .copyExceptCloudEvents && WorkerSettings().outputCloudEvents)
+        #expect(try !SettingsLoader.load(file: nil, environment: [:], arguments: ["--output-cloudevents", "false"]).outputCloudEvents)
+        #expect { _ = try SettingsLoader.load(file: nil, environment: [:], arguments: ["--output-cloudevents", "maybe"]) } throws: {
+            "\($0)".contains("output.cloudevents: 'maybe' from --output-cloudevents is not true or false")
+        }
     }
 
     @Test func theSlowPathsApplyThePolicyToo() {
@@ -39,6 +43,12 @@ import WeirTestSupport
         #expect(names(.copy, .prediction) == ["traceparent", "x-team"], "Weir's own CloudEvents names replace the input's")
         #expect(names(.none, .prediction).isEmpty)
         #expect(names(.allow(["x-team", "ce_id"]), .prediction) == ["x-team"])
+        let on = CloudEventHeaders(policy: .copy, worker: "w", format: .avro)
+        #expect(on.list(kind: .prediction, topic: "events", partition: 3, offset: 1_234_567_890_123).map(\.name) == CloudEventHeaders.names)
+        #expect(on.list(kind: .shadow, topic: "events", partition: 3, offset: 42).first { $0.name == "ce_id" }?.value == Array("events-3-42/shadow".utf8))
+        #expect(on.list(kind: .prediction, topic: "t", partition: 0, offset: 0).last?.value == Array("application/avro".utf8))
+        #expect(on.list(kind: .deadLetter, topic: "t", partition: 0, offset: 0).map(\.name) == Array(CloudEventHeaders.names.dropLast()))
+        #expect(CloudEventHeaders(policy: .copy, worker: "w", format: .json, enabled: false).list(kind: .prediction, topic: "t", partition: 0, offset: 0).isEmpty)
         var headers = OutgoingHeaders()
         for (name, value) in Self.inputHeaders { headers.append(name: name, value: value) }
         headers.removeAll { strncmp($0, "ce_", 3) == 0 }

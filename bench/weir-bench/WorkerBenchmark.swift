@@ -22,7 +22,7 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     if driftTopic != nil { settings.driftWindowEvents = 1000 }
     settings.kafka["consumer.fetch.wait.max.ms"] = "5"
     settings.kafka["consumer.session.timeout.ms"] = "6000"
-    // Knobs for studying the worker contender: WEIR_BENCH_WORKER_KAFKA=k=v,k=v (librdkafka settings,
+    // Knobs for studying the worker contender (also WEIR_BENCH_CLOUDEVENTS, below): WEIR_BENCH_WORKER_KAFKA=k=v,k=v (librdkafka settings,
     // `consumer.`/`producer.` prefixed as in `kafka.*`), WEIR_BENCH_MAX_IN_FLIGHT, WEIR_BENCH_BATCH_EVENTS,
     // WEIR_BENCH_WORKER_LOG=1 (the worker's log on stderr), WEIR_BENCH_TIMELINE=1 (consumed/answered
     // every 50 ms on stderr, which shows stalls).
@@ -33,6 +33,8 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     }
     if let value = env["WEIR_BENCH_MAX_IN_FLIGHT"].flatMap({ Int($0) }) { settings.maxInFlightEvents = value }
     if let value = env["WEIR_BENCH_BATCH_EVENTS"].flatMap({ Int($0) }) { settings.batchMaxEvents = value }
+    // WEIR_BENCH_CLOUDEVENTS=false: answers without their CloudEvents headers (what the six headers cost).
+    if env["WEIR_BENCH_CLOUDEVENTS"] == "false" { settings.outputCloudEvents = false }
     // The Avro benchmark: WEIR_BENCH_SCHEMA_REGISTRY=url reads Confluent-framed Avro through that registry.
     if let registry = env["WEIR_BENCH_SCHEMA_REGISTRY"] {
         settings.inputFormat = .avro
