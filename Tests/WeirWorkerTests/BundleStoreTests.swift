@@ -168,18 +168,9 @@ import WeirTestSupport
         for name in ["manifest.json", "model.onnx", "reference.json"] {
             try FileManager.default.copyItem(at: demoBundleURL.appendingPathComponent(name), to: bundle.appendingPathComponent(name))
         }
-        let port = try freePort()
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", certificates.serverCert, "-key", certificates.serverKey,
-                            "-WWW", "-quiet"]
-        server.currentDirectoryURL = root
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let (server, port) = try RegistryTLSTests.serveFiles(root, certificates, requiringClientCertificate: false)
         // SIGKILL: a child inherits an ignored SIGTERM from the test runner, and s_server keeps no state.
         defer { stop(server, signal: SIGKILL, seconds: 5) }
-        try RegistryTLSTests.waitListening(port)
         let local = try BundleFiles(directory: demoBundleURL)
         let cache = certificates.directory.appendingPathComponent("cache").path
         let trusted = BundleStore(settings: BundleStoreSettings(cacheDirectory: cache, environment: ["SSL_CERT_FILE": certificates.ca]))

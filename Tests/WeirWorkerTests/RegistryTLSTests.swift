@@ -41,6 +41,25 @@ import Glibc
         }
     }
 
+    /// `openssl s_server -WWW` serving the files under `root` over TLS with the test's server
+    /// certificate (and requiring a client certificate the CA signed, when asked); listening when it returns.
+    static func serveFiles(_ root: URL, _ certificates: Certificates, requiringClientCertificate: Bool) throws -> (Process, Int) {
+        let port = try freePort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", certificates.serverCert, "-key", certificates.serverKey]
+            + (requiringClientCertificate ? ["-CAfile", certificates.ca, "-Verify", "1"] : []) + ["-WWW", "-quiet"]
+        server.currentDirectoryURL = root
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        do { try waitListening(port) } catch {
+            stop(server, signal: SIGKILL, seconds: 5)
+            throw error
+        }
+        return (server, port)
+    }
+
     /// Waits (bounded) until something accepts connections on `port`.
     static func waitListening(_ port: Int) throws {
         try waitFor("s_server to listen on \(port)", timeoutSeconds: 10) { acceptsConnections(port) }
@@ -54,18 +73,9 @@ import Glibc
         try FileManager.default.createDirectory(at: root.appendingPathComponent("schemas/ids"), withIntermediateDirectories: true)
         try #"{"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"x\",\"type\":\"double\"}]}"}"#
             .write(to: root.appendingPathComponent("schemas/ids/1"), atomically: true, encoding: .utf8)
-        let port = try freePort()
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", certificates.serverCert, "-key", certificates.serverKey,
-                            "-CAfile", certificates.ca, "-Verify", "1", "-WWW", "-quiet"]
-        server.currentDirectoryURL = root
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let (server, port) = try Self.serveFiles(root, certificates, requiringClientCertificate: true)
         // SIGKILL: a child inherits an ignored SIGTERM from the test runner, and s_server keeps no state.
         defer { stop(server, signal: SIGKILL, seconds: 5) }
-        try Self.waitListening(port)
         let url = "https://127.0.0.1:\(port)"
 
         let trusted = SchemaRegistryClient(RegistryConfiguration(url: url, basicAuth: "weir:tls-secret", caFile: certificates.ca,
