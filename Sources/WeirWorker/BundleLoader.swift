@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WeirCodec
 import WeirControl
 import WeirStore
@@ -84,6 +85,34 @@ struct BundleLoader: Sendable {
         case .success(let rows):
             if rows > 0 { log("control: \(ref.version) warmed up on \(rows) recent events", version: ref.version) }
             return .success(model)
+        }
+    }
+}
+
+/// Bundle identities shared between the poll thread (which sets them) and the loader queue.
+final class IdentitySet: Sendable {
+    private let value = Mutex<Set<String>>([])
+    var current: Set<String> {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
+}
+
+/// Hands one load's outcome from the loader queue to the poll thread. The models inside are not
+/// `Sendable`: they cross over whole (`sending`), and only the poll thread touches them after.
+/// Unchecked: `outcome` is read and written only while `lock` is held.
+final class LoadMailbox: @unchecked Sendable {
+    private let lock = Mutex(())
+    private var outcome: Result<[ServingModel], ControlRejection>?
+
+    func put(_ value: sending Result<[ServingModel], ControlRejection>) {
+        lock.withLock { _ in outcome = value }
+    }
+
+    func take() -> sending Result<[ServingModel], ControlRejection>? {
+        lock.withLock { _ in
+            defer { outcome = nil }
+            return outcome
         }
     }
 }

@@ -15,14 +15,6 @@ struct ServingPlan {
     let paused: Bool
 }
 
-/// A status record to publish (docs/contracts.md): the state word, why, and the message it answers.
-struct StatusNote {
-    /// `serving`, `loading`, `rejected` or `paused` (`serving`/`paused` follow the rollout state).
-    var state: String?
-    var reason: String
-    var message: ControlMessage?
-}
-
 /// The worker's side of the control topic (docs/control.md). Runs on the poll thread, except
 /// bundle loading, which runs on its own queue and hands finished models back through a mailbox.
 /// Every worker reads the whole topic with its own consumer (no group), so all of them see every
@@ -447,91 +439,6 @@ final class ControlPlane {
 
     /// A status record (docs/contracts.md) for the current state.
     func statusRecord(_ note: StatusNote) -> [UInt8] {
-        writer.reset()
-        writer.raw("{\"worker\":")
-        writer.string(settings.workerID)
-        writer.raw(",\"model\":")
-        writer.string(modelName)
-        writer.raw(",\"active\":{\"version\":")
-        writer.string(state.active.version)
-        writer.raw(",\"sha256\":")
-        writer.string(state.active.sha256)
-        writer.raw("},\"candidate\":")
-        if let candidate = state.candidate {
-            writer.raw("{\"version\":")
-            writer.string(candidate.bundle.version)
-            writer.raw(",\"sha256\":")
-            writer.string(candidate.bundle.sha256)
-            writer.raw(",\"mode\":")
-            writer.string(candidate.mode.rawValue)
-            writer.raw(",\"percent\":")
-            if let percent = candidate.percent { writer.double(percent) } else { writer.raw("null") }
-            writer.raw(UInt8(ascii: "}"))
-        } else {
-            writer.raw("null")
-        }
-        writer.raw(",\"previous\":")
-        if let previous = state.previous { writer.string(previous.version) } else { writer.raw("null") }
-        writer.raw(",\"last_sequence\":")
-        writer.integer(state.lastSequence)
-        writer.raw(",\"state\":")
-        writer.string(note.state ?? (state.paused ? "paused" : "serving"))
-        writer.raw(",\"reason\":")
-        writer.string(note.reason)
-        writer.raw(",\"message\":")
-        if let message = note.message {
-            writer.raw("{\"action\":")
-            writer.string(message.action.rawValue)
-            writer.raw(",\"sequence\":")
-            writer.integer(message.sequence)
-            writer.raw(UInt8(ascii: "}"))
-        } else {
-            writer.raw("null")
-        }
-        writer.raw(",\"ts\":")
-        writer.string(rfc3339Now())
-        writer.raw(UInt8(ascii: "}"))
-        return writer.array
-    }
-}
-
-/// The current UTC time as RFC 3339 with milliseconds.
-func rfc3339Now() -> String {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    var parts = tm()
-    var seconds = now.tv_sec
-    gmtime_r(&seconds, &parts)
-    func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-    let millis = Int(now.tv_nsec) / 1_000_000
-    let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-    return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
-}
-
-/// Bundle identities shared between the poll thread (which sets them) and the loader queue.
-final class IdentitySet: Sendable {
-    private let value = Mutex<Set<String>>([])
-    var current: Set<String> {
-        get { value.withLock { $0 } }
-        set { value.withLock { $0 = newValue } }
-    }
-}
-
-/// Hands one load's outcome from the loader queue to the poll thread. The models inside are not
-/// `Sendable`: they cross over whole (`sending`), and only the poll thread touches them after.
-/// Unchecked: `outcome` is read and written only while `lock` is held.
-final class LoadMailbox: @unchecked Sendable {
-    private let lock = Mutex(())
-    private var outcome: Result<[ServingModel], ControlRejection>?
-
-    func put(_ value: sending Result<[ServingModel], ControlRejection>) {
-        lock.withLock { _ in outcome = value }
-    }
-
-    func take() -> sending Result<[ServingModel], ControlRejection>? {
-        lock.withLock { _ in
-            defer { outcome = nil }
-            return outcome
-        }
+        encodeStatusRecord(note, state: state, worker: settings.workerID, model: modelName, into: writer)
     }
 }
