@@ -102,44 +102,37 @@ final class CloudEventHeaders {
     func inputHeaders(of message: KafkaMessage, taking: Bool, kind: Kind) -> OutgoingHeaders {
         if case .none = policy { return OutgoingHeaders() }
         var headers = taking ? OutgoingHeaders(takingFrom: message) : OutgoingHeaders(copying: message)
+        headers.removeAll { drops($0, kind: kind) }
+        return headers
+    }
+
+    /// The same policy on a copied list (the slow paths: a dead letter made smaller, a refused
+    /// prediction turned into a dead letter).
+    func inputHeaders(_ list: [(name: String, value: [UInt8]?)], kind: Kind) -> [(name: String, value: [UInt8]?)] {
+        list.filter { header in header.name.withCString { !drops($0, kind: kind) } }
+    }
+
+    /// Whether the policy drops the input header `name` from an answer of `kind` (compared as a C
+    /// string: nothing is allocated per header on the hot path).
+    private func drops(_ name: UnsafePointer<CChar>, kind: Kind) -> Bool {
         let keepsContentType = kind == .deadLetter
         switch policy {
         case .copyExceptCloudEvents:
-            headers.removeAll { name in
-                (name[0] == 0x63 && name[1] == 0x65 && name[2] == 0x5F)  // "ce_"
-                    || (!keepsContentType && strcmp(name, "content-type") == 0)
-            }
+            return (name[0] == 0x63 && name[1] == 0x65 && name[2] == 0x5F)  // "ce_"
+                || (!keepsContentType && strcmp(name, "content-type") == 0)
         case .copy:
-            headers.removeAll { name in Self.isOwn(name, keepingContentType: keepsContentType) }
+            return Self.isOwn(name, keepingContentType: keepsContentType)
         case .allow:
-            headers.removeAll { name in
-                Self.isOwn(name, keepingContentType: keepsContentType) || !allowed.contains { strcmp($0, name) == 0 }
-            }
+            return Self.isOwn(name, keepingContentType: keepsContentType) || !allowed.contains { strcmp($0, name) == 0 }
         case .none:
-            break
+            return true
         }
-        return headers
     }
 
     /// Whether a header name is one Weir sets on its answers (`content-type` only when asked).
     private static func isOwn(_ name: UnsafePointer<CChar>, keepingContentType: Bool) -> Bool {
         ownNames.indices.contains { index in
             (!keepingContentType || index != ownNames.count - 1) && strcmp(ownNames[index], name) == 0
-        }
-    }
-
-    /// The same policy on a copied list (the slow paths: a dead letter made smaller, a refused
-    /// prediction turned into a dead letter).
-    func inputHeaders(_ list: [(name: String, value: [UInt8]?)], kind: Kind) -> [(name: String, value: [UInt8]?)] {
-        let keepsContentType = kind == .deadLetter
-        return list.filter { header in
-            let isContentType = header.name == "content-type"
-            switch policy {
-            case .copyExceptCloudEvents: return !header.name.hasPrefix("ce_") && (keepsContentType || !isContentType)
-            case .copy: return !Self.names.contains(header.name) || (keepsContentType && isContentType)
-            case .allow(let names): return names.contains(header.name) && (!Self.names.contains(header.name) || (keepsContentType && isContentType))
-            case .none: return false
-            }
         }
     }
 
