@@ -28,6 +28,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        // Test-only: the OTLP/gRPC receiver (already in the graph through swift-otel's gRPC exporter).
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.0.0"),
     ],
     targets: [
         // System libraries from Debian: only the module that wraps each imports it.
@@ -64,6 +72,15 @@ let package = Package(
         .target(name: "WeirDrift"),
         // Bundles (manifest, hashes, packaging); control messages and signatures join it later.
         .target(name: "WeirControl", dependencies: ["WeirModel", "WeirDrift", "COpenSSL"]),
+        // Tracing: OpenTelemetry spans per batch, exported over OTLP (swift-otel).
+        .target(
+            name: "WeirTracing",
+            dependencies: [
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // Bundle locations: s3:// (SigV4, the AWS credential chain), https://, file://, and the
         // content-addressed download cache.
         .target(name: "WeirStore", dependencies: ["WeirControl", "CWeirHTTP"]),
@@ -71,7 +88,8 @@ let package = Package(
         .target(
             name: "WeirWorker",
             dependencies: [
-                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "WeirStore",
+                "WeirKafka", "WeirModel", "WeirCodec", "WeirControl", "WeirDrift", "WeirRegistry", "WeirStore", "WeirTracing",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -97,7 +115,11 @@ let package = Package(
         .executableTarget(
             name: "c-passthrough", dependencies: ["CRdKafka"], path: "bench/c-passthrough"),
 
-        .target(name: "WeirTestSupport", dependencies: ["WeirDrift", "WeirKafka", "WeirModel"], path: "Tests/WeirTestSupport"),
+        .target(name: "WeirTestSupport", dependencies: [
+            "WeirDrift", "WeirKafka", "WeirModel", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        ], path: "Tests/WeirTestSupport"),
         // Counts the calling thread's mallocs (tests of allocation-free paths).
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "WeirCodecTests", dependencies: ["WeirCodec", "JanssonReference", "FuzzChecks", "WeirTestSupport"],

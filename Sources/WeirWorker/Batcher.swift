@@ -54,6 +54,8 @@ final class Batcher {
     private let ledger: OffsetLedger
     private let outputs: Outputs
     private let metrics: WorkerMetrics
+    /// Traces batches (`tracing otlp`); nil when off, which costs one check per batch.
+    let tracer: BatchTracer?
     private let modelKey: [UInt8]
     /// The last few event values the primary model decoded: a candidate's schema check and warm-up.
     private(set) var recentEvents: [[UInt8]] = []
@@ -63,8 +65,9 @@ final class Batcher {
     let outcomes: OutcomeTracker?
 
     init(primary: ServingModel, settings: WorkerSettings, ledger: OffsetLedger, outputs: Outputs, metrics: WorkerMetrics,
-         gate: SchemaGate? = nil, outcomes: OutcomeTracker? = nil) {
+         gate: SchemaGate? = nil, outcomes: OutcomeTracker? = nil, tracer: BatchTracer? = nil) {
         routing = Routing(primary: primary)
+        self.tracer = tracer
         self.gate = gate
         self.outcomes = outcomes
         maxEvents = settings.batchMaxEvents
@@ -215,7 +218,8 @@ final class Batcher {
         var error: (any Error)?
     }
 
-    private func runRows(of model: ServingModel) -> RunResult {
+    /// `trace`: the sampled batch's ids, which the run's `weir_inference_seconds` exemplar names.
+    private func runRows(of model: ServingModel, trace: TraceIDs?) -> RunResult {
         guard model.count > 0 else { return RunResult() }
         let started = monotonicNanoseconds()
         defer {
@@ -223,6 +227,11 @@ final class Batcher {
             model.noteInference(nanoseconds: elapsed)
             model.answers.routeMetrics.executions.increment()
             model.answers.routeMetrics.inference.recordNanoseconds(Int64(clamping: elapsed))
+            if let trace {
+                let exemplar = TraceExemplar(traceID: trace.traceID, spanID: trace.spanID, value: Double(elapsed) / 1e9,
+                                             timestamp: Double(wallClockMicroseconds()) / 1e6)
+                model.answers.routeMetrics.tracedInference.withLock { $0 = exemplar }
+            }
         }
         do { return RunResult(run: try model.run()) } catch { return RunResult(error: error) }
     }
@@ -235,8 +244,15 @@ final class Batcher {
         metrics.batchSize.record(count)
         let primaryModel = routing.primary, candidateModel = routing.candidate
         outputs.cloudEvents.refreshTime()
-        let primaryResult = runRows(of: primaryModel)
-        let candidateResult = candidateModel.map { runRows(of: $0) } ?? RunResult()
+        // The sampler decides per batch (BatchTracer): an unsampled batch does nothing more for tracing.
+        var trace = tracer.flatMap { tracer in
+            tracer.begin(events: pending, partition: { $0.message.message.partition }, message: { $0.message.message },
+                         firstArrival: pending[0].receivedAt, lastArrival: pending[count - 1].receivedAt)
+        }
+        outputs.batchTrace = trace
+        let primaryResult = runRows(of: primaryModel, trace: trace?.ids)
+        let candidateResult = candidateModel.map { runRows(of: $0, trace: trace?.ids) } ?? RunResult()
+        trace?.startProducing()
         let finished = monotonicNanoseconds()
         rememberRecentEvents()
         var predicted = 0, predictedByCandidate = 0
@@ -273,6 +289,7 @@ final class Batcher {
                             var headers = outputs.cloudEvents.inputHeaders(of: message, taking: true, kind: .prediction)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
                             outputs.cloudEvents.append(to: &headers, kind: .prediction, message: message)
+                            trace?.stamp(&headers)
                             if let refusal = outputs.sendPrediction(model.answers.record, key: message.key, headers: headers, context: context) {
                                 outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
                                                        reason: Outputs.refusedPredictionReason(topic: outputs.predictions.name, code: refusal.code,
@@ -305,6 +322,8 @@ final class Batcher {
         primaryModel.answers.routeMetrics.predictions.increment(by: Int64(predicted - predictedByCandidate))
         if predictedByCandidate > 0 { candidateModel?.answers.routeMetrics.predictions.increment(by: Int64(predictedByCandidate)) }
         metrics.predictionTotal.add(predicted, ordering: .relaxed)
+        trace?.end(predictions: predicted)
+        outputs.batchTrace = nil
         pending.removeAll(keepingCapacity: true)
         primaryModel.count = 0
         candidateModel?.count = 0

@@ -4,7 +4,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// The worker's HTTP endpoints on `metrics-port`: `/metrics` (Prometheus text), `/healthz`
+/// The worker's HTTP endpoints on `metrics-port`: `/metrics` (Prometheus text, or OpenMetrics
+/// with trace exemplars when the scraper asks for `application/openmetrics-text`), `/healthz`
 /// (the worker is live: `Worker.unhealthyReason`) and `/readyz` (model loaded and partitions
 /// assigned). One thread serves every connection at once through `poll(2)` on non-blocking
 /// sockets, so a slow or silent client never delays a kubelet probe; each connection has a
@@ -16,6 +17,7 @@ public final class StatusServer: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let metrics: @Sendable () -> [UInt8]
+    private let openMetrics: (@Sendable () -> [UInt8])?
     private let ready: @Sendable () -> Bool
     private let unhealthy: @Sendable () -> String?
     /// How long one connection may take to send its request and read the answer.
@@ -25,10 +27,12 @@ public final class StatusServer: Sendable {
     static let maxRequestBytes = 16_384
 
     /// Binds `host:port` and starts serving. Throws with the address when it cannot bind.
-    /// `unhealthy` says why `/healthz` fails (nil: healthy).
-    public init(host: String, port: Int, metrics: @escaping @Sendable () -> [UInt8], ready: @escaping @Sendable () -> Bool,
-                unhealthy: @escaping @Sendable () -> String? = { nil }) throws {
+    /// `unhealthy` says why `/healthz` fails (nil: healthy); `openMetrics`, when given, answers a
+    /// scrape whose `Accept` names `application/openmetrics-text`.
+    public init(host: String, port: Int, metrics: @escaping @Sendable () -> [UInt8], openMetrics: (@Sendable () -> [UInt8])? = nil,
+                ready: @escaping @Sendable () -> Bool, unhealthy: @escaping @Sendable () -> String? = { nil }) throws {
         self.metrics = metrics
+        self.openMetrics = openMetrics
         self.ready = ready
         self.unhealthy = unhealthy
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -143,6 +147,15 @@ public final class StatusServer: Sendable {
         return connection.sent >= connection.response.count
     }
 
+    /// Whether the request's `Accept` header names OpenMetrics (what Prometheus sends when
+    /// exemplar storage is on).
+    static func acceptsOpenMetrics(_ request: [UInt8]) -> Bool {
+        let head = String(decoding: request, as: UTF8.self)
+        return head.split(separator: "\r\n").contains { line in
+            line.lowercased().hasPrefix("accept:") && line.lowercased().contains("application/openmetrics-text")
+        }
+    }
+
     /// The HTTP/1.1 answer to `request` (the connection closes after it).
     private func answer(_ request: [UInt8]) -> [UInt8] {
         let line = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
@@ -153,7 +166,11 @@ public final class StatusServer: Sendable {
         } else {
             switch parts[1].split(separator: "?").first.map(String.init) ?? "" {
             case "/metrics":
-                (status, type, body) = ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics())
+                if let openMetrics, Self.acceptsOpenMetrics(request) {
+                    (status, type, body) = ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", openMetrics())
+                } else {
+                    (status, type, body) = ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics())
+                }
             case "/healthz":
                 if let reason = unhealthy() {
                     (status, type, body) = ("503 Service Unavailable", "text/plain", Array("unhealthy: \(reason)\n".utf8))

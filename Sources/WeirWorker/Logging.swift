@@ -46,6 +46,9 @@ public struct LogRecord: Sendable {
     public var source: String?
     /// librdkafka's facility (`FAIL`, `REQTMOUT`, ...) on its lines.
     public var facility: String?
+    /// The trace and span the line belongs to (`tracing otlp`, a sampled batch), as lowercase hex.
+    public var traceID: String?
+    public var spanID: String?
 
     public init(level: LogLevel = .info, message: String, time: Date = Date()) {
         self.time = time
@@ -61,6 +64,7 @@ public struct LogRecord: Sendable {
             var context = [String]()
             if let source { context.append(facility.map { "\(source) \($0)" } ?? source) }
             if let partition, let topic { context.append(offset.map { "\(topic)[\(partition)]@\($0)" } ?? "\(topic)[\(partition)]") }
+            if let traceID { context.append("trace \(traceID)") }
             let prefix = context.isEmpty ? "" : "[\(context.joined(separator: " "))] "
             // One record, one line: line breaks inside the message are shown escaped.
             let text = message.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
@@ -68,7 +72,7 @@ public struct LogRecord: Sendable {
         case .json:
             var line = "{\"ts\":\"\(stamp)\",\"level\":\"\(level.rawValue)\",\"msg\":" + jsonString(message)
             for (name, value) in [("worker", worker), ("model", model), ("version", version), ("topic", topic),
-                                  ("source", source), ("facility", facility)] {
+                                  ("source", source), ("facility", facility), ("trace_id", traceID), ("span_id", spanID)] {
                 if let value { line += ",\"\(name)\":" + jsonString(value) }
             }
             if let partition { line += ",\"partition\":\(partition)" }
@@ -110,6 +114,20 @@ func jsonString(_ text: String) -> String {
     return out + "\""
 }
 
+/// The trace and span a log line or a metric exemplar names: the ids of a W3C `traceparent`
+/// (`00-<trace>-<span>-<flags>`).
+struct TraceIDs: Sendable {
+    let traceID: String
+    let spanID: String
+
+    init?(traceparent: String) {
+        let parts = traceparent.split(separator: "-")
+        guard parts.count == 4, parts[1].count == 32, parts[2].count == 16 else { return nil }
+        traceID = String(parts[1])
+        spanID = String(parts[2])
+    }
+}
+
 /// The worker's logger: stamps every line with the worker id, the model and the serving version.
 final class WorkerLog: Sendable {
     private let sink: @Sendable (LogRecord) -> Void
@@ -130,7 +148,7 @@ final class WorkerLog: Sendable {
     /// Writes one line. `version` overrides the serving version for lines about another model.
     func callAsFunction(_ message: String, level: LogLevel = .info, version: String? = nil,
                         topic: String? = nil, partition: Int32? = nil, offset: Int64? = nil,
-                        partitions: [TopicPartition]? = nil) {
+                        partitions: [TopicPartition]? = nil, trace: TraceIDs? = nil) {
         var record = LogRecord(level: level, message: message)
         record.worker = worker
         record.model = model
@@ -139,6 +157,18 @@ final class WorkerLog: Sendable {
         record.partition = partition
         record.offset = offset
         record.partitions = partitions.map { $0.map(\.description).sorted() }
+        record.traceID = trace?.traceID
+        record.spanID = trace?.spanID
+        sink(record)
+    }
+
+    /// Writes a line another library reported (`source`: `otel` for the trace exporter).
+    func external(_ message: String, level: LogLevel, source: String) {
+        var record = LogRecord(level: level, message: message)
+        record.worker = worker
+        record.model = model
+        record.version = primaryVersion.withLock { $0 }
+        record.source = source
         sink(record)
     }
 

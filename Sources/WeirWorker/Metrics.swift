@@ -304,13 +304,20 @@ public final class WorkerMetrics: Sendable {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
-    /// The Prometheus text; the liveness gauges are read at this moment.
+    /// The Prometheus text exposition of every metric; the liveness gauges are read at this moment.
     public func exposition() -> [UInt8] {
         let now = monotonicNanoseconds()
         pollLoopAge.record(pollLoopAgeSeconds(now: now))
         oldestUnanswered.record(oldestUnansweredSeconds(now: now))
         return registry.emitToBuffer()
+    }
+
+    /// The OpenMetrics text of every metric, with trace exemplars on `weir_inference_seconds`
+    /// (`tracing otlp`: the newest sampled batch of each model, version and route).
+    public func openMetricsExposition() -> [UInt8] {
+        let routes = routeTable.withLock { Array($0.values) }
+        let traced = routes.compactMap { route in route.tracedInference.withLock { $0 }.map { (labels: route.seriesLabels, exemplar: $0) } }
+        return openMetricsText(exposition(), exemplars: traced.isEmpty ? [:] : ["weir_inference_seconds": traced])
     }
 }
 
@@ -383,9 +390,14 @@ final class RouteMetrics: Sendable {
     let executions: CoreMetrics.Counter
     let inference: CoreMetrics.Timer
     private let deadLetters: [DeadLetterCode: CoreMetrics.Counter]
+    /// The series' labels as the exposition writes them, and its newest traced inference run
+    /// (`weir_inference_seconds`' exemplar in OpenMetrics).
+    let seriesLabels: [String]
+    let tracedInference = Mutex<TraceExemplar?>(nil)
 
     init(model: String, version: String, route: Route, factory: PrometheusMetricsFactory) {
         let labels = [("model", model), ("version", version), ("route", route.name)]
+        seriesLabels = labels.map { "\($0.0)=\(jsonString($0.1))" }
         predictions = route == .shadow
             ? Counter(label: "weir_shadow_predictions_total", dimensions: [("model", model), ("version", version)], factory: factory)
             : Counter(label: "weir_predictions_total", dimensions: labels, factory: factory)

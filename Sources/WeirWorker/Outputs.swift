@@ -1,6 +1,9 @@
 import CoreMetrics
 import WeirCodec
+import Foundation
+import Tracing
 import WeirKafka
+import WeirTracing
 
 /// Where an answered event came from: named in dead letters and in the line a worker stops with.
 struct EventSource: CustomStringConvertible, Hashable {
@@ -49,6 +52,11 @@ final class Outputs {
     private let maxRetries: Int
     /// The headers policy and each answer's own CloudEvents headers.
     let cloudEvents: CloudEventHeaders
+    /// Traces answers (`tracing otlp`): a dead letter gets a span of its own, linked to its input's.
+    var tracing: WorkerTracing?
+    /// The sampled batch being answered, if any: its dead letters' spans join its trace, and log
+    /// lines written meanwhile name it.
+    var batchTrace: BatchTrace?
     /// A failed answer waiting to be sent again.
     private struct Retry {
         var record: FailedDelivery
@@ -119,6 +127,7 @@ final class Outputs {
         answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
         cloudEvents.refreshTime()
         cloudEvents.append(to: &headers, kind: .deadLetter, message: message)
+        if let tracing { traceDeadLetter(tracing, message: message, code: code, headers: &headers) }
         metrics.deadLetter(code: code, route: answers.routeMetrics)
         let value = message.value ?? UnsafeRawBufferPointer(start: nil, count: 0)
         let source = EventSource(partition: TopicPartition(message.topic, message.partition), offset: message.offset)
@@ -135,6 +144,20 @@ final class Outputs {
         } catch {
             recordRefusedDeadLetter(deadLetters.name, error, source: source)
         }
+    }
+
+    /// A dead letter's own span (`send <dlq>`, linked to the input's sampled context, the code as an
+    /// attribute; under the batch's `process` span when a sampled batch is being answered, else the
+    /// sampler decides), named in its `traceparent` instead of the input's.
+    private func traceDeadLetter(_ tracing: WorkerTracing, message: KafkaMessage, code: DeadLetterCode, headers: inout OutgoingHeaders) {
+        let span = tracing.start("send \(deadLetters.name)", kind: .producer, parent: batchTrace?.process,
+                                 links: sampledContext(of: message, tracing).map { [$0] } ?? [],
+                                 attributes: [("messaging.system", .string("kafka")), ("messaging.destination.name", .string(deadLetters.name)),
+                                              ("weir.dead_letter.code", .string(code.rawValue))])
+        defer { span.end() }
+        guard let traceparent = tracing.traceparent(of: span) else { return }
+        headers.removeAll { strcmp($0, "traceparent") == 0 || strcmp($0, "tracestate") == 0 }
+        headers.append(name: "traceparent", value: traceparent)
     }
 
     /// Answers an offset librdkafka could not read with a `consume-error` dead letter: no key, no
@@ -291,7 +314,7 @@ final class Outputs {
             counter.increment()
             metrics.shadowTotal.add(1, ordering: .relaxed)
         } catch {
-            log("cannot produce a shadow record to '\(shadow.name)': \(error)", level: .warning)
+            log("cannot produce a shadow record to '\(shadow.name)': \(error)", level: .warning, trace: batchTrace?.ids)
         }
     }
 
@@ -302,7 +325,7 @@ final class Outputs {
         key.withUnsafeBytes { key in
             do throws(KafkaError) { try bestEffortProducer.send(to: drift, key: key, value: value, context: 0) } catch { failure = error }
         }
-        if let failure { log("cannot produce a drift record to '\(drift.name)': \(failure)", level: .warning) }
+        if let failure { log("cannot produce a drift record to '\(drift.name)': \(failure)", level: .warning, trace: batchTrace?.ids) }
     }
 
     /// A status record, keyed by worker id.

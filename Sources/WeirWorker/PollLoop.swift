@@ -2,6 +2,7 @@ import Foundation
 import WeirCodec
 import WeirControl
 import WeirKafka
+import WeirTracing
 import WeirRegistry
 
 /// The poll thread's loop: wakes on librdkafka's queue event, takes events into the batch, and at
@@ -80,7 +81,9 @@ final class PollLoop {
         }
         feedback = try OutcomeFeed(settings: settings, manifest: primary.bundle.manifest, signal: signal, metrics: metrics, log: log)
         batcher = Batcher(primary: primary, settings: settings, ledger: ledger, outputs: outputs, metrics: metrics, gate: gate,
-                          outcomes: feedback?.tracker)
+                          outcomes: feedback?.tracker,
+                          tracer: settings.tracing == .otlp ? BatchTracer(try Self.startTracing(log: log), settings: settings) : nil)
+        outputs.tracing = batcher.tracer?.tracing
         flow = PartitionFlow(consumer: consumer, ledger: ledger, settings: settings, metrics: metrics, log: log)
         commitTimer = Periodic(milliseconds: settings.commitIntervalMs)
         workerKey = Array(settings.workerID.utf8)
@@ -96,6 +99,19 @@ final class PollLoop {
     }
 
     /// Runs until `stop()` (returns normally) or something no record can fix (throws).
+    /// The trace exporter (`tracing otlp`), its own reports written to the worker's log
+    /// (`source: otel`); a configuration swift-otel refuses stops the start with one line.
+    private static func startTracing(log: WorkerLog) throws -> WorkerTracing {
+        do {
+            return try WorkerTracing(serviceName: "weir") { diagnostic in
+                log.external(diagnostic.message, level: diagnostic.isError ? .error : .warning, source: "otel")
+            }
+        } catch {
+            throw WorkerError("tracing otlp: the exporter cannot start (\(error)); check the OTEL_* environment variables (docs/tracing.md)",
+                              kind: .configuration)
+        }
+    }
+
     func run() throws {
         pollThread.check("the poll loop")
         try committer.start()
@@ -414,6 +430,7 @@ final class PollLoop {
         do { try bestEffortProducer?.close(timeoutMs: max(millisecondsLeft(until: end), 100)) } catch {
             log("closing the best-effort producer: \(error)", level: .warning)
         }
+        batcher.tracer?.tracing.shutdown(timeoutSeconds: max(Double(millisecondsLeft(until: end)) / 1000, 0.5))
         log("worker \(settings.workerID) stopped: \(metrics.consumedTotal.load(ordering: .relaxed)) consumed, \(metrics.predictionTotal.load(ordering: .relaxed)) predicted, \(metrics.deadLetterTotal.load(ordering: .relaxed)) dead letters")
     }
 

@@ -96,6 +96,8 @@ public struct WorkerSettings: Sendable, Equatable {
     /// Whether answers carry their own CloudEvents headers (six headers each: off saves their cost
     /// where nothing downstream reads them).
     public var outputCloudEvents = true
+    /// `otlp`: a span per batch (and its steps) exported over OTLP, configured by `OTEL_*`.
+    public var tracing = TracingMode.off
     /// Larger event values go to the dead-letter topic as `too-large`.
     public var inputMaxBytes = 1 << 20
     /// Events consumed but not yet answered (delivered); above it the worker pauses its partitions.
@@ -138,6 +140,11 @@ public struct WorkerSettings: Sendable, Equatable {
         if let kernels { options.kernels = kernels }
         return options
     }
+}
+
+/// Whether the worker traces (`tracing`).
+public enum TracingMode: String, Sendable, CaseIterable {
+    case off, otlp
 }
 
 /// S3 request addressing (`bundle-store.s3-addressing`).

@@ -211,6 +211,8 @@ let settingsCatalog: [SettingSpec] = [
         default: throw SettingsError("output.cloudevents: '\(value)' \(source) is not true or false")
         }
     }, render: { String($0.outputCloudEvents) }),
+    choice("tracing", "off, or otlp: spans per batch exported over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, ...)",
+           "a tracing mode", \.tracing),
     integer("input.max-bytes", "larger event values are dead-lettered as too-large", 2...(64 << 20), \.inputMaxBytes),
     integer("max-in-flight-events", "pause consuming above this many unanswered events", 1...10_000_000, \.maxInFlightEvents),
     integer("commit-interval-ms", "how often delivered offsets are committed", 10...600_000, \.commitIntervalMs),

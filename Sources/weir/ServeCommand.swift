@@ -93,6 +93,7 @@ private func serve(settings: WorkerSettings, bundle: ModelBundle, alongside: ((W
     do {
         server = try StatusServer(host: settings.metricsHost, port: settings.metricsPort,
                                   metrics: { [metrics = worker.metrics] in metrics.exposition() },
+                                  openMetrics: { [metrics = worker.metrics] in metrics.openMetricsExposition() },
                                   ready: { [worker] in worker.isReady },
                                   unhealthy: { [worker] in worker.unhealthyReason() })
     } catch {

@@ -236,6 +236,14 @@ import WeirTestSupport
         let human = record.rendered(as: .human)
         #expect(human.hasPrefix("2026-11-18T11:06:40.123Z warning [events[3]@42] quote"))
         #expect(!human.contains("\n") && human.contains("newline \\n tab"), "a human line stays one line: \(human)")
+        // A line written while a sampled batch is answered names its trace (`tracing otlp`).
+        let trace = try #require(TraceIDs(traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+        record.traceID = trace.traceID
+        record.spanID = trace.spanID
+        let traced = try #require(try JSONSerialization.jsonObject(with: Data(record.rendered(as: .json).utf8)) as? [String: Any])
+        #expect(traced["trace_id"] as? String == "0af7651916cd43dd8448eb211c80319c" && traced["span_id"] as? String == "b7ad6b7169203331")
+        #expect(record.rendered(as: .human).contains("[events[3]@42 trace 0af7651916cd43dd8448eb211c80319c]"))
+        #expect(TraceIDs(traceparent: "00-short-b7ad6b7169203331-01") == nil)
         #expect(try SettingsLoader.load(file: nil, environment: ["WEIR_LOG_FORMAT": "json"], arguments: []).logFormat == .json)
         #expect(LogLevel(syslog: 3) == .error && LogLevel(syslog: 4) == .warning && LogLevel(syslog: 6) == .info && LogLevel(syslog: 7) == .debug)
     }

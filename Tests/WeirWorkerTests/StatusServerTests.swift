@@ -58,6 +58,47 @@ import Glibc
         try StatusServer(host: "127.0.0.1", port: 0, metrics: { Array("weir_up 1\n".utf8) }, ready: { true })
     }
 
+    /// A scrape asking for OpenMetrics gets it (Prometheus asks when exemplar storage is on); any
+    /// other gets the Prometheus text.
+    @Test func metricsFormatFollowsTheAcceptHeader() throws {
+        let server = try StatusServer(host: "127.0.0.1", port: 0, metrics: { Array("weir_up 1\n".utf8) },
+                                      openMetrics: { Array("weir_up 1\n# EOF\n".utf8) }, ready: { true })
+        defer { server.stop() }
+        let open = exchange(server.port, Array("GET /metrics HTTP/1.1\r\nHost: test\r\nACCEPT: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n".utf8))
+        #expect(open?.head.contains("Content-Type: application/openmetrics-text; version=1.0.0") == true && open?.body.hasSuffix("# EOF\n") == true)
+        let plain = get(server.port, "/metrics")
+        #expect(plain?.head.contains("Content-Type: text/plain; version=0.0.4") == true && plain?.body == "weir_up 1\n")
+    }
+
+    /// The OpenMetrics text of a Prometheus exposition: counter families without `_total`, `# EOF`,
+    /// and a series' exemplar on the first bucket that holds its value, once.
+    @Test func openMetricsTextCarriesExemplars() {
+        let prometheus = """
+        # HELP weir_predictions_total Predictions.
+        # TYPE weir_predictions_total counter
+        weir_predictions_total{model="m"} 3
+        # TYPE weir_odd counter
+        weir_odd 1
+        # TYPE weir_inference_seconds histogram
+        weir_inference_seconds_bucket{model="m",route="primary",le="0.001"} 0
+        weir_inference_seconds_bucket{model="m",route="primary",le="0.01"} 2
+        weir_inference_seconds_bucket{model="m",route="primary",le="+Inf"} 2
+        weir_inference_seconds_bucket{model="m",route="canary",le="0.001"} 1
+        weir_inference_seconds_sum{model="m",route="primary"} 0.01
+        weir_inference_seconds_count{model="m",route="primary"} 2
+
+        """
+        let exemplar = TraceExemplar(traceID: String(repeating: "a", count: 32), spanID: String(repeating: "b", count: 16), value: 0.004, timestamp: 1_800_000_000.5)
+        let text = String(decoding: openMetricsText(Array(prometheus.utf8),
+                                                    exemplars: ["weir_inference_seconds": [(["model=\"m\"", "route=\"primary\""], exemplar)]]), as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains("# HELP weir_predictions Predictions.") && lines.contains("# TYPE weir_predictions counter"))
+        #expect(lines.contains("weir_predictions_total{model=\"m\"} 3") && lines.contains("# TYPE weir_odd unknown"))
+        #expect(lines.contains("weir_inference_seconds_bucket{model=\"m\",route=\"primary\",le=\"0.01\"} 2 # {trace_id=\"\(exemplar.traceID)\",span_id=\"\(exemplar.spanID)\"} 0.004 1800000000.5"))
+        #expect(lines.filter { $0.contains("# {") }.count == 1, "one exemplar per series, none on the canary's")
+        #expect(lines.last == "# EOF")
+    }
+
     @Test func readinessFollowsTheWorkerAndHealthDoesNot() throws {
         let ready = Atomic<Bool>(false)
         let readiness = try StatusServer(host: "127.0.0.1", port: 0, metrics: { [] }, ready: { ready.load(ordering: .relaxed) })

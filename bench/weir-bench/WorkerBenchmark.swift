@@ -1,6 +1,7 @@
 import Foundation
 import WeirControl
 import WeirKafka
+import WeirTestSupport
 import WeirWorker
 
 /// `weir serve`'s Worker as a contender: runs it in this process on the benchmark topic and prints
@@ -35,6 +36,9 @@ func runWorkerContender(bootstrap: String, input: String, output: String, dlq: S
     if let value = env["WEIR_BENCH_BATCH_EVENTS"].flatMap({ Int($0) }) { settings.batchMaxEvents = value }
     // WEIR_BENCH_CLOUDEVENTS=false: answers without their CloudEvents headers (what the six headers cost).
     if env["WEIR_BENCH_CLOUDEVENTS"] == "false" { settings.outputCloudEvents = false }
+    // WEIR_BENCH_TRACING=RATIO: tracing otlp, sampling that share of batches, to the receiver the
+    // benchmark's parent process runs (OTEL_* set there).
+    if env["WEIR_BENCH_TRACING"] != nil { settings.tracing = .otlp }
     // The Avro benchmark: WEIR_BENCH_SCHEMA_REGISTRY=url reads Confluent-framed Avro through that registry.
     if let registry = env["WEIR_BENCH_SCHEMA_REGISTRY"] {
         settings.inputFormat = .avro
@@ -101,6 +105,23 @@ func runWorkerBenchmark(events: Int, partitions: Int, rounds: Int, model: String
     let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     let manifest = URL(fileURLWithPath: model).appendingPathComponent("manifest.json").path
     let every = ["c-event", "weir", "weir-drift", "python"]
+    // WEIR_BENCH_TRACING=RATIO: the Weir contender traces, exporting to an OTLP receiver run here
+    // (outside the counted process), sampling RATIO of its batches.
+    var receiver: OTLPReceiver?
+    if let ratio = ProcessInfo.processInfo.environment["WEIR_BENCH_TRACING"] {
+        let sink = try OTLPReceiver()
+        receiver = sink
+        for (name, value) in ["OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                              "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio] {
+            setenv(name, value, 1)
+        }
+    }
+    defer {
+        if let receiver {
+            print("tracing: \(receiver.spans.count) spans received in \(receiver.requestCount) exports")
+            receiver.stop()
+        }
+    }
     // WEIR_BENCH_INSTRUCTIONS_ONLY=1: only the callgrind comparison of the floor and Weir.
     if ProcessInfo.processInfo.environment["WEIR_BENCH_INSTRUCTIONS_ONLY"] != nil {
         if let counted = workerInstructionsPerEvent(cluster: cluster, directory: directory, partitions: partitions, model: model) {
