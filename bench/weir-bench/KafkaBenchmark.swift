@@ -13,8 +13,11 @@ struct PassthroughResult: Decodable {
     let context_switches: Int
     /// Poll-thread time on drift windows (the worker with drift on only).
     var drift_s: Double? = nil
+    /// CPU of the contender's librdkafka threads (`rdk:*`); the rest of `cpu_s` is its own threads'.
+    var kafka_cpu_s: Double? = nil
     var eventsPerSecond: Double { Double(events) / wall_s }
     var cpuMicrosPerEvent: Double { cpu_s * 1e6 / Double(events) }
+    var kafkaMicrosPerEvent: Double { (kafka_cpu_s ?? 0) * 1e6 / Double(events) }
 }
 
 /// Runs the C floor and the WeirKafka passthrough over the same topic on one embedded broker,

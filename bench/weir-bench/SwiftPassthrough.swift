@@ -1,3 +1,4 @@
+import Foundation
 import WeirKafka
 #if canImport(Glibc)
 import Glibc
@@ -89,4 +90,18 @@ func cpuSeconds() -> Double {
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+/// CPU seconds so far of this process's librdkafka threads (named `rdk:*`), from each thread's
+/// schedstat (nanoseconds on a CPU): a contender's split between its own threads and librdkafka's.
+func kafkaThreadCPUSeconds() -> Double {
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return 0 }
+    var total = 0.0
+    for task in tasks {
+        guard let name = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8), name.hasPrefix("rdk:"),
+              let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/schedstat", encoding: .utf8),
+              let nanoseconds = stat.split(separator: " ").first.flatMap({ Double($0) }) else { continue }
+        total += nanoseconds / 1e9
+    }
+    return total
 }
