@@ -104,6 +104,27 @@ struct DecoderTests {
         #expect(checked > 15_000)
     }
 
+    @Test("eight bytes at a time: the run of digits ends at the first byte of any value that is not one, and reads as its number")
+    func eightByteDigitRuns() {
+        var random = TestRandom(state: 11)
+        for position in 0..<8 {
+            for byte in 0...255 where !(48...57).contains(byte) {
+                for _ in 0..<4 {
+                    var bytes = (0..<8).map { _ in UInt8(48 + random.int(0..<10)) }
+                    bytes[position] = UInt8(byte)
+                    // What follows the first non-digit is anything at all.
+                    for later in (position + 1)..<8 where random.int(0..<2) == 0 { bytes[later] = UInt8(random.int(0..<256)) }
+                    let chunk = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    #expect(Parser.leadingDigitCount(chunk) == position, "\(bytes)")
+                    let expected = bytes[..<position].reduce(UInt64(0)) { $0 * 10 + UInt64($1 - 48) }
+                    #expect(Parser.digitsValue(chunk, count: position) == expected, "\(bytes)")
+                }
+            }
+        }
+        let eight = Array("98765432".utf8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        #expect(Parser.leadingDigitCount(eight) == 8 && Parser.digitsValue(eight, count: 8) == 98_765_432)
+    }
+
     @Test("numbers next to a point halfway between two floats round like strtod then float")
     func halfwayNumbers() throws {
         // The fast path multiplies by 10^-e instead of dividing; near a float halfway point only the
