@@ -68,7 +68,10 @@ public final class WorkerMetrics: Sendable {
         if count > inFlightPeak.load(ordering: .relaxed) { inFlightPeak.store(count, ordering: .relaxed) }
     }
     let batchSize: Recorder
-    let eventLatency: CoreMetrics.Timer
+    /// `weir_event_latency_seconds`: recorded once per batch of delivery reports, without a lock per event.
+    let eventLatency = BatchedHistogram(name: "weir_event_latency_seconds",
+                                        boundsMicros: [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000,
+                                                       1_000_000, 2_500_000, 5_000_000, 10_000_000])
     let inFlight: CoreMetrics.Gauge
     let pausedPartitions: CoreMetrics.Gauge
     /// Framed inputs: 1 while the Schema Registry answers, 0 while a fetch keeps failing.
@@ -115,12 +118,7 @@ public final class WorkerMetrics: Sendable {
         var factory = PrometheusMetricsFactory(registry: registry)
         let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000]
             .map { Duration.microseconds($0) }
-        factory.durationHistogramBuckets = [
-            "weir_event_latency_seconds": [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(20),
-                                           .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
-                                           .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10)],
-            "weir_inference_seconds": fine,
-        ]
+        factory.durationHistogramBuckets = ["weir_inference_seconds": fine]
         factory.valueHistogramBuckets = ["weir_batch_size_events": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]]
         self.factory = factory
         eventsIn = Counter(label: "weir_events_consumed_total", factory: factory)
@@ -135,7 +133,6 @@ public final class WorkerMetrics: Sendable {
         transactionsCommitted = Counter(label: "weir_transactions_total", dimensions: [("result", "committed")], factory: factory)
         transactionsAborted = Counter(label: "weir_transactions_total", dimensions: [("result", "aborted")], factory: factory)
         batchSize = Recorder(label: "weir_batch_size_events", factory: factory)
-        eventLatency = Timer(label: "weir_event_latency_seconds", factory: factory)
         inFlight = CoreMetrics.Gauge(label: "weir_events_in_flight", factory: factory)
         pausedPartitions = CoreMetrics.Gauge(label: "weir_paused_partitions", factory: factory)
         schemaRegistryAvailable = CoreMetrics.Gauge(label: "weir_schema_registry_available", factory: factory)
@@ -309,7 +306,9 @@ public final class WorkerMetrics: Sendable {
         let now = monotonicNanoseconds()
         pollLoopAge.record(pollLoopAgeSeconds(now: now))
         oldestUnanswered.record(oldestUnansweredSeconds(now: now))
-        return registry.emitToBuffer()
+        var text = registry.emitToBuffer()
+        eventLatency.emit(into: &text)
+        return text
     }
 
     /// The OpenMetrics text of every metric, with trace exemplars on `weir_inference_seconds`
@@ -318,6 +317,61 @@ public final class WorkerMetrics: Sendable {
         let routes = routeTable.withLock { Array($0.values) }
         let traced = routes.compactMap { route in route.tracedInference.withLock { $0 }.map { (labels: route.seriesLabels, exemplar: $0) } }
         return openMetricsText(exposition(), exemplars: traced.isEmpty ? [:] : ["weir_inference_seconds": traced])
+    }
+}
+
+/// A Prometheus histogram of microsecond values that the poll thread records a batch at a time:
+/// each value finds its bucket with no lock, and the batch's counts are added under one lock
+/// (swift-prometheus's histogram takes its lock for every value). Rendered into the exposition in
+/// the text format, in seconds.
+final class BatchedHistogram: Sendable {
+    private let name: String
+    private let boundsMicros: [UInt64]
+    private let boundTexts: [String]
+    /// Per bucket (the last is above every bound), not cumulative; the sum in microseconds.
+    private let state: Mutex<(counts: [UInt64], sumMicros: UInt64)>
+
+    init(name: String, boundsMicros: [UInt64]) {
+        self.name = name
+        self.boundsMicros = boundsMicros
+        boundTexts = boundsMicros.map { "\(Double($0) / 1e6)" }
+        state = Mutex((counts: [UInt64](repeating: 0, count: boundsMicros.count + 1), sumMicros: 0))
+    }
+
+    /// Counts a batch of observations.
+    func record(microseconds values: UnsafeBufferPointer<UInt64>) {
+        guard !values.isEmpty else { return }
+        let buckets = boundsMicros.count + 1
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: buckets) { local in
+            local.initialize(repeating: 0)
+            var sum: UInt64 = 0
+            boundsMicros.withUnsafeBufferPointer { bounds in
+                for value in values {
+                    var bucket = 0
+                    while bucket < bounds.count && value > bounds[bucket] { bucket &+= 1 }
+                    local[bucket] &+= 1
+                    sum &+= value
+                }
+            }
+            state.withLock { state in
+                for bucket in 0..<buckets { state.counts[bucket] &+= local[bucket] }
+                state.sumMicros &+= sum
+            }
+        }
+    }
+
+    /// Appends the histogram in the Prometheus text format (cumulative buckets, `+Inf`, sum, count).
+    func emit(into buffer: inout [UInt8]) {
+        let (counts, sumMicros) = state.withLock { ($0.counts, $0.sumMicros) }
+        var text = "# TYPE \(name) histogram\n"
+        var cumulative: UInt64 = 0
+        for (index, bound) in boundTexts.enumerated() {
+            cumulative &+= counts[index]
+            text += "\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        }
+        cumulative &+= counts[boundTexts.count]
+        text += "\(name)_bucket{le=\"+Inf\"} \(cumulative)\n\(name)_sum \(Double(sumMicros) / 1e6)\n\(name)_count \(cumulative)\n"
+        buffer.append(contentsOf: text.utf8)
     }
 }
 

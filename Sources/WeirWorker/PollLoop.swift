@@ -273,7 +273,10 @@ final class PollLoop {
             }
         }
         if !latencyScratch.isEmpty {
-            latencyScratch.withUnsafeBufferPointer { metrics.latency.record($0) }
+            latencyScratch.withUnsafeBufferPointer { values in
+                metrics.latency.record(values)
+                metrics.eventLatency.record(microseconds: values)
+            }
             latencyScratch.removeAll(keepingCapacity: true)
         }
     }
@@ -284,9 +287,7 @@ final class PollLoop {
     private func recordLatency(wallMicros: Int64, timestampMs: Int64) {
         let (eventMicros, overflow) = timestampMs.multipliedReportingOverflow(by: 1000)
         guard !overflow, eventMicros <= wallMicros else { return }
-        let latency = wallMicros - eventMicros
-        metrics.eventLatency.recordNanoseconds(latency.multipliedReportingOverflow(by: 1000).overflow ? .max : latency * 1000)
-        latencyScratch.append(UInt64(latency))
+        latencyScratch.append(UInt64(wallMicros - eventMicros))
     }
 
     private func applyRefusedCommits() {

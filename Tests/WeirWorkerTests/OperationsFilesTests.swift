@@ -30,11 +30,14 @@ import Yams
     func declaredMetrics() throws -> Set<String> {
         let source = try text("Sources/WeirWorker/Metrics.swift")
         var names = Set<String>()
-        var rest = Substring(source)
-        while let range = rest.range(of: "label: \"weir_") {
-            let name = rest[rest.index(range.upperBound, offsetBy: -5)...].prefix { $0 != "\"" }
-            names.insert(String(name))
-            rest = rest[range.upperBound...]
+        // swift-metrics handles (`label:`) and the histograms Weir renders itself (`name:`).
+        for marker in ["label: \"weir_", "name: \"weir_"] {
+            var rest = Substring(source)
+            while let range = rest.range(of: marker) {
+                let name = rest[rest.index(range.upperBound, offsetBy: -5)...].prefix { $0 != "\"" }
+                names.insert(String(name))
+                rest = rest[range.upperBound...]
+            }
         }
         return names
     }

@@ -99,6 +99,21 @@ import Glibc
         #expect(lines.last == "# EOF")
     }
 
+    /// The event-latency histogram Weir renders itself: values on a bound fall in that bucket,
+    /// buckets are cumulative, and the sum is in seconds; the strict OpenMetrics conversion keeps it.
+    @Test func batchedHistogramRendersCumulativeBuckets() {
+        let histogram = BatchedHistogram(name: "weir_test_seconds", boundsMicros: [1_000, 10_000])
+        let values: [UInt64] = [500, 1_000, 1_001, 9_999, 10_000, 20_000_000]
+        values.withUnsafeBufferPointer { histogram.record(microseconds: $0) }
+        [UInt64]().withUnsafeBufferPointer { histogram.record(microseconds: $0) }
+        var buffer = [UInt8]()
+        histogram.emit(into: &buffer)
+        let lines = String(decoding: buffer, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(lines == ["# TYPE weir_test_seconds histogram", "weir_test_seconds_bucket{le=\"0.001\"} 2",
+                          "weir_test_seconds_bucket{le=\"0.01\"} 5", "weir_test_seconds_bucket{le=\"+Inf\"} 6",
+                          "weir_test_seconds_sum 20.0225", "weir_test_seconds_count 6"], "\(lines)")
+    }
+
     @Test func readinessFollowsTheWorkerAndHealthDoesNot() throws {
         let ready = Atomic<Bool>(false)
         let readiness = try StatusServer(host: "127.0.0.1", port: 0, metrics: { [] }, ready: { ready.load(ordering: .relaxed) })
