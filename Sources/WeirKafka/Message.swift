@@ -208,31 +208,29 @@ public struct OutgoingHeaders: ~Copyable {
     public mutating func removeAll(where shouldRemove: (UnsafePointer<CChar>) -> Bool) {
         guard let handle else { return }
         var doomed = [String]()
-        var name: UnsafePointer<CChar>?
-        var value: UnsafeRawPointer?
-        var size = 0
-        var index = 0
-        while rd_kafka_header_get_all(handle, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            if let name, shouldRemove(name) { doomed.append(String(cString: name)) }
-            index += 1
-        }
+        forEach { name, _ in if shouldRemove(name) { doomed.append(String(cString: name)) } }
         // Removed by a name of our own: the list's name pointers die with their headers.
         for doomedName in doomed { _ = rd_kafka_header_remove(handle, doomedName) }
     }
 
     /// The headers' names and values, in order (a copy: for tests and slow paths).
     public var list: [(name: String, value: [UInt8]?)] {
-        guard let handle else { return [] }
         var result = [(name: String, value: [UInt8]?)]()
+        forEach { name, value in result.append((String(cString: name), value.map { Array($0) })) }
+        return result
+    }
+
+    /// Each header's name and value (nil: a null header), in order; valid during the call only.
+    private func forEach(_ body: (UnsafePointer<CChar>, UnsafeRawBufferPointer?) -> Void) {
+        guard let handle else { return }
         var name: UnsafePointer<CChar>?
         var value: UnsafeRawPointer?
         var size = 0
         var index = 0
         while rd_kafka_header_get_all(handle, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            result.append((String(cString: name!), value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+            if let name { body(name, value.map { UnsafeRawBufferPointer(start: $0, count: size) }) }
             index += 1
         }
-        return result
     }
 
     /// Copies every header of a consumed message, in order.

@@ -99,8 +99,7 @@ struct BatchTrace {
     /// `traceparent` (and its `tracestate`, which belonged to the input's trace).
     func stamp(_ headers: inout OutgoingHeaders) {
         guard let traceparent else { return }
-        headers.removeAll { strcmp($0, "traceparent") == 0 || strcmp($0, "tracestate") == 0 }
-        traceparent.withUnsafeBytes { headers.append(name: "traceparent", value: $0) }
+        traceparent.withUnsafeBytes { replaceTraceContext(of: &headers, traceparent: $0) }
     }
 
     /// Ends the batch's spans; `predictions` is how many the `send` span published.
@@ -113,6 +112,13 @@ struct BatchTrace {
         produce?.end()
         process.end()
     }
+}
+
+/// Puts `traceparent` (one of Weir's spans) in an answer's headers in place of the input's
+/// `traceparent` and `tracestate` (the state belonged to the input's trace).
+func replaceTraceContext(of headers: inout OutgoingHeaders, traceparent: UnsafeRawBufferPointer) {
+    headers.removeAll { strcmp($0, "traceparent") == 0 || strcmp($0, "tracestate") == 0 }
+    headers.append(name: "traceparent", value: traceparent)
 }
 
 /// The trace context of a consumed message whose `traceparent` says it was sampled (and its

@@ -152,7 +152,8 @@ public final class StatusServer: Sendable {
     static func acceptsOpenMetrics(_ request: [UInt8]) -> Bool {
         let head = String(decoding: request, as: UTF8.self)
         return head.split(separator: "\r\n").contains { line in
-            line.lowercased().hasPrefix("accept:") && line.lowercased().contains("application/openmetrics-text")
+            let lowered = line.lowercased()
+            return lowered.hasPrefix("accept:") && lowered.contains("application/openmetrics-text")
         }
     }
 

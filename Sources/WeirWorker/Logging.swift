@@ -162,24 +162,20 @@ final class WorkerLog: Sendable {
         sink(record)
     }
 
-    /// Writes a line another library reported (`source`: `otel` for the trace exporter).
-    func external(_ message: String, level: LogLevel, source: String) {
+    /// Writes a line another library reported (`source`: `kafka` for librdkafka, `otel` for the
+    /// trace exporter; `facility`: librdkafka's), with the worker context.
+    func external(_ message: String, level: LogLevel, source: String, facility: String? = nil) {
         var record = LogRecord(level: level, message: message)
         record.worker = worker
         record.model = model
         record.version = primaryVersion.withLock { $0 }
         record.source = source
+        record.facility = facility
         sink(record)
     }
 
     /// Forwards one of librdkafka's own lines, with the worker context.
     func kafka(_ line: KafkaLogLine) {
-        var record = LogRecord(level: LogLevel(syslog: line.level), message: line.message)
-        record.worker = worker
-        record.model = model
-        record.version = primaryVersion.withLock { $0 }
-        record.source = "kafka"
-        record.facility = line.facility
-        sink(record)
+        external(line.message, level: LogLevel(syslog: line.level), source: "kafka", facility: line.facility)
     }
 }

@@ -155,9 +155,8 @@ final class Outputs {
                                  attributes: [("messaging.system", .string("kafka")), ("messaging.destination.name", .string(deadLetters.name)),
                                               ("weir.dead_letter.code", .string(code.rawValue))])
         defer { span.end() }
-        guard let traceparent = tracing.traceparent(of: span) else { return }
-        headers.removeAll { strcmp($0, "traceparent") == 0 || strcmp($0, "tracestate") == 0 }
-        headers.append(name: "traceparent", value: traceparent)
+        guard var traceparent = tracing.traceparent(of: span) else { return }
+        traceparent.withUTF8 { replaceTraceContext(of: &headers, traceparent: UnsafeRawBufferPointer($0)) }
     }
 
     /// Answers an offset librdkafka could not read with a `consume-error` dead letter: no key, no
