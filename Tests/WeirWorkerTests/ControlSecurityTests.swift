@@ -304,7 +304,11 @@ import WeirTestSupport
         try status.wait(for: "unknown-key") { plainStatuses($0).contains { $0.reason.hasPrefix("unknown-key") } }
         try (String(contentsOf: publicKeys, encoding: .utf8) + String(contentsOf: keys.appendingPathComponent("stranger.pub"), encoding: .utf8))
             .write(to: publicKeys, atomically: true, encoding: .utf8)
-        try waitFor("the new key taken", timeoutSeconds: 10) { one.log.lines.withLock { $0 }.contains { $0.contains("control.public-keys changed") } }
+        // Both workers must hold the new key before the message is sent: one that reads it earlier
+        // refuses it for good (unknown-key), as an operator re-sends after a rotation.
+        try waitFor("the new key taken by both workers", timeoutSeconds: 10) {
+            [one, two].allSatisfy { worker in worker.log.lines.withLock { $0 }.contains { $0.contains("control.public-keys changed") } }
+        }
         try rotated.send(try rotated.prepare(ControlMessage(action: .pause, model: "fraud", sequence: 0)))
         try status.wait(for: "the pause by the new key on both") { records in
             Set(plainStatuses(records).filter { $0.state == "paused" }.map(\.worker)) == ["worker-strict", "worker-lax"]
