@@ -92,6 +92,11 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
         }
     }
 
+    /// Whether a producer refused a record with this code because of its own state, not the
+    /// record's: a transactional producer whose transaction failed takes nothing until it is
+    /// aborted (librdkafka's abortable-error state answers every send with `_STATE`).
+    public var refusesForProducerState: Bool { self == .invalidState }
+
     /// Whether this code says the record is too large to publish (the producer's or the broker's limit).
     public var isRecordTooLarge: Bool { self == .messageTooLarge || self == .recordListTooLarge }
 

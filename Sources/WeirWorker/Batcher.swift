@@ -291,10 +291,13 @@ final class Batcher {
                             outputs.cloudEvents.append(to: &headers, kind: .prediction, message: message)
                             trace?.stamp(&headers)
                             if let refusal = outputs.sendPrediction(model.answers.record, key: message.key, headers: headers, context: context) {
-                                outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
-                                                       reason: Outputs.refusedPredictionReason(topic: outputs.predictions.name, code: refusal.code,
-                                                                                               message: refusal.message),
-                                                       context: context)
+                                // A failed transaction's refusal is not the prediction's: the abort answers it again.
+                                if !outputs.refusedForProducerState(refusal) {
+                                    outputs.sendDeadLetter(message, answers: model.answers, code: .outputRefused,
+                                                           reason: Outputs.refusedPredictionReason(topic: outputs.predictions.name,
+                                                                                                   code: refusal.code, message: refusal.message),
+                                                           context: context)
+                                }
                             } else {
                                 predicted += 1
                                 if !isPrimary { predictedByCandidate += 1 }

@@ -14,6 +14,9 @@ protocol Committer: AnyObject {
     func deliveryFailed(_ failed: FailedDelivery, retry: (FailedDelivery) -> Void)
     /// A dead letter was refused for good: nothing can answer its event.
     func sendRefused(_ fault: SendFault)
+    /// The producer refused an answer for its own state, not the record's (`refusesForProducerState`):
+    /// exactly-once aborts the failed transaction and answers its events again.
+    func producerRefused(_ error: KafkaError)
     /// The coordinator refused an asynchronous commit of `offsets`.
     func commitRefused(_ offsets: [TopicPartitionOffset], _ error: KafkaErrorCode)
     /// Partitions joined this worker.
@@ -86,6 +89,12 @@ final class GroupCommitter: Committer {
     func sendRefused(_ fault: SendFault) {
         guard failure == nil else { return }
         failure = WorkerError(fault.description, kind: .outputRefused)
+    }
+
+    /// A producer without transactions has no state an answer could wait out: the worker stops.
+    func producerRefused(_ error: KafkaError) {
+        guard failure == nil else { return }
+        failure = WorkerError("output: the producer refuses every record (\(error)); restart the worker", kind: .producerFailed)
     }
 
     /// An asynchronous commit the coordinator refused (during a rebalance, say): its partitions

@@ -69,6 +69,9 @@ final class Outputs {
     private var attempts: [UInt: Int] = [:]
     /// The first fault since the loop last looked.
     private(set) var fault: SendFault?
+    /// The first answer since the loop last looked that the producer refused for its own state
+    /// (a failed transaction): no dead letter answers it, the committer decides.
+    private(set) var producerRefusal: KafkaError?
 
     /// On a dead letter sent without its value (too large for the producer or the broker): the
     /// value's size in bytes. The value itself stays in the input topic at the source offset.
@@ -99,6 +102,21 @@ final class Outputs {
     func takeFault() -> SendFault? {
         defer { fault = nil }
         return fault
+    }
+
+    /// Hands the recorded producer-state refusal to the caller and forgets it.
+    func takeProducerRefusal() -> KafkaError? {
+        defer { producerRefusal = nil }
+        return producerRefusal
+    }
+
+    /// Records `error` when it refuses for the producer's state rather than the record's; such an
+    /// answer is not dead-lettered (the committer aborts the transaction holding it).
+    @inline(__always)
+    func refusedForProducerState(_ error: KafkaError) -> Bool {
+        guard error.code.refusesForProducerState else { return false }
+        if producerRefusal == nil { producerRefusal = error }
+        return true
     }
 
     private func recordRefusedDeadLetter(_ topic: String, _ error: KafkaError, source: EventSource?) {
@@ -142,7 +160,7 @@ final class Outputs {
                                       key: message.key.map { Array($0) }, value: Array(value), headers: list)
             sendSmaller(copy, source: source)
         } catch {
-            recordRefusedDeadLetter(deadLetters.name, error, source: source)
+            if !refusedForProducerState(error) { recordRefusedDeadLetter(deadLetters.name, error, source: source) }
         }
     }
 
@@ -271,6 +289,7 @@ final class Outputs {
         do {
             try producer.send(to: topic, key: record.key, value: record.value, headers: headers, context: record.context)
         } catch {
+            if refusedForProducerState(error) { return }
             var refused = record
             refused.error = error.code
             answerFailed(refused, source: source, now: monotonicNanoseconds())

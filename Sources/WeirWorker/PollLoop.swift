@@ -214,7 +214,7 @@ final class PollLoop {
             control.statusRecords.removeAll()
         }
         flow.applyBackpressure()
-        if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+        handOverOutputFaults()
         if commitTimer.isDue(now) || committer.wantsTurn {
             commitTimer.restart(now)
             committer.commit()
@@ -237,10 +237,17 @@ final class PollLoop {
         do { try consumer.seek(skips) } catch { log("cannot seek past an unreadable record: \(error)", level: .warning) }
     }
 
+    /// Gives the committer what the outputs recorded since the last look: a producer-state
+    /// refusal (a failed transaction) first, then a dead letter refused for good.
+    private func handOverOutputFaults() {
+        if let refusal = outputs.takeProducerRefusal() { committer.producerRefused(refusal) }
+        if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+    }
+
     /// Stops the loop for what no record can fix: the committer's verdict, or a fatal producer.
     private func noteFailures() {
         guard failure == nil else { return }
-        if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+        handOverOutputFaults()
         if let verdict = committer.failure {
             failure = verdict
         } else if let fatal = producer.fatalError() {
@@ -316,7 +323,7 @@ final class PollLoop {
             while leaving.contains(where: { ledger.inFlight(of: $0) > 0 }) && monotonicNanoseconds() < deadline {
                 do { try producer.flush(timeoutMs: 100) } catch {}
                 applyDeliveries()
-                if let fault = outputs.takeFault() { committer.sendRefused(fault) }
+                handOverOutputFaults()
                 outputs.resendRetries(now: .max)
             }
             let committed = committer.revoke(leaving, lost: lost, staying: flow.assigned.subtracting(leaving), deadline: deadline)

@@ -112,6 +112,15 @@ final class TransactionalCommitter: Committer {
         stop(producerFailure(fault.error, doing: "cannot produce to '\(fault.topic)'"))
     }
 
+    /// The open transaction failed (librdkafka refuses sends until it is aborted): its answers are
+    /// not the records' fault, so none becomes a dead letter; the next turn aborts and answers
+    /// their events again (a fatal producer stops the worker there instead).
+    func producerRefused(_ error: KafkaError) {
+        guard state == .open else { return }
+        log("the transaction takes no more records (\(error.code.name)); aborting it to answer its events again", level: .warning)
+        state = .broken
+    }
+
     func commitRefused(_ offsets: [TopicPartitionOffset], _ error: KafkaErrorCode) {}
 
     func assigned(_ partitions: [TopicPartition]) {

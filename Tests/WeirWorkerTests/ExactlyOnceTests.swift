@@ -65,7 +65,11 @@ import WeirWorker
         let cluster = try makeCluster()
         defer { cluster.stopCheckingClients() }
         let settings = settings(cluster)
-        let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: 1_000, limit: 5_000)
+        // Events keep arriving until the abort is seen: the injected refusal answers the next
+        // AddPartitionsToTxn, which only a transaction begun after the injection sends. (With a
+        // fixed number of events, a worker that joined late could answer all of them before the
+        // injection, and no transaction would ever meet the refusal.)
+        let producer = try SyntheticProducer(brokers: cluster.bootstrapServers, topic: "events", rate: 1_000)
         defer { producer.stop() }
         let running = try RunningWorker(settings: settings, bundle: bundle)
         try waitFor("the first transactions") {
@@ -74,9 +78,15 @@ import WeirWorker
         }
         // Only the worker's transactional producer sends AddPartitionsToTxn; an authorization
         // failure there is abortable: the open transaction must be aborted.
+        let answeredAtInjection = running.answered
         cluster.injectRequestErrors(.addPartitionsToTxn, [KafkaErrorCode(rawValue: 29)])
-        try waitFor("the producer done", timeoutSeconds: 60) { producer.isFinished }
-        try waitFor("the abort") { running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed) >= 1 }
+        do {
+            try waitFor("the abort", timeoutSeconds: 60) { running.worker.metrics.transactionAbortTotal.load(ordering: .relaxed) >= 1 }
+        } catch {
+            throw TestFailure("\(error): answered \(answeredAtInjection) at the injection, \(running.answered) now, \(producer.sent.load(ordering: .relaxed)) sent, worker failure: \(running.failureDescription ?? "none"); log \(running.log.lines.withLock { $0 }.suffix(8))")
+        }
+        producer.stop()
+        try waitFor("the producer done", timeoutSeconds: 30) { producer.isFinished }
         let audit = try waitForAnswers(cluster, running)
         try running.stop()
         let events = try highWatermarks(cluster).values.reduce(0, +)
@@ -87,6 +97,10 @@ import WeirWorker
         let again = running.answered - Int(events)
         #expect(again > 0 && again < 1_000, "answered again: \(again)")
         #expect(running.log.lines.withLock { $0 }.contains { $0.hasPrefix("transaction aborted") })
+        // Sends the failed transaction refused before the abort (librdkafka's `_STATE`) were not the
+        // events' fault: none of them became an `output-refused` dead letter.
+        #expect(running.worker.metrics.deadLetterTotal.load(ordering: .relaxed) == 0,
+                "dead letters: \(running.worker.metrics.deadLetterTotal.load(ordering: .relaxed))")
     }
 
     /// A worker the broker reports fenced (a newer producer took its transactional id) stops with

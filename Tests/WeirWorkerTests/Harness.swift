@@ -65,6 +65,9 @@ final class RunningWorker: Sendable {
         if let failure = failure.withLock({ $0 }) { throw TestFailure("worker failed: \(failure)") }
     }
 
+    /// Why `run` threw, once it has (nil while running or after a clean stop).
+    var failureDescription: String? { failure.withLock { $0 } }
+
     var answered: Int {
         worker.metrics.predictionTotal.load(ordering: .relaxed) + worker.metrics.deadLetterTotal.load(ordering: .relaxed)
             + worker.metrics.tombstoneTotal.load(ordering: .relaxed)
