@@ -275,6 +275,50 @@ struct Parser {
     /// rounded double (what features need; see the fast path); nil after reporting a malformed number.
     /// Numbers beyond double range are malformed, as jansson treats them.
     mutating func parseNumber() -> Double? {
+        // The numbers events carry (a few integer digits, a short fraction, no exponent) are read
+        // from two eight-byte loads when sixteen bytes follow the sign; anything else, and every
+        // malformed number, takes the general path below.
+        let negative = p.pointee == UInt8(ascii: "-")
+        let digitsStart = negative ? p + 1 : p
+        if end - digitsStart >= 16, let short = Parser.shortDecimal(at: digitsStart) {
+            p = short.end
+            return negative ? -short.magnitude : short.magnitude
+        }
+        return parseNumberInGeneral()
+    }
+
+    /// A number of one to seven integer digits (no leading zero unless alone), optionally a point
+    /// and one to seven fraction digits, not followed by an exponent: its magnitude, rounded like
+    /// the general path, and where it ends. Nil for any other shape. Reads the sixteen bytes at `q`.
+    @inline(__always)
+    static func shortDecimal(at q: UnsafePointer<UInt8>) -> (magnitude: Double, end: UnsafePointer<UInt8>)? {
+        let first = UnsafeRawPointer(q).loadUnaligned(as: UInt64.self)
+        let integerDigits = leadingDigitCount(first)
+        guard integerDigits > 0 && integerDigits < 8, integerDigits == 1 || q.pointee != UInt8(ascii: "0") else { return nil }
+        let integer = digitsValue(first, count: integerDigits)
+        var r = q + integerDigits
+        guard r.pointee == UInt8(ascii: ".") else {
+            guard r.pointee | 0x20 != UInt8(ascii: "e") else { return nil }
+            return (Double(integer), r)
+        }
+        let second = UnsafeRawPointer(r + 1).loadUnaligned(as: UInt64.self)
+        let fractionDigits = leadingDigitCount(second)
+        guard fractionDigits > 0 && fractionDigits < 8 else { return nil }
+        r += 1 + fractionDigits
+        guard r.pointee | 0x20 != UInt8(ascii: "e") else { return nil }
+        // At most 14 digits: exact in a double, and 10^-7...10^-1 is within Clinger's range.
+        let mantissa = integer &* integerPowerOfTen(fractionDigits) &+ digitsValue(second, count: fractionDigits)
+        // The same guard as the general path's: near a float halfway point only the quotient decides.
+        var magnitude = Double(mantissa) * inversePowerOfTen(fractionDigits)
+        if (magnitude.bitPattern & 0x1FFF_FFFF) &- 0x0FFF_FFC0 < 0x80 {
+            magnitude = Double(mantissa) / powerOfTen(fractionDigits)
+        }
+        return (magnitude, r)
+    }
+
+    /// `parseNumber` for every shape: long digit runs, exponents, and malformed numbers (reported).
+    @inline(never)
+    mutating func parseNumberInGeneral() -> Double? {
         let start = p, end = self.end
         var q = p  // a local cursor the optimizer can keep in a register
         let negative = q.pointee == UInt8(ascii: "-")

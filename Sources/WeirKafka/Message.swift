@@ -149,7 +149,7 @@ public struct OutgoingHeaders: ~Copyable {
 
     /// A new list's room: an answer adds about a dozen headers of its own, and a list that grows
     /// reallocates.
-    static let roomForAnswerHeaders = 16
+    public static let roomForAnswerHeaders = 16
 
     public init(capacity: Int = 4) {
         handle = rd_kafka_headers_new(max(capacity, 1))
@@ -165,15 +165,26 @@ public struct OutgoingHeaders: ~Copyable {
         }
     }
 
-    /// The consumed message's parsed headers, taken over instead of copied (no allocation per
-    /// header). The message itself is unchanged: a later read of its headers parses them afresh.
-    public init(takingFrom message: KafkaMessage) {
-        var detached: OpaquePointer?
-        if rd_kafka_message_detach_headers(message.pointer, &detached) == RD_KAFKA_RESP_ERR_NO_ERROR, let detached {
-            handle = detached
-        } else {
-            handle = rd_kafka_headers_new(Self.roomForAnswerHeaders)
+    /// A list with room for `room` more headers, holding a copy of each header of a consumed message
+    /// that `excluding` does not pick, in order. Sized once: a list that grows reallocates
+    /// (librdkafka doubles it from the input's count), which costs more than copying the few
+    /// headers an input carries.
+    public init(copying message: KafkaMessage, room: Int, excluding: (UnsafePointer<CChar>) -> Bool) {
+        var source: OpaquePointer?
+        guard rd_kafka_message_headers(message.pointer, &source) == RD_KAFKA_RESP_ERR_NO_ERROR, let source else {
+            handle = rd_kafka_headers_new(max(room, 1))
+            return
         }
+        let handle = rd_kafka_headers_new(Int(rd_kafka_header_cnt(source)) + max(room, 1))
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        var index = 0
+        while rd_kafka_header_get_all(source, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let name, !excluding(name) { _ = rd_kafka_header_add(handle, name, -1, value, size) }
+            index += 1
+        }
+        self.handle = handle
     }
 
     deinit {

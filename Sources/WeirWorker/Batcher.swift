@@ -286,7 +286,7 @@ final class Batcher {
                             model.trialErrors += 1
                             outputs.sendDeadLetter(message, answers: model.answers, code: .modelError, reason: problem, context: context)
                         } else {
-                            var headers = outputs.cloudEvents.inputHeaders(of: message, taking: true, kind: .prediction)
+                            var headers = outputs.cloudEvents.inputHeaders(of: message, kind: .prediction)
                             model.answers.appendPredictionHeaders(to: &headers, route: events[index].route)
                             outputs.cloudEvents.append(to: &headers, kind: .prediction, message: message)
                             trace?.stamp(&headers)
@@ -355,7 +355,7 @@ final class Batcher {
             shadow.trialErrors += 1
             return
         }
-        var headers = outputs.cloudEvents.inputHeaders(of: message, taking: false, kind: .shadow)
+        var headers = outputs.cloudEvents.inputHeaders(of: message, kind: .shadow)
         shadow.answers.appendPredictionHeaders(to: &headers, route: .shadow)
         outputs.cloudEvents.append(to: &headers, kind: .shadow, message: message)
         outputs.sendShadow(shadow.answers.record, of: message, headers: headers, counter: shadow.answers.routeMetrics.predictions)

@@ -96,14 +96,12 @@ final class CloudEventHeaders {
         for name in cNames { name.deallocate() }
     }
 
-    /// The input headers an answer of `kind` starts from: `message`'s, taken over (`taking`) or
-    /// copied, with the policy applied. A dead letter keeps the input's `content-type`: its value is
-    /// the input's bytes.
-    func inputHeaders(of message: KafkaMessage, taking: Bool, kind: Kind) -> OutgoingHeaders {
-        if case .none = policy { return OutgoingHeaders() }
-        var headers = taking ? OutgoingHeaders(takingFrom: message) : OutgoingHeaders(copying: message)
-        headers.removeAll { drops($0, kind: kind) }
-        return headers
+    /// The input headers an answer of `kind` starts from: `message`'s, copied as the policy allows,
+    /// in a list with room for the answer's own. A dead letter keeps the input's `content-type`:
+    /// its value is the input's bytes.
+    func inputHeaders(of message: KafkaMessage, kind: Kind) -> OutgoingHeaders {
+        if case .none = policy { return OutgoingHeaders(capacity: OutgoingHeaders.roomForAnswerHeaders) }
+        return OutgoingHeaders(copying: message, room: OutgoingHeaders.roomForAnswerHeaders) { drops($0, kind: kind) }
     }
 
     /// The same policy on a copied list (the slow paths: a dead letter made smaller, a refused

@@ -141,7 +141,7 @@ final class Outputs {
     /// Sends `message` to the dead-letter topic with the error headers (docs/contracts.md). Too
     /// large for the producer, it goes smaller (`smaller(_:)`) rather than not at all.
     func sendDeadLetter(_ message: KafkaMessage, answers: AnswerWriter, code: DeadLetterCode, reason: String, context: UInt) {
-        var headers = cloudEvents.inputHeaders(of: message, taking: false, kind: .deadLetter)
+        var headers = cloudEvents.inputHeaders(of: message, kind: .deadLetter)
         answers.appendDeadLetterHeaders(to: &headers, code: code, reason: reason, message: message)
         cloudEvents.refreshTime()
         cloudEvents.append(to: &headers, kind: .deadLetter, message: message)

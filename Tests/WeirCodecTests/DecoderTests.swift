@@ -93,8 +93,9 @@ struct DecoderTests {
             text += integerDigits == 0 ? "0" : String(random.int(1..<10)) + digits(integerDigits - 1)
             if random.int(0..<4) > 0 { text += "." + digits(random.int(1..<24), leadingZeros: random.int(0..<3) == 0 ? random.int(0..<12) : 0) }
             if random.int(0..<5) == 0 { text += (random.int(0..<2) == 0 ? "e" : "E-") + String(random.int(0..<40)) }
-            // Padding after the number sometimes, so runs end at the buffer's end and before it.
-            let event = "{\"x\":" + text + (trial % 2 == 0 ? "}" : "       }")
+            // Padding after the number sometimes, so runs end at the buffer's end and before it,
+            // and numbers with sixteen bytes after them take the two-load path (`shortDecimal`).
+            let event = "{\"x\":" + text + ["}", "       }", String(repeating: " ", count: 17) + "}"][trial % 3]
             let result = Array(event.utf8).withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
             guard let expected = Double(text), Float(expected).isFinite else { continue }
             #expect(result.failureCode == nil, "\(text)")
@@ -125,6 +126,37 @@ struct DecoderTests {
         #expect(Parser.leadingDigitCount(eight) == 8 && Parser.digitsValue(eight, count: 8) == 98_765_432)
     }
 
+    @Test("short decimals read by two eight-byte loads: exactly the shapes they promise, rounded like strtod then float")
+    func shortDecimals() {
+        var random = TestRandom(state: 29)
+        var taken = 0
+        for _ in 0..<50_000 {
+            let integerDigits = random.int(0..<10), fractionDigits = random.int(0..<10)
+            var text = String((0..<integerDigits).map { _ in Character(String(random.int(0..<10))) })
+            let hasPoint = random.int(0..<4) > 0
+            if hasPoint { text += "." + String((0..<fractionDigits).map { _ in Character(String(random.int(0..<10))) }) }
+            let hasExponent = random.int(0..<8) == 0
+            if hasExponent { text += ["e", "E", "e-"][random.int(0..<3)] + "5" }
+            let after = [",", "}", " ", "]", "x", "."][random.int(0..<6)]
+            let bytes = Array((text + after + String(repeating: "9", count: 16)).utf8)
+            let result = bytes.withUnsafeBufferPointer { buffer in
+                Parser.shortDecimal(at: buffer.baseAddress!).map { ($0.magnitude, $0.end - buffer.baseAddress!) }
+            }
+            // Without a point, a "." after the digits starts a long fraction (the padding's nines).
+            let promised = (1...7).contains(integerDigits) && (integerDigits == 1 || !text.hasPrefix("0"))
+                && (hasPoint ? (1...7).contains(fractionDigits) : after != ".") && !hasExponent
+            guard promised else {
+                if let result { Issue.record("\(text)\(after): read as \(result.0), but the general path must") }
+                continue
+            }
+            guard let result else { Issue.record("\(text)\(after): not read"); continue }
+            taken += 1
+            #expect(result.1 == text.utf8.count, "\(text)\(after): ends at \(result.1)")
+            #expect(Float(result.0).bitPattern == Float(Double(text)!).bitPattern, "\(text): \(result.0) vs strtod \(Double(text)!)")
+        }
+        #expect(taken > 10_000)
+    }
+
     @Test("numbers next to a point halfway between two floats round like strtod then float")
     func halfwayNumbers() throws {
         // The fast path multiplies by 10^-e instead of dividing; near a float halfway point only the
@@ -137,11 +169,13 @@ struct DecoderTests {
             let magnitude = Float(random.uniform() * 2 - 1) * Float(pow(10.0, Double(random.int(-8..<8))))
             guard magnitude.isNormal else { continue }
             let halfway = (Double(magnitude) + Double(magnitude.nextUp)) / 2
-            // Decimals of the halfway point with 10 to 16 significant digits, at and just around it.
-            let digits = random.int(10..<17)
+            // Decimals of the halfway point with 3 to 16 significant digits, at and just around it;
+            // half of them padded so that short ones take the two-load path (`shortDecimal`).
+            let digits = random.int(3..<17)
+            let padding = random.int(0..<2) == 0 ? "" : String(repeating: " ", count: 16)
             for value in [halfway, halfway.nextUp, halfway.nextDown, halfway * (1 + 1e-15), halfway * (1 - 1e-15)] {
                 let text = decimal(value, significantDigits: digits)
-                let event = Array("{\"x\":\(text)}".utf8)
+                let event = Array("{\"x\":\(text)\(padding)}".utf8)
                 let result = event.withUnsafeBytes { payload in row.withUnsafeMutableBufferPointer { decoder.decode(payload, into: $0.baseAddress!) } }
                 guard let expected = Double(text) else { continue }
                 #expect(result.failureCode == nil, "\(text)")

@@ -53,42 +53,50 @@ struct RoundTripTests {
         #expect(loop.errors.withLock { $0 }.isEmpty)
     }
 
-    @Test("Headers taken over from a consumed message are produced as they were; the message still reads its own")
-    func headersTakenOver() throws {
-        let cluster = try EmbeddedCluster(topics: [("take-in", 1), ("take-out", 1)])
+    @Test("Headers copied from a consumed message as a filter allows are produced in order, with room for more; the message keeps its own")
+    func headersCopiedWithRoom() throws {
+        let cluster = try EmbeddedCluster(topics: [("copy-in", 1), ("copy-out", 1)])
         defer { cluster.stopCheckingClients() }
-        _ = try produceSequence(cluster.bootstrapServers, topic: "take-in", range: 0..<3)
-        let consumer = try joinedConsumer(cluster.bootstrapServers, group: uniqueGroup("take"), topics: ["take-in"], expectPartitions: 1)
         let tally = DeliveryTally()
         let producer = try makeProducer(cluster.bootstrapServers, tally: tally)
-        let topic = try producer.topic("take-out")
-        var taken = 0
+        let input = try producer.topic("copy-in")
+        for i in 0..<3 {
+            var headers = OutgoingHeaders()
+            headers.append(name: "seq", value: String(i))
+            headers.append(name: "drop-me", value: "x")
+            headers.append(name: "null-one", value: nil)
+            try producer.send(to: input, key: nil, value: Array("seq=\(i)".utf8), headers: headers)
+        }
+        let consumer = try joinedConsumer(cluster.bootstrapServers, group: uniqueGroup("copy"), topics: ["copy-in"], expectPartitions: 1)
+        let topic = try producer.topic("copy-out")
+        var copied = 0
         let deadline = monotonicMilliseconds() + 30_000
-        while taken < 3 && monotonicMilliseconds() < deadline {
+        while copied < 3 && monotonicMilliseconds() < deadline {
             try consumer.poll(maxMessages: 10, timeoutMs: 200) { (batch: KafkaMessageBatch) throws(KafkaError) in
                 for message in batch {
-                    var headers = OutgoingHeaders(takingFrom: message)
-                    // A later read parses the message's headers afresh: the same, and not the list given away.
-                    #expect(message.headers.map(\.name) == ["seq"])
-                    headers.append(name: "added", value: "yes")
+                    var headers = OutgoingHeaders(copying: message, room: 2) { String(cString: $0) == "drop-me" }
+                    #expect(message.headers.map(\.name) == ["seq", "drop-me", "null-one"])
+                    // More than the room: the list grows.
+                    for extra in ["added", "more", "beyond-the-room"] { headers.append(name: extra, value: "yes") }
                     try producer.send(to: topic, key: nil, value: message.value.map(Array.init), headers: headers)
-                    taken += 1
+                    copied += 1
                 }
             }
         }
-        #expect(taken == 3)
+        #expect(copied == 3)
         try consumer.close()
         try producer.flush(timeoutMs: 10_000)
-        #expect(tally.delivered.withLock { $0 } == 3)
+        #expect(tally.delivered.withLock { $0 } == 6)
         let collector = RecordCollector()
-        let loop = ConsumerLoop(name: "take", bootstrap: cluster.bootstrapServers, group: uniqueGroup("take-check"),
-                                topics: ["take-out"], collector: collector)
+        let loop = ConsumerLoop(name: "copy", bootstrap: cluster.bootstrapServers, group: uniqueGroup("copy-check"),
+                                topics: ["copy-out"], collector: collector)
         #expect(collector.waitForCount(3))
         loop.stop()
         for record in collector.all {
             let sequence = sequenceNumber(record)
-            #expect(record.headers.map(\.name) == ["seq", "added"])
+            #expect(record.headers.map(\.name) == ["seq", "null-one", "added", "more", "beyond-the-room"])
             #expect(record.headers.first?.value == Array(String(sequence).utf8))
+            #expect(record.headers[1].value == nil, "a null header stays null")
         }
     }
 
