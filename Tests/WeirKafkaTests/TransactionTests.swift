@@ -84,4 +84,37 @@ struct TransactionTests {
         try producer.send(to: try producer.topic("tx-state"), key: nil, value: Array("ok".utf8))
         try producer.commitTransaction()
     }
+
+    /// What the worker's exactly-once committer relies on: once a transaction has failed (here the
+    /// broker refuses AddPartitionsToTxn with TOPIC_AUTHORIZATION_FAILED), the open transaction's
+    /// records are purged and every further send is refused with a code that names the producer's
+    /// state, not the record (`refusesForProducerState`), until the transaction is aborted.
+    @Test("After a transaction fails, sends are refused for the producer's state until the abort; then they go again")
+    func sendsAfterAFailedTransaction() throws {
+        let cluster = try EmbeddedCluster(topics: [("tx-fail", 1)])
+        defer { cluster.stopCheckingClients() }
+        let tally = DeliveryTally()
+        let producer = try makeProducer(cluster.bootstrapServers, tally: tally) {
+            $0.transactionalID = "weir-fail-\(UInt32.random(in: 0...UInt32.max))"
+        }
+        try producer.initTransactions()
+        let topic = try producer.topic("tx-fail")
+        cluster.injectRequestErrors(.addPartitionsToTxn, [KafkaErrorCode(rawValue: 29)])
+        try producer.beginTransaction()
+        try producer.send(to: topic, key: nil, value: Array("first".utf8))
+        // The failed transaction purges its record: its report is the event that says it failed.
+        #expect(tally.waitForTotal(1, timeoutSeconds: 30))
+        #expect(tally.failed.withLock { $0 } == [.purged])
+        #expect {
+            try producer.send(to: topic, key: nil, value: Array("refused".utf8))
+        } throws: { error in
+            guard let error = error as? KafkaError else { return false }
+            return error.code.refusesForProducerState && !error.code.refusesRecordForGood && !error.isFatal
+        }
+        try producer.abortTransaction()
+        try producer.beginTransaction()
+        try producer.send(to: topic, key: nil, value: Array("after".utf8))
+        try producer.commitTransaction()
+        #expect(tally.delivered.withLock { $0 } == 1, "the record sent after the abort is delivered")
+    }
 }
