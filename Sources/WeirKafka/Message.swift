@@ -176,13 +176,8 @@ public struct OutgoingHeaders: ~Copyable {
             return
         }
         let handle = rd_kafka_headers_new(Int(rd_kafka_header_cnt(source)) + max(room, 1))
-        var name: UnsafePointer<CChar>?
-        var value: UnsafeRawPointer?
-        var size = 0
-        var index = 0
-        while rd_kafka_header_get_all(source, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            if let name, !excluding(name) { _ = rd_kafka_header_add(handle, name, -1, value, size) }
-            index += 1
+        Self.forEachHeader(in: source) { name, value in
+            if !excluding(name) { Self.add(to: handle, cName: name, value: value) }
         }
         self.handle = handle
     }
@@ -211,7 +206,12 @@ public struct OutgoingHeaders: ~Copyable {
 
     /// Appends a header whose name is a C string (e.g. a consumed header's `namePointer`).
     public mutating func append(cName: UnsafePointer<CChar>, value: UnsafeRawBufferPointer?) {
-        _ = rd_kafka_header_add(handle, cName, -1, value?.baseAddress, value?.count ?? 0)
+        Self.add(to: handle, cName: cName, value: value)
+    }
+
+    /// Adds a header to the native list `list`; a nil value is a null header.
+    private static func add(to list: OpaquePointer?, cName: UnsafePointer<CChar>, value: UnsafeRawBufferPointer?) {
+        _ = rd_kafka_header_add(list, cName, -1, value?.baseAddress, value?.count ?? 0)
     }
 
     /// Removes every header whose (C string) name `shouldRemove` picks. Nothing is allocated
@@ -234,11 +234,16 @@ public struct OutgoingHeaders: ~Copyable {
     /// Each header's name and value (nil: a null header), in order; valid during the call only.
     private func forEach(_ body: (UnsafePointer<CChar>, UnsafeRawBufferPointer?) -> Void) {
         guard let handle else { return }
+        Self.forEachHeader(in: handle, body)
+    }
+
+    /// Each header of the native list `list`, as `forEach` gives them.
+    private static func forEachHeader(in list: OpaquePointer, _ body: (UnsafePointer<CChar>, UnsafeRawBufferPointer?) -> Void) {
         var name: UnsafePointer<CChar>?
         var value: UnsafeRawPointer?
         var size = 0
         var index = 0
-        while rd_kafka_header_get_all(handle, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+        while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
             if let name { body(name, value.map { UnsafeRawBufferPointer(start: $0, count: size) }) }
             index += 1
         }
@@ -248,14 +253,8 @@ public struct OutgoingHeaders: ~Copyable {
     public mutating func appendAll(from message: KafkaMessage) {
         let source = message.headers
         guard let sourceHandle = source.handle else { return }
-        var name: UnsafePointer<CChar>?
-        var value: UnsafeRawPointer?
-        var size = 0
-        var index = 0
-        while rd_kafka_header_get_all(sourceHandle, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            _ = rd_kafka_header_add(handle, name, -1, value, size)
-            index += 1
-        }
+        let handle = self.handle
+        Self.forEachHeader(in: sourceHandle) { name, value in Self.add(to: handle, cName: name, value: value) }
     }
 
     /// Gives the native list away (to `rd_kafka_produceva`, which owns it on success).
